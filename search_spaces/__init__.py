@@ -1,0 +1,19 @@
+"""One Optuna define-by-run search space per model family, registered by name."""
+
+from search_spaces import adversarial, lwta, pni, smoothing  # noqa: F401  (registers the spaces)
+from search_spaces.base import SearchSpace, apply_mix, apply_optimizer, suggest_mix, suggest_optimizer
+from search_spaces.presets import PRESETS, Preset
+from search_spaces.registry import get_space, list_spaces, register_space
+
+__all__ = [
+    "PRESETS",
+    "Preset",
+    "SearchSpace",
+    "apply_mix",
+    "apply_optimizer",
+    "get_space",
+    "list_spaces",
+    "register_space",
+    "suggest_mix",
+    "suggest_optimizer",
+]

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up robustune on a fresh machine: a venv in .venv, the package (editable), and the embedded
+# Fashion-MNIST data from Debian's dataset-fashion-mnist package when apt is available.
+#   ./setup.sh         runtime dependencies
+#   ./setup.sh --dev   plus pytest, ruff and torchattacks (what the tests need)
+set -euo pipefail
+cd "$(dirname "$0")"
+venv="${ROBUSTUNE_VENV:-.venv}"
+extras=""
+[ "${1:-}" = "--dev" ] && extras="[dev]"
+
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".${extras}"
+
+data=/usr/share/datasets/fashion-mnist
+if [ ! -f "$data/train-images-idx3-ubyte.gz" ]; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    else
+        echo "setup.sh: Fashion-MNIST not found in $data. Install it with 'sudo apt-get install" \
+             "dataset-fashion-mnist', or put the four *-ubyte.gz files in a folder and pass --data-dir." >&2
+    fi
+fi
+echo "setup.sh: ready ($("$venv/bin/python" -c 'import torch, ray, optuna; print(f"torch {torch.__version__}, ray {ray.__version__}, optuna {optuna.__version__}")'))"

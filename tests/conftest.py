@@ -1,0 +1,34 @@
+"""Shared fixtures: real Fashion-MNIST subsets and the test device ($ROBUSTUNE_DEVICE, CPU by default)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from trainables.data import FASHION_MNIST_DIR, DataConfig, Splits, load_splits
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests marked gpu when torch sees no CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    """Where tests run their tensors: $ROBUSTUNE_DEVICE or CPU."""
+    return torch.device(os.environ.get("ROBUSTUNE_DEVICE", "cpu"))
+
+
+@pytest.fixture(scope="session")
+def fmnist() -> Splits:
+    """A small real Fashion-MNIST split: 4000 train, 500 val, 500 test."""
+    if not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
+        pytest.fail(f"Fashion-MNIST missing in {FASHION_MNIST_DIR}: run ./setup.sh (apt package dataset-fashion-mnist)")
+    return load_splits(DataConfig(train_limit=4000, val_limit=500, test_limit=500))

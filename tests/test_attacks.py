@@ -1,0 +1,353 @@
+"""Tests for trainables.attacks: threat-model contract, strength, EOT, suite, torchattacks parity."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from trainables.attacks import (
+    ATTACKS,
+    FGSM,
+    PGD,
+    PGDL2,
+    CarliniWagnerL2,
+    GaussianNoise,
+    SuiteConfig,
+    build_attack,
+    build_suite,
+    evaluate_robustness,
+    input_gradient,
+    list_attacks,
+)
+from trainables.attacks.base import l2_norms
+from trainables.models.base import Normalize, StochasticModule, predict
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+# Small but non-trivial settings per registered attack (a new registry entry must add its own).
+CONTRACT_PARAMS = {
+    "fgsm": dict(eps=0.1),
+    "pgd": dict(eps=0.1, steps=3, restarts=2),
+    "pgd-l2": dict(eps=1.0, steps=3, restarts=2),
+    "cw": dict(c=10.0, steps=20, lr=0.1, eps=3.0),
+    "gaussian": dict(eps=0.1),
+}
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def _fashion(split: str, n: int) -> tuple[Tensor, Tensor]:
+    """First ``n`` Fashion-MNIST images (n, 1, 28, 28) in [0, 1] and labels (n,)."""
+    with gzip.open(FASHION / f"{split}-images-idx3-ubyte.gz") as f:
+        images = np.frombuffer(f.read(16 + n * 784), np.uint8, offset=16).reshape(n, 1, 28, 28)
+    with gzip.open(FASHION / f"{split}-labels-idx1-ubyte.gz") as f:
+        labels = np.frombuffer(f.read(8 + n), np.uint8, offset=8)
+    return torch.from_numpy(images.copy()).float() / 255, torch.from_numpy(labels.copy()).long()
+
+
+def _synthetic(n: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Fallback when Fashion-MNIST is absent: noisy class templates, separable but not trivially."""
+    templates = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = (0.12 * templates[y] + 0.88 * torch.rand(n, 1, 28, 28, generator=g)).clamp(0, 1)
+    return x, y
+
+
+def _data(split: str, n: int) -> tuple[Tensor, Tensor]:
+    if (FASHION / f"{split}-images-idx3-ubyte.gz").exists():
+        return _fashion(split, n)
+    return _synthetic(n, seed=0 if split == "train" else 1)
+
+
+class NoisyLinear(StochasticModule):
+    """Toy stochastic layer: logits = x @ (W + sigma * N(0, 1))^T, fresh noise on every call."""
+
+    def __init__(self, weight: Tensor, sigma: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.clone())
+        self.sigma = sigma
+        self.calls = 0
+        self.log: list[tuple[bool, bool]] = []  # (grad enabled, surrogate) per call
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
+        self.log.append((torch.is_grad_enabled(), self.surrogate))
+        w = self.weight + self.sigma * torch.randn_like(self.weight)  # (K, D)
+        return x.flatten(1) @ w.T  # (B, K)
+
+
+class CountingModel(nn.Module):
+    """Wraps a deterministic model and counts forward passes."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
+        return self.inner(x)
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[nn.Module, Tensor, Tensor]:
+    """A small MLP trained for 300 steps on 5000 Fashion-MNIST images, with 500 test images."""
+    torch.manual_seed(0)
+    x_train, y_train = _data("train", 5000)
+    model = nn.Sequential(Normalize((0.286,), (0.353,)), nn.Flatten(), nn.Linear(784, 128), nn.ReLU(),
+                          nn.Linear(128, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for _ in range(300):
+        idx = torch.randint(0, len(x_train), (128,))
+        loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    x_test, y_test = _data("t10k", 500)
+    return model, x_test, y_test
+
+
+@pytest.fixture(scope="module")
+def ridge_weight() -> Tensor:
+    """Ridge-regression weights (10, 784) of a linear classifier on 3000 training images."""
+    x, y = _data("train", 3000)
+    x = x.flatten(1)  # (N, 784)
+    return torch.linalg.solve(x.T @ x + 10.0 * torch.eye(784), x.T @ F.one_hot(y, 10).float()).T
+
+
+@pytest.fixture()
+def noisy(ridge_weight) -> nn.Module:
+    """A fresh stochastic linear classifier (weight noise 2% of the weight scale), call counters at 0."""
+    torch.manual_seed(1)
+    return nn.Sequential(NoisyLinear(ridge_weight, sigma=0.02 * ridge_weight.abs().mean().item())).eval()
+
+
+def _acc(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    return (predict(model, x) == y).float().mean().item()
+
+
+def _attack_acc(attack, model: nn.Module, x: Tensor, y: Tensor, seed: int = 0) -> float:
+    torch.manual_seed(seed)
+    return _acc(model, attack.perturb(model, x, y), y)
+
+
+# ------------------------------------------------------------------------------ threat-model contract
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("name", list_attacks())
+def test_attack_contract(name, training, trained):
+    model, x, y = trained
+    x, y = x[:64], y[:64]
+    x_before = x.clone()
+    attack = build_attack(name, **CONTRACT_PARAMS[name])
+    model.train(training)
+    try:
+        torch.manual_seed(0)
+        x_adv = attack.perturb(model, x, y)
+        assert model.training is training
+    finally:
+        model.eval()
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype and not x_adv.requires_grad
+    assert torch.equal(x, x_before)
+    assert not torch.isnan(x_adv).any()
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    eps = attack.eps
+    if attack.norm == "linf":
+        assert (x_adv - x).abs().max() <= eps + 1e-6
+    else:
+        assert l2_norms(x_adv - x).max() <= eps + 1e-5
+    changed = (x_adv != x).flatten(1).any(dim=1)  # (B,)
+    assert (changed & (predict(model, x) == y)).any(), "vacuous: no correctly classified input was moved"
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", list_attacks())
+def test_attack_contract_stochastic(name, noisy, trained):
+    _, x, y = trained
+    x, y = x[:32], y[:32]
+    params = {**CONTRACT_PARAMS[name], **({"eot_samples": 3} if "eot_samples" in
+                                           ATTACKS[name].__dataclass_fields__ else {})}
+    x_adv = build_attack(name, **params).perturb(noisy, x, y)
+    assert x_adv.shape == x.shape and not torch.isnan(x_adv).any()
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert noisy.training is False and all(p.grad is None for p in noisy.parameters())
+
+
+# ------------------------------------------------------------------------------- strength ordering
+def test_pgd_at_least_as_strong_as_fgsm(trained):
+    model, x, y = trained
+    natural = _acc(model, x, y)
+    fgsm = _attack_acc(FGSM(eps=0.05), model, x, y)
+    pgd = _attack_acc(PGD(eps=0.05, steps=10), model, x, y)
+    assert natural > 0.6
+    assert pgd <= fgsm + 0.01
+    assert fgsm <= natural and pgd <= natural
+
+
+@pytest.mark.parametrize("attack", [PGD(eps=1.0, steps=10), PGDL2(eps=28.0, steps=10)], ids=["linf", "l2"])
+def test_huge_eps_drives_accuracy_to_zero(attack, trained):
+    model, x, y = trained
+    assert _attack_acc(attack, model, x[:200], y[:200]) <= 0.02
+
+
+def test_eps_zero_keeps_accuracy(trained):
+    model, x, y = trained
+    cfg = SuiteConfig(attacks=tuple(list_attacks()), eps=0.0, l2_eps=0.0, steps=2, cw_steps=5)
+    result = evaluate_robustness(model, x[:200], y[:200], cfg)
+    for name in cfg.attacks:
+        assert torch.equal(result.per_attack[name], result.natural), name
+    assert result.worst_acc == result.natural_acc > 0
+
+
+# ------------------------------------------------------------------------------------------- suite
+@pytest.mark.parametrize("kind", ["mlp", "noisy"])
+def test_worst_case_never_rises_when_attacks_are_added(kind, trained, noisy):
+    model, x, y = trained
+    model = model if kind == "mlp" else noisy
+    x, y = x[:200], y[:200]
+    suites = [("fgsm",), ("fgsm", "pgd"), ("fgsm", "pgd", "cw")]
+    results = [evaluate_robustness(model, x, y, SuiteConfig(attacks=s, eps=0.05, steps=5, eot_samples=2,
+                                                            predict_samples=2, cw_steps=20, seed=3))
+               for s in suites]
+    for small, big in zip(results, results[1:], strict=False):
+        assert not (big.worst & ~small.worst).any()
+        assert big.worst_acc <= small.worst_acc
+    for r in results:
+        assert not (r.worst & ~r.natural).any()
+        for name, robust in r.per_attack.items():
+            assert not (r.worst & ~robust).any() and not (robust & ~r.natural).any(), name
+            assert r.worst_acc <= r.attack_acc(name) <= r.natural_acc
+
+
+def test_result_as_dict_and_uint8_inputs(trained):
+    model, x, y = trained
+    x, y = x[:100], y[:100]
+    cfg = SuiteConfig(attacks=("fgsm", "gaussian"), batch_size=32)
+    result = evaluate_robustness(model, x, y, cfg)
+    d = result.as_dict()
+    assert set(d) == {"natural_acc", "robust_acc", "acc/fgsm", "acc/gaussian"}
+    assert all(isinstance(v, float) and 0 <= v <= 1 for v in d.values())
+    assert d["robust_acc"] == result.worst_acc and result.n == 100
+    as_uint8 = evaluate_robustness(model, (x * 255).round().to(torch.uint8), y, cfg)
+    assert as_uint8.natural_acc == pytest.approx(result.natural_acc, abs=0.02)
+    assert all(p.grad is None for p in model.parameters()) and not model.training
+
+
+def test_build_suite_budgets_and_eot():
+    cfg = SuiteConfig(attacks=tuple(list_attacks()), eps=0.03, l2_eps=0.5, eot_samples=5)
+    deterministic, stochastic = build_suite(cfg, stochastic=False), build_suite(cfg, stochastic=True)
+    assert list(deterministic) == list(cfg.attacks)
+    assert deterministic["pgd"].eps == deterministic["fgsm"].eps == deterministic["gaussian"].eps == 0.03
+    assert deterministic["pgd-l2"].eps == deterministic["cw"].eps == 0.5
+    assert deterministic["pgd"].eot_samples == 1 and stochastic["pgd"].eot_samples == 5
+    assert stochastic["cw"].eot_samples == 5 and stochastic["fgsm"].eot_samples == 5
+
+
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_suite_attacks_stochastic_models_through_surrogate(adaptive, noisy, trained):
+    _, x, y = trained
+    layer = noisy[0]
+    cfg = SuiteConfig(attacks=("fgsm",), eot_samples=3, predict_samples=2, adaptive=adaptive)
+    result = evaluate_robustness(noisy, x[:50], y[:50], cfg)
+    grad_calls = [surrogate for grad, surrogate in layer.log if grad]
+    assert result.natural.any() and len(grad_calls) == 3  # one FGSM step, three EOT draws
+    assert all(s is adaptive for s in grad_calls)
+    assert layer.surrogate is False
+
+
+# -------------------------------------------------------------------------------------------- EOT
+def test_eot_averages_gradients_over_k_draws(noisy, trained):
+    _, x, y = trained
+    x, y = x[:8], y[:8]
+    layer = noisy[0]
+    first_logit = lambda logits, _: logits[:, 0]  # noqa: E731  gradient = W_0 + noise_0 per draw
+
+    layer.calls = 0
+    torch.manual_seed(5)
+    grad4, _ = input_gradient(noisy, x, y, first_logit, eot_samples=4)
+    assert layer.calls == 4
+    torch.manual_seed(5)
+    singles = [input_gradient(noisy, x, y, first_logit, eot_samples=1)[0] for _ in range(4)]
+    assert torch.allclose(grad4, torch.stack(singles).mean(0), atol=1e-6)
+
+    expected = layer.weight[0].detach().view(1, 1, 28, 28).expand_as(x)  # E[grad] = W_0
+    torch.manual_seed(6)
+    err_1 = (input_gradient(noisy, x, y, first_logit, 1)[0] - expected).norm()
+    err_64 = (input_gradient(noisy, x, y, first_logit, 64)[0] - expected).norm()
+    assert err_64 < 0.5 * err_1
+    assert all(p.grad is None for p in noisy.parameters())
+
+
+@pytest.mark.parametrize("attack, calls", [(FGSM(eps=0.1, eot_samples=5), 5),
+                                           (PGD(eps=0.1, steps=3, eot_samples=4), 12),
+                                           (CarliniWagnerL2(steps=4, eot_samples=3), 12)])
+def test_attacks_run_eot_draws_only_for_stochastic_models(attack, calls, noisy, trained):
+    model, x, y = trained
+    layer = noisy[0]
+    layer.calls = 0
+    attack.perturb(noisy, x[:8], y[:8])
+    assert layer.calls == calls
+    counting = CountingModel(model)
+    attack.perturb(counting, x[:8], y[:8])
+    assert counting.calls == calls // attack.eot_samples
+
+
+# ----------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("make, match", [
+    (lambda: FGSM(eps=-0.1), "-0.1"),
+    (lambda: PGD(eps=0.1, steps=0), "steps=0"),
+    (lambda: PGD(eps=0.1, restarts=0), "restarts=0"),
+    (lambda: PGDL2(eps=-1.5), "-1.5"),
+    (lambda: PGD(eps=0.1, step_size=-0.01), "-0.01"),
+    (lambda: CarliniWagnerL2(lr=0.0), "lr=0.0"),
+    (lambda: CarliniWagnerL2(c=-2.0), "-2.0"),
+    (lambda: CarliniWagnerL2(eps=-0.3), "-0.3"),
+    (lambda: GaussianNoise(eps=0.1, sigma=-0.5), "-0.5"),
+    (lambda: build_attack("nope", eps=0.1), r"'nope'.*fgsm, pgd"),
+    (lambda: SuiteConfig(attacks=("fgsm", "bogus")), "bogus"),
+    (lambda: SuiteConfig(attacks="pgd"), "pgd"),
+    (lambda: SuiteConfig(eps=-0.2), "-0.2"),
+    (lambda: SuiteConfig(steps=0), "steps=0"),
+    (lambda: FGSM(eps=0.1).perturb(nn.Identity(), torch.full((2, 3), 1.5), torch.zeros(2).long()), "1.5"),
+    (lambda: input_gradient(nn.Identity(), torch.rand(2, 3), torch.zeros(2).long(), eot_samples=0),
+     "eot_samples=0"),
+])
+def test_invalid_input_raises_with_value(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_registry_matches_list():
+    assert list_attacks() == list(ATTACKS) == ["fgsm", "pgd", "pgd-l2", "cw", "gaussian"]
+    assert isinstance(build_attack("pgd", eps=0.1), PGD) and build_attack("pgd", eps=0.1).alpha == 0.025
+
+
+# -------------------------------------------------------------------------------- torchattacks parity
+EPS = 0.05
+
+
+@pytest.mark.parametrize("name", ["fgsm", "pgd", "cw"])
+def test_matches_torchattacks(name, trained):
+    torchattacks = pytest.importorskip("torchattacks")
+    model, x, y = trained
+    ours, theirs, tol = {
+        "fgsm": (FGSM(eps=EPS), torchattacks.FGSM(model, eps=EPS), 0.01),
+        "pgd": (PGD(eps=EPS, steps=10, step_size=2.5 * EPS / 10, random_start=True),
+                torchattacks.PGD(model, eps=EPS, alpha=2.5 * EPS / 10, steps=10, random_start=True), 0.01),
+        "cw": (CarliniWagnerL2(c=1.0, kappa=0.0, steps=50, lr=0.01),
+               torchattacks.CW(model, c=1.0, kappa=0.0, steps=50, lr=0.01), 0.03),
+    }[name]
+    acc_ours = _attack_acc(ours, model, x, y)
+    torch.manual_seed(0)
+    acc_theirs = _acc(model, theirs(x, y), y)
+    model.zero_grad(set_to_none=True)  # torchattacks.CW back-propagates into the parameters
+    print(f"{name}: ours {acc_ours:.3f} torchattacks {acc_theirs:.3f} natural {_acc(model, x, y):.3f}")
+    assert abs(acc_ours - acc_theirs) <= tol + 1e-9
+

@@ -1,0 +1,220 @@
+"""Model export: safetensors round trip, sha256 tamper check, model card and the evaluate CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trainables.attacks import SuiteConfig, evaluate_robustness
+from trainables.cli import run_main
+from trainables.data import DATASETS, DataConfig, Splits, batches
+from trainables.models import ModelConfig, RobustModel, build_model
+from trainables.train import RunSpec, TrainConfig
+from tuner import evaluate
+from tuner.export import (
+    CONFIG_FILE,
+    EXPORT_FORMAT,
+    METRICS_FILE,
+    README_FILE,
+    WEIGHTS_FILE,
+    ExportError,
+    evaluate_for_export,
+    export_model,
+    load_export,
+    load_model,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+INFO = DATASETS["fashion-mnist"][0]
+SUITE = SuiteConfig(attacks=("fgsm", "pgd"), eps=0.1, steps=3, eot_samples=2, predict_samples=2)
+COMMAND = "python -m tuner.search --space cnn --preset quick --seed 0"
+SUMMARY = re.compile(r"natural ([\d.]+)% worst-case robust ([\d.]+)%")
+
+
+def _spec(name: str = "cnn") -> RunSpec:
+    return RunSpec(data=DataConfig(train_limit=4000, val_limit=500, test_limit=500),
+                   model=ModelConfig(name=name, hidden_blocks=8), train=TrainConfig(epochs=1, seed=3), suite=SUITE)
+
+
+def _trained_cnn(splits: Splits) -> RobustModel:
+    """A small CNN after 20 Adam steps on 640 real images (about 60% accurate; chance is 10%)."""
+    torch.manual_seed(0)
+    model = build_model(_spec().model, INFO)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    model.train()
+    for x, y in batches(splits.train.head(640), 32, generator=torch.Generator().manual_seed(0)):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def exported(fmnist: Splits, tmp_path_factory: pytest.TempPathFactory) -> tuple[RobustModel, Path, dict]:
+    """(trained model, export directory, metrics) of one cnn export, shared by the module."""
+    model = _trained_cnn(fmnist)
+    small = Splits(fmnist.train, fmnist.val.head(100), fmnist.test.head(100), fmnist.info)
+    metrics = evaluate_for_export(model, small, SUITE)
+    out = tmp_path_factory.mktemp("export") / "best"
+    export_model(model, _spec(), out, info=fmnist.info, metrics=metrics, command=COMMAND, space="cnn",
+                 params={"lr": 0.05, "mix": "none:1,fgsm:1"}, provenance={"trial": "t0"})
+    return model, out, metrics
+
+
+def _copy(src: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(src, tmp_path / "copy"))
+
+
+def _cli(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tuner.evaluate", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_export_writes_four_files_and_loads_identical_outputs(exported, fmnist) -> None:
+    model, out, _ = exported
+    assert sorted(p.name for p in out.iterdir()) == sorted([WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE, README_FILE])
+    loaded = load_model(out)
+    assert not loaded.training
+    x = fmnist.test.head(64).floats()
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert load_model(out / CONFIG_FILE).state_dict().keys() == model.state_dict().keys()
+
+
+def test_config_records_sha256_spec_and_provenance(exported) -> None:
+    _, out, _ = exported
+    config = json.loads((out / CONFIG_FILE).read_text())
+    assert config["format"] == EXPORT_FORMAT and config["space"] == "cnn"
+    assert config["sha256"] == hashlib.sha256((out / WEIGHTS_FILE).read_bytes()).hexdigest()
+    assert RunSpec.from_dict(config["spec"]) == _spec()
+    assert config["params"] == {"lr": 0.05, "mix": "none:1,fgsm:1"}
+    prov = config["provenance"]
+    assert prov["torch"] == torch.__version__ and prov["seed"] == 3 and prov["trial"] == "t0"
+    assert prov["git_revision"] is None or re.fullmatch(r"[0-9a-f]{40}", prov["git_revision"])
+    assert {"ray", "optuna", "python", "hostname", "cpu", "gpu", "created"} <= set(prov)
+
+
+def test_metrics_round_trip_and_sane_accuracies(exported, fmnist) -> None:
+    _, out, metrics = exported
+    assert json.loads((out / METRICS_FILE).read_text()) == json.loads(json.dumps(metrics))
+    for split in ("validation", "test"):
+        m = metrics[split]
+        assert set(m) == {"natural_acc", "robust_acc", "acc/fgsm", "acc/pgd"}
+        assert 0.0 <= m["robust_acc"] <= min(m["acc/fgsm"], m["acc/pgd"]) <= m["natural_acc"] <= 1.0
+        assert m["natural_acc"] > 0.3  # a few steps on real data; chance is 0.10
+    assert metrics["suite"]["attacks"] == ("fgsm", "pgd") and metrics["examples"] == {"validation": 100, "test": 100}
+    export = load_export(out)
+    assert export.spec == _spec() and export.info == fmnist.info
+    assert export.metrics["test"] == metrics["test"] and export.config["format"] == EXPORT_FORMAT
+
+
+def test_readme_has_command_threat_model_and_table(exported) -> None:
+    _, out, metrics = exported
+    card = (out / README_FILE).read_text()
+    assert COMMAND in card and "from tuner.export import load_model" in card
+    assert "L-inf epsilon: 0.1" in card and "L2 epsilon: 1.5" in card
+    assert "| accuracy | validation (100 examples) | test (100 examples) |" in card
+    val, test = (f"{100 * metrics[s]['natural_acc']:.2f}%" for s in ("validation", "test"))
+    assert f"| natural | {val} | {test} |" in card
+    assert "| pgd |" in card and "| **worst case** |" in card and "| `lr` | `0.05` |" in card
+
+
+def test_lwta_state_dict_round_trip_and_seeded_outputs(tmp_path: Path, fmnist) -> None:
+    torch.manual_seed(1)
+    model = build_model(_spec("lwta-cnn").model, INFO).eval()
+    export_model(model, _spec("lwta-cnn"), tmp_path, info=INFO, metrics={}, command="c", space="lwta")
+    loaded = load_model(tmp_path)
+    a, b = model.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    x = fmnist.test.head(16).floats()
+    with torch.no_grad():
+        torch.manual_seed(7)
+        first = model(x)
+        torch.manual_seed(7)
+        assert torch.equal(first, loaded(x))
+
+
+def test_reexport_replaces_files_leaves_no_temp_files_and_keeps_the_rng(tmp_path: Path) -> None:
+    model = build_model(_spec().model, INFO)
+    rng = torch.get_rng_state()
+    for space in ("one", "two"):
+        export_model(model, _spec(), tmp_path, info=INFO, metrics={"run": space}, command="c", space=space)
+    assert len(list(tmp_path.iterdir())) == 4
+    assert load_export(tmp_path).config["space"] == "two"
+    assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_export_refuses_a_model_that_does_not_match_its_spec(tmp_path: Path) -> None:
+    model = build_model(ModelConfig(name="cnn", hidden_blocks=4), INFO)
+    with pytest.raises(ValueError, match="does not match spec.model"):
+        export_model(model, _spec(), tmp_path / "x", info=INFO, metrics={}, command="c", space="s")
+    assert not (tmp_path / "x").exists()
+
+
+def test_flipped_byte_is_refused_by_load_and_cli(exported, tmp_path: Path) -> None:
+    copy = _copy(exported[1], tmp_path)
+    weights = bytearray((copy / WEIGHTS_FILE).read_bytes())
+    weights[len(weights) // 2] ^= 0x01
+    (copy / WEIGHTS_FILE).write_bytes(bytes(weights))
+    with pytest.raises(ExportError, match="does not match the sha256 in config.json"):
+        load_model(copy)
+    done = _cli(copy)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "sha256" in lines[0]
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda d: (d / WEIGHTS_FILE).unlink(), "model.safetensors is missing"),
+    (lambda d: (d / CONFIG_FILE).unlink(), "config.json is missing"),
+    (lambda d: (d / CONFIG_FILE).write_text("{\"format\": "), "not valid JSON"),
+    (lambda d: (d / CONFIG_FILE).write_text(json.dumps(
+        {**json.loads((d / CONFIG_FILE).read_text()), "format": "robustune-export/99"})), "format"),
+])
+def test_load_refuses_broken_exports(exported, tmp_path: Path, mutate, match: str) -> None:
+    copy = _copy(exported[1], tmp_path)
+    mutate(copy)
+    with pytest.raises(ExportError, match=match):
+        load_model(copy)
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--epsilon", "-1"], "eps must be >= 0"),
+    (["--attacks", "fgsm,nope"], "unknown attack"),
+    (["--limit", "0"], "--limit must be >= 1"),
+])
+def test_cli_rejects_bad_flags_in_one_line(exported, capsys, extra: list[str], needle: str) -> None:
+    assert run_main(evaluate.main, [str(exported[1]), *extra], prog=evaluate.PROG) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines
+
+
+def test_cli_missing_directory_is_one_line(tmp_path: Path, capsys) -> None:
+    assert run_main(evaluate.main, [str(tmp_path / "nowhere")], prog=evaluate.PROG) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "no export directory" in lines[0], lines
+
+
+def test_cli_evaluates_and_matches_in_process_numbers(exported, fmnist) -> None:
+    model, out, _ = exported
+    done = _cli(out, "--limit", 100, "--attacks", "fgsm", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    assert "worst case" in done.stdout and "fgsm" in done.stdout
+    found = SUMMARY.search(done.stdout)
+    assert found, done.stdout
+    natural, robust = map(float, found.groups())
+    assert 0.0 <= robust <= natural <= 100.0 and natural > 30.0
+    test = fmnist.test.head(100)
+    expect = evaluate_robustness(model, test.floats(), test.labels, replace(SUITE, attacks=("fgsm",)), device="cpu")
+    assert natural == pytest.approx(100 * expect.natural_acc, abs=1.0)
+    assert robust == pytest.approx(100 * expect.worst_acc, abs=1.0)

@@ -1,0 +1,151 @@
+"""The training loop: learning on real data, exact resume, attack mix, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainables.attacks import SuiteConfig
+from trainables.data import DataConfig, Splits
+from trainables.models import ModelConfig
+from trainables.train import CHECKPOINT_FILE, AttackMix, CheckpointError, RunSpec, TrainConfig, fit
+
+FAST_SUITE = SuiteConfig(attacks=("fgsm", "pgd"), eps=0.1, steps=5, eot_samples=2, predict_samples=2)
+
+
+def _spec(model: str = "cnn", epochs: int = 2, mix: AttackMix | None = None, **train) -> RunSpec:
+    settings = {"batch_size": 128, "lr": 0.05, "eps": 0.1, "steps": 3, "eval_limit": 200} | train
+    train_cfg = TrainConfig(epochs=epochs, mix=mix or AttackMix.parse("none:1,fgsm:1"), **settings)
+    return RunSpec(data=DataConfig(train_limit=4000, val_limit=500, test_limit=500),
+                   model=ModelConfig(name=model, hidden_blocks=32), train=train_cfg, suite=FAST_SUITE)
+
+
+@pytest.mark.slow
+def test_short_run_on_real_fashion_mnist_beats_chance_by_far(fmnist, device) -> None:
+    result = fit(_spec("cnn"), fmnist, device=device)
+    final = result.final
+    assert final["natural_acc"] > 0.65  # chance is 0.10
+    assert 0.0 <= final["robust_acc"] <= final["natural_acc"] <= 1.0
+    assert final["robust_acc"] > 0.10  # FGSM training at eps 0.1 leaves some robustness
+    assert [m["epoch"] for m in result.history] == [1.0, 2.0]
+
+
+@pytest.mark.slow
+def test_lwta_elbo_run_learns_and_reports_kl(fmnist, device) -> None:
+    result = fit(_spec("lwta-cnn", epochs=1, eval_limit=100), fmnist, device=device)
+    assert result.final["natural_acc"] > 0.5
+    assert result.final["kl"] > 0 and torch.isfinite(torch.tensor(result.final["kl"]))
+    assert result.final["robust_acc"] <= result.final["natural_acc"]
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after_first_epoch(metrics: dict[str, float], _: Path | None) -> None:
+    if metrics["epoch"] == 1:
+        raise _Stop
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["cnn", "lwta-cnn"])
+def test_resume_from_checkpoint_gives_the_same_next_epoch(fmnist, device, tmp_path: Path, model: str) -> None:
+    spec = _spec(model, mix=AttackMix.parse("none:1,pgd:1,gaussian:1"))
+    straight = fit(spec, fmnist, checkpoint_dir=tmp_path / "a", device=device)
+    with pytest.raises(_Stop):
+        fit(spec, fmnist, checkpoint_dir=tmp_path / "b", on_epoch=_stop_after_first_epoch, device=device)
+    resumed = fit(spec, fmnist, checkpoint_dir=tmp_path / "b", device=device)
+    drop = {"epoch_seconds"}
+    for a, b in zip(straight.history, resumed.history, strict=True):
+        assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+    for name, tensor in straight.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def _tiny(splits: Splits) -> Splits:
+    return Splits(splits.train.head(256), splits.val.head(50), splits.test.head(50), splits.info)
+
+
+def test_truncated_checkpoint_is_an_error_and_is_not_overwritten(fmnist, device, tmp_path: Path) -> None:
+    spec = _spec("cnn", epochs=1, eval_limit=50)
+    fit(spec, _tiny(fmnist), checkpoint_dir=tmp_path, device=device)
+    path = tmp_path / CHECKPOINT_FILE
+    path.write_bytes(path.read_bytes()[:1000])
+    before = path.read_bytes()
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        fit(replace(spec, train=replace(spec.train, epochs=2)), _tiny(fmnist), checkpoint_dir=tmp_path, device=device)
+    assert path.read_bytes() == before
+
+
+def test_checkpoint_from_another_configuration_is_refused(fmnist, device, tmp_path: Path) -> None:
+    spec = _spec("cnn", epochs=1, eval_limit=50)
+    fit(spec, _tiny(fmnist), checkpoint_dir=tmp_path, device=device)
+    other = replace(spec, train=replace(spec.train, lr=0.01))
+    with pytest.raises(CheckpointError, match="different run configuration"):
+        fit(other, _tiny(fmnist), checkpoint_dir=tmp_path, device=device)
+
+
+def test_attack_mix_parses_and_validates() -> None:
+    assert AttackMix.parse("pgd:1").weights() == (0.0, 0.0, 0.0, 1.0, 0.0)
+    assert AttackMix().weights() == (4.0, 1.0, 1.0, 1.0, 1.0)  # the seed's uniform 0..7 draw
+    with pytest.raises(ValueError, match="unknown attack 'deepfool'"):
+        AttackMix.parse("deepfool:1")
+    with pytest.raises(ValueError, match="positive weight"):
+        AttackMix.parse("pgd:0")
+    with pytest.raises(ValueError, match=">= 0"):
+        AttackMix(pgd=-1.0)
+
+
+@pytest.mark.parametrize("kwargs", [{"eps": -0.1}, {"epochs": 0}, {"lr": 0.0}, {"schedule": "warm"}])
+def test_bad_training_settings_raise_with_the_value(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match=str(next(iter(kwargs.values())))):
+        TrainConfig(**kwargs)
+
+
+def test_run_spec_round_trips_through_a_dict() -> None:
+    spec = _spec("lwta-cnn", mix=AttackMix.parse("pgd:2,none:1"))
+    assert RunSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="unknown model settings: blocks"):
+        RunSpec.from_dict({"model": {"blocks": 3}})
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "trainables.train", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--model", "resnet9000"], "invalid choice: 'resnet9000'"),
+        (["--dataset", "svhn"], "invalid choice: 'svhn'"),
+        (["--eps", "-0.1"], "eps=-0.1"),
+        (["--attacks", "fgsm,deepfool"], "deepfool"),
+        (["--data-dir", "/nonexistent/robustune"], "dataset-fashion-mnist"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_non_zero(args: list[str], needle: str) -> None:
+    proc = _cli(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_trains_and_refuses_a_truncated_checkpoint(tmp_path: Path) -> None:
+    args = ["--model", "cnn", "--epochs", "1", "--train-limit", "512", "--val-limit", "100", "--eval-limit", "100",
+            "--mix", "none:1", "--attacks", "fgsm", "--checkpoint-dir", str(tmp_path)]
+    proc = _cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "natural" in proc.stdout and "worst-case robust" in proc.stdout
+    path = tmp_path / CHECKPOINT_FILE
+    path.write_bytes(path.read_bytes()[:500])
+    before = path.read_bytes()
+    proc = _cli(*args[:3], "2", *args[4:])
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "corrupt or truncated" in proc.stderr and path.read_bytes() == before

@@ -1,0 +1,1 @@
+"""Trainable components of robustune: data, models, attacks and training loops."""

@@ -1,0 +1,116 @@
+"""Projected Gradient Descent (Madry et al., 2018) in the L-inf and L2 balls, with restarts."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .base import Attack, batch_view, check_inputs, l2_norms, misclassified
+from .gradients import cross_entropy, input_gradient
+
+__all__ = ["PGD", "PGDL2"]
+
+
+@dataclass(frozen=True)
+class _ProjectedGradient(Attack):
+    """Shared PGD loop; subclasses define the random start, the step and the projection."""
+
+    eps: float
+    steps: int = 10
+    step_size: float | None = None  # None -> 2.5 * eps / steps
+    random_start: bool = True
+    restarts: int = 1
+    eot_samples: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {self.eps=}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps=}")
+        if self.step_size is not None and not self.step_size > 0:
+            raise ValueError(f"step_size must be > 0 or None, got {self.step_size=}")
+        if self.restarts < 1:
+            raise ValueError(f"restarts must be >= 1, got {self.restarts=}")
+        if self.eot_samples < 1:
+            raise ValueError(f"eot_samples must be >= 1, got {self.eot_samples=}")
+
+    @property
+    def alpha(self) -> float:
+        """The step size in use: ``step_size``, or 2.5 * eps / steps when it is None."""
+        return 2.5 * self.eps / self.steps if self.step_size is None else self.step_size
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        """Per example, the first restart that fools the model, else the last restart."""
+        check_inputs(x, y)
+        x = x.detach()
+        if self.eps == 0:
+            return x.clone()
+        best = x.clone()  # (B, C, H, W)
+        todo = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)  # (B,) not yet fooled
+        for restart in range(self.restarts):
+            idx = todo.nonzero().squeeze(1)  # (b,)
+            if idx.numel() == 0:
+                break
+            x_adv = self._run(model, x[idx], y[idx])
+            best[idx] = x_adv
+            if restart < self.restarts - 1:
+                todo[idx] = ~misclassified(model, x_adv, y[idx], self.eot_samples)
+        return best
+
+    def _run(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        x_adv = self._project(self._random_start(x), x) if self.random_start else x.clone()
+        for _ in range(self.steps):
+            grad, _ = input_gradient(model, x_adv, y, cross_entropy, self.eot_samples)
+            x_adv = self._project(self._step(x_adv, grad), x)
+        return x_adv
+
+    @abstractmethod
+    def _random_start(self, x: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def _step(self, x_adv: Tensor, grad: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def _project(self, x_adv: Tensor, x: Tensor) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class PGD(_ProjectedGradient):
+    """L-inf PGD: signed-gradient steps projected onto the eps-cube around x and onto [0, 1]."""
+
+    norm: ClassVar[str] = "linf"
+
+    def _random_start(self, x: Tensor) -> Tensor:
+        return x + torch.empty_like(x).uniform_(-self.eps, self.eps)  # same draw as torchattacks
+
+    def _step(self, x_adv: Tensor, grad: Tensor) -> Tensor:
+        return x_adv + self.alpha * grad.sign()
+
+    def _project(self, x_adv: Tensor, x: Tensor) -> Tensor:
+        return (x + (x_adv - x).clamp(-self.eps, self.eps)).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class PGDL2(_ProjectedGradient):
+    """L2 PGD: L2-normalised gradient steps projected onto the eps-ball around x and onto [0, 1]."""
+
+    norm: ClassVar[str] = "l2"
+
+    def _random_start(self, x: Tensor) -> Tensor:
+        direction = torch.randn_like(x)  # (B, C, H, W)
+        radius = torch.rand(x.shape[0], device=x.device, dtype=x.dtype) * self.eps  # (B,)
+        scale = radius / l2_norms(direction).clamp_min(1e-12)  # (B,)
+        return x + direction * batch_view(scale, x)
+
+    def _step(self, x_adv: Tensor, grad: Tensor) -> Tensor:
+        scale = self.alpha / l2_norms(grad).clamp_min(1e-12)  # (B,)
+        return x_adv + grad * batch_view(scale, grad)
+
+    def _project(self, x_adv: Tensor, x: Tensor) -> Tensor:
+        delta = x_adv - x  # (B, C, H, W)
+        factor = (self.eps / l2_norms(delta).clamp_min(1e-12)).clamp(max=1.0)  # (B,)
+        return (x + delta * batch_view(factor, delta)).clamp(0, 1)

@@ -1,0 +1,110 @@
+"""Base class and helpers shared by every model family.
+
+Every registered model takes images in pixel space ([0, 1], shape (B, C, H, W)) and normalises
+them itself, so attacks and epsilons live in pixel units. Stochastic layers (LWTA, IBP, PNI)
+subclass :class:`StochasticModule`; the helpers here find them without knowing their type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "Normalize",
+    "RobustModel",
+    "StochasticModule",
+    "is_stochastic",
+    "predict_proba",
+    "predict",
+    "surrogate_gradients",
+]
+
+
+class StochasticModule(nn.Module):
+    """A layer whose forward pass draws noise, also at inference.
+
+    ``surrogate`` switches the layer to its straight-through surrogate for adaptive attacks: the
+    forward pass keeps its hard stochastic sample, the backward pass uses a smooth expectation
+    (for LWTA the expected mask softmax(h)), so gradients neither vanish nor explode.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.surrogate = False
+
+    def kl_divergence(self) -> Tensor | None:
+        """KL(q || prior) of this layer's variational parameters, or None when it has none."""
+        return None
+
+
+class Normalize(nn.Module):
+    """Per-channel (x - mean) / std inside the model, so inputs stay in [0, 1] pixel space."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+class RobustModel(nn.Module):
+    """A classifier on [0, 1] images with the variational KL of its stochastic layers."""
+
+    def kl(self) -> Tensor:
+        """Total KL over every stochastic layer (a 0-d tensor; zero for deterministic models)."""
+        terms = [t for m in self.modules() if isinstance(m, StochasticModule)
+                 if (t := m.kl_divergence()) is not None]
+        if not terms:
+            return torch.zeros((), device=_device_of(self))
+        return torch.stack([t.reshape(()) for t in terms]).sum()
+
+    @property
+    def stochastic(self) -> bool:
+        """True when the forward pass is random at inference (needs EOT to be attacked)."""
+        return is_stochastic(self)
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def is_stochastic(model: nn.Module) -> bool:
+    """Whether any submodule draws noise in its forward pass."""
+    return any(isinstance(m, StochasticModule) for m in model.modules())
+
+
+@contextmanager
+def surrogate_gradients(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Within the block, stochastic layers back-propagate through their smooth surrogate."""
+    layers = [m for m in model.modules() if isinstance(m, StochasticModule)]
+    before = [m.surrogate for m in layers]
+    try:
+        for m in layers:
+            m.surrogate = enabled
+        yield
+    finally:
+        for m, b in zip(layers, before, strict=True):
+            m.surrogate = b
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, x: Tensor, samples: int = 1) -> Tensor:
+    """Class probabilities (B, classes), averaged over ``samples`` draws of a stochastic model."""
+    draws = samples if is_stochastic(model) else 1
+    total = torch.softmax(model(x), dim=1)
+    for _ in range(draws - 1):
+        total += torch.softmax(model(x), dim=1)
+    return total / draws
+
+
+def predict(model: nn.Module, x: Tensor, samples: int = 1) -> Tensor:
+    """Predicted labels (B,), aggregating ``samples`` draws for stochastic models."""
+    return predict_proba(model, x, samples).argmax(dim=1)

@@ -1,0 +1,48 @@
+"""The model configuration: every tunable architecture setting as a keyword with a default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ModelConfig"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one model; ``name`` picks the registered builder.
+
+    Registered names: ``cnn``, ``lwta-cnn``, ``pni-cnn`` (small CNN), ``wrn``, ``lwta-wrn``,
+    ``pni-wrn`` (WideResNet). Fields a builder does not use are ignored by it.
+    """
+
+    name: str = "lwta-cnn"
+    depth: int = 16  # WideResNet depth, 6n + 4
+    widen: int = 1  # WideResNet widen factor (LWTA blocks per layer = channels / competitors)
+    competitors: int = 2  # U: units competing in one LWTA block
+    hidden_blocks: int = 64  # LWTA blocks in the small CNN's dense layer (hidden = blocks * U)
+    temperature: float = 0.67  # Gumbel-softmax temperature of the LWTA winner while training
+    inference: str = "sample"  # LWTA winner at eval: "sample" (stochastic) or "argmax"
+    ibp: bool = True  # IBP utility indicators over LWTA units
+    ibp_alpha: float = 3.0  # Beta(alpha, 1) prior of the stick-breaking weights
+    ibp_temperature: float = 0.67  # binary-Concrete temperature of the utility indicators
+    pni_init: float = 0.25  # initial PNI noise scale alpha
+    input_noise: float = 0.0  # randomized smoothing sigma: > 0 wraps the model in Gaussian input noise
+
+    def __post_init__(self) -> None:
+        if self.competitors < 2:
+            raise ValueError(f"competitors must be >= 2, got {self.competitors=}")
+        if self.depth < 10 or (self.depth - 4) % 6:
+            raise ValueError(f"WideResNet depth must be 6n + 4 (10, 16, 22, 28, 34, ...), got {self.depth=}")
+        if self.widen < 1 or self.hidden_blocks < 1:
+            raise ValueError(
+                f"widen and hidden_blocks must be >= 1, got {self.widen=}, {self.hidden_blocks=}")
+        if self.temperature <= 0 or self.ibp_temperature <= 0:
+            raise ValueError(f"temperatures must be > 0, got {self.temperature=}, {self.ibp_temperature=}")
+        if self.ibp_alpha <= 0:
+            raise ValueError(f"ibp_alpha must be > 0, got {self.ibp_alpha=}")
+        if self.inference not in ("sample", "argmax"):
+            raise ValueError(f"inference must be 'sample' or 'argmax', got {self.inference=}")
+        if self.pni_init < 0:
+            raise ValueError(f"pni_init must be >= 0, got {self.pni_init=}")
+        if not self.input_noise >= 0:
+            raise ValueError(f"input_noise must be >= 0, got {self.input_noise=}")

@@ -1,0 +1,80 @@
+"""Stochastic Local Winner-Takes-All activation (Panousis et al. 2021).
+
+Follows "Stochastic Local Winner-Takes-All Networks Enable Profound Adversarial Robustness"
+(Panousis, Chatzis, Alexos, Theodoridis 2021): channels form blocks of U competitors; in each block
+one winner, drawn from Categorical(softmax(h)), passes its raw linear value (possibly negative, no
+ReLU) and the losers output 0. Training uses the Gumbel-softmax relaxation. The KL of the winner
+indicators to a uniform prior, used in the paper, is omitted; the optional IBP utility
+indicators (:mod:`.ibp`), which scale h before the competition, add their own KL.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import StochasticModule
+from .ibp import IBPIndicators
+
+__all__ = ["LWTA"]
+
+_INFERENCE = ("sample", "argmax")
+
+
+class LWTA(StochasticModule):
+    """Stochastic LWTA over (B, C) or (B, C, H, W); channels kU..kU+U-1 compete (per pixel)."""
+
+    def __init__(self, channels: int, competitors: int = 2, temperature: float = 0.67,
+                 inference: str = "sample", ibp: bool = False, ibp_alpha: float = 3.0,
+                 ibp_temperature: float = 0.67) -> None:
+        super().__init__()
+        if competitors < 2:
+            raise ValueError(f"competitors must be >= 2, got {competitors=}")
+        if channels < 1 or channels % competitors:
+            raise ValueError(f"channels must be a positive multiple of competitors, got {channels=}, "
+                             f"{competitors=}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature=}")
+        if inference not in _INFERENCE:
+            raise ValueError(f"inference must be one of {_INFERENCE}, got {inference=}")
+        self.channels, self.competitors = channels, competitors
+        self.temperature, self.inference = temperature, inference
+        self.indicators = (IBPIndicators(channels, ibp_alpha, ibp_temperature, group=competitors)
+                           if ibp else None)
+
+    def extra_repr(self) -> str:
+        return (f"channels={self.channels}, competitors={self.competitors}, "
+                f"temperature={self.temperature}, inference={self.inference!r}")
+
+    def forward(self, h: Tensor) -> Tensor:
+        if h.dim() not in (2, 4) or h.shape[1] != self.channels:
+            raise ValueError(f"expected (B, {self.channels}) or (B, {self.channels}, H, W), "
+                             f"got {tuple(h.shape)}")
+        batch, spatial = h.shape[0], h.shape[2:]
+        if self.indicators is not None:
+            z = self.indicators(batch, surrogate=self.surrogate)  # (B, C)
+            h = h * z.view(batch, self.channels, *([1] * len(spatial)))
+        k, u = self.channels // self.competitors, self.competitors
+        blocks = h.view(batch, k, u, *spatial)  # (B, K, U, ...)
+        return (blocks * self._mask(blocks)).view_as(h)
+
+    def _mask(self, blocks: Tensor) -> Tensor:
+        """Winner mask over dim 2 of (B, K, U, ...): relaxed while training, one-hot otherwise."""
+        if self.training and not self.surrogate:
+            return F.softmax((blocks + _gumbel_like(blocks)) / self.temperature, dim=2)
+        scores = blocks if self.inference == "argmax" else blocks + _gumbel_like(blocks)
+        hard = F.one_hot(scores.argmax(dim=2), self.competitors).movedim(-1, 2).to(blocks.dtype)
+        if not self.surrogate:
+            return hard
+        soft = F.softmax(blocks, dim=2)  # expected mask E[xi] under Categorical(softmax(h))
+        return hard + (soft - soft.detach())  # exact hard value forward
+
+    def kl_divergence(self) -> Tensor | None:
+        """KL of the IBP utility indicators, or None without IBP."""
+        return None if self.indicators is None else self.indicators.kl_divergence()
+
+
+def _gumbel_like(x: Tensor) -> Tensor:
+    u = torch.rand_like(x).clamp(1e-10, 1 - 1e-7)
+    return -torch.log(-torch.log(u))

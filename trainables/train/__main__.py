@@ -1,0 +1,114 @@
+"""``python -m trainables.train``: one training run with a progress bar and its final accuracies."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from pathlib import Path
+
+from trainables.attacks import SuiteConfig, evaluate_robustness, list_attacks
+from trainables.cli import OneLineParser, run_main
+from trainables.data import DataConfig, list_datasets, load_splits
+from trainables.models import ModelConfig, list_models
+from trainables.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from trainables.train.config import AttackMix, RunSpec, TrainConfig
+from trainables.train.loop import fit, resolve_device
+
+
+def build_parser() -> OneLineParser:
+    """The single-run command line."""
+    p = OneLineParser(prog="python -m trainables.train", description="Train one robust classifier.")
+    p.add_argument("--model", default="lwta-cnn", choices=list_models())
+    p.add_argument("--dataset", default="fashion-mnist", choices=list_datasets())
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset (default: Debian package)")
+    p.add_argument("--download", action="store_true", help="download torchvision datasets into --data-dir")
+    p.add_argument("--train-limit", type=int, default=None, help="use only N training examples")
+    p.add_argument("--val-limit", type=int, default=None, help="use only N validation examples")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--schedule", default="cosine", choices=("cosine", "step", "constant"))
+    p.add_argument("--mix", default="none:4,gaussian:1,fgsm:1,pgd:1,cw:1",
+                   help="attack drawn per batch, name:weight pairs (Madry PGD training: pgd:1)")
+    p.add_argument("--eps", type=float, default=0.1, help="L-inf epsilon in pixel units (training and eval)")
+    p.add_argument("--steps", type=int, default=7, help="PGD steps while training")
+    p.add_argument("--kl-weight", type=float, default=1.0)
+    p.add_argument("--depth", type=int, default=16)
+    p.add_argument("--widen", type=int, default=1)
+    p.add_argument("--competitors", type=int, default=2, help="LWTA units per block (U)")
+    p.add_argument("--hidden-blocks", type=int, default=64, help="LWTA blocks in the small CNN's dense layer")
+    p.add_argument("--temperature", type=float, default=0.67)
+    p.add_argument("--ibp-alpha", type=float, default=3.0)
+    p.add_argument("--no-ibp", action="store_true")
+    p.add_argument("--attacks", default="fgsm,pgd", help=f"evaluation suite, from {','.join(list_attacks())}")
+    p.add_argument("--eval-steps", type=int, default=10)
+    p.add_argument("--eval-limit", type=int, default=1000, help="validation examples scored each epoch")
+    p.add_argument("--eot-samples", type=int, default=8)
+    p.add_argument("--test", action="store_true", help="also score the test split at the end")
+    p.add_argument("--checkpoint-dir", type=Path, default=None, help="checkpoint here; resume when one is there")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: $ROBUSTUNE_DEVICE or auto)")
+    return p
+
+
+def spec_from_args(args) -> RunSpec:  # noqa: ANN001 - argparse.Namespace
+    """The RunSpec the command-line arguments describe."""
+    data = DataConfig(name=args.dataset, data_dir=args.data_dir, download=args.download,
+                      train_limit=args.train_limit, val_limit=args.val_limit)
+    model = ModelConfig(name=args.model, depth=args.depth, widen=args.widen, competitors=args.competitors,
+                        hidden_blocks=args.hidden_blocks, temperature=args.temperature,
+                        ibp=not args.no_ibp, ibp_alpha=args.ibp_alpha)
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                        weight_decay=args.weight_decay, schedule=args.schedule, mix=AttackMix.parse(args.mix),
+                        eps=args.eps, steps=args.steps, kl_weight=args.kl_weight, eval_limit=args.eval_limit,
+                        seed=args.seed)
+    suite = SuiteConfig(attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()), eps=args.eps,
+                        steps=args.eval_steps, eot_samples=args.eot_samples, predict_samples=args.eot_samples)
+    return RunSpec(data=data, model=model, train=train, suite=suite)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, train, print the final natural and worst-case robust accuracies."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    args = build_parser().parse_args(argv)
+    spec = spec_from_args(args)
+    device = resolve_device(args.device)
+    if args.checkpoint_dir is not None and (args.checkpoint_dir / CHECKPOINT_FILE).exists():
+        load_checkpoint(args.checkpoint_dir)  # a corrupt checkpoint fails here, before any output
+    console = Console(stderr=True)
+    splits = load_splits(spec.data)
+    console.print(f"[bold]{spec.model.name}[/] on {spec.data.name}: {len(splits.train)} train, "
+                  f"{len(splits.val)} val, {len(splits.test)} test, device {device}")
+    with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("train", total=None, epoch=1, status="")
+
+        def on_batch(i: int, n: int) -> None:
+            bar.update(task, completed=i, total=n)
+
+        def on_epoch(m: dict[str, float], _: Path | None) -> None:
+            status = (f"loss {m['train_loss']:.3f}  natural {100 * m['natural_acc']:.1f}%  "
+                      f"robust {100 * m['robust_acc']:.1f}%")
+            console.print(f"epoch {int(m['epoch'])}/{spec.train.epochs}: {status}")
+            bar.update(task, epoch=int(m["epoch"]) + 1, status=status)
+
+        result = fit(spec, splits, checkpoint_dir=args.checkpoint_dir, on_epoch=on_epoch, on_batch=on_batch,
+                     device=device)
+    final = result.final
+    attacks = ", ".join(spec.suite.attacks)
+    print(f"validation ({min(len(splits.val), spec.train.eval_limit or len(splits.val))} examples, eps "
+          f"{spec.suite.eps}): natural {100 * final['natural_acc']:.2f}%  worst-case robust over "
+          f"[{attacks}] {100 * final['robust_acc']:.2f}%")
+    if args.test:
+        test = evaluate_robustness(result.model, splits.test.floats(), splits.test.labels, spec.suite, device=device)
+        print(f"test ({test.n} examples): natural {100 * test.natural_acc:.2f}%  worst-case robust "
+              f"{100 * test.worst_acc:.2f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, prog="python -m trainables.train"))

@@ -1,0 +1,74 @@
+"""Atomic training checkpoints that resume a run exactly where it stopped."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["CHECKPOINT_FILE", "CheckpointError", "TrainState", "load_checkpoint", "save_checkpoint"]
+
+CHECKPOINT_FILE = "checkpoint.pt"
+_FORMAT = "robustune-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read: truncated, corrupt or of another format."""
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds: the next epoch to run and every state needed to run it."""
+
+    epoch: int  # epochs completed
+    spec: dict[str, Any]
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: torch.Tensor  # torch's global CPU generator state after the last completed epoch
+    cuda_rng: list[torch.Tensor]
+    history: list[dict[str, float]]
+
+
+def save_checkpoint(directory: Path, state: TrainState) -> Path:
+    """Write ``state`` to directory/checkpoint.pt atomically (temp file, fsync, rename)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / CHECKPOINT_FILE
+    payload = {"format": _FORMAT, **state.__dict__}
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_checkpoint(path: Path) -> TrainState:
+    """Read a checkpoint written by ``save_checkpoint`` (tensors and plain data only, never code)."""
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated: {first}") from None
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise CheckpointError(f"{path} is not a robustune checkpoint")
+    payload.pop("format")
+    try:
+        return TrainState(**payload)
+    except TypeError as exc:
+        raise CheckpointError(f"checkpoint {path} has unexpected content: {exc}") from None
