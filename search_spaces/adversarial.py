@@ -8,10 +8,16 @@ from typing import Any
 
 import optuna
 
-from search_spaces.base import SearchSpace, apply_mix, apply_optimizer, suggest_mix, suggest_optimizer
+from search_spaces.base import (
+    SearchSpace,
+    apply_mix,
+    apply_optimizer,
+    preset_model,
+    suggest_mix,
+    suggest_optimizer,
+)
 from search_spaces.presets import Preset
 from search_spaces.registry import register_space
-from trainables.models import ModelConfig
 from trainables.train import AttackMix, RunSpec
 
 __all__ = ["AdversarialSpace"]
@@ -26,7 +32,7 @@ class AdversarialSpace(SearchSpace):
 
     def fixed(self, preset: Preset) -> RunSpec:
         """Plain model of the preset's size, PGD training (Madry et al.) until the mix is tuned."""
-        model = ModelConfig(name="cnn" if preset.cnn else "wrn", depth=preset.depth, widen=preset.widen)
+        model = preset_model(preset)
         train = replace(preset.train, mix=AttackMix.parse("pgd:1"))
         return RunSpec(data=preset.data, model=model, train=train, suite=preset.epoch_suite)
 

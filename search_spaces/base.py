@@ -14,9 +14,10 @@ from typing import Any
 import optuna
 
 from search_spaces.presets import PRESETS, Preset
+from trainables.models import ModelConfig
 from trainables.train import AttackMix, RunSpec
 
-__all__ = ["SearchSpace", "apply_mix", "apply_optimizer", "suggest_mix", "suggest_optimizer"]
+__all__ = ["SearchSpace", "apply_mix", "apply_optimizer", "preset_model", "suggest_mix", "suggest_optimizer"]
 
 
 class SearchSpace(ABC):
@@ -46,6 +47,13 @@ class SearchSpace(ABC):
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
         return PRESETS[name]
+
+
+def preset_model(preset: Preset, family: str = "", **fields: Any) -> ModelConfig:
+    """The preset's architecture (small CNN or WRN of its size) for ``family`` ('', 'lwta', 'pni')."""
+    arch = "cnn" if preset.cnn else "wrn"
+    return ModelConfig(name=f"{family}-{arch}" if family else arch, depth=preset.depth, widen=preset.widen,
+                       cnn_width=preset.cnn_width, cnn_kernel=preset.cnn_kernel, **fields)
 
 
 def suggest_optimizer(trial: optuna.Trial) -> None:

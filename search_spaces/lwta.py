@@ -8,10 +8,16 @@ from typing import Any
 
 import optuna
 
-from search_spaces.base import SearchSpace, apply_mix, apply_optimizer, suggest_mix, suggest_optimizer
+from search_spaces.base import (
+    SearchSpace,
+    apply_mix,
+    apply_optimizer,
+    preset_model,
+    suggest_mix,
+    suggest_optimizer,
+)
 from search_spaces.presets import Preset
 from search_spaces.registry import register_space
-from trainables.models import ModelConfig
 from trainables.train import RunSpec
 
 __all__ = ["LWTASpace"]
@@ -26,7 +32,7 @@ class LWTASpace(SearchSpace):
 
     def fixed(self, preset: Preset) -> RunSpec:
         """LWTA model of the preset's size on the preset's data and schedule."""
-        model = ModelConfig(name="lwta-cnn" if preset.cnn else "lwta-wrn", depth=preset.depth, widen=preset.widen)
+        model = preset_model(preset, "lwta")
         return RunSpec(data=preset.data, model=model, train=preset.train, suite=preset.epoch_suite)
 
     def define(self, trial: optuna.Trial, preset: Preset) -> None:

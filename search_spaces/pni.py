@@ -8,10 +8,16 @@ from typing import Any
 
 import optuna
 
-from search_spaces.base import SearchSpace, apply_mix, apply_optimizer, suggest_mix, suggest_optimizer
+from search_spaces.base import (
+    SearchSpace,
+    apply_mix,
+    apply_optimizer,
+    preset_model,
+    suggest_mix,
+    suggest_optimizer,
+)
 from search_spaces.presets import Preset
 from search_spaces.registry import register_space
-from trainables.models import ModelConfig
 from trainables.train import AttackMix, RunSpec
 
 __all__ = ["PNISpace"]
@@ -28,7 +34,7 @@ class PNISpace(SearchSpace):
 
     def fixed(self, preset: Preset) -> RunSpec:
         """PNI model of the preset's size; the paper's 0.5 clean + 0.5 PGD loss until tuned."""
-        model = ModelConfig(name="pni-cnn" if preset.cnn else "pni-wrn", depth=preset.depth, widen=preset.widen)
+        model = preset_model(preset, "pni")
         train = replace(preset.train, mix=AttackMix.parse("pgd:1"), clean_weight=0.5)
         return RunSpec(data=preset.data, model=model, train=train, suite=preset.epoch_suite)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 from search_spaces.base import SearchSpace
 
 __all__ = ["get_space", "list_spaces", "register_space"]

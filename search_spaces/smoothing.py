@@ -8,10 +8,16 @@ from typing import Any
 
 import optuna
 
-from search_spaces.base import SearchSpace, apply_mix, apply_optimizer, suggest_mix, suggest_optimizer
+from search_spaces.base import (
+    SearchSpace,
+    apply_mix,
+    apply_optimizer,
+    preset_model,
+    suggest_mix,
+    suggest_optimizer,
+)
 from search_spaces.presets import Preset
 from search_spaces.registry import register_space
-from trainables.models import ModelConfig
 from trainables.train import AttackMix, RunSpec
 
 __all__ = ["SmoothingSpace"]
@@ -28,7 +34,7 @@ class SmoothingSpace(SearchSpace):
 
     def fixed(self, preset: Preset) -> RunSpec:
         """Plain model of the preset's size under sigma 0.25, clean (noisy) batches until tuned."""
-        model = ModelConfig(name="cnn" if preset.cnn else "wrn", depth=preset.depth, widen=preset.widen,
+        model = preset_model(preset,
                             input_noise=0.25)
         train = replace(preset.train, mix=AttackMix.parse("none:1"))
         return RunSpec(data=preset.data, model=model, train=train, suite=preset.epoch_suite)

@@ -47,7 +47,7 @@ class _Stop(Exception):
     pass
 
 
-def _stop_after_first_epoch(metrics: dict[str, float], _: Path | None) -> None:
+def _stop_after_first_epoch(metrics: dict[str, float], _: Path | None, __: object) -> None:
     if metrics["epoch"] == 1:
         raise _Stop
 

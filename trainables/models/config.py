@@ -19,6 +19,8 @@ class ModelConfig:
     depth: int = 16  # WideResNet depth, 6n + 4
     widen: int = 1  # WideResNet widen factor (LWTA blocks per layer = channels / competitors)
     competitors: int = 2  # U: units competing in one LWTA block
+    cnn_width: int = 32  # small CNN: channels of the first conv (the second has twice as many)
+    cnn_kernel: int = 5  # small CNN: conv kernel size (odd)
     hidden_blocks: int = 64  # LWTA blocks in the small CNN's dense layer (hidden = blocks * U)
     temperature: float = 0.67  # Gumbel-softmax temperature of the LWTA winner while training
     inference: str = "sample"  # LWTA winner at eval: "sample" (stochastic) or "argmax"
@@ -36,6 +38,8 @@ class ModelConfig:
         if self.widen < 1 or self.hidden_blocks < 1:
             raise ValueError(
                 f"widen and hidden_blocks must be >= 1, got {self.widen=}, {self.hidden_blocks=}")
+        if self.cnn_width < 1 or self.cnn_kernel < 1 or self.cnn_kernel % 2 == 0:
+            raise ValueError(f"cnn_width must be >= 1 and cnn_kernel odd, got {self.cnn_width=}, {self.cnn_kernel=}")
         if self.temperature <= 0 or self.ibp_temperature <= 0:
             raise ValueError(f"temperatures must be > 0, got {self.temperature=}, {self.ibp_temperature=}")
         if self.ibp_alpha <= 0:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-
 from pathlib import Path
 
 from trainables.attacks import SuiteConfig, evaluate_robustness, list_attacks
@@ -90,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         def on_batch(i: int, n: int) -> None:
             bar.update(task, completed=i, total=n)
 
-        def on_epoch(m: dict[str, float], _: Path | None) -> None:
+        def on_epoch(m: dict[str, float], _: Path | None, __: object) -> None:
             status = (f"loss {m['train_loss']:.3f}  natural {100 * m['natural_acc']:.1f}%  "
                       f"robust {100 * m['robust_acc']:.1f}%")
             console.print(f"epoch {int(m['epoch'])}/{spec.train.epochs}: {status}")

@@ -28,7 +28,7 @@ from trainables.train.config import MIX_ATTACKS, RunSpec, TrainConfig
 
 __all__ = ["FitResult", "TrainingDiverged", "fit", "resolve_device", "training_attacks"]
 
-EpochCallback = Callable[[dict[str, float], Path | None], None]
+EpochCallback = Callable[[dict[str, float], Path | None, RobustModel], None]  # (metrics, checkpoint dir, model)
 BatchCallback = Callable[[int, int], None]  # (batch index, batches in the epoch)
 
 
@@ -190,7 +190,7 @@ def fit(
                 cuda_rng=torch.cuda.get_rng_state_all() if dev.type == "cuda" else [], history=history,
             ))
         if on_epoch is not None:
-            on_epoch(metrics, checkpoint_dir)
+            on_epoch(metrics, checkpoint_dir, model)
     return FitResult(model.eval(), history)
 
 

@@ -1,0 +1,141 @@
+"""Every trial of a search as records: outcome, config, per-epoch and final metrics; Parquet, leaderboard."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tuner.progress import trial_outcome
+
+__all__ = ["TrialRecord", "best_trial", "collect_trials", "leaderboard", "read_trials", "write_trials"]
+
+_INTERNAL = {"timestamp", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
+             "iterations_since_restore", "checkpoint_dir_name", "done", "training_iteration", "date", "trial_id",
+             "error"}
+
+
+@dataclass
+class TrialRecord:
+    """One trial: its outcome (finished, pruned, failed), sampled params and metrics."""
+
+    trial_id: str
+    outcome: str
+    params: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    final: dict[str, float] = field(default_factory=dict)
+    checkpoint: Any = None  # ray.tune.Checkpoint of the last epoch, when there is one
+    error: str | None = None
+
+    @property
+    def objective(self) -> float:
+        """Worst-case robust validation accuracy (NaN when the trial never finished its evaluation)."""
+        value = self.final.get("objective", math.nan)
+        return float(value) if self.final.get("final_evaluated") else math.nan
+
+    @property
+    def exportable(self) -> bool:
+        """Finished, evaluated with the full objective, finite and not flagged as suspect."""
+        return self.outcome == "finished" and math.isfinite(self.objective) and not self.final.get("suspect")
+
+
+def _numbers(row: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in row.items():
+        if key in _INTERNAL or key.startswith("config/"):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
+def collect_trials(grid: Any) -> list[TrialRecord]:
+    """Records for every trial of a Ray Tune ``ResultGrid``."""
+    statuses = {t.trial_id: t.status for t in getattr(getattr(grid, "_experiment_analysis", None), "trials", [])}
+    records = []
+    for result in grid:
+        last = dict(result.metrics or {})
+        trial_id = str(last.get("trial_id") or Path(result.path).name)
+        frame = result.metrics_dataframe
+        history = [_numbers(r) for r in frame.to_dict("records")] if frame is not None else []
+        status = "ERROR" if result.error else statuses.get(trial_id, "TERMINATED")
+        error = None
+        if result.error is not None:
+            error = (str(result.error).strip().splitlines() or [type(result.error).__name__])[-1][:500]
+        elif last.get("error"):
+            error = str(last["error"])
+        records.append(TrialRecord(trial_id=trial_id, outcome=trial_outcome(status, last), params=dict(result.config),
+                                   history=history, final=_numbers(last), checkpoint=result.checkpoint, error=error))
+    return sorted(records, key=lambda r: r.trial_id)
+
+
+def best_trial(records: list[TrialRecord]) -> TrialRecord | None:
+    """The exportable trial with the highest objective (ties: higher natural accuracy)."""
+    candidates = [r for r in records if r.exportable]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda r: (r.objective, r.final.get("final/natural_acc", 0.0)))
+
+
+def write_trials(records: list[TrialRecord], path: Path) -> Path:
+    """All trials as one Parquet file: outcome, params, final metrics and the per-epoch history."""
+    history_keys = sorted({k for r in records for row in r.history for k in row})
+    final_keys = sorted({k for r in records for k in r.final})
+    param_keys = sorted({k for r in records for k in r.params})
+    columns: dict[str, list[Any]] = {
+        "trial_id": [r.trial_id for r in records],
+        "outcome": [r.outcome for r in records],
+        "objective": [r.objective for r in records],
+        "exportable": [r.exportable for r in records],
+        "epochs": [len(r.history) for r in records],
+        "error": [r.error for r in records],
+        "config_json": [json.dumps(r.params, sort_keys=True, default=str) for r in records],
+    }
+    for key in param_keys:
+        values = [r.params.get(key) for r in records]
+        columns[f"param/{key}"] = [None if v is None else float(v) if isinstance(v, (int, float)) else str(v)
+                                   for v in values]
+    for key in final_keys:
+        columns[f"final_metric/{key}"] = [r.final.get(key) for r in records]
+    history_type = pa.list_(pa.struct([(k, pa.float64()) for k in history_keys]))
+    columns_arrays = {k: pa.array(v) for k, v in columns.items()}
+    columns_arrays["history"] = pa.array([[{k: row.get(k) for k in history_keys} for row in r.history]
+                                          for r in records], type=history_type)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(pa.table(columns_arrays), tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_trials(path: Path) -> pa.Table:
+    """The Parquet table ``write_trials`` wrote."""
+    return pq.read_table(path)
+
+
+def leaderboard(records: list[TrialRecord], params: tuple[str, ...] = (), top: int = 10) -> Any:
+    """A rich table of the best trials by objective (NaN last)."""
+    from rich.table import Table
+
+    def key(r: TrialRecord) -> tuple[bool, float]:
+        return (math.isfinite(r.objective), r.objective if math.isfinite(r.objective) else -1.0)
+
+    table = Table(title="leaderboard (validation, worst case over the objective suite)")
+    for column in ("#", "trial", "outcome", "robust", "natural", "epochs", *params):
+        table.add_column(column, justify="right" if column not in ("trial", "outcome") else "left")
+    for rank, r in enumerate(sorted(records, key=key, reverse=True)[:top], start=1):
+        natural = r.final.get("final/natural_acc", r.final.get("natural_acc"))
+        outcome = r.outcome + (" (suspect)" if r.final.get("suspect") else "")
+        cells = [str(rank), r.trial_id, outcome,
+                 "-" if not math.isfinite(r.objective) else f"{100 * r.objective:.2f}%",
+                 "-" if natural is None else f"{100 * natural:.2f}%", str(len(r.history))]
+        for p in params:
+            v = r.params.get(p)
+            cells.append("-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v))
+        table.add_row(*cells)
+    return table

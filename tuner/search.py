@@ -1,0 +1,262 @@
+"""``python -m tuner.search --space lwta``: Ray Tune runs the trials, Optuna proposes them.
+
+Data flow: preset + space -> Optuna define-by-run suggestions -> one Ray Tune trial each
+(tuner.trial: train, report and checkpoint every epoch, ASHA stops the weak ones) -> the
+objective (tuner.objective) ranks them -> results.parquet + leaderboard -> the best honest trial is
+re-evaluated on the test split and exported (tuner.export).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from search_spaces import PRESETS, Preset, get_space, list_spaces
+from trainables.attacks import SuiteConfig
+from trainables.cli import OneLineParser, run_main
+from trainables.data import Splits, list_datasets, load_splits
+from trainables.models import build_model
+from trainables.train import RunSpec, load_checkpoint
+from tuner.config import SearchConfig, is_uri
+from tuner.results import TrialRecord, best_trial, collect_trials, leaderboard, write_trials
+from tuner.trial import TrialContext, run_trial
+
+__all__ = ["DefineBySpace", "SearchOutcome", "main", "resolve_run", "run_search"]
+
+PROG = "python -m tuner.search"
+
+
+@dataclass(frozen=True)
+class DefineBySpace:
+    """Picklable Optuna define-by-run function for one space under one preset."""
+
+    space: str
+    preset: str
+
+    def __call__(self, trial: Any) -> None:
+        """Ask ``trial`` for the space's tunables."""
+        get_space(self.space).define(trial, PRESETS[self.preset])
+
+
+@dataclass
+class SearchOutcome:
+    """What a search left behind."""
+
+    experiment_path: str
+    records: list[TrialRecord]
+    interrupted: bool
+    best: TrialRecord | None
+    export_path: Path | None
+
+
+def _with_eps(suite: SuiteConfig, eps: float | None) -> SuiteConfig:
+    return suite if eps is None else replace(suite, eps=eps)
+
+
+def resolve_run(cfg: SearchConfig) -> tuple[Preset, RunSpec, SuiteConfig, SuiteConfig]:
+    """Preset, the fixed base run, the objective suite and the export suite, with overrides applied."""
+    space = get_space(cfg.space)
+    preset = space.preset(cfg.preset)
+    data = replace(preset.data, name=cfg.dataset or preset.data.name, data_dir=cfg.data_dir, download=cfg.download,
+                   **{k: v for k, v in (("train_limit", cfg.train_limit), ("val_limit", cfg.val_limit)) if v})
+    train = replace(preset.train, seed=cfg.seed,
+                    **({"epochs": cfg.epochs} if cfg.epochs else {}),
+                    **({"eps": cfg.epsilon} if cfg.epsilon is not None else {}))
+    preset = replace(preset, data=data, train=train, epoch_suite=_with_eps(preset.epoch_suite, cfg.epsilon))
+    base = space.fixed(preset)
+    return (preset, base, _with_eps(preset.objective_suite, cfg.epsilon), _with_eps(preset.export_suite, cfg.epsilon))
+
+
+def _points(cfg: SearchConfig, preset: Preset) -> list[dict[str, Any]]:
+    points = list(get_space(cfg.space).points_to_evaluate(preset))
+    if cfg.points:
+        try:
+            extra = json.loads(Path(cfg.points).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read --points {cfg.points}: {exc}") from None
+        if not isinstance(extra, list) or not all(isinstance(p, dict) for p in extra):
+            raise ValueError(f"--points {cfg.points} must hold a JSON list of objects")
+        points += extra
+    return points
+
+
+def _optuna_storage(cfg: SearchConfig) -> str | None:
+    if cfg.optuna_storage:
+        return cfg.optuna_storage
+    if is_uri(cfg.storage_path):
+        return None  # no local folder to put SQLite in: the study lives in the searcher's state only
+    folder = Path(cfg.experiment_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'optuna.db'}"
+
+
+def _rdb(url: str | None) -> Any:
+    import optuna
+
+    return None if url is None else optuna.storages.RDBStorage(url)
+
+
+def _build_tuner(cfg: SearchConfig, preset: Preset, base: RunSpec, objective: SuiteConfig, splits: Splits,
+                 gpus_per_trial: float) -> Any:
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tuner.progress import LiveProgress
+
+    context = TrialContext(space=cfg.space, base=base, objective_suite=objective)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context, splits=splits),
+                                    {"cpu": cfg.cpus_per_trial, "gpu": gpus_per_trial})
+    if cfg.resume:
+        if not tune.Tuner.can_restore(cfg.experiment_path):
+            raise FileNotFoundError(f"nothing to resume at {cfg.experiment_path}")
+        return tune.Tuner.restore(cfg.experiment_path, trainable, resume_unfinished=True, resume_errored=True)
+    if not is_uri(cfg.storage_path) and tune.Tuner.can_restore(cfg.experiment_path):
+        raise FileExistsError(f"experiment {cfg.experiment_path} exists: add --resume to continue it, "
+                              "or pick another --name")
+    searcher = OptunaSearch(
+        space=DefineBySpace(cfg.space, cfg.preset), metric="objective", mode="max",
+        points_to_evaluate=_points(cfg, preset) or None,
+        sampler=optuna.samplers.TPESampler(seed=cfg.seed),
+        storage=_rdb(_optuna_storage(cfg)), study_name=cfg.experiment_name,
+    )
+    scheduler = ASHAScheduler(metric="robust_acc", mode="max", time_attr="training_iteration",
+                              max_t=base.train.epochs, grace_period=min(cfg.grace_period, base.train.epochs),
+                              reduction_factor=2)
+    num_samples = cfg.num_samples or preset.num_samples
+    progress_file = None if is_uri(cfg.storage_path) else Path(cfg.experiment_path) / "progress.json"
+    if progress_file is not None:
+        progress_file.parent.mkdir(parents=True, exist_ok=True)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
+                                    max_concurrent_trials=cfg.max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=cfg.experiment_name, storage_path=cfg.experiment_path.rsplit("/", 1)[0], verbose=0,
+            callbacks=[LiveProgress(progress_file, num_samples, live=cfg.live)],
+            failure_config=tune.FailureConfig(max_failures=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+
+
+def export_best(record: TrialRecord, splits: Splits, suite: SuiteConfig, cfg: SearchConfig, command: str) -> Path:
+    """Re-evaluate the best trial's final checkpoint with ``suite`` and export it."""
+    from tuner.export import collect_provenance, evaluate_for_export, export_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        record.checkpoint.to_directory(tmp)
+        state = load_checkpoint(Path(tmp))
+    spec = RunSpec.from_dict(state.spec)
+    model = build_model(spec.model, splits.info)
+    model.load_state_dict(state.model)
+    model.eval()
+    metrics = evaluate_for_export(model, splits, suite)
+    metrics["search"] = {"trial_id": record.trial_id, "objective": record.objective,
+                         "objective_metrics": {k: v for k, v in record.final.items() if k.startswith("final/")}}
+    out = Path(cfg.export_dir) / cfg.space
+    return export_model(model, spec, out, info=splits.info, metrics=metrics, command=command, space=cfg.space,
+                        params=record.params, provenance=collect_provenance(spec.train.seed))
+
+
+def run_search(cfg: SearchConfig, command: str = PROG) -> SearchOutcome:
+    """Run (or resume) one search end to end and export its best honest model."""
+    import ray
+    from rich.console import Console
+
+    from tuner.cluster import connect_ray
+
+    console = Console(stderr=True)
+    preset, base, objective, export_suite = resolve_run(cfg)
+    splits = load_splits(base.data)
+    connect_ray(cfg.address, object_store_memory=1 << 30)
+    try:
+        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        gpus = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (preset.gpus_per_trial if has_gpu else 0.0)
+        if gpus > 1:
+            raise ValueError(f"--gpus-per-trial {gpus}: data-parallel trials over several GPUs are not built yet; "
+                             "use 1 or a fraction")
+        console.print(f"[bold]robustune[/] space {cfg.space}, preset {preset.name}: {base.model.name} on "
+                      f"{base.data.name} ({len(splits.train)} train / {len(splits.val)} val), "
+                      f"{base.train.epochs} epochs, eps {objective.eps}; experiment {cfg.experiment_path}")
+        tuner = _build_tuner(cfg, preset, base, objective, splits, gpus)
+        grid = tuner.fit()
+    finally:
+        if cfg.address == "":
+            ray.shutdown()
+    records = collect_trials(grid)
+    num_samples = cfg.num_samples or preset.num_samples
+    finished = grid.num_terminated + grid.num_errors
+    interrupted = finished < len(grid) or (not cfg.resume and len(grid) < num_samples)
+    results_path = (Path(cfg.experiment_path) / "results.parquet") if not is_uri(cfg.storage_path) else \
+        Path(cfg.export_dir) / f"{cfg.experiment_name}-results.parquet"
+    write_trials(records, results_path)
+    params = tuple(k for k in ("competitors", "hidden_blocks", "widen", "input_noise", "pni_init", "lr", "mix_pgd")
+                   if any(k in r.params for r in records))
+    console.print(leaderboard(records, params))
+    console.print(f"all trials: {results_path}")
+    best = None if interrupted else best_trial(records)
+    export_path = export_best(best, splits, export_suite, cfg, command) if best is not None else None
+    return SearchOutcome(cfg.experiment_path, records, interrupted, best, export_path)
+
+
+def build_parser() -> OneLineParser:
+    """The search command line."""
+    p = OneLineParser(prog=PROG, description="Search robust classifiers with Ray Tune + Optuna.")
+    p.add_argument("--space", default="lwta", choices=list_spaces())
+    p.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+    p.add_argument("--dataset", default=None, choices=list_datasets(), help="override the preset's dataset")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--num-samples", type=int, default=None, help="trials (default: the preset's)")
+    p.add_argument("--max-concurrent", type=int, default=None)
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=None, help="fractions allowed (default: preset's on GPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--storage-path", default="runs", help="local folder or pyarrow URI (s3://, gs://)")
+    p.add_argument("--name", default=None, help="experiment name (default: SPACE-PRESET)")
+    p.add_argument("--resume", action="store_true", help="continue the experiment --name in --storage-path")
+    p.add_argument("--address", default="", help="'' local Ray; 'auto' or host:port joins a cluster")
+    p.add_argument("--export-dir", default="exports")
+    p.add_argument("--optuna-storage", default=None, help="SQLAlchemy URL (default: sqlite in the experiment)")
+    p.add_argument("--epsilon", type=float, default=None, help="L-inf epsilon (default: the preset's)")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--train-limit", type=int, default=None, help="override the preset's training subset")
+    p.add_argument("--val-limit", type=int, default=None, help="override the preset's validation subset")
+    p.add_argument("--points", default=None, help="JSON list of configurations to evaluate first")
+    p.add_argument("--no-live", action="store_true", help="no live view (logs and CI)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, search, print the leaderboard and the export."""
+    args = build_parser().parse_args(argv)
+    values = {k: v for k, v in vars(args).items() if k != "no_live"}
+    cfg = SearchConfig(**values, live=not args.no_live)
+    command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    outcome = run_search(cfg, command)
+    if outcome.interrupted:
+        print(f"{PROG}: interrupted; finished trials are kept in {outcome.experiment_path}: "
+              f"run again with --resume", file=sys.stderr)
+        return 130
+    if outcome.export_path is None:
+        print(f"{PROG}: no trial finished without failing or being flagged as suspect; nothing exported",
+              file=sys.stderr)
+        return 1
+    metrics = json.loads((outcome.export_path / "metrics.json").read_text())
+    test = metrics["test"]
+    print(f"best trial {outcome.best.trial_id}: validation objective {100 * outcome.best.objective:.2f}%; "
+          f"test natural {100 * test['natural_acc']:.2f}%, worst-case robust {100 * test['robust_acc']:.2f}% "
+          f"-> {outcome.export_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, prog=PROG))
