@@ -1,5 +1,6 @@
 """One Optuna define-by-run search space per model family, registered by name."""
 
+import trainables  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 from search_spaces import adversarial, lwta, pni, smoothing  # noqa: F401  (registers the spaces)
 from search_spaces.base import SearchSpace, apply_mix, apply_optimizer, suggest_mix, suggest_optimizer
 from search_spaces.presets import PRESETS, Preset

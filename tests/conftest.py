@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see trainables/__init__.py)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from trainables.data import FASHION_MNIST_DIR, DataConfig, Splits, load_splits
 

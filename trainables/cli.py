@@ -10,7 +10,7 @@ from typing import NoReturn
 __all__ = ["USER_ERRORS", "OneLineParser", "run_main"]
 
 # Errors that mean "bad input or missing data": reported as one line, never a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError,
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
                                                 PermissionError, ConnectionError, RuntimeError)
 
 

@@ -37,6 +37,7 @@ class SearchConfig:
     epochs: int | None = None
     train_limit: int | None = None
     val_limit: int | None = None
+    test_limit: int | None = None
     points: str | None = None  # JSON file of extra configurations to evaluate first
     grace_period: int = 1
     live: bool = True

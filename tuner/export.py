@@ -16,7 +16,6 @@ import os
 import platform
 import socket
 import subprocess
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +26,7 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
+from trainables.atomic import atomic_write
 from trainables.attacks import SuiteConfig, evaluate_robustness
 from trainables.data import DatasetInfo, Splits
 from trainables.models import ModelConfig, RobustModel, build_model, is_stochastic
@@ -80,11 +80,12 @@ def evaluate_for_export(
     splits: Splits,
     suite: SuiteConfig,
     device: torch.device | str | None = None,
+    val_limit: int | None = None,
 ) -> dict[str, Any]:
-    """Validation and test accuracies under ``suite``: {"validation", "test", "suite", "examples"}."""
+    """Validation (first ``val_limit``) and test accuracies under ``suite``: {"validation", "test", ...}."""
     out: dict[str, Any] = {}
     examples: dict[str, int] = {}
-    for key, data in (("validation", splits.val), ("test", splits.test)):
+    for key, data in (("validation", splits.val.head(val_limit)), ("test", splits.test)):
         result = evaluate_robustness(model, data.floats(), data.labels, suite, device=device)
         metrics = result.as_dict()
         assert 0.0 <= metrics["robust_acc"] <= metrics["natural_acc"] <= 1.0, (key, metrics)
@@ -149,17 +150,8 @@ def collect_provenance(seed: int | None = None) -> dict[str, Any]:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file next to ``path``, fsync it and rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically."""
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _json_default(value: Any) -> Any:

@@ -21,7 +21,7 @@ from trainables.models import RobustModel
 __all__ = ["MASKING_ACC_LIMIT", "MASKING_EPS", "score_objective"]
 
 MASKING_EPS = 0.5  # L-inf budget that can turn any image into mid-grey
-MASKING_ACC_LIMIT = 0.10  # accuracy at MASKING_EPS above this is suspicious
+MASKING_ACC_LIMIT = 0.15  # accuracy at MASKING_EPS above this is suspicious (a constant classifier keeps ~0.10)
 MASKING_EXAMPLES = 100
 
 

@@ -64,7 +64,8 @@ def resolve_run(cfg: SearchConfig) -> tuple[Preset, RunSpec, SuiteConfig, SuiteC
     space = get_space(cfg.space)
     preset = space.preset(cfg.preset)
     data = replace(preset.data, name=cfg.dataset or preset.data.name, data_dir=cfg.data_dir, download=cfg.download,
-                   **{k: v for k, v in (("train_limit", cfg.train_limit), ("val_limit", cfg.val_limit)) if v})
+                   **{k: v for k, v in (("train_limit", cfg.train_limit), ("val_limit", cfg.val_limit),
+                                         ("test_limit", cfg.test_limit)) if v})
     train = replace(preset.train, seed=cfg.seed,
                     **({"epochs": cfg.epochs} if cfg.epochs else {}),
                     **({"eps": cfg.epsilon} if cfg.epsilon is not None else {}))
@@ -102,6 +103,18 @@ def _rdb(url: str | None) -> Any:
     return None if url is None else optuna.storages.RDBStorage(url)
 
 
+def check_experiment(cfg: SearchConfig) -> None:
+    """Refuse to resume nothing, and to start over an experiment that is already there."""
+    from ray import tune
+
+    exists = tune.Tuner.can_restore(cfg.experiment_path)
+    if cfg.resume and not exists:
+        raise FileNotFoundError(f"nothing to resume at {cfg.experiment_path}")
+    if not cfg.resume and exists:
+        raise FileExistsError(f"experiment {cfg.experiment_path} exists: add --resume to continue it, "
+                              "or pick another --name")
+
+
 def _build_tuner(cfg: SearchConfig, preset: Preset, base: RunSpec, objective: SuiteConfig, splits: Splits,
                  gpus_per_trial: float) -> Any:
     import optuna
@@ -115,12 +128,7 @@ def _build_tuner(cfg: SearchConfig, preset: Preset, base: RunSpec, objective: Su
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context, splits=splits),
                                     {"cpu": cfg.cpus_per_trial, "gpu": gpus_per_trial})
     if cfg.resume:
-        if not tune.Tuner.can_restore(cfg.experiment_path):
-            raise FileNotFoundError(f"nothing to resume at {cfg.experiment_path}")
         return tune.Tuner.restore(cfg.experiment_path, trainable, resume_unfinished=True, resume_errored=True)
-    if not is_uri(cfg.storage_path) and tune.Tuner.can_restore(cfg.experiment_path):
-        raise FileExistsError(f"experiment {cfg.experiment_path} exists: add --resume to continue it, "
-                              "or pick another --name")
     searcher = OptunaSearch(
         space=DefineBySpace(cfg.space, cfg.preset), metric="objective", mode="max",
         points_to_evaluate=_points(cfg, preset) or None,
@@ -147,7 +155,8 @@ def _build_tuner(cfg: SearchConfig, preset: Preset, base: RunSpec, objective: Su
     )
 
 
-def export_best(record: TrialRecord, splits: Splits, suite: SuiteConfig, cfg: SearchConfig, command: str) -> Path:
+def export_best(record: TrialRecord, splits: Splits, preset: Preset, suite: SuiteConfig, cfg: SearchConfig,
+                command: str) -> Path:
     """Re-evaluate the best trial's final checkpoint with ``suite`` and export it."""
     from tuner.export import collect_provenance, evaluate_for_export, export_model
 
@@ -158,7 +167,7 @@ def export_best(record: TrialRecord, splits: Splits, suite: SuiteConfig, cfg: Se
     model = build_model(spec.model, splits.info)
     model.load_state_dict(state.model)
     model.eval()
-    metrics = evaluate_for_export(model, splits, suite)
+    metrics = evaluate_for_export(model, splits, suite, val_limit=preset.export_val_limit)
     metrics["search"] = {"trial_id": record.trial_id, "objective": record.objective,
                          "objective_metrics": {k: v for k, v in record.final.items() if k.startswith("final/")}}
     out = Path(cfg.export_dir) / cfg.space
@@ -173,8 +182,9 @@ def run_search(cfg: SearchConfig, command: str = PROG) -> SearchOutcome:
 
     from tuner.cluster import connect_ray
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
     preset, base, objective, export_suite = resolve_run(cfg)
+    check_experiment(cfg)
     splits = load_splits(base.data)
     connect_ray(cfg.address, object_store_memory=1 << 30)
     try:
@@ -203,7 +213,7 @@ def run_search(cfg: SearchConfig, command: str = PROG) -> SearchOutcome:
     console.print(leaderboard(records, params))
     console.print(f"all trials: {results_path}")
     best = None if interrupted else best_trial(records)
-    export_path = export_best(best, splits, export_suite, cfg, command) if best is not None else None
+    export_path = export_best(best, splits, preset, export_suite, cfg, command) if best is not None else None
     return SearchOutcome(cfg.experiment_path, records, interrupted, best, export_path)
 
 
@@ -230,6 +240,7 @@ def build_parser() -> OneLineParser:
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--train-limit", type=int, default=None, help="override the preset's training subset")
     p.add_argument("--val-limit", type=int, default=None, help="override the preset's validation subset")
+    p.add_argument("--test-limit", type=int, default=None, help="override the preset's test subset")
     p.add_argument("--points", default=None, help="JSON list of configurations to evaluate first")
     p.add_argument("--no-live", action="store_true", help="no live view (logs and CI)")
     return p

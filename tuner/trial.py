@@ -62,7 +62,7 @@ def run_trial(config: dict[str, Any], context: TrialContext, splits: Splits) -> 
     try:
         fit(spec, splits, checkpoint_dir=work, on_epoch=on_epoch, device=device)
     except TrainingDiverged as exc:
-        tune.report({"objective": math.nan, "diverged": 1.0, "final_evaluated": 0.0, "suspect": 0.0,
-                     "error": str(exc)})
+        tune.report({"objective": math.nan, "robust_acc": math.nan, "natural_acc": math.nan, "diverged": 1.0,
+                     "final_evaluated": 0.0, "suspect": 0.0, "error": str(exc)})
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from trainables.atomic import atomic_write
 
 __all__ = ["CHECKPOINT_FILE", "CheckpointError", "TrainState", "load_checkpoint", "save_checkpoint"]
 
@@ -41,16 +41,7 @@ def save_checkpoint(directory: Path, state: TrainState) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / CHECKPOINT_FILE
     payload = {"format": _FORMAT, **state.__dict__}
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, lambda f: torch.save(payload, f))
     return target
 
 

@@ -1,0 +1,238 @@
+"""The search: spaces to suggestions, the objective, results, and the CLI through a real local Ray."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from torch import nn
+
+from search_spaces import PRESETS
+from trainables.attacks import SuiteConfig
+from trainables.data import ImageSet
+from trainables.models import RobustModel
+from tuner.config import SearchConfig
+from tuner.objective import score_objective
+from tuner.progress import trial_outcome
+from tuner.results import TrialRecord, best_trial, read_trials, write_trials
+from tuner.search import DefineBySpace, resolve_run
+
+TINY = ["--epochs", "2", "--train-limit", "1000", "--val-limit", "100", "--test-limit", "100", "--no-live",
+        "--max-concurrent", "2"]
+
+
+def _search(tmp: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "tuner.search", "--storage-path", str(tmp / "runs"),
+           "--export-dir", str(tmp / "exports"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
+
+
+# --- suggestions -------------------------------------------------------------------------------
+
+def _suggestions(seed: int, n: int = 4) -> list[dict]:
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    preset = PRESETS["quick"]
+    from search_spaces import get_space
+
+    searcher = OptunaSearch(space=DefineBySpace("lwta", "quick"), metric="objective", mode="max",
+                            points_to_evaluate=get_space("lwta").points_to_evaluate(preset),
+                            sampler=optuna.samplers.TPESampler(seed=seed))
+    return [searcher.suggest(f"t{i}") for i in range(n)]
+
+
+def test_same_seed_gives_the_same_suggested_configs() -> None:
+    a, b, c = _suggestions(0), _suggestions(0), _suggestions(1)
+    assert a == b
+    assert a[0] == c[0]  # the known-good starting point comes first either way
+    assert a[1:] != c[1:]
+    assert a[0]["competitors"] == 2 and a[0]["ibp_alpha"] == 3.0
+
+
+def test_overrides_reach_the_base_run() -> None:
+    preset, base, objective, export = resolve_run(SearchConfig(epochs=3, train_limit=500, epsilon=0.2, seed=7))
+    assert base.train.epochs == 3 and base.data.train_limit == 500 and base.train.seed == 7
+    assert base.suite.eps == objective.eps == export.eps == 0.2 == base.train.eps
+    assert base.model.name == "lwta-cnn" and preset.name == "quick"
+    assert set(objective.attacks) == {"fgsm", "pgd", "pgd-l2", "cw"}
+
+
+@pytest.mark.parametrize("kwargs", [{"num_samples": 0}, {"epsilon": -0.1}, {"cpus_per_trial": 0},
+                                    {"gpus_per_trial": -1.0}, {"epochs": 0}])
+def test_bad_search_settings_raise_with_the_value(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match=str(next(iter(kwargs.values())))):
+        SearchConfig(**kwargs)
+
+
+# --- objective ---------------------------------------------------------------------------------
+
+class _Constant(RobustModel):
+    """Always class 0, with no gradient to follow: the shape of a gradient-masked model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(len(x), 10, device=x.device) + self.bias
+        logits[:, 0] = 10.0
+        return logits + 0 * x.flatten(1).sum(1, keepdim=True)
+
+
+def test_objective_flags_a_model_whose_accuracy_survives_a_huge_epsilon() -> None:
+    data = ImageSet(torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8), torch.zeros(40, dtype=torch.int64))
+    suite = SuiteConfig(attacks=("fgsm", "pgd"), steps=3, eot_samples=1, predict_samples=1)
+    metrics = score_objective(_Constant(), data, suite)
+    assert metrics["objective"] == 1.0 and metrics["final/natural_acc"] == 1.0
+    assert metrics["suspect"] == 1.0 and metrics["suspect_large_eps"] == 1.0
+
+
+def test_objective_of_a_trained_model_is_honest(fmnist) -> None:
+    from trainables.data import DataConfig
+    from trainables.models import ModelConfig
+    from trainables.train import AttackMix, RunSpec, TrainConfig, fit
+
+    spec = RunSpec(data=DataConfig(), model=ModelConfig(name="cnn", cnn_width=16, cnn_kernel=3, hidden_blocks=32),
+                   train=TrainConfig(epochs=1, mix=AttackMix.parse("none:1"), eval_limit=50),
+                   suite=SuiteConfig(attacks=("fgsm",), steps=2))
+    model = fit(spec, fmnist).model
+    metrics = score_objective(model, fmnist.val.head(200), SuiteConfig(attacks=("fgsm", "pgd"), steps=5))
+    assert 0.0 <= metrics["objective"] <= metrics["final/natural_acc"] <= 1.0
+    assert metrics["final/natural_acc"] > 0.5
+    assert metrics["final/masking_acc"] <= 0.15 and metrics["suspect"] == 0.0
+
+
+# --- results -----------------------------------------------------------------------------------
+
+def _record(tid: str, outcome: str, objective: float, suspect: float = 0.0, evaluated: float = 1.0) -> TrialRecord:
+    final = {"objective": objective, "final_evaluated": evaluated, "suspect": suspect, "final/natural_acc": 0.8}
+    history = [{"epoch": 1.0, "natural_acc": 0.7, "robust_acc": 0.2}]
+    return TrialRecord(tid, outcome, {"lr": 0.05, "competitors": 2}, history, final)
+
+
+def test_best_trial_skips_suspect_pruned_and_failed_trials() -> None:
+    records = [_record("a", "finished", 0.30), _record("b", "finished", 0.90, suspect=1.0),
+               _record("c", "pruned", 0.95, evaluated=0.0), _record("d", "failed", math.nan),
+               _record("e", "finished", 0.35)]
+    assert best_trial(records).trial_id == "e"
+    assert best_trial([records[1], records[2], records[3]]) is None
+
+
+def test_trial_outcomes() -> None:
+    assert trial_outcome("TERMINATED", {"final_evaluated": 1.0, "objective": 0.3}) == "finished"
+    assert trial_outcome("TERMINATED", {"final_evaluated": 0.0, "objective": 0.3}) == "pruned"
+    assert trial_outcome("TERMINATED", {"diverged": 1.0, "objective": math.nan}) == "failed"
+    assert trial_outcome("ERROR", None) == "failed"
+    assert trial_outcome("RUNNING", {}) == "running"
+
+
+def test_trials_round_trip_through_parquet(tmp_path: Path) -> None:
+    records = [_record("a", "finished", 0.3), _record("d", "failed", math.nan)]
+    table = read_trials(write_trials(records, tmp_path / "results.parquet"))
+    rows = table.to_pylist()
+    assert [r["trial_id"] for r in rows] == ["a", "d"] and rows[0]["outcome"] == "finished"
+    assert rows[0]["param/lr"] == 0.05 and rows[0]["history"][0]["robust_acc"] == 0.2
+    assert json.loads(rows[0]["config_json"])["competitors"] == 2
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--space", "nope"], "invalid choice: 'nope'"),
+        (["--num-samples", "0"], "--num-samples must be >= 1, got 0"),
+        (["--epsilon", "-0.5"], "--epsilon must be >= 0, got -0.5"),
+        (["--address", "127.0.0.1:9"], "cannot reach a Ray cluster at 127.0.0.1:9"),
+        (["--address", "not an address"], "--address must be empty, 'auto' or host:port"),
+        (["--resume", "--name", "never-ran"], "nothing to resume"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_non_zero(tmp_path: Path, args: list[str], needle: str) -> None:
+    proc = _search(tmp_path, *args, timeout=120)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_search_end_to_end_with_failing_trials_then_export_and_evaluate(tmp_path: Path) -> None:
+    points = tmp_path / "points.json"
+    points.write_text(json.dumps([{"lr": 1.0e6, "mix_none": 1.0, "mix_gaussian": 0.0, "mix_fgsm": 0.0,
+                                   "mix_pgd": 0.0, "mix_cw": 0.0},  # diverges: NaN loss
+                                  {"eps_scale": -1.0}]))  # raises: negative training epsilon
+    proc = _search(tmp_path, "--space", "lwta", "--num-samples", "4", "--points", str(points), *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "best trial" in proc.stdout
+    rows = pq.read_table(tmp_path / "runs" / "lwta-quick" / "results.parquet").to_pylist()
+    assert len(rows) == 4
+    outcomes = sorted(r["outcome"] for r in rows)
+    assert outcomes.count("failed") == 2, [(r["trial_id"], r["outcome"], r["error"]) for r in rows]
+    assert any(r["exportable"] for r in rows)
+    assert (tmp_path / "runs" / "lwta-quick" / "optuna.db").exists()
+
+    export = tmp_path / "exports" / "lwta"
+    from tuner.export import load_model
+
+    model = load_model(export)
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    metrics = json.loads((export / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        assert 0.0 <= metrics[split]["robust_acc"] <= metrics[split]["natural_acc"] <= 1.0
+    evaluated = subprocess.run([sys.executable, "-m", "tuner.evaluate", str(export), "--limit", "50",
+                                "--attacks", "fgsm"], capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "worst-case robust" in evaluated.stdout
+
+
+def _wait_for_finished(progress: Path, proc: subprocess.Popen, n: int, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if progress.exists():
+            try:
+                if json.loads(progress.read_text())["counts"].get("finished", 0) >= n:
+                    return
+            except (json.JSONDecodeError, KeyError):
+                pass
+        time.sleep(0.5)
+    raise AssertionError(f"no {n} finished trial(s) within {timeout}s (exit {proc.poll()})")
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_interrupted_search_resumes_without_losing_or_rerunning_trials(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "tuner.search", "--storage-path", str(tmp_path / "runs"),
+            "--export-dir", str(tmp_path / "exports"), "--space", "lwta", "--num-samples", "3", *TINY]
+    args[args.index("--max-concurrent") + 1] = "1"
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        _wait_for_finished(tmp_path / "runs" / "lwta-quick" / "progress.json", proc, 1, timeout=400)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "--resume" in err.strip().splitlines()[-1]
+    first = {r["trial_id"]: r for r in pq.read_table(tmp_path / "runs" / "lwta-quick" / "results.parquet").to_pylist()}
+    done = {tid: r for tid, r in first.items() if r["outcome"] == "finished"}
+    assert 1 <= len(done) < 3
+
+    resumed = _search(tmp_path, "--space", "lwta", "--num-samples", "3", "--resume", *TINY)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = {r["trial_id"]: r for r in pq.read_table(tmp_path / "runs" / "lwta-quick" / "results.parquet").to_pylist()}
+    assert len(final) == 3
+    for tid, row in done.items():  # finished trials kept as they were, not run again
+        assert final[tid]["objective"] == row["objective"] and final[tid]["epochs"] == row["epochs"]
+    assert all(r["outcome"] in ("finished", "pruned") for r in final.values())
+    assert (tmp_path / "exports" / "lwta" / "model.safetensors").exists()

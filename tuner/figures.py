@@ -1,0 +1,180 @@
+"""The report's figures: true-class probability per attack, adversarial examples, natural-vs-robust Pareto front.
+
+Every function takes plain arrays (no models, no attacks) and writes one PNG with matplotlib's Agg
+backend, so figures are cheap to test and never depend on a display.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "AdversarialExample",
+    "ParetoPoint",
+    "pareto_front",
+    "plot_adversarial_examples",
+    "plot_pareto",
+    "plot_true_class_probability",
+]
+
+CORRECT = "tab:green"
+WRONG = "tab:red"
+
+
+@dataclass(frozen=True)
+class AdversarialExample:
+    """One attacked image: the clean and adversarial pixels (H, W) or (H, W, C) in [0, 1] and the labels."""
+
+    clean: np.ndarray
+    adversarial: np.ndarray
+    label: int
+    clean_pred: int
+    adv_pred: int
+
+
+@dataclass(frozen=True)
+class ParetoPoint:
+    """One finished trial on the natural / robust plane (accuracies in [0, 1])."""
+
+    trial_id: str
+    natural: float
+    robust: float
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def plot_true_class_probability(
+    probabilities: Mapping[str, Mapping[str, np.ndarray]], path: Path, *, title: str = "",
+) -> Path:
+    """Violin plots of the true-class probability per attack (clean first), one panel per model.
+
+    ``probabilities`` maps model name -> attack name -> probabilities (N,) of the true class.
+    """
+    if not probabilities:
+        raise ValueError("need at least one model's probabilities, got none")
+    plt = _pyplot()
+    names = list(probabilities)
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharey=True)
+    for ax, name in zip(axes.flat, names, strict=False):
+        per_attack = probabilities[name]
+        labels = list(per_attack)
+        data = [np.clip(np.asarray(per_attack[a], dtype=float), 0.0, 1.0) for a in labels]
+        parts = ax.violinplot(data, showmedians=True, widths=0.8)
+        for body in parts["bodies"]:
+            body.set_alpha(0.6)
+        ax.set_xticks(range(1, len(labels) + 1), labels, rotation=20)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(name, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("P(true class)")
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(title or "True-class probability, clean and under attack")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _image(pixels: np.ndarray) -> tuple[np.ndarray, str | None]:
+    img = np.clip(np.asarray(pixels, dtype=float), 0.0, 1.0)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    return img, ("gray" if img.ndim == 2 else None)
+
+
+def _class(names: Sequence[str], index: int) -> str:
+    return names[index] if 0 <= index < len(names) else str(index)
+
+
+def plot_adversarial_examples(
+    examples: Mapping[str, Sequence[AdversarialExample]], class_names: Sequence[str], path: Path, *,
+    title: str = "",
+) -> Path:
+    """A grid: the clean images on top, one row of adversarial images per attack; green titles correct, red wrong."""
+    if not examples or not any(examples.values()):
+        raise ValueError(f"need adversarial examples for at least one attack, got {dict(examples)!r}")
+    plt = _pyplot()
+    attacks = list(examples)
+    cols = max(len(v) for v in examples.values())
+    first = examples[attacks[0]]
+    fig, axes = plt.subplots(len(attacks) + 1, cols, figsize=(1.9 * cols, 2.1 * (len(attacks) + 1)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for j, ex in enumerate(first):
+        img, cmap = _image(ex.clean)
+        axes[0, j].imshow(img, cmap=cmap, vmin=0, vmax=1)
+        ok = ex.clean_pred == ex.label
+        axes[0, j].set_title(f"clean\ntrue {_class(class_names, ex.label)}\npred {_class(class_names, ex.clean_pred)}",
+                             fontsize=7, color=CORRECT if ok else WRONG)
+    for i, attack in enumerate(attacks, start=1):
+        for j, ex in enumerate(examples[attack]):
+            img, cmap = _image(ex.adversarial)
+            axes[i, j].imshow(img, cmap=cmap, vmin=0, vmax=1)
+            ok = ex.adv_pred == ex.label
+            axes[i, j].set_title(f"{attack}\ntrue {_class(class_names, ex.label)}\n"
+                                 f"pred {_class(class_names, ex.adv_pred)}", fontsize=7, color=CORRECT if ok else WRONG)
+    fig.suptitle(title or "Adversarial examples (green: correct, red: wrong)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def pareto_front(points: Sequence[ParetoPoint]) -> list[ParetoPoint]:
+    """The points no other point beats on both natural and robust accuracy, by rising natural accuracy."""
+    def beaten(p: ParetoPoint) -> bool:
+        return any(q.natural >= p.natural and q.robust >= p.robust and (q.natural, q.robust) != (p.natural, p.robust)
+                   for q in points)
+
+    return sorted((p for p in points if not beaten(p)), key=lambda p: (p.natural, -p.robust))
+
+
+def plot_pareto(
+    points: Sequence[ParetoPoint], path: Path, *, marked: str | None = None, title: str = "",
+) -> Path:
+    """Natural vs robust accuracy (percent) of finished trials, the Pareto front drawn, trial ``marked`` starred."""
+    if not points:
+        raise ValueError("need at least one finished trial with natural and robust accuracy, got none")
+    bad = [p for p in points if not (0 <= p.natural <= 1 and 0 <= p.robust <= 1)]
+    if bad:
+        raise ValueError(f"accuracies must lie in [0, 1], got {bad[:3]}")
+    plt = _pyplot()
+    front = pareto_front(points)
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    ax.scatter([100 * p.natural for p in points], [100 * p.robust for p in points], s=22, color="tab:gray",
+               alpha=0.7, label=f"finished trials ({len(points)})")
+    ax.plot([100 * p.natural for p in front], [100 * p.robust for p in front], "-o", color="tab:blue", ms=6,
+            label=f"Pareto front ({len(front)})")
+    chosen = next((p for p in points if p.trial_id == marked), None)
+    if chosen is not None:
+        ax.scatter([100 * chosen.natural], [100 * chosen.robust], marker="*", s=260, color="tab:orange",
+                   edgecolor="black", zorder=5, label=f"exported: {chosen.trial_id}")
+    ax.set_xlabel("natural accuracy (%)")
+    ax.set_ylabel("robust accuracy, worst case (%)")
+    ax.set_title(title or "Natural vs robust accuracy over the search")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return _save(fig, path)
