@@ -44,6 +44,7 @@ from bench.common import (
     write_json,
 )
 from search_spaces.presets import QUICK
+from trainables.cli import OneLineParser, run_main
 from trainables.data import Splits, load_splits
 from trainables.models import ModelConfig, RobustModel
 from trainables.train import RunSpec, fit
@@ -122,15 +123,14 @@ class SideLog:
 
 def run_loop(trials: int, setup: TinyTrials, splits: Splits, log: SideLog | None = None) -> None:
     """The ``trials`` trials one after the other in this process."""
-    body = 0.0
+    finals: list[dict[str, float]] = []  # each trial's last report (body_s counts from the trial's start)
     for i in range(trials):
-        last: dict[str, float] = {}
-        tiny_trial(i, trials, setup, splits, lambda m, _c: last.update(m))
-        body += last["body_s"]
-        if log is not None:
-            log.threads.add(last["torch_threads"])
+        reports: list[dict[str, float]] = []
+        tiny_trial(i, trials, setup, splits, lambda metrics, _checkpoint, out=reports: out.append(metrics))
+        finals.append(reports[-1])
     if log is not None:
-        log.body_s.append(body)
+        log.threads.update(r["torch_threads"] for r in finals)
+        log.body_s.append(sum(r["body_s"] for r in finals))
 
 
 def run_tune(trials: int, setup: TinyTrials, splits: Splits, cpus_per_trial: float, storage: Path,
@@ -159,10 +159,8 @@ def run_tune(trials: int, setup: TinyTrials, splits: Splits, cpus_per_trial: flo
     shutil.rmtree(storage / name, ignore_errors=True)
 
 
-def build_parser() -> Any:
+def build_parser() -> OneLineParser:
     """The benchmark's command line."""
-    from trainables.cli import OneLineParser
-
     p = OneLineParser(prog=PROG, description="Ray Tune overhead: N tiny trials through Tune vs a plain loop.")
     p.add_argument("--trials", type=int, default=8, help="N trials per side")
     p.add_argument("--train-limit", type=int, default=1000)
@@ -214,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_loop(1, setup, splits)
             run_tune(1, setup, splits, args.cpus, storage)
         comparison = compare(
-            f"{args.trials} trials", ("tune", lambda: run_tune(args.trials, setup, splits, args.cpus, storage, tune_log)),
+            f"{args.trials} trials",
+            ("tune", lambda: run_tune(args.trials, setup, splits, args.cpus, storage, tune_log)),
             ("loop", lambda: run_loop(args.trials, setup, splits, loop_log)), device, args.repeats, warmup=0)
         began = time.perf_counter()
     finally:
@@ -266,6 +265,4 @@ def tune_figures(c: Comparison, trials: int, init_s: float, tune_log: SideLog, l
 
 
 if __name__ == "__main__":
-    from trainables.cli import run_main
-
     sys.exit(run_main(main, prog=PROG))

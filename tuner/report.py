@@ -130,7 +130,7 @@ class ReportRow:
     cw: float
     worst: float
     certified: dict[float, float]
-    seconds: float
+    seconds: float  # training (recipes) + scoring and certification on this machine
     source: str
 
 
@@ -458,7 +458,8 @@ def _draw_figures(gathered: _Figures, out: Path, points: Sequence[figures.Pareto
         ids = {p.trial_id for p in points}
         if not explicit:  # an export of this search beats the best exportable trial as the marked one
             marked = next((t for t in export_trials if t in ids), marked)
-        written.append(figures.plot_pareto(points, out / FIGURE_FILES["pareto"], marked=marked))
+        written.append(figures.plot_pareto(points, out / FIGURE_FILES["pareto"], marked=marked,
+                                           title="Search trials: validation natural vs objective (worst case)"))
     return written
 
 
@@ -536,6 +537,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_device(args.device)
     default = PRESETS["quick"].objective_suite
     if args.exports is not None:
+        given = [flag for flag in ("epochs", "train_limit") if getattr(args, flag) is not None]
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')} trains recipes and does not apply to --exports")
         missing = [str(p) for p in args.exports if not p.exists()]
         if missing:
             raise FileNotFoundError(f"no export directory at {', '.join(missing)}")
