@@ -9,9 +9,12 @@ re-evaluated on the test split and exported (tuner.export).
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -175,6 +178,25 @@ def export_best(record: TrialRecord, splits: Splits, preset: Preset, suite: Suit
                         params=record.params, provenance=collect_provenance(spec.train.seed))
 
 
+def _fit_watching_sigint(tuner: Any) -> tuple[Any, bool]:
+    """``tuner.fit()``, and whether Ctrl-C (SIGINT) stopped it.
+
+    Tune replaces the SIGINT handler for the run and puts the previous one back only when the
+    signal arrives; after an interrupt its trials all read TERMINATED (its experiment state, saved
+    before, still knows them as unfinished), so the handler is the only reliable witness.
+    """
+    watching = threading.current_thread() is threading.main_thread() and \
+        os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") == "0"
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        grid = tuner.fit()
+    finally:
+        after = signal.getsignal(signal.SIGINT)
+        if watching:
+            signal.signal(signal.SIGINT, before)
+    return grid, watching and after is before
+
+
 def run_search(cfg: SearchConfig, command: str = PROG) -> SearchOutcome:
     """Run (or resume) one search end to end and export its best honest model."""
     import ray
@@ -197,14 +219,14 @@ def run_search(cfg: SearchConfig, command: str = PROG) -> SearchOutcome:
                       f"{base.data.name} ({len(splits.train)} train / {len(splits.val)} val), "
                       f"{base.train.epochs} epochs, eps {objective.eps}; experiment {cfg.experiment_path}")
         tuner = _build_tuner(cfg, preset, base, objective, splits, gpus)
-        grid = tuner.fit()
+        grid, stopped_by_signal = _fit_watching_sigint(tuner)
     finally:
         if cfg.address == "":
             ray.shutdown()
     records = collect_trials(grid)
     num_samples = cfg.num_samples or preset.num_samples
     finished = grid.num_terminated + grid.num_errors
-    interrupted = finished < len(grid) or (not cfg.resume and len(grid) < num_samples)
+    interrupted = stopped_by_signal or finished < len(grid) or (not cfg.resume and len(grid) < num_samples)
     results_path = (Path(cfg.experiment_path) / "results.parquet") if not is_uri(cfg.storage_path) else \
         Path(cfg.export_dir) / f"{cfg.experiment_name}-results.parquet"
     write_trials(records, results_path)

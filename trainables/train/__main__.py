@@ -36,6 +36,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--kl-weight", type=float, default=1.0)
     p.add_argument("--depth", type=int, default=16)
     p.add_argument("--widen", type=int, default=1)
+    p.add_argument("--cnn-width", type=int, default=32, help="small CNN: channels of the first conv")
+    p.add_argument("--cnn-kernel", type=int, default=5, help="small CNN: conv kernel size")
     p.add_argument("--competitors", type=int, default=2, help="LWTA units per block (U)")
     p.add_argument("--hidden-blocks", type=int, default=64, help="LWTA blocks in the small CNN's dense layer")
     p.add_argument("--temperature", type=float, default=0.67)
@@ -57,6 +59,7 @@ def spec_from_args(args) -> RunSpec:  # noqa: ANN001 - argparse.Namespace
     data = DataConfig(name=args.dataset, data_dir=args.data_dir, download=args.download,
                       train_limit=args.train_limit, val_limit=args.val_limit)
     model = ModelConfig(name=args.model, depth=args.depth, widen=args.widen, competitors=args.competitors,
+                        cnn_width=args.cnn_width, cnn_kernel=args.cnn_kernel,
                         hidden_blocks=args.hidden_blocks, temperature=args.temperature,
                         ibp=not args.no_ibp, ibp_alpha=args.ibp_alpha)
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
