@@ -24,6 +24,7 @@ def build_parser() -> OneLineParser:
     p.add_argument("--download", action="store_true", help="download torchvision datasets into --data-dir")
     p.add_argument("--train-limit", type=int, default=None, help="use only N training examples")
     p.add_argument("--val-limit", type=int, default=None, help="use only N validation examples")
+    p.add_argument("--test-limit", type=int, default=1000, help="test examples scored by --test")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.05)
@@ -57,7 +58,7 @@ def build_parser() -> OneLineParser:
 def spec_from_args(args) -> RunSpec:  # noqa: ANN001 - argparse.Namespace
     """The RunSpec the command-line arguments describe."""
     data = DataConfig(name=args.dataset, data_dir=args.data_dir, download=args.download,
-                      train_limit=args.train_limit, val_limit=args.val_limit)
+                      train_limit=args.train_limit, val_limit=args.val_limit, test_limit=args.test_limit)
     model = ModelConfig(name=args.model, depth=args.depth, widen=args.widen, competitors=args.competitors,
                         cnn_width=args.cnn_width, cnn_kernel=args.cnn_kernel,
                         hidden_blocks=args.hidden_blocks, temperature=args.temperature,
