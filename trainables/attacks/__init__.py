@@ -7,6 +7,7 @@ from .gaussian import GaussianNoise
 from .gradients import cross_entropy, eot_logits, input_gradient
 from .pgd import PGD, PGDL2
 from .registry import ATTACKS, build_attack, list_attacks
+from .sharded import evaluate_sharded
 from .suite import RobustResult, SuiteConfig, build_suite, evaluate_robustness, robust_accuracy
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "cross_entropy",
     "eot_logits",
     "evaluate_robustness",
+    "evaluate_sharded",
     "input_gradient",
     "list_attacks",
     "robust_accuracy",

@@ -56,11 +56,24 @@ def batches(
     *,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Yield (x float [0,1] (B, C, H, W), y (B,)) batches; shuffled when a generator is given."""
+    """Yield (x float [0,1] (B, C, H, W), y (B,)) batches; shuffled when a generator is given.
+
+    ``shard=(rank, world)`` yields this replica's part (every world-th example) of each global
+    batch of ``batch_size``; every replica draws the same order from the same generator, and a
+    last batch too small to give each replica an example is skipped by all of them.
+    """
+    rank, world = shard
+    if not 0 <= rank < world:
+        raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard=}")
     n = len(data)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
+        if world > 1:
+            if len(idx) < world:
+                break
+            idx = idx[rank::world]
         x = data.images[idx].to(device, non_blocking=True).float().div_(255)
         yield x, data.labels[idx].to(device, non_blocking=True)

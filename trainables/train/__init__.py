@@ -3,6 +3,7 @@
 from trainables.train.checkpoint import CHECKPOINT_FILE, CheckpointError, TrainState, load_checkpoint, save_checkpoint
 from trainables.train.config import MIX_ATTACKS, AttackMix, RunSpec, TrainConfig
 from trainables.train.loop import FitResult, TrainingDiverged, fit, resolve_device, training_attacks
+from trainables.train.replicas import Replicas
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -10,6 +11,7 @@ __all__ = [
     "AttackMix",
     "CheckpointError",
     "FitResult",
+    "Replicas",
     "RunSpec",
     "TrainConfig",
     "TrainState",

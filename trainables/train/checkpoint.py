@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class TrainState:
     rng: torch.Tensor  # torch's global CPU generator state after the last completed epoch
     cuda_rng: list[torch.Tensor]
     history: list[dict[str, float]]
+    replica_rng: list[torch.Tensor] = field(default_factory=list)  # every replica's CPU state (data-parallel runs)
 
 
 def save_checkpoint(directory: Path, state: TrainState) -> Path:

@@ -5,6 +5,12 @@ Per batch it draws an attack from the configured mix (Madry-style PGD training i
 layers to the loss (the ELBO, CE + KL / N_train). After each epoch it scores natural and
 worst-case robust accuracy on the validation split, writes an atomic checkpoint and hands the
 metrics to a callback (the tuner wires it to ``ray.tune.report``).
+
+Inside a torch.distributed process group (Ray Train workers) the same loop trains data-parallel:
+each replica takes its shard of every global batch (``batch_size`` stays the global batch, so a
+learning rate means the same on one device or eight), runs the attacks on its shard with the bare
+model, and DistributedDataParallel averages the gradients. Validation is shared out across the
+replicas too; rank 0 writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -18,13 +24,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-from trainables.attacks import FGSM, PGD, Attack, CarliniWagnerL2, GaussianNoise, evaluate_robustness
+from trainables.attacks import FGSM, PGD, Attack, CarliniWagnerL2, GaussianNoise, evaluate_sharded
 from trainables.data.images import ImageSet, Splits, batches
 from trainables.models import RobustModel, StochasticModule, build_model
 from trainables.train.checkpoint import CHECKPOINT_FILE, CheckpointError, TrainState, load_checkpoint, save_checkpoint
 from trainables.train.config import MIX_ATTACKS, RunSpec, TrainConfig
+from trainables.train.replicas import Replicas
 
 __all__ = ["FitResult", "TrainingDiverged", "fit", "resolve_device", "training_attacks"]
 
@@ -97,26 +104,56 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+class _LossForward(nn.Module):
+    """One training forward: the cross-entropy (with its optional clean term), logits and the KL.
+
+    One module, so that DistributedDataParallel sees a single forward per step whose graph holds
+    every parameter, the IBP sticks that only the KL uses included.
+    """
+
+    def __init__(self, model: RobustModel, clean_weight: float, with_kl: bool) -> None:
+        super().__init__()
+        self.model, self.clean_weight, self.with_kl = model, clean_weight, with_kl
+
+    def forward(self, x_train: Tensor, y: Tensor, x_clean: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        logits = self.model(x_train)  # (B, K)
+        ce = F.cross_entropy(logits, y)
+        if x_clean is not None:
+            ce = self.clean_weight * F.cross_entropy(self.model(x_clean), y) + (1 - self.clean_weight) * ce
+        kl = self.model.kl() if self.with_kl else logits.new_zeros(())
+        return ce, logits, kl
+
+
+def _loss_forward(model: RobustModel, cfg: TrainConfig, replicas: Replicas, device: torch.device) -> nn.Module:
+    """The training forward, wrapped in DistributedDataParallel when there are several replicas."""
+    step = _LossForward(model, cfg.clean_weight, with_kl=cfg.kl_weight > 0 or replicas.parallel)
+    if not replicas.parallel:
+        return step
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    return DistributedDataParallel(step, device_ids=ids)
+
+
 def _train_epoch(
-    model: RobustModel, opt: torch.optim.Optimizer, train: ImageSet, cfg: TrainConfig, epoch: int,
-    attacks: dict[str, Attack | None], device: torch.device, on_batch: BatchCallback | None,
+    model: RobustModel, step: nn.Module, opt: torch.optim.Optimizer, train: ImageSet, cfg: TrainConfig, epoch: int,
+    attacks: dict[str, Attack | None], device: torch.device, on_batch: BatchCallback | None, replicas: Replicas,
 ) -> dict[str, float]:
     gen = _epoch_generator(cfg.seed, epoch)
     n_batches = math.ceil(len(train) / cfg.batch_size)
     draws = torch.multinomial(torch.tensor(cfg.mix.weights()), n_batches, replacement=True, generator=gen)
-    model.train()
+    step.train()
     loss_sum = kl_sum = correct = seen = 0.0
-    for i, (x, y) in enumerate(batches(train, cfg.batch_size, generator=gen, device=device)):
+    steps = 0
+    shard = batches(train, cfg.batch_size, generator=gen, device=device, shard=replicas.shard)
+    for i, (x, y) in enumerate(shard):
         attack = attacks[MIX_ATTACKS[int(draws[i])]]
-        x_train = attack.perturb(model, x, y) if attack is not None else x
-        logits = model(x_train)
-        ce = F.cross_entropy(logits, y)
-        if cfg.clean_weight > 0:
-            ce = cfg.clean_weight * F.cross_entropy(model(x), y) + (1 - cfg.clean_weight) * ce
-        kl = model.kl() if cfg.kl_weight > 0 else torch.zeros((), device=device)
+        x_train = attack.perturb(model, x, y) if attack is not None else x  # the bare model: no DDP hooks
+        ce, logits, kl = step(x_train, y, x if cfg.clean_weight > 0 else None)
         loss = ce + cfg.kl_weight * kl / len(train)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1}")
+        if not replicas.all_finite(loss.detach()):
+            value = loss.item() if not torch.isfinite(loss) else "non-finite on another replica"
+            raise TrainingDiverged(f"loss became {value} at epoch {epoch + 1}, batch {i + 1}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -124,20 +161,23 @@ def _train_epoch(
         kl_sum += float(kl.detach())
         correct += float((logits.argmax(1) == y).sum())
         seen += len(y)
+        steps += 1
         if on_batch is not None:
             on_batch(i + 1, n_batches)
-    return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "kl": kl_sum / n_batches}
+    loss_sum, kl_sum, correct, seen = replicas.sum([loss_sum, kl_sum, correct, seen], device)
+    return {"train_loss": loss_sum / seen, "train_acc": correct / seen,
+            "kl": kl_sum / (steps * replicas.world_size)}
 
 
 def _evaluate(model: RobustModel, val: ImageSet, spec: RunSpec, device: torch.device) -> dict[str, float]:
     subset = val.head(spec.train.eval_limit)
-    result = evaluate_robustness(model, subset.floats(), subset.labels, spec.suite, device=device)
+    result = evaluate_sharded(model, subset.floats(), subset.labels, spec.suite, device=device)
     return result.as_dict()
 
 
 def _resume(
     checkpoint_dir: Path | None, spec: RunSpec, model: nn.Module, opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
+    sched: torch.optim.lr_scheduler.LRScheduler, replicas: Replicas,
 ) -> tuple[int, list[dict[str, float]]]:
     if checkpoint_dir is None or not (checkpoint_dir / CHECKPOINT_FILE).exists():
         return 0, []
@@ -150,8 +190,13 @@ def _resume(
     model.load_state_dict(state.model)
     opt.load_state_dict(state.optimizer)
     sched.load_state_dict(state.scheduler)
-    torch.set_rng_state(state.rng)
-    if state.cuda_rng and torch.cuda.is_available():
+    if replicas.rank == 0:
+        torch.set_rng_state(state.rng)
+    elif len(state.replica_rng) == replicas.world_size:
+        torch.set_rng_state(state.replica_rng[replicas.rank])
+    else:  # written by a run with another number of replicas: a fresh stream for this one
+        replicas.seed(spec.train.seed + state.epoch)
+    if state.cuda_rng and torch.cuda.is_available() and not replicas.parallel:
         torch.cuda.set_rng_state_all(state.cuda_rng)
     return state.epoch, list(state.history)
 
@@ -165,32 +210,41 @@ def fit(
     on_batch: BatchCallback | None = None,
     device: torch.device | str | None = None,
 ) -> FitResult:
-    """Train ``spec`` on ``splits``; resumes from ``checkpoint_dir`` when a checkpoint is there."""
+    """Train ``spec`` on ``splits``; resumes from ``checkpoint_dir`` when a checkpoint is there.
+
+    In a torch.distributed process group every rank calls ``fit`` with the same arguments; rank 0
+    writes the checkpoints and is the only one whose ``on_epoch`` gets the checkpoint folder.
+    """
     dev = device if isinstance(device, torch.device) else resolve_device(device)
+    replicas = Replicas.current()
     cfg = spec.train
     torch.manual_seed(cfg.seed)
     model = build_model(spec.model, splits.info).to(dev)
     opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg)
-    start, history = _resume(checkpoint_dir, spec, model, opt, sched)
+    replicas.seed(cfg.seed)
+    start, history = _resume(checkpoint_dir, spec, model, opt, sched, replicas)
+    step = _loss_forward(model, cfg, replicas, dev)
     attacks = training_attacks(cfg)
+    writes = checkpoint_dir if replicas.rank == 0 else None
     for epoch in range(start, cfg.epochs):
         began = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         metrics: dict[str, float] = {"epoch": float(epoch + 1), "lr": lr}
-        metrics |= _train_epoch(model, opt, splits.train, cfg, epoch, attacks, dev, on_batch)
+        metrics |= _train_epoch(model, step, opt, splits.train, cfg, epoch, attacks, dev, on_batch, replicas)
         sched.step()
+        replicas.broadcast_buffers(model, dev)
         metrics |= _evaluate(model, splits.val, spec, dev)
         metrics["epoch_seconds"] = time.perf_counter() - began
         history.append(metrics)
-        if checkpoint_dir is not None:
-            save_checkpoint(checkpoint_dir, TrainState(
+        rng = replicas.gather_rng_states()  # a collective: every replica takes part
+        if writes is not None:
+            save_checkpoint(writes, TrainState(
                 epoch=epoch + 1, spec=spec.to_dict(), model=model.state_dict(), optimizer=opt.state_dict(),
-                scheduler=sched.state_dict(), rng=torch.get_rng_state(),
+                scheduler=sched.state_dict(), rng=rng[0],
                 cuda_rng=torch.cuda.get_rng_state_all() if dev.type == "cuda" else [], history=history,
+                replica_rng=rng if replicas.parallel else [],
             ))
         if on_epoch is not None:
-            on_epoch(metrics, checkpoint_dir, model)
+            on_epoch(metrics, writes, model)
     return FitResult(model.eval(), history)
-
-
