@@ -236,3 +236,9 @@ def test_interrupted_search_resumes_without_losing_or_rerunning_trials(tmp_path:
         assert final[tid]["objective"] == row["objective"] and final[tid]["epochs"] == row["epochs"]
     assert all(r["outcome"] in ("finished", "pruned") for r in final.values())
     assert (tmp_path / "exports" / "lwta" / "model.safetensors").exists()
+
+
+def test_trials_without_any_report_still_write_parquet(tmp_path: Path) -> None:
+    records = [TrialRecord("a", "running", {"lr": 0.05})]  # interrupted before its first epoch ended
+    rows = read_trials(write_trials(records, tmp_path / "results.parquet")).to_pylist()
+    assert rows[0]["trial_id"] == "a" and rows[0]["history"] == [] and math.isnan(rows[0]["objective"])

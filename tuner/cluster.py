@@ -27,8 +27,13 @@ def _check_reachable(host: str, port: int, timeout: float) -> None:
 
 
 def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | None = None,
-                object_store_memory: int | None = None, timeout: float = 5.0) -> None:
-    """``ray.init`` for a local instance (address '') or an existing cluster ('auto', host:port)."""
+                object_store_memory: int | None = None, dashboard: bool = False, timeout: float = 5.0) -> None:
+    """``ray.init`` for a local instance (address '') or an existing cluster ('auto', host:port).
+
+    ``dashboard`` starts a local instance with its dashboard, whose State API Ray Train needs to
+    free the workers of a trial that Tune stopped early (its placement-group cleaner asks it
+    whether the trial's Train controller is still alive); on 127.0.0.1 only.
+    """
     import ray
 
     target = parse_address(address)
@@ -38,7 +43,8 @@ def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | No
         return
     if address == "":
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
-                 include_dashboard=False, configure_logging=True, logging_level="ERROR", log_to_driver=False)
+                 include_dashboard=dashboard, dashboard_host="127.0.0.1", configure_logging=True,
+                 logging_level="ERROR", log_to_driver=False)
         return
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)

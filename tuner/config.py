@@ -26,6 +26,7 @@ class SearchConfig:
     max_concurrent: int | None = None  # None: as many as the resources allow
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None  # None: the preset's when CUDA is there, else 0
+    workers_per_trial: int | None = None  # None: one per GPU when a trial has several, else 1
     seed: int = 0
     storage_path: str = "runs"
     name: str | None = None  # None: "<space>-<preset>"
@@ -51,12 +52,19 @@ class SearchConfig:
             raise ValueError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
         if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
             raise ValueError(f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}")
+        if self.workers_per_trial is not None and self.workers_per_trial < 1:
+            raise ValueError(f"--workers-per-trial must be >= 1, got {self.workers_per_trial}")
         if self.epsilon is not None and self.epsilon < 0:
             raise ValueError(f"--epsilon must be >= 0, got {self.epsilon}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.grace_period < 1:
             raise ValueError(f"--grace-period must be >= 1, got {self.grace_period}")
+
+    @property
+    def data_parallel(self) -> bool:
+        """Whether trials may train over several workers (Ray Train), as far as the flags tell."""
+        return (self.workers_per_trial or 1) > 1 or (self.gpus_per_trial or 0) > 1
 
     @property
     def experiment_name(self) -> str:

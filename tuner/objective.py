@@ -5,7 +5,8 @@ models are attacked with EOT through their straight-through surrogate, see
 :func:`trainables.attacks.evaluate_robustness`). A trial is *suspect* when its robust accuracy is
 above its natural accuracy, or when a very large L-inf budget fails to drive a small batch's
 accuracy to about zero (AutoAttack's sanity check for gradient masking); suspect trials are
-reported but never exported.
+reported but never exported. Inside a data-parallel trial every rank scores its share of the
+examples and all of them end with the same metrics.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import replace
 
 import torch
 
-from trainables.attacks import SuiteConfig, evaluate_robustness
+from trainables.attacks import SuiteConfig, evaluate_sharded
 from trainables.data import ImageSet
 from trainables.models import RobustModel
 
@@ -29,13 +30,13 @@ def _masking_accuracy(model: RobustModel, val: ImageSet, suite: SuiteConfig, dev
     """PGD accuracy at eps ``MASKING_EPS`` on the first examples of ``val``."""
     huge = replace(suite, attacks=("pgd",), eps=MASKING_EPS, steps=max(suite.steps, 20), restarts=1)
     subset = val.head(MASKING_EXAMPLES)
-    return evaluate_robustness(model, subset.floats(), subset.labels, huge, device=device).worst_acc
+    return evaluate_sharded(model, subset.floats(), subset.labels, huge, device=device).worst_acc
 
 
 def score_objective(model: RobustModel, val: ImageSet, suite: SuiteConfig,
                     device: torch.device | None = None) -> dict[str, float]:
     """Objective metrics of a trained model: ``objective``, per attack, and the masking flags."""
-    result = evaluate_robustness(model, val.floats(), val.labels, suite, device=device)
+    result = evaluate_sharded(model, val.floats(), val.labels, suite, device=device)
     metrics = {f"final/{k}": v for k, v in result.as_dict().items()}
     masking = _masking_accuracy(model, val, suite, device)
     above = result.worst_acc > result.natural_acc

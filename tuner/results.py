@@ -29,7 +29,7 @@ class TrialRecord:
     params: dict[str, Any]
     history: list[dict[str, float]] = field(default_factory=list)
     final: dict[str, float] = field(default_factory=dict)
-    checkpoint: Any = None  # ray.tune.Checkpoint of the last epoch, when there is one
+    checkpoint: Any = None  # ray.tune.Checkpoint of the last epoch (Tune's, or Train's for data-parallel trials)
     error: str | None = None
 
     @property
@@ -54,8 +54,17 @@ def _numbers(row: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def collect_trials(grid: Any) -> list[TrialRecord]:
-    """Records for every trial of a Ray Tune ``ResultGrid``."""
+def _checkpoint(result: Any, last: dict[str, Any], filesystem: Any) -> Any:
+    """The trial's last checkpoint: Tune's own, or the one a data-parallel trial left in Train's storage."""
+    if result.checkpoint is not None or not last.get("checkpoint_path"):
+        return result.checkpoint
+    from ray import tune
+
+    return tune.Checkpoint(str(last["checkpoint_path"]), filesystem=filesystem)
+
+
+def collect_trials(grid: Any, filesystem: Any = None) -> list[TrialRecord]:
+    """Records for every trial of a Ray Tune ``ResultGrid`` (``filesystem``: pyarrow one of remote storage)."""
     statuses = {t.trial_id: t.status for t in getattr(getattr(grid, "_experiment_analysis", None), "trials", [])}
     records = []
     for result in grid:
@@ -70,7 +79,8 @@ def collect_trials(grid: Any) -> list[TrialRecord]:
         elif last.get("error"):
             error = str(last["error"])
         records.append(TrialRecord(trial_id=trial_id, outcome=trial_outcome(status, last), params=dict(result.config),
-                                   history=history, final=_numbers(last), checkpoint=result.checkpoint, error=error))
+                                   history=history, final=_numbers(last), error=error,
+                                   checkpoint=_checkpoint(result, last, filesystem)))
     return sorted(records, key=lambda r: r.trial_id)
 
 
@@ -84,7 +94,7 @@ def best_trial(records: list[TrialRecord]) -> TrialRecord | None:
 
 def write_trials(records: list[TrialRecord], path: Path) -> Path:
     """All trials as one Parquet file: outcome, params, final metrics and the per-epoch history."""
-    history_keys = sorted({k for r in records for row in r.history for k in row})
+    history_keys = sorted({k for r in records for row in r.history for k in row}) or ["epoch"]  # Parquet needs a field
     final_keys = sorted({k for r in records for k in r.final})
     param_keys = sorted({k for r in records for k in r.params})
     columns: dict[str, list[Any]] = {

@@ -27,6 +27,7 @@ from trainables.data import Splits, list_datasets, load_splits
 from trainables.models import build_model
 from trainables.train import RunSpec, load_checkpoint
 from tuner.config import SearchConfig, is_uri
+from tuner.resources import DRIVER_MEMORY, TrialResources
 from tuner.results import TrialRecord, best_trial, collect_trials, leaderboard, write_trials
 from tuner.trial import TrialContext, run_trial
 
@@ -118,8 +119,25 @@ def check_experiment(cfg: SearchConfig) -> None:
                               "or pick another --name")
 
 
+def _trainable(cfg: SearchConfig, base: RunSpec, objective: SuiteConfig, splits: Splits,
+               layout: TrialResources) -> Any:
+    """What Tune runs per trial, with its resources; the data goes into the object store once."""
+    import ray
+    from ray import tune
+
+    from tuner.data_parallel import TRAIN_RUNS, SplitsRef, run_data_parallel_trial
+
+    context = TrialContext(space=cfg.space, base=base, objective_suite=objective)
+    if not layout.data_parallel:
+        return tune.with_resources(tune.with_parameters(run_trial, context=context, splits=splits),
+                                   {"cpu": layout.cpus_per_worker, "gpu": layout.gpus_per_worker})
+    driver = tune.with_parameters(run_data_parallel_trial, context=context, data=SplitsRef(ray.put(splits)),
+                                  layout=layout, storage_path=f"{cfg.experiment_path}/{TRAIN_RUNS}")
+    return tune.with_resources(driver, {"cpu": 0, "memory": DRIVER_MEMORY})  # Train places the workers
+
+
 def _build_tuner(cfg: SearchConfig, preset: Preset, base: RunSpec, objective: SuiteConfig, splits: Splits,
-                 gpus_per_trial: float) -> Any:
+                 layout: TrialResources, max_concurrent: int | None) -> Any:
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -127,9 +145,7 @@ def _build_tuner(cfg: SearchConfig, preset: Preset, base: RunSpec, objective: Su
 
     from tuner.progress import LiveProgress
 
-    context = TrialContext(space=cfg.space, base=base, objective_suite=objective)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context, splits=splits),
-                                    {"cpu": cfg.cpus_per_trial, "gpu": gpus_per_trial})
+    trainable = _trainable(cfg, base, objective, splits, layout)
     if cfg.resume:
         return tune.Tuner.restore(cfg.experiment_path, trainable, resume_unfinished=True, resume_errored=True)
     searcher = OptunaSearch(
@@ -148,7 +164,8 @@ def _build_tuner(cfg: SearchConfig, preset: Preset, base: RunSpec, objective: Su
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
-                                    max_concurrent_trials=cfg.max_concurrent, reuse_actors=True),
+                                    max_concurrent_trials=max_concurrent,
+                                    reuse_actors=not layout.data_parallel),  # Train's workers are not reusable
         run_config=tune.RunConfig(
             name=cfg.experiment_name, storage_path=cfg.experiment_path.rsplit("/", 1)[0], verbose=0,
             callbacks=[LiveProgress(progress_file, num_samples, live=cfg.live)],
@@ -176,6 +193,15 @@ def export_best(record: TrialRecord, splits: Splits, preset: Preset, suite: Suit
     out = Path(cfg.export_dir) / cfg.space
     return export_model(model, spec, out, info=splits.info, metrics=metrics, command=command, space=cfg.space,
                         params=record.params, provenance=collect_provenance(spec.train.seed))
+
+
+def _filesystem(storage_path: str) -> Any:
+    """The pyarrow filesystem of remote storage (s3://, gs://), None for a local folder."""
+    if not is_uri(storage_path):
+        return None
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(storage_path)[0]
 
 
 def _fit_watching_sigint(tuner: Any) -> tuple[Any, bool]:
@@ -208,22 +234,26 @@ def run_search(cfg: SearchConfig, command: str = PROG) -> SearchOutcome:
     preset, base, objective, export_suite = resolve_run(cfg)
     check_experiment(cfg)
     splits = load_splits(base.data)
-    connect_ray(cfg.address, object_store_memory=1 << 30)
+    connect_ray(cfg.address, object_store_memory=1 << 30, dashboard=cfg.data_parallel)
     try:
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
         gpus = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (preset.gpus_per_trial if has_gpu else 0.0)
-        if gpus > 1:
-            raise ValueError(f"--gpus-per-trial {gpus}: data-parallel trials over several GPUs are not built yet; "
-                             "use 1 or a fraction")
+        layout = TrialResources.resolve(cfg.cpus_per_trial, gpus, cfg.workers_per_trial)
+        max_concurrent = cfg.max_concurrent
+        if layout.data_parallel:
+            fits = layout.concurrency(ray.cluster_resources())
+            max_concurrent = min(max_concurrent or fits, fits)
+        workers = (f", {layout.workers} data-parallel workers per trial "
+                   f"({'NCCL' if layout.gpus_per_worker else 'gloo'})") if layout.data_parallel else ""
         console.print(f"[bold]robustune[/] space {cfg.space}, preset {preset.name}: {base.model.name} on "
                       f"{base.data.name} ({len(splits.train)} train / {len(splits.val)} val), "
-                      f"{base.train.epochs} epochs, eps {objective.eps}; experiment {cfg.experiment_path}")
-        tuner = _build_tuner(cfg, preset, base, objective, splits, gpus)
+                      f"{base.train.epochs} epochs, eps {objective.eps}{workers}; experiment {cfg.experiment_path}")
+        tuner = _build_tuner(cfg, preset, base, objective, splits, layout, max_concurrent)
         grid, stopped_by_signal = _fit_watching_sigint(tuner)
     finally:
         if cfg.address == "":
             ray.shutdown()
-    records = collect_trials(grid)
+    records = collect_trials(grid, filesystem=_filesystem(cfg.storage_path))
     num_samples = cfg.num_samples or preset.num_samples
     finished = grid.num_terminated + grid.num_errors
     interrupted = stopped_by_signal or finished < len(grid) or (not cfg.resume and len(grid) < num_samples)
@@ -250,7 +280,10 @@ def build_parser() -> OneLineParser:
     p.add_argument("--num-samples", type=int, default=None, help="trials (default: the preset's)")
     p.add_argument("--max-concurrent", type=int, default=None)
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=None, help="fractions allowed (default: preset's on GPU)")
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="fractions share a GPU; N > 1 trains data-parallel on N GPUs (default: preset's on GPU)")
+    p.add_argument("--workers-per-trial", type=int, default=None,
+                   help="data-parallel Ray Train workers per trial (default: one per GPU; gloo workers on CPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--storage-path", default="runs", help="local folder or pyarrow URI (s3://, gs://)")
     p.add_argument("--name", default=None, help="experiment name (default: SPACE-PRESET)")

@@ -1,0 +1,142 @@
+"""Data-parallel trials: the resource layout, and searches whose trials run a Ray Train TorchTrainer of
+2 gloo workers through a real local Ray (the CPU stand-in for several GPUs per trial)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from tuner.resources import TrialResources
+
+TINY = ["--epochs", "2", "--train-limit", "600", "--val-limit", "60", "--test-limit", "60", "--no-live",
+        "--workers-per-trial", "2"]
+
+
+def _search(tmp: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "tuner.search", "--storage-path", str(tmp / "runs"),
+           "--export-dir", str(tmp / "exports"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
+
+
+# --- layout ---------------------------------------------------------------------------------------
+
+def test_one_worker_takes_the_trial_as_it_is_and_several_split_it() -> None:
+    assert TrialResources.resolve(2.0, 0.5, None) == TrialResources(1, 2.0, 0.5)  # a GPU fraction: one worker
+    assert TrialResources.resolve(4.0, 4.0, None) == TrialResources(4, 1.0, 1.0)  # one worker per GPU
+    assert TrialResources.resolve(1.0, 0.0, 2) == TrialResources(2, 0.5, 0.0)  # gloo workers on CPU
+    assert TrialResources.resolve(2.0, 2.0, 2).data_parallel
+    assert not TrialResources.resolve(1.0, 1.0, None).data_parallel
+
+
+@pytest.mark.parametrize(("cpus", "gpus", "workers", "needle"), [
+    (1.0, 1.5, None, "whole number of GPUs, got 1.5"),
+    (1.0, 1.0, 2, "each data-parallel worker needs one whole GPU; use --gpus-per-trial 2"),
+    (1.0, 4.0, 2, "--gpus-per-trial 4 with --workers-per-trial 2"),
+    (1.0, 0.0, 0, "--workers-per-trial must be >= 1, got 0"),
+])
+def test_layouts_nccl_cannot_run_are_refused(cpus: float, gpus: float, workers: int | None, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
+        TrialResources.resolve(cpus, gpus, workers)
+
+
+def test_concurrency_is_what_the_cluster_holds() -> None:
+    four_gpus = {"CPU": 16.0, "GPU": 4.0}
+    assert TrialResources.resolve(2.0, 2.0, None).concurrency(four_gpus) == 2
+    assert TrialResources.resolve(16.0, 2.0, None).concurrency(four_gpus) == 1
+    assert TrialResources.resolve(1.0, 0.0, 2).concurrency({"CPU": 2.0}) == 2
+    with pytest.raises(ValueError, match="but the Ray cluster has 2 CPU and 0 GPU"):
+        TrialResources.resolve(1.0, 4.0, None).concurrency({"CPU": 2.0})
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--workers-per-trial", "0"], "--workers-per-trial must be >= 1, got 0"),
+    (["--gpus-per-trial", "1.5"], "--gpus-per-trial above 1 must be a whole number of GPUs, got 1.5"),
+    (["--gpus-per-trial", "4"], "but the Ray cluster has"),
+])
+def test_cli_bad_layouts_are_one_line_and_non_zero(tmp_path: Path, args: list[str], needle: str) -> None:
+    proc = _search(tmp_path, *args, timeout=180)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+# --- searches through Ray Train ---------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_data_parallel_search_trains_exports_and_survives_a_diverging_trial(tmp_path: Path) -> None:
+    points = tmp_path / "points.json"
+    points.write_text(json.dumps([{"lr": 1.0e6, "mix_none": 1.0, "mix_gaussian": 0.0, "mix_fgsm": 0.0,
+                                   "mix_pgd": 0.0, "mix_cw": 0.0}]))  # diverges: NaN loss on every replica
+    proc = _search(tmp_path, "--space", "lwta", "--num-samples", "3", "--points", str(points), *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 data-parallel workers per trial (gloo)" in " ".join(proc.stderr.split()) and "best trial" in proc.stdout
+    experiment = tmp_path / "runs" / "lwta-quick"
+    rows = pq.read_table(experiment / "results.parquet").to_pylist()
+    assert len(rows) == 3
+    assert [r["outcome"] for r in rows].count("failed") == 1, [(r["outcome"], r["error"]) for r in rows]
+    finished = [r for r in rows if r["outcome"] == "finished"]
+    assert finished and all(0.0 <= r["objective"] <= r["final_metric/final/natural_acc"] <= 1.0 for r in finished)
+    for row in finished:  # every epoch left a checkpoint in Ray Train's own storage, named for the trial
+        run = experiment / "train-runs" / f"train-{row['trial_id']}"
+        assert (run / "checkpoint_manager_snapshot.json").exists()
+        assert len(list(run.glob("checkpoint_*/checkpoint.pt"))) == 2
+
+    from tuner.export import load_model
+
+    model = load_model(tmp_path / "exports" / "lwta")
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    metrics = json.loads((tmp_path / "exports" / "lwta" / "metrics.json").read_text())
+    assert metrics["search"]["trial_id"] in {r["trial_id"] for r in finished}
+    assert 0.0 <= metrics["test"]["robust_acc"] <= metrics["test"]["natural_acc"] <= 1.0
+
+
+def _latest(experiment: Path) -> list[dict[str, float]]:
+    """The training history in the newest checkpoint of the experiment's only Train run ([] before one)."""
+    from trainables.train import CheckpointError, load_checkpoint
+
+    found = sorted((experiment / "train-runs").glob("train-*/checkpoint_*/checkpoint.pt"))
+    try:
+        return load_checkpoint(found[-1]).history if found else []
+    except CheckpointError:  # still being written
+        return []
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_interrupted_data_parallel_trial_resumes_from_its_train_checkpoint(tmp_path: Path) -> None:
+    args = [*TINY, "--epochs", "4", "--train-limit", "4000", "--max-concurrent", "1"]  # epochs of a few seconds
+    cmd = [sys.executable, "-m", "tuner.search", "--storage-path", str(tmp_path / "runs"),
+           "--export-dir", str(tmp_path / "exports"), "--space", "lwta", "--num-samples", "1", *args]
+    experiment = tmp_path / "runs" / "lwta-quick"
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and not _latest(experiment):
+            time.sleep(0.25)
+        assert proc.poll() is None, "the search ended before its first epoch was checkpointed"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    before = _latest(experiment)
+    assert 1 <= len(before) < 4
+
+    resumed = _search(tmp_path, "--space", "lwta", "--num-samples", "1", "--resume", *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = _latest(experiment)
+    assert [row["epoch"] for row in after] == [1.0, 2.0, 3.0, 4.0]
+    assert after[:len(before)] == before  # the epochs done before were kept (same timings), not trained again
+    row = pq.read_table(experiment / "results.parquet").to_pylist()[0]
+    assert row["outcome"] == "finished"
+    assert (tmp_path / "exports" / "lwta" / "model.safetensors").exists()

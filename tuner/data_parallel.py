@@ -1,0 +1,108 @@
+"""Trials that train data-parallel over several workers: a Tune function that runs a Ray Train TorchTrainer.
+
+This is Ray's documented Train V2 + Tune pattern. Tune runs :func:`run_data_parallel_trial`, a
+driver that needs no CPU (it only waits), one per trial. The driver starts a ``TorchTrainer`` whose
+workers (one per GPU, or gloo workers on CPU) join one process group and run the same
+:func:`trainables.train.fit`, which trains with DistributedDataParallel. Every worker reports each
+epoch; ``TuneReportCallback`` hands rank 0's report to Tune, so ASHA and Optuna see the same
+metrics as for a single-process trial.
+
+Checkpoints live in Ray Train's own storage, ``<experiment>/train-runs/train-<trial id>``: the
+run name is fixed per trial, so a trial that Tune retries (FailureConfig) or resumes (``--resume``)
+builds the same run, whose checkpoint manager reloads its last checkpoint, and the workers resume
+from it. Tune sees the checkpoint as the ``checkpoint_path`` metric
+(:func:`tuner.results.collect_trials` turns it back into a checkpoint for the export).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainables.data import Splits
+from trainables.models import RobustModel
+from trainables.train import TrainingDiverged, fit
+from tuner.resources import TrialResources
+from tuner.trial import TrialContext, diverged_report, epoch_report, trial_spec
+
+__all__ = ["TRAIN_RUNS", "SplitsRef", "run_data_parallel_trial", "train_run_name"]
+
+TRAIN_RUNS = "train-runs"  # folder of the experiment that holds Ray Train's runs
+
+
+@dataclass(frozen=True)
+class SplitsRef:
+    """The data, put in Ray's object store once; every worker of every trial reads that copy."""
+
+    ref: Any  # ray.ObjectRef of a Splits
+
+    def get(self) -> Splits:
+        """The splits behind the reference."""
+        import ray
+
+        return ray.get(self.ref)
+
+
+def train_run_name(trial_id: str) -> str:
+    """Ray Train's run name for a trial: fixed, so that a retried or resumed trial finds its checkpoints."""
+    return f"train-{trial_id}"
+
+
+def run_data_parallel_trial(config: dict[str, Any], context: TrialContext, data: SplitsRef,
+                            layout: TrialResources, storage_path: str) -> None:
+    """Ray Tune function trainable: one TorchTrainer run of ``layout.workers`` workers for this trial."""
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trial_spec(context, config)  # a bad configuration fails here, before any worker starts
+    gpu = layout.gpus_per_worker > 0
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={"config": config, "context": context, "data": data},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=layout.workers, use_gpu=gpu,
+            resources_per_worker={"CPU": layout.cpus_per_worker, **({"GPU": 1.0} if gpu else {})}),
+        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
+        run_config=ray.train.RunConfig(
+            name=train_run_name(tune.get_context().get_trial_id()), storage_path=storage_path,
+            callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=0),  # Tune's FailureConfig retries the trial
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    trainer.fit()
+
+
+def _train_worker(loop_config: dict[str, Any]) -> None:
+    """What every Ray Train worker runs: the shared training loop, reporting each epoch."""
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    context: TrialContext = loop_config["context"]
+    splits = loop_config["data"].get()
+    spec = trial_spec(context, loop_config["config"])
+    device = ray.train.torch.get_device()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    work = Path(tempfile.mkdtemp(prefix="robustune-worker-"))
+    restored = ray.train.get_checkpoint()
+    if restored is not None:  # every rank resumes from the run's last checkpoint
+        restored.to_directory(str(work))
+
+    def on_epoch(metrics: dict[str, float], checkpoint_dir: Path | None, model: RobustModel) -> None:
+        report = epoch_report(metrics, model, spec, context, splits.val, device)  # collective on the last epoch
+        checkpoint = None if checkpoint_dir is None else ray.train.Checkpoint.from_directory(str(checkpoint_dir))
+        ray.train.report(report, checkpoint=checkpoint)
+
+    try:
+        fit(spec, splits, checkpoint_dir=work, on_epoch=on_epoch, device=device)
+    except TrainingDiverged as exc:  # raised on every rank together (a collective check)
+        ray.train.report(diverged_report(exc))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
