@@ -155,6 +155,9 @@ def test_trials_round_trip_through_parquet(tmp_path: Path) -> None:
         (["--address", "127.0.0.1:9"], "cannot reach a Ray cluster at 127.0.0.1:9"),
         (["--address", "not an address"], "--address must be empty, 'auto' or host:port"),
         (["--resume", "--name", "never-ran"], "nothing to resume"),
+        (["--workers-per-trial", "0"], "--workers-per-trial must be >= 1, got 0"),
+        (["--gpus-per-trial", "1.5"], "--gpus-per-trial above 1 must be a whole number of GPUs, got 1.5"),
+        (["--gpus-per-trial", "4"], "a trial needs 4 worker(s) with 0.25 CPU and 1 GPU each, but the Ray cluster has"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_non_zero(tmp_path: Path, args: list[str], needle: str) -> None:

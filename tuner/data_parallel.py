@@ -16,6 +16,7 @@ from it. Tune sees the checkpoint as the ``checkpoint_path`` metric
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from tuner.trial import TrialContext, diverged_report, epoch_report, trial_spec
 __all__ = ["TRAIN_RUNS", "SplitsRef", "run_data_parallel_trial", "train_run_name"]
 
 TRAIN_RUNS = "train-runs"  # folder of the experiment that holds Ray Train's runs
+WORKER_START_TIMEOUT_S = "600"  # Train's default 60 s is shorter than an autoscaler's GPU node start
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ def run_data_parallel_trial(config: dict[str, Any], context: TrialContext, data:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_spec(context, config)  # a bad configuration fails here, before any worker starts
+    # read by Train's controller, which inherits it from this driver process (an explicit setting wins)
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", WORKER_START_TIMEOUT_S)
     gpu = layout.gpus_per_worker > 0
     trainer = TorchTrainer(
         _train_worker,

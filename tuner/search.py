@@ -195,6 +195,19 @@ def export_best(record: TrialRecord, splits: Splits, preset: Preset, suite: Suit
                         params=record.params, provenance=collect_provenance(spec.train.seed))
 
 
+def _data_parallel_concurrency(layout: TrialResources, cfg: SearchConfig, console: Any) -> int:
+    """Trials the cluster holds at once; on a cluster too small for one yet, 1 (its autoscaler may grow it)."""
+    import ray
+
+    try:
+        return layout.concurrency(ray.cluster_resources())
+    except ValueError as exc:
+        if cfg.address == "":
+            raise
+        console.print(f"[yellow]warning:[/] {exc}; running one trial at a time while the autoscaler adds nodes")
+        return cfg.max_concurrent or 1
+
+
 def _filesystem(storage_path: str) -> Any:
     """The pyarrow filesystem of remote storage (s3://, gs://), None for a local folder."""
     if not is_uri(storage_path):
@@ -241,7 +254,7 @@ def run_search(cfg: SearchConfig, command: str = PROG) -> SearchOutcome:
         layout = TrialResources.resolve(cfg.cpus_per_trial, gpus, cfg.workers_per_trial)
         max_concurrent = cfg.max_concurrent
         if layout.data_parallel:
-            fits = layout.concurrency(ray.cluster_resources())
+            fits = _data_parallel_concurrency(layout, cfg, console)
             max_concurrent = min(max_concurrent or fits, fits)
         workers = (f", {layout.workers} data-parallel workers per trial "
                    f"({'NCCL' if layout.gpus_per_worker else 'gloo'})") if layout.data_parallel else ""
