@@ -126,5 +126,6 @@ def test_interrupted_data_parallel_trial_resumes_from_its_train_checkpoint(tmp_p
     assert [row["epoch"] for row in after] == [1.0, 2.0, 3.0, 4.0]
     assert after[:len(before)] == before  # the epochs done before were kept (same timings), not trained again
     row = pq.read_table(experiment / "results.parquet").to_pylist()[0]
-    assert row["outcome"] == "finished"
+    assert row["outcome"] == "finished" and row["epochs"] == 4  # the epochs before the interrupt are kept too
+    assert [h["epoch"] for h in row["history"]] == [1.0, 2.0, 3.0, 4.0]
     assert (tmp_path / "exports" / "lwta" / "model.safetensors").exists()

@@ -22,7 +22,7 @@ from trainables.models import RobustModel
 from tuner.config import SearchConfig
 from tuner.objective import score_objective
 from tuner.progress import trial_outcome
-from tuner.results import TrialRecord, best_trial, read_trials, write_trials
+from tuner.results import TrialRecord, best_trial, merge_history, read_trials, write_trials
 from tuner.search import DefineBySpace, resolve_run
 
 TINY = ["--epochs", "2", "--train-limit", "1000", "--val-limit", "100", "--test-limit", "100", "--no-live",
@@ -238,6 +238,8 @@ def test_interrupted_search_resumes_without_losing_or_rerunning_trials(tmp_path:
     for tid, row in done.items():  # finished trials kept as they were, not run again
         assert final[tid]["objective"] == row["objective"] and final[tid]["epochs"] == row["epochs"]
     assert all(r["outcome"] in ("finished", "pruned") for r in final.values())
+    for row in final.values():  # no epoch lost from a trial that Tune restored
+        assert [h["epoch"] for h in row["history"]] == [float(e) for e in range(1, row["epochs"] + 1)], row
     assert (tmp_path / "exports" / "lwta" / "model.safetensors").exists()
 
 
@@ -245,3 +247,11 @@ def test_trials_without_any_report_still_write_parquet(tmp_path: Path) -> None:
     records = [TrialRecord("a", "running", {"lr": 0.05})]  # interrupted before its first epoch ended
     rows = read_trials(write_trials(records, tmp_path / "results.parquet")).to_pylist()
     assert rows[0]["trial_id"] == "a" and rows[0]["history"] == [] and math.isnan(rows[0]["objective"])
+
+
+def test_a_restored_trial_gets_back_the_epochs_tune_forgot() -> None:
+    reported = [{"epoch": 3.0, "robust_acc": 0.5, "objective": 0.48}]  # all Tune kept after --resume
+    trained = [{"epoch": 1.0, "robust_acc": 0.3}, {"epoch": 2.0, "robust_acc": 0.4}, {"epoch": 3.0, "robust_acc": 0.5}]
+    merged = merge_history(reported, trained)
+    assert [row["epoch"] for row in merged] == [1.0, 2.0, 3.0]
+    assert merged[-1] == reported[0] and merged[0] == trained[0]  # Tune's own row wins for the epochs it has

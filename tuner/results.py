@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 
 from tuner.progress import trial_outcome
 
-__all__ = ["TrialRecord", "best_trial", "collect_trials", "leaderboard", "read_trials", "write_trials"]
+__all__ = ["TrialRecord", "best_trial", "collect_trials", "leaderboard", "merge_history", "read_trials",
+           "write_trials"]
 
 _INTERNAL = {"timestamp", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
              "iterations_since_restore", "checkpoint_dir_name", "done", "training_iteration", "date", "trial_id",
@@ -63,6 +64,33 @@ def _checkpoint(result: Any, last: dict[str, Any], filesystem: Any) -> Any:
     return tune.Checkpoint(str(last["checkpoint_path"]), filesystem=filesystem)
 
 
+def merge_history(reported: list[dict[str, float]], trained: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Tune's per-epoch rows, with the epochs it lost on a restore taken from the checkpoint's history.
+
+    After ``--resume`` (or a retry) Tune rewrites a trial's result files with the rows reported
+    since; the checkpoint still holds every epoch's training metrics.
+    """
+    seen = {row.get("epoch") for row in reported}
+    earlier = [dict(row) for row in trained if row.get("epoch") not in seen]
+    return sorted(earlier + reported, key=lambda row: row.get("epoch", math.inf))
+
+
+def _trained_history(checkpoint: Any) -> list[dict[str, float]]:
+    """The per-epoch metrics a training checkpoint holds ([] when there is none or it cannot be read)."""
+    import tempfile
+
+    from trainables.train import CheckpointError, load_checkpoint
+
+    if checkpoint is None:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            checkpoint.to_directory(tmp)
+            return list(load_checkpoint(Path(tmp)).history)
+        except (CheckpointError, OSError):
+            return []
+
+
 def collect_trials(grid: Any, filesystem: Any = None) -> list[TrialRecord]:
     """Records for every trial of a Ray Tune ``ResultGrid`` (``filesystem``: pyarrow one of remote storage)."""
     statuses = {t.trial_id: t.status for t in getattr(getattr(grid, "_experiment_analysis", None), "trials", [])}
@@ -72,6 +100,9 @@ def collect_trials(grid: Any, filesystem: Any = None) -> list[TrialRecord]:
         trial_id = str(last.get("trial_id") or Path(result.path).name)
         frame = result.metrics_dataframe
         history = [_numbers(r) for r in frame.to_dict("records")] if frame is not None else []
+        checkpoint = _checkpoint(result, last, filesystem)
+        if history and not any(row.get("epoch") == 1.0 for row in history):  # restored: earlier rows are gone
+            history = merge_history(history, _trained_history(checkpoint))
         status = "ERROR" if result.error else statuses.get(trial_id, "TERMINATED")
         error = None
         if result.error is not None:
@@ -80,7 +111,7 @@ def collect_trials(grid: Any, filesystem: Any = None) -> list[TrialRecord]:
             error = str(last["error"])
         records.append(TrialRecord(trial_id=trial_id, outcome=trial_outcome(status, last), params=dict(result.config),
                                    history=history, final=_numbers(last), error=error,
-                                   checkpoint=_checkpoint(result, last, filesystem)))
+                                   checkpoint=checkpoint))
     return sorted(records, key=lambda r: r.trial_id)
 
 
