@@ -6,6 +6,11 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see trainables/__init__.py)
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -34,3 +39,30 @@ def fmnist() -> Splits:
     if not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
         pytest.fail(f"Fashion-MNIST missing in {FASHION_MNIST_DIR}: run ./setup.sh (apt package dataset-fashion-mnist)")
     return load_splits(DataConfig(train_limit=4000, val_limit=500, test_limit=500))
+
+
+@dataclass(frozen=True)
+class SearchCommand:
+    """``python -m tuner.search`` run in a test's folder, with its runs and exports kept there."""
+
+    folder: Path
+
+    def argv(self, *args: str) -> list[str]:
+        """The command line with ``args``."""
+        return [sys.executable, "-m", "tuner.search", "--storage-path", str(self.folder / "runs"),
+                "--export-dir", str(self.folder / "exports"), *args]
+
+    def run(self, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+        """Run to the end and capture its output."""
+        return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, cwd=self.folder)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """Start in the background (to interrupt it)."""
+        return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=self.folder)
+
+
+@pytest.fixture
+def search(tmp_path: Path) -> SearchCommand:
+    """The search command line in this test's tmp_path."""
+    return SearchCommand(tmp_path)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,12 +16,6 @@ from tuner.resources import TrialResources
 
 TINY = ["--epochs", "2", "--train-limit", "600", "--val-limit", "60", "--test-limit", "60", "--no-live",
         "--workers-per-trial", "2"]
-
-
-def _search(tmp: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "tuner.search", "--storage-path", str(tmp / "runs"),
-           "--export-dir", str(tmp / "exports"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
 
 
 # --- layout ---------------------------------------------------------------------------------------
@@ -60,11 +52,11 @@ def test_concurrency_is_what_the_cluster_holds() -> None:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_data_parallel_search_trains_exports_and_survives_a_diverging_trial(tmp_path: Path) -> None:
+def test_data_parallel_search_trains_exports_and_survives_a_diverging_trial(search, tmp_path: Path) -> None:
     points = tmp_path / "points.json"
     points.write_text(json.dumps([{"lr": 1.0e6, "mix_none": 1.0, "mix_gaussian": 0.0, "mix_fgsm": 0.0,
                                    "mix_pgd": 0.0, "mix_cw": 0.0}]))  # diverges: NaN loss on every replica
-    proc = _search(tmp_path, "--space", "lwta", "--num-samples", "3", "--points", str(points), *TINY)
+    proc = search.run("--space", "lwta", "--num-samples", "3", "--points", str(points), *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 data-parallel workers per trial (gloo)" in " ".join(proc.stderr.split()) and "best trial" in proc.stdout
     experiment = tmp_path / "runs" / "lwta-quick"
@@ -100,12 +92,10 @@ def _latest(experiment: Path) -> list[dict[str, float]]:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_interrupted_data_parallel_trial_resumes_from_its_train_checkpoint(tmp_path: Path) -> None:
+def test_interrupted_data_parallel_trial_resumes_from_its_train_checkpoint(search, tmp_path: Path) -> None:
     args = [*TINY, "--epochs", "4", "--train-limit", "4000", "--max-concurrent", "1"]  # epochs of a few seconds
-    cmd = [sys.executable, "-m", "tuner.search", "--storage-path", str(tmp_path / "runs"),
-           "--export-dir", str(tmp_path / "exports"), "--space", "lwta", "--num-samples", "1", *args]
     experiment = tmp_path / "runs" / "lwta-quick"
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    proc = search.start("--space", "lwta", "--num-samples", "1", *args)
     try:
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None and not _latest(experiment):
@@ -120,7 +110,7 @@ def test_interrupted_data_parallel_trial_resumes_from_its_train_checkpoint(tmp_p
     before = _latest(experiment)
     assert 1 <= len(before) < 4
 
-    resumed = _search(tmp_path, "--space", "lwta", "--num-samples", "1", "--resume", *args)
+    resumed = search.run("--space", "lwta", "--num-samples", "1", "--resume", *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = _latest(experiment)
     assert [row["epoch"] for row in after] == [1.0, 2.0, 3.0, 4.0]

@@ -29,12 +29,6 @@ TINY = ["--epochs", "2", "--train-limit", "1000", "--val-limit", "100", "--test-
         "--max-concurrent", "2"]
 
 
-def _search(tmp: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "tuner.search", "--storage-path", str(tmp / "runs"),
-           "--export-dir", str(tmp / "exports"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
-
-
 # --- suggestions -------------------------------------------------------------------------------
 
 def _suggestions(seed: int, n: int = 4) -> list[dict]:
@@ -160,8 +154,8 @@ def test_trials_round_trip_through_parquet(tmp_path: Path) -> None:
         (["--gpus-per-trial", "4"], "a trial needs 4 worker(s) with 0.25 CPU and 1 GPU each, but the Ray cluster has"),
     ],
 )
-def test_cli_bad_input_is_one_line_and_non_zero(tmp_path: Path, args: list[str], needle: str) -> None:
-    proc = _search(tmp_path, *args, timeout=120)
+def test_cli_bad_input_is_one_line_and_non_zero(search, args: list[str], needle: str) -> None:
+    proc = search.run(*args, timeout=120)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr
@@ -169,12 +163,12 @@ def test_cli_bad_input_is_one_line_and_non_zero(tmp_path: Path, args: list[str],
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_search_end_to_end_with_failing_trials_then_export_and_evaluate(tmp_path: Path) -> None:
+def test_search_end_to_end_with_failing_trials_then_export_and_evaluate(search, tmp_path: Path) -> None:
     points = tmp_path / "points.json"
     points.write_text(json.dumps([{"lr": 1.0e6, "mix_none": 1.0, "mix_gaussian": 0.0, "mix_fgsm": 0.0,
                                    "mix_pgd": 0.0, "mix_cw": 0.0},  # diverges: NaN loss
                                   {"eps_scale": -1.0}]))  # raises: negative training epsilon
-    proc = _search(tmp_path, "--space", "lwta", "--num-samples", "4", "--points", str(points), *TINY)
+    proc = search.run("--space", "lwta", "--num-samples", "4", "--points", str(points), *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best trial" in proc.stdout
     rows = pq.read_table(tmp_path / "runs" / "lwta-quick" / "results.parquet").to_pylist()
@@ -213,11 +207,8 @@ def _wait_for_finished(progress: Path, proc: subprocess.Popen, n: int, timeout: 
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_interrupted_search_resumes_without_losing_or_rerunning_trials(tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "tuner.search", "--storage-path", str(tmp_path / "runs"),
-            "--export-dir", str(tmp_path / "exports"), "--space", "lwta", "--num-samples", "3", *TINY]
-    args[args.index("--max-concurrent") + 1] = "1"
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+def test_interrupted_search_resumes_without_losing_or_rerunning_trials(search, tmp_path: Path) -> None:
+    proc = search.start("--space", "lwta", "--num-samples", "3", *TINY, "--max-concurrent", "1")
     try:
         _wait_for_finished(tmp_path / "runs" / "lwta-quick" / "progress.json", proc, 1, timeout=400)
         proc.send_signal(signal.SIGINT)
@@ -231,7 +222,7 @@ def test_interrupted_search_resumes_without_losing_or_rerunning_trials(tmp_path:
     done = {tid: r for tid, r in first.items() if r["outcome"] == "finished"}
     assert 1 <= len(done) < 3
 
-    resumed = _search(tmp_path, "--space", "lwta", "--num-samples", "3", "--resume", *TINY)
+    resumed = search.run("--space", "lwta", "--num-samples", "3", "--resume", *TINY)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = {r["trial_id"]: r for r in pq.read_table(tmp_path / "runs" / "lwta-quick" / "results.parquet").to_pylist()}
     assert len(final) == 3
