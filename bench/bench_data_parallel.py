@@ -16,6 +16,7 @@ the scaling of one trial over its GPUs (run with ``--device cuda --workers N`` a
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -62,6 +63,7 @@ def _replica(rank: int, world: int, store: str, spec: RunSpec, splits: Splits, t
         torch.save(time.perf_counter() - began, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+    os._exit(0)  # skip interpreter finalisation, where gloo's threads now and then abort the process
 
 
 def time_replicas(spec: RunSpec, splits: Splits, workers: int, threads: int, device: str) -> float:
