@@ -247,7 +247,8 @@ def run_search(cfg: SearchConfig, command: str = PROG) -> SearchOutcome:
     preset, base, objective, export_suite = resolve_run(cfg)
     check_experiment(cfg)
     splits = load_splits(base.data)
-    connect_ray(cfg.address, object_store_memory=1 << 30, dashboard=cfg.data_parallel)
+    # Ray Train's clean-up of stopped trials needs the dashboard (see tuner.data_parallel)
+    connect_ray(cfg.address, object_store_memory=1 << 30, dashboard=cfg.data_parallel or preset.gpus_per_trial > 1)
     try:
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
         gpus = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (preset.gpus_per_trial if has_gpu else 0.0)
