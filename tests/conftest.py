@@ -6,8 +6,11 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see trainables/__init__.py)
 
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -56,10 +59,24 @@ class SearchCommand:
         """Run to the end and capture its output."""
         return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, cwd=self.folder)
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        """Start in the background (to interrupt it)."""
-        return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    def interrupt_when(self, ready: Callable[[], bool], *args: str,
+                       within: float = 400) -> subprocess.CompletedProcess[str]:
+        """Start, press Ctrl-C (SIGINT) as soon as ``ready()`` holds, and wait for the exit."""
+        proc = subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 cwd=self.folder)
+        try:
+            deadline = time.time() + within
+            while not ready():
+                if proc.poll() is not None or time.time() > deadline:
+                    raise AssertionError(f"not ready to interrupt within {within}s (exit {proc.poll()})")
+                time.sleep(0.25)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -95,18 +93,9 @@ def _latest(experiment: Path) -> list[dict[str, float]]:
 def test_interrupted_data_parallel_trial_resumes_from_its_train_checkpoint(search, tmp_path: Path) -> None:
     args = [*TINY, "--epochs", "4", "--train-limit", "4000", "--max-concurrent", "1"]  # epochs of a few seconds
     experiment = tmp_path / "runs" / "lwta-quick"
-    proc = search.start("--space", "lwta", "--num-samples", "1", *args)
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None and not _latest(experiment):
-            time.sleep(0.25)
-        assert proc.poll() is None, "the search ended before its first epoch was checkpointed"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err[-2000:]
+    interrupted = search.interrupt_when(lambda: bool(_latest(experiment)), "--space", "lwta", "--num-samples", "1",
+                                        *args, within=300)  # after the first epoch's checkpoint
+    assert interrupted.returncode == 130, interrupted.stderr[-2000:]
     before = _latest(experiment)
     assert 1 <= len(before) < 4
 

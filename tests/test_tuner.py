@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -192,32 +190,22 @@ def test_search_end_to_end_with_failing_trials_then_export_and_evaluate(search, 
     assert "worst-case robust" in evaluated.stdout
 
 
-def _wait_for_finished(progress: Path, proc: subprocess.Popen, n: int, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if progress.exists():
-            try:
-                if json.loads(progress.read_text())["counts"].get("finished", 0) >= n:
-                    return
-            except (json.JSONDecodeError, KeyError):
-                pass
-        time.sleep(0.5)
-    raise AssertionError(f"no {n} finished trial(s) within {timeout}s (exit {proc.poll()})")
+def _finished(progress: Path) -> int:
+    """Finished trials in a running search's progress.json (0 before it is there)."""
+    try:
+        return json.loads(progress.read_text())["counts"].get("finished", 0)
+    except (OSError, json.JSONDecodeError, KeyError):
+        return 0
 
 
 @pytest.mark.slow
 @pytest.mark.ray
 def test_interrupted_search_resumes_without_losing_or_rerunning_trials(search, tmp_path: Path) -> None:
-    proc = search.start("--space", "lwta", "--num-samples", "3", *TINY, "--max-concurrent", "1")
-    try:
-        _wait_for_finished(tmp_path / "runs" / "lwta-quick" / "progress.json", proc, 1, timeout=400)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err[-2000:]
-    assert "--resume" in err.strip().splitlines()[-1]
+    progress = tmp_path / "runs" / "lwta-quick" / "progress.json"
+    interrupted = search.interrupt_when(lambda: _finished(progress) >= 1, "--space", "lwta", "--num-samples", "3",
+                                        *TINY, "--max-concurrent", "1")
+    assert interrupted.returncode == 130, interrupted.stderr[-2000:]
+    assert "--resume" in interrupted.stderr.strip().splitlines()[-1]
     first = {r["trial_id"]: r for r in pq.read_table(tmp_path / "runs" / "lwta-quick" / "results.parquet").to_pylist()}
     done = {tid: r for tid, r in first.items() if r["outcome"] == "finished"}
     assert 1 <= len(done) < 3
