@@ -57,8 +57,4 @@ def evaluate_sharded(
     on = torch.device(device) if device is not None else torch.device("cpu")
     gather_on = on if dist.get_backend() == "nccl" else torch.device("cpu")
     full = _gather_outcomes(rows.to(gather_on), n, world)  # (1 + attacks, n)
-    natural, per_attack = full[0], {a: full[1 + i] for i, a in enumerate(names)}
-    worst = natural.clone()
-    for robust in per_attack.values():
-        worst &= robust
-    return RobustResult(n=n, natural=natural, per_attack=per_attack, worst=worst)
+    return RobustResult.from_outcomes(full[0], {a: full[1 + i] for i, a in enumerate(names)})

@@ -81,6 +81,14 @@ class RobustResult:
     def __post_init__(self) -> None:
         assert self.worst.shape == self.natural.shape == (self.n,)
 
+    @classmethod
+    def from_outcomes(cls, natural: Tensor, per_attack: dict[str, Tensor]) -> RobustResult:
+        """The result of per-example outcomes; worst = natural AND every attack."""
+        worst = natural.clone()
+        for robust in per_attack.values():
+            worst &= robust
+        return cls(n=natural.shape[0], natural=natural, per_attack=per_attack, worst=worst)
+
     @property
     def natural_acc(self) -> float:
         """Fraction of examples classified correctly without attack."""
@@ -163,10 +171,7 @@ def evaluate_robustness(
             per_attack[name] = robust
     finally:
         model.train(was_training)
-    worst = natural.clone()
-    for robust in per_attack.values():
-        worst &= robust
-    return RobustResult(n=n, natural=natural, per_attack=per_attack, worst=worst)
+    return RobustResult.from_outcomes(natural, per_attack)
 
 
 def robust_accuracy(
