@@ -1,17 +1,23 @@
-"""What every command-line entry point shares: one-line errors and a non-zero exit."""
+"""What every command-line entry point shares: one-line errors and warnings, and a non-zero exit.
+
+Bad input (a ValueError with the offending value, missing data, an unreachable cluster) is one
+line on stderr and exit status 2. Anything else, a CUDA out-of-memory or a bug, keeps its
+traceback: it is not the user's input that is wrong.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 __all__ = ["USER_ERRORS", "OneLineParser", "run_main"]
 
 # Errors that mean "bad input or missing data": reported as one line, never a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-                                                PermissionError, ConnectionError, RuntimeError)
+                                                PermissionError, ConnectionError)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -22,15 +28,26 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _one_line_warnings(prog: str) -> Callable[..., None]:
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        text = " ".join(str(message).split())
+        print(f"{prog}: warning: {text} ({category.__name__})", file=file or sys.stderr)
+
+    return show
+
+
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, *,
              prog: str) -> int:
-    """Call ``main(argv)``; user errors become one line on stderr and exit status 2."""
-    try:
-        return main(argv)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; finished work is kept, run again with --resume", file=sys.stderr)
-        return 130
-    except USER_ERRORS as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        return 2
+    """Call ``main(argv)``; user errors become one line on stderr and exit status 2, warnings one line each."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warnings(prog)
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted; finished work is kept, run again with --resume", file=sys.stderr)
+            return 130
+        except USER_ERRORS as exc:
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            print(f"{prog}: error: {message}", file=sys.stderr)
+            return 2

@@ -17,7 +17,9 @@ __all__ = [
     "Normalize",
     "RobustModel",
     "StochasticModule",
+    "evaluating",
     "is_stochastic",
+    "model_device",
     "predict_proba",
     "predict",
     "surrogate_gradients",
@@ -61,7 +63,7 @@ class RobustModel(nn.Module):
         terms = [t for m in self.modules() if isinstance(m, StochasticModule)
                  if (t := m.kl_divergence()) is not None]
         if not terms:
-            return torch.zeros((), device=_device_of(self))
+            return torch.zeros((), device=model_device(self))
         return torch.stack([t.reshape(()) for t in terms]).sum()
 
     @property
@@ -70,15 +72,25 @@ class RobustModel(nn.Module):
         return is_stochastic(self)
 
 
-def _device_of(module: nn.Module) -> torch.device:
-    for p in module.parameters():
-        return p.device
-    return torch.device("cpu")
+def model_device(module: nn.Module) -> torch.device:
+    """The device of the module's first parameter (CPU for a module without parameters)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
 
 
 def is_stochastic(model: nn.Module) -> bool:
     """Whether any submodule draws noise in its forward pass."""
     return any(isinstance(m, StochasticModule) for m in model.modules())
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block the model is in eval mode; its training flag is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 @contextmanager

@@ -2,37 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import Tensor, nn
 
 from ..data.info import DatasetInfo
 from .base import Normalize, RobustModel
 from .config import ModelConfig
-from .pni import NoiseInjection
-from .registry import ActivationFactory, activation_factory, register_model
+from .registry import ActivationFactory, NoiseFactory, register_architecture
 
-__all__ = ["WideResNet", "WideBlock"]
-
-NoiseFactory = Callable[[], nn.Module]
-
-
-def _relu(channels: int) -> nn.Module:
-    return nn.ReLU()
+__all__ = ["WideBlock", "WideResNet"]
 
 
 class WideBlock(nn.Module):
     """Pre-activation basic block: bn-act-conv3x3-[noise]-bn-act-conv3x3-[noise] plus shortcut."""
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, make_activation: ActivationFactory,
-                 make_noise: NoiseFactory | None = None) -> None:
+                 make_noise: NoiseFactory = nn.Identity) -> None:
         super().__init__()
         self.bn1, self.act1 = nn.BatchNorm2d(in_ch), make_activation(in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
-        self.noise1 = make_noise() if make_noise else nn.Identity()
+        self.noise1 = make_noise()
         self.bn2, self.act2 = nn.BatchNorm2d(out_ch), make_activation(out_ch)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
-        self.noise2 = make_noise() if make_noise else nn.Identity()
+        self.noise2 = make_noise()
         self.shortcut = (None if in_ch == out_ch and stride == 1
                          else nn.Conv2d(in_ch, out_ch, 1, stride, 0, bias=False))
 
@@ -49,7 +40,8 @@ class WideResNet(RobustModel):
 
     def __init__(self, depth: int, widen: int, in_channels: int, classes: int,
                  mean: tuple[float, ...], std: tuple[float, ...],
-                 make_activation: ActivationFactory = _relu, make_noise: NoiseFactory | None = None) -> None:
+                 make_activation: ActivationFactory = lambda channels: nn.ReLU(),
+                 make_noise: NoiseFactory = nn.Identity) -> None:
         super().__init__()
         if depth < 10 or (depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6n + 4, got {depth=}")
@@ -88,25 +80,9 @@ class WideResNet(RobustModel):
         return self.fc(out)  # (B, classes)
 
 
-def _build(cfg: ModelConfig, info: DatasetInfo, kind: str, pni: bool) -> WideResNet:
+@register_architecture("wrn")
+def wide_resnet(cfg: ModelConfig, info: DatasetInfo, make_activation: ActivationFactory,
+                make_noise: NoiseFactory) -> WideResNet:
+    """WRN-``depth``-``widen``; PNI noise after each block's convolutions, LWTA wherever ReLU would be."""
     return WideResNet(cfg.depth, cfg.widen, info.channels, info.classes, info.mean, info.std,
-                      make_activation=activation_factory(cfg, kind),
-                      make_noise=(lambda: NoiseInjection(cfg.pni_init)) if pni else None)
-
-
-@register_model("wrn")
-def wrn(cfg: ModelConfig, info: DatasetInfo) -> WideResNet:
-    """Plain ReLU WideResNet."""
-    return _build(cfg, info, "relu", pni=False)
-
-
-@register_model("lwta-wrn")
-def lwta_wrn(cfg: ModelConfig, info: DatasetInfo) -> WideResNet:
-    """WideResNet with stochastic LWTA (optionally IBP) wherever ReLU would be."""
-    return _build(cfg, info, "lwta", pni=False)
-
-
-@register_model("pni-wrn")
-def pni_wrn(cfg: ModelConfig, info: DatasetInfo) -> WideResNet:
-    """ReLU WideResNet with PNI after each block's convolutions."""
-    return _build(cfg, info, "relu", pni=True)
+                      make_activation=make_activation, make_noise=make_noise)

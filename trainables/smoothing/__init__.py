@@ -1,24 +1,12 @@
-"""Randomized smoothing: Gaussian input noise for training and Monte Carlo L2 certification."""
+"""Randomized smoothing: Monte Carlo prediction and L2 certification of a Gaussian-noise model.
 
-from .certify import (
-    ABSTAIN,
-    SmoothingConfig,
-    certified_accuracy,
-    certified_radius,
-    certify,
-    predict,
-    sample_counts,
-)
-from .noise import GaussianInput, SmoothedModel
+The noisy model itself (:class:`~trainables.models.SmoothedModel`) is a model like any other and
+lives in :mod:`trainables.models`; it is re-exported here for convenience.
+"""
 
-__all__ = [
-    "ABSTAIN",
-    "GaussianInput",
-    "SmoothedModel",
-    "SmoothingConfig",
-    "certified_accuracy",
-    "certified_radius",
-    "certify",
-    "predict",
-    "sample_counts",
-]
+from trainables.models.smoothed import GaussianInput, SmoothedModel
+
+from .certify import ABSTAIN, SmoothingConfig, certified_accuracy, certified_radius, certify, predict, sample_counts
+
+__all__ = ["ABSTAIN", "GaussianInput", "SmoothedModel", "SmoothingConfig", "certified_accuracy", "certified_radius",
+           "certify", "predict", "sample_counts"]

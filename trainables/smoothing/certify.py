@@ -8,15 +8,15 @@ Theorem 1 and the PREDICT / CERTIFY procedures of their Section 3.2).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from scipy.stats import beta, binomtest, norm
 from torch import Tensor, nn
 
-from .noise import SmoothedModel
+from trainables.models import SmoothedModel, evaluating, model_device
+from trainables.rng import private_rng
 
 __all__ = [
     "ABSTAIN",
@@ -61,31 +61,6 @@ def _unwrap(model: nn.Module, sigma: float) -> tuple[nn.Module, float]:
     return model, float(sigma)
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
-
-
-@contextmanager
-def _private_rng(seed: int | None, device: torch.device) -> Iterator[None]:
-    """Run the block on an RNG stream seeded with ``seed`` (global state restored); None: global RNG."""
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 @torch.no_grad()
 def sample_counts(base_model: nn.Module, x: Tensor, sigma: float, num: int, batch_size: int = 500) -> Tensor:
     """How often the base classifier predicts each class under ``num`` draws of N(0, sigma^2) noise on x (C, H, W).
@@ -98,10 +73,10 @@ def sample_counts(base_model: nn.Module, x: Tensor, sigma: float, num: int, batc
         raise ValueError(f"x must be one image (C, H, W), got shape {tuple(x.shape)}")
     if num < 1 or batch_size < 1:
         raise ValueError(f"num and batch_size must be >= 1, got {num=}, {batch_size=}")
-    device = _device_of(base)
+    device = model_device(base)
     x = (x.float() / 255 if x.dtype == torch.uint8 else x.float()).to(device)
     counts: Tensor | None = None
-    with _eval_mode(base):
+    with evaluating(base):
         for start in range(0, num, batch_size):
             copies = min(batch_size, num - start)
             batch = x.unsqueeze(0).expand(copies, *x.shape)  # (b, C, H, W)
@@ -152,13 +127,13 @@ def _certify(model: nn.Module, x: Tensor, cfg: SmoothingConfig) -> tuple[int, fl
 
 def predict(base: nn.Module, x: Tensor, cfg: SmoothingConfig) -> int:
     """The smoothed classifier's label for one image (C, H, W), or -1 (abstain) when the top two are not separable."""
-    with _private_rng(cfg.seed, _device_of(base)):
+    with private_rng(cfg.seed, model_device(base)):
         return _predict(base, x, cfg)
 
 
 def certify(base: nn.Module, x: Tensor, cfg: SmoothingConfig) -> tuple[int, float]:
     """(label, L2 radius) certified for one image (C, H, W) with probability 1 - alpha; (-1, 0.0) abstains."""
-    with _private_rng(cfg.seed, _device_of(base)):
+    with private_rng(cfg.seed, model_device(base)):
         return _certify(base, x, cfg)
 
 
@@ -172,7 +147,7 @@ def certified_accuracy(
     bad = [r for r in radii if not r >= 0]
     if bad:
         raise ValueError(f"radii must be >= 0, got {bad}")
-    with _private_rng(cfg.seed, _device_of(base)):
+    with private_rng(cfg.seed, model_device(base)):
         results = [_certify(base, img, cfg) for img in images]
     n = len(results)
     hits = [(label == int(y), radius) for (label, radius), y in zip(results, labels.tolist(), strict=True)]

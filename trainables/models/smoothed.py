@@ -2,7 +2,7 @@
 
 Training under smoothing is ordinary training of the wrapped model: :class:`SmoothedModel` adds
 N(0, sigma^2) noise to every input, in train and in eval, through the one training loop. Because the
-noise layer is a :class:`~trainables.models.base.StochasticModule`, attacks on it use EOT.
+noise layer is a :class:`~.base.StochasticModule`, attacks on it use EOT.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from trainables.models.base import RobustModel, StochasticModule
+from .base import RobustModel, StochasticModule
 
 __all__ = ["GaussianInput", "SmoothedModel"]
 
