@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import optuna
 
-from search_spaces.base import (
-    SearchSpace,
-    apply_mix,
-    apply_optimizer,
-    preset_model,
-    suggest_mix,
-    suggest_optimizer,
-)
+from search_spaces.base import SearchSpace
 from search_spaces.presets import Preset
 from search_spaces.registry import register_space
-from trainables.train import AttackMix, RunSpec
 
 __all__ = ["AdversarialSpace"]
 
@@ -29,21 +19,10 @@ class AdversarialSpace(SearchSpace):
 
     name = "adversarial"
     description = "adversarial training of plain networks over an attack mix (cnn on quick, wrn on paper)"
+    fixed_mix = "pgd:1"  # PGD training (Madry et al.) until the mix is tuned
 
-    def fixed(self, preset: Preset) -> RunSpec:
-        """Plain model of the preset's size, PGD training (Madry et al.) until the mix is tuned."""
-        model = preset_model(preset)
-        train = replace(preset.train, mix=AttackMix.parse("pgd:1"))
-        return RunSpec(data=preset.data, model=model, train=train, suite=preset.epoch_suite)
-
-    def define(self, trial: optuna.Trial, preset: Preset) -> None:
-        """Weights of none / gaussian / fgsm / pgd / cw, eps scale, PGD step ratio, optimiser."""
-        suggest_mix(trial)
-        suggest_optimizer(trial)
-
-    def apply(self, base: RunSpec, params: Mapping[str, Any]) -> RunSpec:
-        """Attack mix and optimiser from ``params``."""
-        return apply_optimizer(apply_mix(base, params), params)
+    def define_family(self, trial: optuna.Trial, preset: Preset) -> None:
+        """Nothing beyond the mix and the optimiser: the model is the preset's plain network."""
 
     def points_to_evaluate(self, preset: Preset) -> list[dict[str, Any]]:
         """Madry et al.'s PGD training at the evaluation epsilon, step 2.5 eps / steps."""

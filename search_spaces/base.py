@@ -1,7 +1,21 @@
-"""What a search space is: fixed settings per preset, define-by-run suggestions, and their mapping.
+"""What a search space is: a model family on a preset, define-by-run suggestions, and their mapping to a run.
 
 A space never builds models or trains: it turns Optuna's suggestions (a flat dict of parameters)
-into a :class:`~trainables.train.RunSpec` on top of the preset's fixed settings.
+into a :class:`~trainables.train.RunSpec` on top of the preset's fixed settings. Most of a space is
+declarative: its model family, the weights of its fixed mix, the model and training fields its
+suggestions set, and the attacks of the mix it tunes; ``define`` adds its own dimensions.
+
+Adding a space (one file under ``search_spaces/``)::
+
+    @register_space
+    class WideLWTASpace(SearchSpace):
+        name = "lwta-wide"
+        description = "LWTA with 4 competitors, only the optimiser and the mix tuned"
+        family = "lwta"
+        model_params = ()
+
+        def define_family(self, trial, preset):
+            pass
 """
 
 from __future__ import annotations
@@ -9,34 +23,58 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import optuna
 
 from search_spaces.presets import PRESETS, Preset
-from trainables.models import ModelConfig
-from trainables.train import AttackMix, RunSpec
+from trainables.attacks.mix import parse_weights
+from trainables.models import FAMILIES, ModelConfig
+from trainables.train import RunSpec
 
-__all__ = ["SearchSpace", "apply_mix", "apply_optimizer", "preset_model", "suggest_mix", "suggest_optimizer"]
+__all__ = ["FALLBACK_MIX", "SearchSpace", "apply_mix", "apply_optimizer", "preset_model", "suggest_mix",
+           "suggest_optimizer"]
+
+FALLBACK_MIX = "pgd:1"  # when the sampler draws all-zero mix weights: PGD training (Madry et al.)
 
 
 class SearchSpace(ABC):
     """One model family's Optuna define-by-run space over a preset's fixed settings."""
 
-    name: str = ""
-    description: str = ""
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    family: ClassVar[str] = ""  # the registered model family ("" plain, "lwta", "pni")
+    fixed_mix: ClassVar[str | None] = None  # weights of the fixed run's mix (None: the preset's)
+    fixed_model: ClassVar[Mapping[str, Any]] = {}  # model settings of the fixed run
+    fixed_train: ClassVar[Mapping[str, Any]] = {}  # training settings of the fixed run
+    model_params: ClassVar[tuple[str, ...]] = ()  # suggested parameters that are ModelConfig fields
+    train_params: ClassVar[tuple[str, ...]] = ()  # suggested parameters that are TrainConfig fields
+    mix_attacks: ClassVar[tuple[str, ...] | None] = None  # the mix weights it tunes (None: every one of the preset's)
+    leaderboard: ClassVar[tuple[str, ...]] = ("lr", "mix_pgd")  # parameters shown beside each trial
 
-    @abstractmethod
     def fixed(self, preset: Preset) -> RunSpec:
         """Settings the search never changes under ``preset``: data, model family, epochs, suite."""
+        model = preset_model(preset, self.family, **self.fixed_model)
+        mix = preset.train.mix if self.fixed_mix is None else preset.train.mix.reweighted(parse_weights(self.fixed_mix))
+        train = replace(preset.train, mix=mix, **self.fixed_train)
+        return RunSpec(data=preset.data, model=model, train=train, suite=preset.epoch_suite)
 
-    @abstractmethod
     def define(self, trial: optuna.Trial, preset: Preset) -> None:
         """Ask ``trial`` for every tunable under ``preset`` (Optuna define-by-run)."""
+        self.define_family(trial, preset)
+        suggest_mix(trial, self.mix_attacks or preset.train.mix.names())
+        suggest_optimizer(trial)
 
     @abstractmethod
+    def define_family(self, trial: optuna.Trial, preset: Preset) -> None:
+        """Ask ``trial`` for the family's own tunables (those of ``model_params`` and ``train_params``)."""
+
     def apply(self, base: RunSpec, params: Mapping[str, Any]) -> RunSpec:
         """The run ``params`` (as suggested by ``define``) describe on top of ``base``."""
+        model = replace(base.model, **{k: params[k] for k in self.model_params if k in params})
+        train = replace(base.train, **{k: params[k] for k in self.train_params if k in params})
+        spec = replace(base, model=model, train=train)
+        return apply_optimizer(apply_mix(spec, params, self.mix_attacks or base.train.mix.names()), params)
 
     def points_to_evaluate(self, preset: Preset) -> list[dict[str, Any]]:
         """Known-good starting configurations, tried before the sampler's own suggestions."""
@@ -50,10 +88,8 @@ class SearchSpace(ABC):
 
 
 def preset_model(preset: Preset, family: str = "", **fields: Any) -> ModelConfig:
-    """The preset's architecture (small CNN or WRN of its size) for ``family`` ('', 'lwta', 'pni')."""
-    arch = "cnn" if preset.cnn else "wrn"
-    return ModelConfig(name=f"{family}-{arch}" if family else arch, depth=preset.depth, widen=preset.widen,
-                       cnn_width=preset.cnn_width, cnn_kernel=preset.cnn_kernel, **fields)
+    """The preset's architecture and size in ``family`` ('', 'lwta', 'pni'), with ``fields`` set."""
+    return replace(preset.model, name=FAMILIES[family].model_name(preset.architecture), **fields)
 
 
 def suggest_optimizer(trial: optuna.Trial) -> None:
@@ -68,7 +104,7 @@ def apply_optimizer(spec: RunSpec, params: Mapping[str, Any]) -> RunSpec:
     return replace(spec, train=replace(spec.train, **keep))
 
 
-def suggest_mix(trial: optuna.Trial, attacks: tuple[str, ...] = ("none", "gaussian", "fgsm", "pgd", "cw")) -> None:
+def suggest_mix(trial: optuna.Trial, attacks: tuple[str, ...]) -> None:
     """Attack-mix weights (``mix_<attack>`` in [0, 1]), training epsilon scale and PGD step ratio."""
     for name in attacks:
         trial.suggest_float(f"mix_{name}", 0.0, 1.0)
@@ -76,16 +112,13 @@ def suggest_mix(trial: optuna.Trial, attacks: tuple[str, ...] = ("none", "gaussi
     trial.suggest_float("step_ratio", 1.0, 3.0)
 
 
-def apply_mix(spec: RunSpec, params: Mapping[str, Any]) -> RunSpec:
-    """Attack mix (``mix_*``), training eps (eval eps x ``eps_scale``) and PGD step from ``params``."""
-    weights = {name: float(params.get(f"mix_{name}", 0.0)) for name in ("none", "gaussian", "fgsm", "pgd", "cw")}
-    if not any(k.startswith("mix_") for k in params):
-        mix = spec.train.mix
-    elif sum(weights.values()) <= 1e-6:  # the sampler drew all-zero weights: fall back to PGD training
-        mix = AttackMix(none=0, gaussian=0, fgsm=0, pgd=1, cw=0)
-    else:
-        mix = AttackMix(**weights)
-    eps = spec.suite.eps * float(params.get("eps_scale", spec.train.eps / max(spec.suite.eps, 1e-12)))
-    steps = spec.train.steps
-    step = float(params["step_ratio"]) * eps / steps if "step_ratio" in params else spec.train.step_size
-    return replace(spec, train=replace(spec.train, mix=mix, eps=eps, step_size=step))
+def apply_mix(spec: RunSpec, params: Mapping[str, Any], attacks: tuple[str, ...]) -> RunSpec:
+    """Mix weights (``mix_*`` over ``attacks``), training eps scale and gradient-step ratio from ``params``."""
+    mix = spec.train.mix
+    if any(f"mix_{name}" in params for name in attacks):
+        weights = {name: float(params.get(f"mix_{name}", 0.0)) for name in attacks}
+        mix = mix.reweighted(weights if sum(weights.values()) > 1e-6 else parse_weights(FALLBACK_MIX))
+    if "step_ratio" in params and any("step_ratio" in e.attack.budget() for e in mix.entries if e.attack):
+        mix = mix.with_budget([(None, "step_ratio", float(params["step_ratio"])), (None, "step_size", None)])
+    eps_scale = float(params.get("eps_scale", spec.train.eps_scale))
+    return replace(spec, train=replace(spec.train, mix=mix, eps_scale=eps_scale))

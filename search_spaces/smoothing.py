@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import optuna
 
-from search_spaces.base import (
-    SearchSpace,
-    apply_mix,
-    apply_optimizer,
-    preset_model,
-    suggest_mix,
-    suggest_optimizer,
-)
+from search_spaces.base import SearchSpace
 from search_spaces.presets import Preset
 from search_spaces.registry import register_space
-from trainables.train import AttackMix, RunSpec
 
 __all__ = ["SmoothingSpace"]
-
-SMOOTHING_ATTACKS = ("none", "pgd", "fgsm")
 
 
 @register_space
@@ -31,24 +19,15 @@ class SmoothingSpace(SearchSpace):
 
     name = "smoothing"
     description = "randomized smoothing: Gaussian input noise sigma + attack mix (cnn on quick, wrn on paper)"
+    fixed_mix = "none:1"  # clean (noisy) batches until tuned
+    fixed_model = {"input_noise": 0.25}
+    model_params = ("input_noise",)
+    mix_attacks = ("none", "pgd", "fgsm")
+    leaderboard = ("input_noise", "lr", "mix_pgd")
 
-    def fixed(self, preset: Preset) -> RunSpec:
-        """Plain model of the preset's size under sigma 0.25, clean (noisy) batches until tuned."""
-        model = preset_model(preset,
-                            input_noise=0.25)
-        train = replace(preset.train, mix=AttackMix.parse("none:1"))
-        return RunSpec(data=preset.data, model=model, train=train, suite=preset.epoch_suite)
-
-    def define(self, trial: optuna.Trial, preset: Preset) -> None:
-        """Noise sigma (log scale), none / pgd / fgsm weights, eps scale, step ratio, optimiser."""
+    def define_family(self, trial: optuna.Trial, preset: Preset) -> None:
+        """Noise sigma (log scale)."""
         trial.suggest_float("input_noise", 0.05, 0.5, log=True)
-        suggest_mix(trial, SMOOTHING_ATTACKS)
-        suggest_optimizer(trial)
-
-    def apply(self, base: RunSpec, params: Mapping[str, Any]) -> RunSpec:
-        """``input_noise``, attack mix and optimiser from ``params``."""
-        model = replace(base.model, input_noise=float(params.get("input_noise", base.model.input_noise)))
-        return apply_optimizer(apply_mix(replace(base, model=model), params), params)
 
     def points_to_evaluate(self, preset: Preset) -> list[dict[str, Any]]:
         """Cohen et al.'s training: sigma 0.25, Gaussian noise only."""

@@ -1,25 +1,52 @@
-"""The attack interface: map clean inputs in [0, 1] to adversarial inputs inside a threat model."""
+"""The attack interface: map clean inputs in [0, 1] to adversarial inputs inside a threat model.
+
+An attack is a frozen dataclass whose fields are its budget (steps, restarts, ...), each with a
+default, plus two fields every attack shares: ``eps``, the radius of its ball, and ``eot_samples``,
+the gradient draws per step on a stochastic model. In a suite or a training mix an attack is a
+*spec*: ``eps`` stays None and :meth:`Attack.bind` fills it in from the run's threat model, so that
+a run sets its epsilon in one place. Used on its own, an attack takes ``eps`` directly, as in
+torchattacks: ``PGD(eps=0.1, steps=10).perturb(model, x, y)``.
+"""
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 from trainables.models.base import predict
 
-__all__ = ["Attack", "batch_view", "check_inputs", "l2_norms", "misclassified"]
+from .threat import NORMS, ThreatModel
+
+__all__ = ["SHARED_FIELDS", "Attack", "batch_view", "check_inputs", "l2_norms", "misclassified"]
+
+SHARED_FIELDS = ("eps", "eot_samples")  # what the suite sets; every other field is the attack's own budget
 
 
+@dataclass(frozen=True, kw_only=True)
 class Attack(ABC):
-    """An adversary in pixel space; ``norm`` names its ball ("linf" or "l2") of radius ``eps``.
+    """An adversary in pixel space: the ball ``norm`` of radius ``eps`` around each input, clipped to [0, 1].
 
-    Subclasses are frozen dataclasses whose fields are the attack's tunables. ``perturb`` never
-    changes ``model.training`` and never leaves gradients on the model's parameters.
+    ``perturb`` never changes ``model.training`` and never leaves gradients on the model's parameters.
+    Subclasses register with :func:`~trainables.attacks.registry.register_attack`, which sets ``name``.
     """
 
+    name: ClassVar[str] = ""
     norm: ClassVar[str] = "linf"
+
+    eps: float | None = None  # radius in pixel units; None until bound to a threat model
+    eot_samples: int = 1  # gradient draws per step (used on stochastic models only)
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ValueError(f"{type(self).__name__}.norm must be one of {NORMS}, got {self.norm!r}")
+        if self.eps is not None and not (math.isfinite(self.eps) and self.eps >= 0):
+            raise ValueError(f"eps must be finite and >= 0, got {self.eps=}")
+        if self.eot_samples < 1:
+            raise ValueError(f"eot_samples must be >= 1, got {self.eot_samples=}")
 
     @abstractmethod
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -27,6 +54,33 @@ class Attack(ABC):
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         return self.perturb(model, x, y)
+
+    @property
+    def radius(self) -> float:
+        """``eps``; ValueError when the attack was never given one."""
+        if self.eps is None:
+            raise ValueError(f"attack {self.name or type(self).__name__} has no eps: pass eps=... or bind it to "
+                             "a threat model")
+        return self.eps
+
+    def bind(self, threat: ThreatModel, eot_samples: int = 1) -> Attack:
+        """This attack at ``threat``'s radius for its norm, with ``eot_samples`` gradient draws per step."""
+        return replace(self, eps=threat.radius(self.norm), eot_samples=eot_samples)
+
+    def budget(self) -> dict[str, Any]:
+        """The attack's own settings: every field but the shared ``eps`` and ``eot_samples``."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SHARED_FIELDS}
+
+    def describe(self) -> str:
+        """One line for tables and model cards: ``"L-inf eps 0.1; steps 10, restarts 1"``."""
+        ball = "unbounded L2" if self.eps is None else f"{'L-inf' if self.norm == 'linf' else 'L2'} eps {self.eps:g}"
+        knobs = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.budget().items()
+                          if v is not None)
+        return f"{ball}; {knobs}" if knobs else ball
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain JSON: ``{"name": ..., **budget}`` (eps comes from the threat model)."""
+        return {"name": self.name, **self.budget()}
 
 
 def check_inputs(x: Tensor, y: Tensor) -> None:

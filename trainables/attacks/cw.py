@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
@@ -11,6 +11,8 @@ from torch import Tensor, nn
 
 from .base import Attack, check_inputs
 from .gradients import eot_logits
+from .registry import register_attack
+from .threat import ThreatModel
 
 __all__ = ["CarliniWagnerL2", "cw_margin"]
 
@@ -24,24 +26,27 @@ def cw_margin(logits: Tensor, y: Tensor) -> Tensor:
     return true - others.max(dim=1).values
 
 
-@dataclass(frozen=True)
+@register_attack("cw")
+@dataclass(frozen=True, kw_only=True)
 class CarliniWagnerL2(Attack):
     """Adam in tanh space on ||delta||_2^2 + c * max(margin, -kappa); no binary search over c.
 
     Returns per example the smallest-L2 misclassified iterate, else the original image; with
-    ``eps`` set, adversarials further than eps in L2 are rejected as well.
+    ``eps`` set, adversarials further than eps in L2 are rejected as well. ``eps=None`` is the
+    minimum-norm attack of torchattacks.CW; a spec with ``bounded=False`` stays unbounded when it is
+    bound to a threat model (what training mixes use).
     """
+
+    norm: ClassVar[str] = "l2"
 
     c: float = 1.0
     kappa: float = 0.0
     steps: int = 50
     lr: float = 0.01
-    eps: float | None = None
-    eot_samples: int = 1
-
-    norm: ClassVar[str] = "l2"
+    bounded: bool = True  # take the threat model's L2 radius when bound; False: minimum-norm, no radius
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.c >= 0:
             raise ValueError(f"c must be >= 0, got {self.c=}")
         if not self.kappa >= 0:
@@ -50,10 +55,10 @@ class CarliniWagnerL2(Attack):
             raise ValueError(f"steps must be >= 1, got {self.steps=}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr=}")
-        if self.eps is not None and not self.eps >= 0:
-            raise ValueError(f"eps must be >= 0 or None, got {self.eps=}")
-        if self.eot_samples < 1:
-            raise ValueError(f"eot_samples must be >= 1, got {self.eot_samples=}")
+
+    def bind(self, threat: ThreatModel, eot_samples: int = 1) -> CarliniWagnerL2:
+        """At ``threat``'s L2 radius when ``bounded``, else unbounded; ``eot_samples`` draws per step."""
+        return replace(self, eps=threat.radius(self.norm) if self.bounded else None, eot_samples=eot_samples)
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """Smallest-L2 adversarial found per example (the original where none was found)."""

@@ -11,43 +11,42 @@ from torch import Tensor, nn
 
 from .base import Attack, batch_view, check_inputs, l2_norms, misclassified
 from .gradients import cross_entropy, input_gradient
+from .registry import register_attack
 
 __all__ = ["PGD", "PGDL2"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _ProjectedGradient(Attack):
     """Shared PGD loop; subclasses define the random start, the step and the projection."""
 
-    eps: float
     steps: int = 10
-    step_size: float | None = None  # None -> 2.5 * eps / steps
+    step_size: float | None = None  # pixel units; None: step_ratio * eps / steps
+    step_ratio: float = 2.5  # step size as a multiple of eps / steps (Madry et al.'s 2.5)
     random_start: bool = True
     restarts: int = 1
-    eot_samples: int = 1
 
     def __post_init__(self) -> None:
-        if not self.eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {self.eps=}")
+        super().__post_init__()
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps=}")
         if self.step_size is not None and not self.step_size > 0:
             raise ValueError(f"step_size must be > 0 or None, got {self.step_size=}")
+        if not self.step_ratio > 0:
+            raise ValueError(f"step_ratio must be > 0, got {self.step_ratio=}")
         if self.restarts < 1:
             raise ValueError(f"restarts must be >= 1, got {self.restarts=}")
-        if self.eot_samples < 1:
-            raise ValueError(f"eot_samples must be >= 1, got {self.eot_samples=}")
 
     @property
     def alpha(self) -> float:
-        """The step size in use: ``step_size``, or 2.5 * eps / steps when it is None."""
-        return 2.5 * self.eps / self.steps if self.step_size is None else self.step_size
+        """The step size in use: ``step_size``, or step_ratio * eps / steps when it is None."""
+        return self.step_ratio * self.radius / self.steps if self.step_size is None else self.step_size
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """Per example, the first restart that fools the model, else the last restart."""
         check_inputs(x, y)
         x = x.detach()
-        if self.eps == 0:
+        if self.radius == 0:
             return x.clone()
         best = x.clone()  # (B, C, H, W)
         todo = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)  # (B,) not yet fooled
@@ -78,7 +77,8 @@ class _ProjectedGradient(Attack):
     def _project(self, x_adv: Tensor, x: Tensor) -> Tensor: ...
 
 
-@dataclass(frozen=True)
+@register_attack("pgd")
+@dataclass(frozen=True, kw_only=True)
 class PGD(_ProjectedGradient):
     """L-inf PGD: signed-gradient steps projected onto the eps-cube around x and onto [0, 1]."""
 
@@ -94,7 +94,8 @@ class PGD(_ProjectedGradient):
         return (x + (x_adv - x).clamp(-self.eps, self.eps)).clamp(0, 1)
 
 
-@dataclass(frozen=True)
+@register_attack("pgd-l2")
+@dataclass(frozen=True, kw_only=True)
 class PGDL2(_ProjectedGradient):
     """L2 PGD: L2-normalised gradient steps projected onto the eps-ball around x and onto [0, 1]."""
 

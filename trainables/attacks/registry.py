@@ -1,33 +1,67 @@
-"""Attacks by name: the registry drives CLI choices, suites and parametrised tests."""
+"""Attacks by name: the registry drives CLI choices, suites, training mixes, reports and tests.
+
+Every module of this package is imported when the package is (see ``__init__``), so a new attack is
+one new file whose class carries ``@register_attack("name")``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from types import MappingProxyType
+from typing import Any, TypeVar
 
-from .base import Attack
-from .cw import CarliniWagnerL2
-from .fgsm import FGSM
-from .gaussian import GaussianNoise
-from .pgd import PGD, PGDL2
+from .base import SHARED_FIELDS, Attack
 
-__all__ = ["ATTACKS", "build_attack", "list_attacks"]
+__all__ = ["ATTACKS", "attack_class", "attack_from_dict", "build_attack", "list_attacks", "register_attack"]
 
-ATTACKS: dict[str, type[Attack]] = {
-    "fgsm": FGSM,
-    "pgd": PGD,
-    "pgd-l2": PGDL2,
-    "cw": CarliniWagnerL2,
-    "gaussian": GaussianNoise,
-}
+A = TypeVar("A", bound=type[Attack])
+
+_ATTACKS: dict[str, type[Attack]] = {}
+ATTACKS: Mapping[str, type[Attack]] = MappingProxyType(_ATTACKS)
+
+
+def register_attack(name: str) -> Callable[[A], A]:
+    """Class decorator: register an :class:`Attack` dataclass under ``name`` (also set as its ``name``)."""
+
+    def decorator(cls: A) -> A:
+        if not name or name == "none" or any(c in name for c in ",:.=") or name in _ATTACKS:
+            raise ValueError(f"attack name {name!r} is empty, reserved, holds one of ',:.=' or is already registered")
+        if not (isinstance(cls, type) and issubclass(cls, Attack)):
+            raise TypeError(f"@register_attack needs an Attack subclass, got {cls!r}")
+        cls.name = name
+        _ATTACKS[name] = cls
+        return cls
+
+    return decorator
 
 
 def list_attacks() -> list[str]:
-    """Registered attack names, in registration order."""
-    return list(ATTACKS)
+    """Registered attack names, sorted."""
+    return sorted(_ATTACKS)
+
+
+def attack_class(name: str) -> type[Attack]:
+    """The class registered as ``name``."""
+    if name not in _ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; choices: {', '.join(list_attacks())}")
+    return _ATTACKS[name]
 
 
 def build_attack(name: str, **params: Any) -> Attack:
     """Instantiate the attack registered as ``name`` with its dataclass fields as keywords."""
-    if name not in ATTACKS:
-        raise ValueError(f"unknown attack {name!r}; choices: {', '.join(ATTACKS)}")
-    return ATTACKS[name](**params)
+    return attack_class(name)(**params)
+
+
+def attack_from_dict(raw: Mapping[str, Any]) -> Attack:
+    """The spec ``Attack.to_dict`` wrote: ``{"name": ..., **budget}``; unknown settings raise ValueError."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
+        raise ValueError(f"an attack spec needs a 'name', got {raw!r}")
+    cls = attack_class(raw["name"])
+    params = {k: v for k, v in raw.items() if k != "name"}
+    known = {f.name for f in fields(cls)} - set(SHARED_FIELDS)
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"attack {raw['name']!r} has no setting(s) {', '.join(unknown)}; "
+                         f"it has {', '.join(sorted(known))}")
+    return cls(**params)

@@ -11,7 +11,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .suite import RobustResult, SuiteConfig, evaluate_robustness
+from .evaluation import evaluate_robustness
+from .result import RobustResult
+from .suite import SuiteConfig
 
 __all__ = ["evaluate_sharded"]
 
@@ -40,14 +42,14 @@ def evaluate_sharded(
     model: nn.Module,
     images: Tensor,
     labels: Tensor,
-    suite_cfg: SuiteConfig | None = None,
+    suite: SuiteConfig | None = None,
     device: torch.device | str | None = None,
 ) -> RobustResult:
     """``evaluate_robustness`` with the examples shared out over the process group's ranks."""
     rank, world = _world()
     if world == 1:
-        return evaluate_robustness(model, images, labels, suite_cfg, device)
-    cfg = SuiteConfig() if suite_cfg is None else suite_cfg
+        return evaluate_robustness(model, images, labels, suite, device)
+    cfg = SuiteConfig() if suite is None else suite
     n = images.shape[0]
     if n < world:
         raise ValueError(f"cannot share {n} examples among {world} ranks")

@@ -6,12 +6,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from trainables.attacks import SuiteConfig, evaluate_robustness, list_attacks
+from trainables.attacks import SuiteConfig, SuiteOverrides, add_suite_arguments, evaluate_robustness, parse_assignments
+from trainables.attacks.mix import parse_weights
 from trainables.cli import OneLineParser, run_main
 from trainables.data import DataConfig, list_datasets, load_splits
 from trainables.models import ModelConfig, list_models
 from trainables.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from trainables.train.config import AttackMix, RunSpec, TrainConfig
+from trainables.train.config import RunSpec, TrainConfig
 from trainables.train.loop import fit, resolve_device
 
 
@@ -30,10 +31,11 @@ def build_parser() -> OneLineParser:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--schedule", default="cosine", choices=("cosine", "step", "constant"))
-    p.add_argument("--mix", default="none:4,gaussian:1,fgsm:1,pgd:1,cw:1",
-                   help="attack drawn per batch, name:weight pairs (Madry PGD training: pgd:1)")
-    p.add_argument("--eps", type=float, default=0.1, help="L-inf epsilon in pixel units (training and eval)")
-    p.add_argument("--steps", type=int, default=7, help="PGD steps while training")
+    p.add_argument("--mix", default=str(TrainConfig().mix),
+                   help="attack drawn per batch, name:weight pairs, 'none' a clean batch (Madry PGD training: pgd:1)")
+    p.add_argument("--mix-budget", action="append", default=None, metavar="[ATTACK.]SETTING=VALUE",
+                   help="a training attack's budget (default: the paper's, PGD 7 steps), e.g. pgd.steps=5")
+    p.add_argument("--eps-scale", type=float, default=1.0, help="training radii as a multiple of --epsilon")
     p.add_argument("--kl-weight", type=float, default=1.0)
     p.add_argument("--depth", type=int, default=16)
     p.add_argument("--widen", type=int, default=1)
@@ -44,14 +46,12 @@ def build_parser() -> OneLineParser:
     p.add_argument("--temperature", type=float, default=0.67)
     p.add_argument("--ibp-alpha", type=float, default=3.0)
     p.add_argument("--no-ibp", action="store_true")
-    p.add_argument("--attacks", default="fgsm,pgd", help=f"evaluation suite, from {','.join(list_attacks())}")
-    p.add_argument("--eval-steps", type=int, default=10)
     p.add_argument("--eval-limit", type=int, default=1000, help="validation examples scored each epoch")
-    p.add_argument("--eot-samples", type=int, default=8)
     p.add_argument("--test", action="store_true", help="also score the test split at the end")
     p.add_argument("--checkpoint-dir", type=Path, default=None, help="checkpoint here; resume when one is there")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: $ROBUSTUNE_DEVICE or auto)")
+    add_suite_arguments(p, eps_aliases=("--eps",))
     return p
 
 
@@ -63,12 +63,11 @@ def spec_from_args(args) -> RunSpec:  # noqa: ANN001 - argparse.Namespace
                         cnn_width=args.cnn_width, cnn_kernel=args.cnn_kernel,
                         hidden_blocks=args.hidden_blocks, temperature=args.temperature,
                         ibp=not args.no_ibp, ibp_alpha=args.ibp_alpha)
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        weight_decay=args.weight_decay, schedule=args.schedule, mix=AttackMix.parse(args.mix),
-                        eps=args.eps, steps=args.steps, kl_weight=args.kl_weight, eval_limit=args.eval_limit,
-                        seed=args.seed)
-    suite = SuiteConfig(attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()), eps=args.eps,
-                        steps=args.eval_steps, eot_samples=args.eot_samples, predict_samples=args.eot_samples)
+    mix = TrainConfig().mix.reweighted(parse_weights(args.mix)).with_budget(parse_assignments(args.mix_budget or ()))
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                        schedule=args.schedule, mix=mix, eps_scale=args.eps_scale, kl_weight=args.kl_weight,
+                        eval_limit=args.eval_limit, seed=args.seed)
+    suite = SuiteOverrides.from_args(args).apply(SuiteConfig())
     return RunSpec(data=data, model=model, train=train, suite=suite)
 
 
@@ -102,9 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = fit(spec, splits, checkpoint_dir=args.checkpoint_dir, on_epoch=on_epoch, on_batch=on_batch,
                      device=device)
     final = result.final
-    attacks = ", ".join(spec.suite.attacks)
+    attacks = ", ".join(spec.suite.names())
     print(f"validation ({min(len(splits.val), spec.train.eval_limit or len(splits.val))} examples, eps "
-          f"{spec.suite.eps}): natural {100 * final['natural_acc']:.2f}%  worst-case robust over "
+          f"{spec.threat.eps}): natural {100 * final['natural_acc']:.2f}%  worst-case robust over "
           f"[{attacks}] {100 * final['robust_acc']:.2f}%")
     if args.test:
         test = evaluate_robustness(result.model, splits.test.floats(), splits.test.labels, spec.suite, device=device)

@@ -1,4 +1,4 @@
-"""Training configuration: optimiser, schedule, attack mix and the run that ties them together."""
+"""Training configuration: optimiser, schedule, attack mix, and the run that ties data, model and suite together."""
 
 from __future__ import annotations
 
@@ -6,59 +6,21 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from trainables.attacks.suite import SuiteConfig
+from trainables.attacks import AttackMix, SuiteConfig, ThreatModel
+from trainables.attacks.legacy import is_legacy_suite, is_legacy_train, upgrade_suite, upgrade_train
 from trainables.data.config import DataConfig
 from trainables.models.config import ModelConfig
 
-__all__ = ["MIX_ATTACKS", "AttackMix", "RunSpec", "TrainConfig"]
-
-MIX_ATTACKS = ("none", "gaussian", "fgsm", "pgd", "cw")
-
-
-@dataclass(frozen=True)
-class AttackMix:
-    """Relative weights of the attack drawn for each training batch.
-
-    The default is the seed's: a uniform draw from 0..7 where 0-3 are gaussian, fgsm, pgd, cw
-    and 4-7 mean no attack. Pure PGD training (Madry et al.) is ``AttackMix(none=0, gaussian=0,
-    fgsm=0, pgd=1, cw=0)``.
-    """
-
-    none: float = 4.0
-    gaussian: float = 1.0
-    fgsm: float = 1.0
-    pgd: float = 1.0
-    cw: float = 1.0
-
-    def __post_init__(self) -> None:
-        weights = self.weights()
-        if any(w < 0 or not math.isfinite(w) for w in weights):
-            raise ValueError(f"attack mix weights must be finite and >= 0, got {self}")
-        if sum(weights) <= 0:
-            raise ValueError(f"attack mix needs a positive weight, got {self}")
-
-    def weights(self) -> tuple[float, ...]:
-        """Weights in the order of ``MIX_ATTACKS``."""
-        return tuple(float(getattr(self, name)) for name in MIX_ATTACKS)
-
-    @classmethod
-    def parse(cls, text: str) -> AttackMix:
-        """Parse ``"pgd:1,none:1"``; attacks not named get weight 0."""
-        weights = dict.fromkeys(MIX_ATTACKS, 0.0)
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            name, _, value = part.partition(":")
-            if name not in weights:
-                raise ValueError(f"unknown attack {name!r} in mix {text!r}; choose from {', '.join(MIX_ATTACKS)}")
-            try:
-                weights[name] = float(value) if value else 1.0
-            except ValueError:
-                raise ValueError(f"bad weight {value!r} for {name!r} in mix {text!r}") from None
-        return cls(**weights)
+__all__ = ["RunSpec", "TrainConfig"]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimiser, schedule, loss and per-batch attack settings of one training run."""
+    """Optimiser, schedule, loss and per-batch attack settings of one training run.
+
+    The mix's attacks train at ``eps_scale`` times the run's threat model (``RunSpec.threat``), so
+    the run's epsilon is set in one place.
+    """
 
     epochs: int = 5
     batch_size: int = 128
@@ -70,12 +32,7 @@ class TrainConfig:
     kl_weight: float = 1.0  # ELBO: CE + kl_weight * KL / N_train
     clean_weight: float = 0.0  # loss = clean_weight * CE(x) + (1 - clean_weight) * CE(x_train)
     mix: AttackMix = field(default_factory=AttackMix)
-    eps: float = 0.1  # training epsilon (L-inf, pixel units)
-    step_size: float | None = None  # PGD step; None: 2.5 * eps / steps
-    steps: int = 7  # PGD steps while training
-    cw_c: float = 1.0
-    cw_steps: int = 10
-    cw_lr: float = 0.01
+    eps_scale: float = 1.0  # training radii = eps_scale x the run's threat model
     eval_limit: int | None = 1000  # validation examples scored each epoch (None: all)
     seed: int = 0
 
@@ -84,46 +41,62 @@ class TrainConfig:
             "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
             "momentum": 0 <= self.momentum < 1, "weight_decay": self.weight_decay >= 0,
             "kl_weight": self.kl_weight >= 0, "clean_weight": 0 <= self.clean_weight <= 1,
-            "eps": self.eps >= 0, "steps": self.steps >= 1, "cw_c": self.cw_c > 0,
-            "cw_steps": self.cw_steps >= 1, "cw_lr": self.cw_lr > 0,
+            "eps_scale": math.isfinite(self.eps_scale) and self.eps_scale >= 0,
         }
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"invalid training setting {name}={getattr(self, name)!r}")
-        if self.step_size is not None and self.step_size <= 0:
-            raise ValueError(f"step_size must be > 0, got {self.step_size=}")
         if self.schedule not in ("cosine", "step", "constant"):
             raise ValueError(f"schedule must be cosine, step or constant, got {self.schedule=}")
+        if not isinstance(self.mix, AttackMix):
+            raise ValueError(f"mix must be an AttackMix, got {self.mix!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (the mix as a list of weighted attack specs)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"mix": self.mix.to_dict()}
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything that defines one training run: data, model, training and evaluation suite."""
+    """Everything that defines one training run: data, model, training and the per-epoch evaluation suite."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     suite: SuiteConfig = field(default_factory=SuiteConfig)
 
+    @property
+    def threat(self) -> ThreatModel:
+        """The run's threat model: the suite scores under it, the mix trains at ``eps_scale`` times it."""
+        return self.suite.threat
+
+    @property
+    def train_threat(self) -> ThreatModel:
+        """The radii the training attacks use."""
+        return self.threat.scaled(self.train.eps_scale)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON-safe) of every setting."""
-        return asdict(self)
+        return {"data": asdict(self.data), "model": asdict(self.model), "train": self.train.to_dict(),
+                "suite": self.suite.to_dict()}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunSpec:
-        """Inverse of ``to_dict``; unknown keys raise ValueError."""
+        """Inverse of ``to_dict`` (format-1 specs are translated); unknown keys raise ValueError."""
+        suite_raw = dict(raw.get("suite", {}))
+        if is_legacy_suite(suite_raw):
+            suite_raw = upgrade_suite(suite_raw)
+        suite = SuiteConfig.from_dict(suite_raw)
         train = dict(raw.get("train", {}))
-        if isinstance(train.get("mix"), dict):
-            train["mix"] = AttackMix(**train["mix"])
-        suite = dict(raw.get("suite", {}))
-        if isinstance(suite.get("attacks"), list):
-            suite["attacks"] = tuple(suite["attacks"])
-        parts = {"data": (DataConfig, raw.get("data", {})), "model": (ModelConfig, raw.get("model", {})),
-                 "train": (TrainConfig, train), "suite": (SuiteConfig, suite)}
-        built = {}
-        for name, (kind, values) in parts.items():
-            known = {f.name for f in fields(kind)}
-            extra = set(values) - known
+        if is_legacy_train(train):
+            train = upgrade_train(train, suite.threat.eps)
+        if "mix" in train:
+            train["mix"] = AttackMix.from_dict(train["mix"])
+        built: dict[str, Any] = {"suite": suite}
+        parts = (("data", DataConfig, raw.get("data", {})), ("model", ModelConfig, raw.get("model", {})),
+                 ("train", TrainConfig, train))
+        for name, kind, values in parts:
+            extra = set(values) - {f.name for f in fields(kind)}
             if extra:
                 raise ValueError(f"unknown {name} settings: {', '.join(sorted(extra))}")
             built[name] = kind(**values)

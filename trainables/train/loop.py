@@ -26,14 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainables.attacks import FGSM, PGD, Attack, CarliniWagnerL2, GaussianNoise, evaluate_sharded
+from trainables.attacks import Attack, evaluate_sharded
 from trainables.data.images import ImageSet, Splits, batches
 from trainables.models import RobustModel, StochasticModule, build_model
 from trainables.train.checkpoint import CHECKPOINT_FILE, CheckpointError, TrainState, load_checkpoint, save_checkpoint
-from trainables.train.config import MIX_ATTACKS, RunSpec, TrainConfig
+from trainables.train.config import RunSpec, TrainConfig
 from trainables.train.replicas import Replicas
 
-__all__ = ["FitResult", "TrainingDiverged", "fit", "resolve_device", "training_attacks"]
+__all__ = ["FitResult", "TrainingDiverged", "fit", "resolve_device"]
 
 EpochCallback = Callable[[dict[str, float], Path | None, RobustModel], None]  # (metrics, checkpoint dir, model)
 BatchCallback = Callable[[int, int], None]  # (batch index, batches in the epoch)
@@ -64,17 +64,6 @@ def resolve_device(name: str | None = None) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device")
     return torch.device(name)
-
-
-def training_attacks(cfg: TrainConfig) -> dict[str, Attack | None]:
-    """The attack behind each name of the mix, built once per run."""
-    return {
-        "none": None,
-        "gaussian": GaussianNoise(eps=cfg.eps),
-        "fgsm": FGSM(eps=cfg.eps),
-        "pgd": PGD(eps=cfg.eps, steps=cfg.steps, step_size=cfg.step_size),
-        "cw": CarliniWagnerL2(c=cfg.cw_c, steps=cfg.cw_steps, lr=cfg.cw_lr),
-    }
 
 
 def _no_decay(model: nn.Module) -> set[int]:
@@ -137,17 +126,17 @@ def _loss_forward(model: RobustModel, cfg: TrainConfig, replicas: Replicas, devi
 
 def _train_epoch(
     model: RobustModel, step: nn.Module, opt: torch.optim.Optimizer, train: ImageSet, cfg: TrainConfig, epoch: int,
-    attacks: dict[str, Attack | None], device: torch.device, on_batch: BatchCallback | None, replicas: Replicas,
+    attacks: tuple[Attack | None, ...], device: torch.device, on_batch: BatchCallback | None, replicas: Replicas,
 ) -> dict[str, float]:
     gen = _epoch_generator(cfg.seed, epoch)
     n_batches = math.ceil(len(train) / cfg.batch_size)
-    draws = torch.multinomial(torch.tensor(cfg.mix.weights()), n_batches, replacement=True, generator=gen)
+    draws = cfg.mix.draw(n_batches, gen)  # (n_batches,) index into the mix
     step.train()
     loss_sum = kl_sum = correct = seen = 0.0
     steps = 0
     shard = batches(train, cfg.batch_size, generator=gen, device=device, shard=replicas.shard)
     for i, (x, y) in enumerate(shard):
-        attack = attacks[MIX_ATTACKS[int(draws[i])]]
+        attack = attacks[int(draws[i])]
         x_train = attack.perturb(model, x, y) if attack is not None else x  # the bare model: no DDP hooks
         ce, logits, kl = step(x_train, y, x if cfg.clean_weight > 0 else None)
         loss = ce + cfg.kl_weight * kl / len(train)
@@ -182,7 +171,11 @@ def _resume(
     if checkpoint_dir is None or not (checkpoint_dir / CHECKPOINT_FILE).exists():
         return 0, []
     state = load_checkpoint(checkpoint_dir)
-    mine, theirs = spec.to_dict(), dict(state.spec)
+    try:
+        theirs = RunSpec.from_dict(dict(state.spec)).to_dict()
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint in {checkpoint_dir} holds an unreadable run configuration: {exc}") from None
+    mine = spec.to_dict()
     for part in (mine, theirs):  # the number of epochs may grow between runs
         part["train"] = {k: v for k, v in part["train"].items() if k != "epochs"}
     if mine != theirs:
@@ -225,7 +218,7 @@ def fit(
     replicas.seed(cfg.seed)
     start, history = _resume(checkpoint_dir, spec, model, opt, sched, replicas)
     step = _loss_forward(model, cfg, replicas, dev)
-    attacks = training_attacks(cfg)
+    attacks = cfg.mix.bound(spec.train_threat)
     writes = checkpoint_dir if replicas.rank == 0 else None
     for epoch in range(start, cfg.epochs):
         began = time.perf_counter()

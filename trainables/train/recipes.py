@@ -1,10 +1,10 @@
 """Training recipes: named settings of the one training loop (model family, attack mix, loss, input noise).
 
 A recipe never trains; it rewrites a :class:`RunSpec` and hands it to :func:`trainables.train.fit`.
-The first seven rows are the seed's table (plain, PNI, randomized smoothing and its combinations with
+The first seven rows are the paper's table (plain, PNI, randomized smoothing and its combinations with
 attacks and PNI); ``pgd-at`` (Madry et al.) and ``lwta`` complete it. A recipe keeps the base's data,
-suite, optimiser and size settings, and stays in the base's family: a base model whose name ends with
-``wrn`` gets WideResNet variants, anything else the small-CNN ones.
+suite, optimiser and size settings, and the base model's architecture: a recipe picks the family (plain,
+PNI, LWTA), the base picks cnn or wrn.
 """
 
 from __future__ import annotations
@@ -13,13 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from trainables.train.config import AttackMix, RunSpec
+from trainables.attacks import AttackMix
+from trainables.attacks.mix import parse_weights
+from trainables.models import FAMILIES, architecture_of
+from trainables.train.config import RunSpec
 
 __all__ = ["DEFAULT_SIGMA", "RECIPES", "Recipe", "apply_recipe", "get_recipe", "list_recipes", "register_recipe"]
 
 DEFAULT_SIGMA = 0.25  # smoothing noise when the base model has none (Cohen et al.'s middle setting)
 
-_FAMILIES = {"plain": "", "pni": "pni-", "lwta": "lwta-"}
+PLAIN = "plain"  # the recipes' name for the model family registered as ""
 
 
 @dataclass(frozen=True)
@@ -28,25 +31,31 @@ class Recipe:
 
     name: str
     description: str
-    family: str = "plain"  # plain | pni | lwta
-    mix: str = "none:1"  # AttackMix.parse syntax
+    family: str = PLAIN  # "plain" or a registered model family (lwta, pni)
+    mix: str = "none:1"  # weights "name:w,..." over the base run's mix (its attacks keep their budgets)
     clean_weight: float = 0.0  # loss = w * CE(x) + (1 - w) * CE(x_attacked)
     smoothing: bool = False  # Gaussian input noise: the base's input_noise, else DEFAULT_SIGMA
 
     def __post_init__(self) -> None:
-        if self.family not in _FAMILIES:
-            raise ValueError(f"recipe family must be one of {', '.join(_FAMILIES)}, got {self.family=}")
+        if self._family not in FAMILIES:
+            raise ValueError(f"recipe family must be one of {', '.join(sorted(f or PLAIN for f in FAMILIES))}, "
+                             f"got {self.family=}")
         AttackMix.parse(self.mix)  # raises ValueError on a bad mix
+
+    @property
+    def _family(self) -> str:
+        return "" if self.family == PLAIN else self.family
 
     def model_name(self, base_name: str) -> str:
         """The registered model for this family in the base model's architecture (cnn or wrn)."""
-        return _FAMILIES[self.family] + ("wrn" if base_name.endswith("wrn") else "cnn")
+        return FAMILIES[self._family].model_name(architecture_of(base_name))
 
     def apply(self, base: RunSpec) -> RunSpec:
         """``base`` with this recipe's model, mix, clean weight and input noise."""
         sigma = (base.model.input_noise or DEFAULT_SIGMA) if self.smoothing else 0.0
         model = replace(base.model, name=self.model_name(base.model.name), input_noise=sigma)
-        train = replace(base.train, mix=AttackMix.parse(self.mix), clean_weight=self.clean_weight)
+        mix = base.train.mix.reweighted(parse_weights(self.mix))
+        train = replace(base.train, mix=mix, clean_weight=self.clean_weight)
         return replace(base, model=model, train=train)
 
 
@@ -63,7 +72,7 @@ def register_recipe(recipe: Recipe) -> Recipe:
 
 
 def list_recipes() -> list[str]:
-    """Names of the registered recipes, in registration order (the seed's table first)."""
+    """Names of the registered recipes, in registration order (the paper's table first)."""
     return list(_RECIPES)
 
 
@@ -95,7 +104,7 @@ for _recipe in (
            "PNI model under Gaussian input noise, batches clean / PGD / FGSM / CW (clean batches stand in "
            "for PNI's clean loss term)", family="pni", mix=_ALL, smoothing=True),
     Recipe("pgd-at", "PGD adversarial training (Madry et al. 2018)", mix="pgd:1"),
-    Recipe("lwta", "Stochastic LWTA + IBP with the seed's uniform 0..7 attack draw",
+    Recipe("lwta", "Stochastic LWTA + IBP with the paper's uniform 0..7 attack draw",
            family="lwta", mix="none:4,gaussian:1,fgsm:1,pgd:1,cw:1"),
 ):
     register_recipe(_recipe)

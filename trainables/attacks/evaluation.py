@@ -1,0 +1,69 @@
+"""Robust accuracy as a per-example worst case over a suite of attacks."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from trainables.models.base import evaluating, is_stochastic, model_device, predict, surrogate_gradients
+from trainables.rng import private_rng
+
+from .checks import warn_if_unreliable
+from .result import RobustResult
+from .suite import SuiteConfig
+
+__all__ = ["evaluate_robustness"]
+
+
+def evaluate_robustness(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    suite: SuiteConfig | None = None,
+    device: torch.device | str | None = None,
+    keep_adversarial: bool = False,
+) -> RobustResult:
+    """Evaluate ``model`` on images (N, C, H, W) in [0, 1] (or uint8) under every attack of the suite.
+
+    Attacks run on the naturally correct examples, or in a cascade only on those still robust;
+    worst = natural AND every attack, per example. Each attack draws from its own seeded stream,
+    so adding an attack never changes another's outcome. ``keep_adversarial`` returns the inputs
+    each attack produced. The model runs in eval mode; its training flag is restored afterwards.
+    """
+    cfg = SuiteConfig() if suite is None else suite
+    if images.shape[0] != labels.shape[0] or images.shape[0] == 0:
+        raise ValueError(f"need a non-empty batch with one label per image, got "
+                         f"{tuple(images.shape)=}, {tuple(labels.shape)=}")
+    device = model_device(model) if device is None else torch.device(device)
+    x_all = images.float() / 255 if images.dtype == torch.uint8 else images.float()  # (N, C, H, W)
+    y_all = labels.long()  # (N,)
+    n, bs = x_all.shape[0], cfg.batch_size
+    stochastic = is_stochastic(model)
+    warn_if_unreliable(model, cfg)
+    attacks = cfg.bound(stochastic)
+    adversarial: dict[str, Tensor] | None = {} if keep_adversarial else None
+    with evaluating(model):
+        natural = torch.zeros(n, dtype=torch.bool)
+        with private_rng(cfg.seed, device, key="natural"):
+            for i in range(0, n, bs):
+                xb, yb = x_all[i:i + bs].to(device), y_all[i:i + bs].to(device)
+                natural[i:i + bs] = (predict(model, xb, cfg.predict_samples) == yb).cpu()
+        still = natural.clone()  # (N,) not yet broken by any attack
+        per_attack: dict[str, Tensor] = {}
+        for name, attack in attacks.items():
+            targets = (still if cfg.cascade else natural).nonzero().squeeze(1)  # (n_targets,)
+            robust = torch.zeros(n, dtype=torch.bool)
+            kept = x_all.clone() if adversarial is not None else None
+            with private_rng(cfg.seed, device, key=name), surrogate_gradients(model, cfg.adaptive and stochastic):
+                for i in range(0, targets.numel(), bs):
+                    idx = targets[i:i + bs]
+                    xb, yb = x_all[idx].to(device), y_all[idx].to(device)
+                    x_adv = attack.perturb(model, xb, yb)
+                    robust[idx] = (predict(model, x_adv, cfg.predict_samples) == yb).cpu()
+                    if kept is not None:
+                        kept[idx] = x_adv.cpu()
+            per_attack[name] = robust
+            still &= robust
+            if adversarial is not None and kept is not None:
+                adversarial[name] = kept
+    return RobustResult.from_outcomes(natural, per_attack, adversarial)
