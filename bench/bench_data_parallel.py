@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from bench.bench_tune import tiny_base
+from bench.bench_tune import add_tiny_run_options, tiny_base_from_args
 from bench.common import (
     Comparison,
     add_common_options,
@@ -89,11 +89,7 @@ def build_parser() -> OneLineParser:
     """The benchmark's command line."""
     p = OneLineParser(prog=PROG, description="One training run: W data-parallel replicas vs one process.")
     p.add_argument("--workers", type=int, default=2, help="data-parallel replicas (gloo on CPU, NCCL on CUDA)")
-    p.add_argument("--train-limit", type=int, default=1000)
-    p.add_argument("--val-limit", type=int, default=100)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--cnn-width", type=int, default=16)
-    p.add_argument("--cnn-kernel", type=int, default=3)
+    add_tiny_run_options(p)
     p.add_argument("--data-dir", default=None)
     add_common_options(p, repeats=3, warmup=0)
     return p
@@ -110,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ValueError(f"--workers {args.workers} needs as many GPUs, torch sees {torch.cuda.device_count()}")
     threads = args.threads or torch.get_num_threads()
     per_replica = max(1, threads // args.workers) if device.type == "cpu" else threads
-    base = tiny_base(args.train_limit, args.val_limit, args.epochs, args.cnn_width, args.cnn_kernel)
+    base = tiny_base_from_args(args)
     base = replace(base, data=replace(base.data, data_dir=args.data_dir))
     splits = load_splits(base.data)
     sides = {"replicas": lambda: time_replicas(base, splits, args.workers, per_replica, device.type),
@@ -127,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = provenance(device, workers=args.workers, threads=threads, threads_per_replica=per_replica,
                         repeats=args.repeats, warmup=args.warmup,
                         run=f"{base.model.name} w{base.model.cnn_width} k{base.model.cnn_kernel}, {base.train.epochs} "
-                            f"epoch on {len(splits.train)} train, suite {base.suite.attacks} on {len(splits.val)} val")
+                            f"epoch on {len(splits.train)} train, suite {base.suite.names()} on {len(splits.val)} val")
     rows = [("replicas / one process (median of paired ratios)", f"{comparison.ratio:.2f}"),
             ("replicas, median fit", f"{statistics.median(times['replicas']):.2f} s"),
             ("one process, median fit", f"{statistics.median(times['one process']):.2f} s")]

@@ -50,8 +50,8 @@ class TrainablesBench:
     batch: int = 128
     depth: int = 16
     widen: int = 1
-    cnn_width: int = QUICK.cnn_width
-    cnn_kernel: int = QUICK.cnn_kernel
+    cnn_width: int = QUICK.model.cnn_width
+    cnn_kernel: int = QUICK.model.cnn_kernel
     n_train: int = 55_000  # N in CE + KL / N (Fashion-MNIST's training split)
     eps: float = 0.1
     steps: int = 10

@@ -2,7 +2,7 @@
 
 Each trial is a tiny ``fit``: the quick preset's training (attack mix, PGD-5) for 1 epoch of a
 ``cnn`` (width 16, kernel 3) on 1000 Fashion-MNIST training images, scored on 100 validation images
-with a 1-attack suite (PGD-5), one checkpoint per epoch like ``tuner.trial.run_trial``. Trial i uses
+with a 1-attack suite (PGD-5), one checkpoint per epoch like ``tuner.search.trial.run_trial``. Trial i uses
 seed i and the i-th of N log-spaced learning rates, on both sides.
 
 Both sides run the very same trial body; only the reporter differs (``tune.report`` with the
@@ -49,7 +49,8 @@ from trainables.data import Splits, load_splits
 from trainables.models import ModelConfig, RobustModel
 from trainables.train import RunSpec, fit
 
-__all__ = ["TinyTrials", "main", "run_loop", "run_tune", "tiny_trial"]
+__all__ = ["TinyTrials", "add_tiny_run_options", "main", "run_loop", "run_tune", "tiny_base", "tiny_base_from_args",
+           "tiny_trial"]
 
 PROG = "python -m bench.bench_tune"
 
@@ -74,12 +75,26 @@ class TinyTrials:
         return replace(self.base, train=replace(self.base.train, lr=lr, seed=index))
 
 
+def add_tiny_run_options(p: OneLineParser) -> None:
+    """The flags of :func:`tiny_base`: --train-limit, --val-limit, --epochs, --cnn-width, --cnn-kernel."""
+    p.add_argument("--train-limit", type=int, default=1000)
+    p.add_argument("--val-limit", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--cnn-width", type=int, default=16)
+    p.add_argument("--cnn-kernel", type=int, default=3)
+
+
+def tiny_base_from_args(args: Any) -> RunSpec:
+    """:func:`tiny_base` of the flags :func:`add_tiny_run_options` added."""
+    return tiny_base(args.train_limit, args.val_limit, args.epochs, args.cnn_width, args.cnn_kernel)
+
+
 def tiny_base(train_limit: int = 1000, val_limit: int = 100, epochs: int = 1, width: int = 16,
               kernel: int = 3) -> RunSpec:
     """The quick preset's training on a subset, a small ``cnn`` and a PGD-only suite."""
     data = replace(QUICK.data, train_limit=train_limit, val_limit=val_limit)
     train = replace(QUICK.train, epochs=epochs, eval_limit=val_limit)
-    suite = replace(QUICK.epoch_suite, attacks=("pgd",))
+    suite = QUICK.epoch_suite.select(["pgd"])
     return RunSpec(data=data, model=ModelConfig(name="cnn", cnn_width=width, cnn_kernel=kernel), train=train,
                    suite=suite)
 
@@ -163,11 +178,7 @@ def build_parser() -> OneLineParser:
     """The benchmark's command line."""
     p = OneLineParser(prog=PROG, description="Ray Tune overhead: N tiny trials through Tune vs a plain loop.")
     p.add_argument("--trials", type=int, default=8, help="N trials per side")
-    p.add_argument("--train-limit", type=int, default=1000)
-    p.add_argument("--val-limit", type=int, default=100)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--cnn-width", type=int, default=16)
-    p.add_argument("--cnn-kernel", type=int, default=3)
+    add_tiny_run_options(p)
     p.add_argument("--cpus", type=int, default=2, help="Ray's num_cpus, and each trial's cpus (one at a time)")
     p.add_argument("--no-checkpoint", action="store_true", help="trials write and report no checkpoint")
     p.add_argument("--data-dir", default=None)
@@ -184,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_bench_device(args.device)
     threads = args.threads or args.cpus  # the same on both sides: Ray's worker would get OMP threads = cpus
     torch.set_num_threads(threads)
-    base = tiny_base(args.train_limit, args.val_limit, args.epochs, args.cnn_width, args.cnn_kernel)
+    base = tiny_base_from_args(args)
     base = replace(base, data=replace(base.data, data_dir=args.data_dir))
     setup = TinyTrials(base=base, device=str(device), threads=threads, checkpoint=not args.no_checkpoint)
     splits = load_splits(base.data)
@@ -197,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import ray
 
-    from tuner.cluster import connect_ray
+    from tuner.search.cluster import connect_ray
 
     began = time.perf_counter()
     import ray.tune  # noqa: F401  (its import is part of what a search pays once)

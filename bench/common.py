@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from trainables.atomic import atomic_write_text
 from trainables.cli import OneLineParser
 
 __all__ = ["Comparison", "add_common_options", "compare", "provenance", "render", "resolve_bench_device",
@@ -121,7 +122,7 @@ def compare(name: str, ours: tuple[str, Callable[[], Any]], reference: tuple[str
 
 def provenance(device: torch.device, **extra: Any) -> dict[str, Any]:
     """Git revision, versions, host, CPU/GPU, threads, machine load and a UTC timestamp."""
-    from tuner.export import collect_provenance
+    from tuner.provenance import collect_provenance
 
     info = collect_provenance()
     info.pop("safetensors", None)
@@ -189,4 +190,4 @@ def write_json(path: Path | None, payload: dict[str, Any]) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from trainables.atomic import atomic_write
+
 __all__ = [
     "AdversarialExample",
     "ParetoPoint",
@@ -59,7 +61,7 @@ def _pyplot() -> Any:
 def _save(fig: Any, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
     _pyplot().close(fig)
     return path
 

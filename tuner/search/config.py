@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from trainables.attacks import SuiteOverrides
 
 __all__ = ["SearchConfig", "is_uri"]
 
@@ -34,7 +36,7 @@ class SearchConfig:
     address: str = ""  # '' starts a local Ray; 'auto' or host:port joins a cluster
     export_dir: str = "exports"
     optuna_storage: str | None = None  # None: sqlite in the experiment folder (local storage only)
-    epsilon: float | None = None  # None: the preset's L-inf epsilon
+    suite: SuiteOverrides = field(default_factory=SuiteOverrides)  # threat model and suite changes to the preset's
     epochs: int | None = None
     train_limit: int | None = None
     val_limit: int | None = None
@@ -54,8 +56,6 @@ class SearchConfig:
             raise ValueError(f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}")
         if self.workers_per_trial is not None and self.workers_per_trial < 1:
             raise ValueError(f"--workers-per-trial must be >= 1, got {self.workers_per_trial}")
-        if self.epsilon is not None and self.epsilon < 0:
-            raise ValueError(f"--epsilon must be >= 0, got {self.epsilon}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.grace_period < 1:

@@ -11,23 +11,18 @@ Checkpoints live in Ray Train's own storage, ``<experiment>/train-runs/train-<tr
 run name is fixed per trial, so a trial that Tune retries (FailureConfig) or resumes (``--resume``)
 builds the same run, whose checkpoint manager reloads its last checkpoint, and the workers resume
 from it. Tune sees the checkpoint as the ``checkpoint_path`` metric
-(:func:`tuner.results.collect_trials` turns it back into a checkpoint for the export).
+(:func:`tuner.search.results.collect_trials` turns it back into a checkpoint for the export).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from trainables.data import Splits
-from trainables.models import RobustModel
-from trainables.train import TrainingDiverged, fit
-from tuner.resources import TrialResources
-from tuner.trial import TrialContext, diverged_report, epoch_report, trial_spec
+from tuner.search.resources import TrialResources
+from tuner.search.trial import TrainSession, TrialContext, train_trial, trial_spec
 
 __all__ = ["TRAIN_RUNS", "SplitsRef", "run_data_parallel_trial", "train_run_name"]
 
@@ -83,30 +78,11 @@ def run_data_parallel_trial(config: dict[str, Any], context: TrialContext, data:
 
 
 def _train_worker(loop_config: dict[str, Any]) -> None:
-    """What every Ray Train worker runs: the shared training loop, reporting each epoch."""
-    import ray.train
+    """What every Ray Train worker runs: the trial's body on this worker's device."""
     import ray.train.torch
     import torch
 
-    context: TrialContext = loop_config["context"]
-    splits = loop_config["data"].get()
-    spec = trial_spec(context, loop_config["config"])
     device = ray.train.torch.get_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    work = Path(tempfile.mkdtemp(prefix="robustune-worker-"))
-    restored = ray.train.get_checkpoint()
-    if restored is not None:  # every rank resumes from the run's last checkpoint
-        restored.to_directory(str(work))
-
-    def on_epoch(metrics: dict[str, float], checkpoint_dir: Path | None, model: RobustModel) -> None:
-        report = epoch_report(metrics, model, spec, context, splits.val, device)  # collective on the last epoch
-        checkpoint = None if checkpoint_dir is None else ray.train.Checkpoint.from_directory(str(checkpoint_dir))
-        ray.train.report(report, checkpoint=checkpoint)
-
-    try:
-        fit(spec, splits, checkpoint_dir=work, on_epoch=on_epoch, device=device)
-    except TrainingDiverged as exc:  # raised on every rank together (a collective check)
-        ray.train.report(diverged_report(exc))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    train_trial(loop_config["config"], loop_config["context"], loop_config["data"].get(), TrainSession(device))

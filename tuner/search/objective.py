@@ -11,26 +11,16 @@ examples and all of them end with the same metrics.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 
-from trainables.attacks import SuiteConfig, evaluate_sharded
+from trainables.attacks import SuiteConfig, evaluate_sharded, large_eps_accuracy
 from trainables.data import ImageSet
 from trainables.models import RobustModel
 
-__all__ = ["MASKING_ACC_LIMIT", "MASKING_EPS", "score_objective"]
+__all__ = ["MASKING_ACC_LIMIT", "MASKING_EXAMPLES", "score_objective"]
 
-MASKING_EPS = 0.5  # L-inf budget that can turn any image into mid-grey
-MASKING_ACC_LIMIT = 0.15  # accuracy at MASKING_EPS above this is suspicious (a constant classifier keeps ~0.10)
+MASKING_ACC_LIMIT = 0.15  # accuracy at the masking check's huge eps above this is suspicious (chance is ~0.10)
 MASKING_EXAMPLES = 100
-
-
-def _masking_accuracy(model: RobustModel, val: ImageSet, suite: SuiteConfig, device: torch.device | None) -> float:
-    """PGD accuracy at eps ``MASKING_EPS`` on the first examples of ``val``."""
-    huge = replace(suite, attacks=("pgd",), eps=MASKING_EPS, steps=max(suite.steps, 20), restarts=1)
-    subset = val.head(MASKING_EXAMPLES)
-    return evaluate_sharded(model, subset.floats(), subset.labels, huge, device=device).worst_acc
 
 
 def score_objective(model: RobustModel, val: ImageSet, suite: SuiteConfig,
@@ -38,7 +28,8 @@ def score_objective(model: RobustModel, val: ImageSet, suite: SuiteConfig,
     """Objective metrics of a trained model: ``objective``, per attack, and the masking flags."""
     result = evaluate_sharded(model, val.floats(), val.labels, suite, device=device)
     metrics = {f"final/{k}": v for k, v in result.as_dict().items()}
-    masking = _masking_accuracy(model, val, suite, device)
+    subset = val.head(MASKING_EXAMPLES)
+    masking = large_eps_accuracy(model, subset.floats(), subset.labels, suite, device=device)
     above = result.worst_acc > result.natural_acc
     masked = masking > MASKING_ACC_LIMIT
     metrics |= {

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
+
+from trainables.atomic import atomic_write_text
 
 __all__ = ["LiveProgress", "trial_outcome"]
 
@@ -84,9 +85,7 @@ class LiveProgress(Callback):
         if self._view is not None:
             self._view.update(self._render(summary))
         if self.progress_file is not None:
-            tmp = self.progress_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(summary))
-            os.replace(tmp, self.progress_file)
+            atomic_write_text(self.progress_file, json.dumps(summary))
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
         """Refresh after every reported epoch."""

@@ -1,4 +1,4 @@
-"""Every trial of a search as records: outcome, config, per-epoch and final metrics; Parquet, leaderboard."""
+"""Every trial of a search as records: outcome, config, per-epoch and final metrics; written as Parquet."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tuner.progress import trial_outcome
+from trainables.atomic import atomic_write
+from tuner.search.progress import trial_outcome
 
-__all__ = ["TrialRecord", "best_trial", "collect_trials", "leaderboard", "merge_history", "read_trials",
-           "write_trials"]
+__all__ = ["TrialRecord", "best_trial", "collect_trials", "merge_history", "read_trials", "write_trials"]
 
 _INTERNAL = {"timestamp", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
              "iterations_since_restore", "checkpoint_dir_name", "done", "training_iteration", "date", "trial_id",
@@ -148,35 +148,10 @@ def write_trials(records: list[TrialRecord], path: Path) -> Path:
     columns_arrays["history"] = pa.array([[{k: row.get(k) for k in history_keys} for row in r.history]
                                           for r in records], type=history_type)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(pa.table(columns_arrays), tmp)
-    tmp.replace(path)
-    return path
+    table = pa.table(columns_arrays)
+    return atomic_write(path, lambda f: pq.write_table(table, f))
 
 
 def read_trials(path: Path) -> pa.Table:
     """The Parquet table ``write_trials`` wrote."""
     return pq.read_table(path)
-
-
-def leaderboard(records: list[TrialRecord], params: tuple[str, ...] = (), top: int = 10) -> Any:
-    """A rich table of the best trials by objective (NaN last)."""
-    from rich.table import Table
-
-    def key(r: TrialRecord) -> tuple[bool, float]:
-        return (math.isfinite(r.objective), r.objective if math.isfinite(r.objective) else -1.0)
-
-    table = Table(title="leaderboard (validation, worst case over the objective suite)")
-    for column in ("#", "trial", "outcome", "robust", "natural", "epochs", *params):
-        table.add_column(column, justify="right" if column not in ("trial", "outcome") else "left")
-    for rank, r in enumerate(sorted(records, key=key, reverse=True)[:top], start=1):
-        natural = r.final.get("final/natural_acc", r.final.get("natural_acc"))
-        outcome = r.outcome + (" (suspect)" if r.final.get("suspect") else "")
-        cells = [str(rank), r.trial_id, outcome,
-                 "-" if not math.isfinite(r.objective) else f"{100 * r.objective:.2f}%",
-                 "-" if natural is None else f"{100 * natural:.2f}%", str(len(r.history))]
-        for p in params:
-            v = r.params.get(p)
-            cells.append("-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v))
-        table.add_row(*cells)
-    return table

@@ -1,39 +1,37 @@
-"""``python -m tuner.search --space lwta``: Ray Tune runs the trials, Optuna proposes them.
+"""A search end to end: Ray Tune runs the trials, Optuna proposes them, the best honest one is exported.
 
-Data flow: preset + space -> Optuna define-by-run suggestions -> one Ray Tune trial each
-(tuner.trial: train, report and checkpoint every epoch, ASHA stops the weak ones) -> the
-objective (tuner.objective) ranks them -> results.parquet + leaderboard -> the best honest trial is
-re-evaluated on the test split and exported (tuner.export).
+Data flow: preset + space (tuner.search.plan) -> Optuna define-by-run suggestions -> one Ray Tune
+trial each (tuner.search.trial: train, report and checkpoint every epoch, ASHA stops the weak
+ones) -> the objective (tuner.search.objective) ranks them -> results.parquet + leaderboard -> the
+best honest trial is re-evaluated on the test split and exported (tuner.export).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search_spaces import PRESETS, Preset, get_space, list_spaces
+from search_spaces import PRESETS, Preset, get_space
 from trainables.attacks import SuiteConfig
-from trainables.cli import OneLineParser, run_main
-from trainables.data import Splits, list_datasets, load_splits
+from trainables.data import Splits, load_splits
 from trainables.models import build_model
 from trainables.train import RunSpec, load_checkpoint
-from tuner.config import SearchConfig, is_uri
-from tuner.resources import DRIVER_MEMORY, TrialResources
-from tuner.results import TrialRecord, best_trial, collect_trials, leaderboard, write_trials
-from tuner.trial import TrialContext, run_trial
+from tuner.search.config import SearchConfig, is_uri
+from tuner.search.leaderboard import leaderboard
+from tuner.search.plan import SearchPlan, resolve_run
+from tuner.search.resources import DRIVER_MEMORY, TrialResources
+from tuner.search.results import TrialRecord, best_trial, collect_trials, write_trials
+from tuner.search.trial import TrialContext, run_trial
 
-__all__ = ["DefineBySpace", "SearchOutcome", "main", "resolve_run", "run_search"]
-
-PROG = "python -m tuner.search"
+__all__ = ["DefineBySpace", "SearchOutcome", "check_experiment", "run_search"]
 
 
 @dataclass(frozen=True)
@@ -57,25 +55,6 @@ class SearchOutcome:
     interrupted: bool
     best: TrialRecord | None
     export_path: Path | None
-
-
-def _with_eps(suite: SuiteConfig, eps: float | None) -> SuiteConfig:
-    return suite if eps is None else replace(suite, eps=eps)
-
-
-def resolve_run(cfg: SearchConfig) -> tuple[Preset, RunSpec, SuiteConfig, SuiteConfig]:
-    """Preset, the fixed base run, the objective suite and the export suite, with overrides applied."""
-    space = get_space(cfg.space)
-    preset = space.preset(cfg.preset)
-    data = replace(preset.data, name=cfg.dataset or preset.data.name, data_dir=cfg.data_dir, download=cfg.download,
-                   **{k: v for k, v in (("train_limit", cfg.train_limit), ("val_limit", cfg.val_limit),
-                                         ("test_limit", cfg.test_limit)) if v})
-    train = replace(preset.train, seed=cfg.seed,
-                    **({"epochs": cfg.epochs} if cfg.epochs else {}),
-                    **({"eps": cfg.epsilon} if cfg.epsilon is not None else {}))
-    preset = replace(preset, data=data, train=train, epoch_suite=_with_eps(preset.epoch_suite, cfg.epsilon))
-    base = space.fixed(preset)
-    return (preset, base, _with_eps(preset.objective_suite, cfg.epsilon), _with_eps(preset.export_suite, cfg.epsilon))
 
 
 def _points(cfg: SearchConfig, preset: Preset) -> list[dict[str, Any]]:
@@ -125,7 +104,7 @@ def _trainable(cfg: SearchConfig, base: RunSpec, objective: SuiteConfig, splits:
     import ray
     from ray import tune
 
-    from tuner.data_parallel import TRAIN_RUNS, SplitsRef, run_data_parallel_trial
+    from tuner.search.data_parallel import TRAIN_RUNS, SplitsRef, run_data_parallel_trial
 
     context = TrialContext(space=cfg.space, base=base, objective_suite=objective)
     if not layout.data_parallel:
@@ -136,16 +115,17 @@ def _trainable(cfg: SearchConfig, base: RunSpec, objective: SuiteConfig, splits:
     return tune.with_resources(driver, {"cpu": 0, "memory": DRIVER_MEMORY})  # Train places the workers
 
 
-def _build_tuner(cfg: SearchConfig, preset: Preset, base: RunSpec, objective: SuiteConfig, splits: Splits,
-                 layout: TrialResources, max_concurrent: int | None) -> Any:
+def _build_tuner(cfg: SearchConfig, plan: SearchPlan, splits: Splits, layout: TrialResources,
+                 max_concurrent: int | None) -> Any:
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from tuner.progress import LiveProgress
+    from tuner.search.progress import LiveProgress
 
-    trainable = _trainable(cfg, base, objective, splits, layout)
+    preset, base = plan.preset, plan.base
+    trainable = _trainable(cfg, base, plan.objective_suite, splits, layout)
     if cfg.resume:
         return tune.Tuner.restore(cfg.experiment_path, trainable, resume_unfinished=True, resume_errored=True)
     searcher = OptunaSearch(
@@ -178,7 +158,8 @@ def _build_tuner(cfg: SearchConfig, preset: Preset, base: RunSpec, objective: Su
 def export_best(record: TrialRecord, splits: Splits, preset: Preset, suite: SuiteConfig, cfg: SearchConfig,
                 command: str) -> Path:
     """Re-evaluate the best trial's final checkpoint with ``suite`` and export it."""
-    from tuner.export import collect_provenance, evaluate_for_export, export_model
+    from tuner.export import evaluate_for_export, export_model
+    from tuner.provenance import collect_provenance
 
     with tempfile.TemporaryDirectory() as tmp:
         record.checkpoint.to_directory(tmp)
@@ -195,7 +176,7 @@ def export_best(record: TrialRecord, splits: Splits, preset: Preset, suite: Suit
                         params=record.params, provenance=collect_provenance(spec.train.seed))
 
 
-def _data_parallel_concurrency(layout: TrialResources, cfg: SearchConfig, console: Any) -> int:
+def _data_parallel_concurrency(layout: TrialResources, cfg: SearchConfig) -> int:
     """Trials the cluster holds at once; on a cluster too small for one yet, 1 (its autoscaler may grow it)."""
     import ray
 
@@ -204,7 +185,7 @@ def _data_parallel_concurrency(layout: TrialResources, cfg: SearchConfig, consol
     except ValueError as exc:
         if cfg.address == "":
             raise
-        console.print(f"[yellow]warning:[/] {exc}; running one trial at a time while the autoscaler adds nodes")
+        warnings.warn(f"{exc}; running one trial at a time while the autoscaler adds nodes", stacklevel=2)
         return cfg.max_concurrent or 1
 
 
@@ -236,15 +217,16 @@ def _fit_watching_sigint(tuner: Any) -> tuple[Any, bool]:
     return grid, watching and after is before
 
 
-def run_search(cfg: SearchConfig, command: str = PROG) -> SearchOutcome:
+def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> SearchOutcome:
     """Run (or resume) one search end to end and export its best honest model."""
     import ray
     from rich.console import Console
 
-    from tuner.cluster import connect_ray
+    from tuner.search.cluster import connect_ray
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
-    preset, base, objective, export_suite = resolve_run(cfg)
+    plan = resolve_run(cfg)
+    preset, base = plan.preset, plan.base
     check_experiment(cfg)
     splits = load_splits(base.data)
     # Ray Train's clean-up of stopped trials needs the dashboard (see tuner.data_parallel)
@@ -255,14 +237,14 @@ def run_search(cfg: SearchConfig, command: str = PROG) -> SearchOutcome:
         layout = TrialResources.resolve(cfg.cpus_per_trial, gpus, cfg.workers_per_trial)
         max_concurrent = cfg.max_concurrent
         if layout.data_parallel:
-            fits = _data_parallel_concurrency(layout, cfg, console)
+            fits = _data_parallel_concurrency(layout, cfg)
             max_concurrent = min(max_concurrent or fits, fits)
         workers = (f", {layout.workers} data-parallel workers per trial "
                    f"({'NCCL' if layout.gpus_per_worker else 'gloo'})") if layout.data_parallel else ""
         console.print(f"[bold]robustune[/] space {cfg.space}, preset {preset.name}: {base.model.name} on "
                       f"{base.data.name} ({len(splits.train)} train / {len(splits.val)} val), "
-                      f"{base.train.epochs} epochs, eps {objective.eps}{workers}; experiment {cfg.experiment_path}")
-        tuner = _build_tuner(cfg, preset, base, objective, splits, layout, max_concurrent)
+                      f"{base.train.epochs} epochs, eps {base.threat.eps:g}{workers}; experiment {cfg.experiment_path}")
+        tuner = _build_tuner(cfg, plan, splits, layout, max_concurrent)
         grid, stopped_by_signal = _fit_watching_sigint(tuner)
     finally:
         if cfg.address == "":
@@ -274,69 +256,9 @@ def run_search(cfg: SearchConfig, command: str = PROG) -> SearchOutcome:
     results_path = (Path(cfg.experiment_path) / "results.parquet") if not is_uri(cfg.storage_path) else \
         Path(cfg.export_dir) / f"{cfg.experiment_name}-results.parquet"
     write_trials(records, results_path)
-    params = tuple(k for k in ("competitors", "hidden_blocks", "widen", "input_noise", "pni_init", "lr", "mix_pgd")
-                   if any(k in r.params for r in records))
+    params = tuple(k for k in get_space(cfg.space).leaderboard if any(k in r.params for r in records))
     console.print(leaderboard(records, params))
     console.print(f"all trials: {results_path}")
     best = None if interrupted else best_trial(records)
-    export_path = export_best(best, splits, preset, export_suite, cfg, command) if best is not None else None
+    export_path = export_best(best, splits, preset, plan.export_suite, cfg, command) if best is not None else None
     return SearchOutcome(cfg.experiment_path, records, interrupted, best, export_path)
-
-
-def build_parser() -> OneLineParser:
-    """The search command line."""
-    p = OneLineParser(prog=PROG, description="Search robust classifiers with Ray Tune + Optuna.")
-    p.add_argument("--space", default="lwta", choices=list_spaces())
-    p.add_argument("--preset", default="quick", choices=sorted(PRESETS))
-    p.add_argument("--dataset", default=None, choices=list_datasets(), help="override the preset's dataset")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--download", action="store_true")
-    p.add_argument("--num-samples", type=int, default=None, help="trials (default: the preset's)")
-    p.add_argument("--max-concurrent", type=int, default=None)
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=None,
-                   help="fractions share a GPU; N > 1 trains data-parallel on N GPUs (default: preset's on GPU)")
-    p.add_argument("--workers-per-trial", type=int, default=None,
-                   help="data-parallel Ray Train workers per trial (default: one per GPU; gloo workers on CPU)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--storage-path", default="runs", help="local folder or pyarrow URI (s3://, gs://)")
-    p.add_argument("--name", default=None, help="experiment name (default: SPACE-PRESET)")
-    p.add_argument("--resume", action="store_true", help="continue the experiment --name in --storage-path")
-    p.add_argument("--address", default="", help="'' local Ray; 'auto' or host:port joins a cluster")
-    p.add_argument("--export-dir", default="exports")
-    p.add_argument("--optuna-storage", default=None, help="SQLAlchemy URL (default: sqlite in the experiment)")
-    p.add_argument("--epsilon", type=float, default=None, help="L-inf epsilon (default: the preset's)")
-    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    p.add_argument("--train-limit", type=int, default=None, help="override the preset's training subset")
-    p.add_argument("--val-limit", type=int, default=None, help="override the preset's validation subset")
-    p.add_argument("--test-limit", type=int, default=None, help="override the preset's test subset")
-    p.add_argument("--points", default=None, help="JSON list of configurations to evaluate first")
-    p.add_argument("--no-live", action="store_true", help="no live view (logs and CI)")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, search, print the leaderboard and the export."""
-    args = build_parser().parse_args(argv)
-    values = {k: v for k, v in vars(args).items() if k != "no_live"}
-    cfg = SearchConfig(**values, live=not args.no_live)
-    command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
-    outcome = run_search(cfg, command)
-    if outcome.interrupted:
-        print(f"{PROG}: interrupted; finished trials are kept in {outcome.experiment_path}: "
-              f"run again with --resume", file=sys.stderr)
-        return 130
-    if outcome.export_path is None:
-        print(f"{PROG}: no trial finished without failing or being flagged as suspect; nothing exported",
-              file=sys.stderr)
-        return 1
-    metrics = json.loads((outcome.export_path / "metrics.json").read_text())
-    test = metrics["test"]
-    print(f"best trial {outcome.best.trial_id}: validation objective {100 * outcome.best.objective:.2f}%; "
-          f"test natural {100 * test['natural_acc']:.2f}%, worst-case robust {100 * test['robust_acc']:.2f}% "
-          f"-> {outcome.export_path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_main(main, prog=PROG))

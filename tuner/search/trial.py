@@ -1,4 +1,10 @@
-"""The function Ray Tune runs for each trial: build the run from the suggestion, train, report."""
+"""One trial's body, the same whether Tune runs it in one process or Ray Train on every data-parallel worker.
+
+The body builds the run from the suggestion, restores a checkpoint when there is one, trains with
+:func:`trainables.train.fit`, and reports every epoch with its checkpoint; the last epoch carries the
+objective. Where the reports go is a :class:`TrialSession`: Tune's (one process) or Ray Train's
+(every worker of a data-parallel trial, rank 0's report reaching Tune).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -16,9 +22,10 @@ from trainables.attacks import SuiteConfig
 from trainables.data import ImageSet, Splits
 from trainables.models import RobustModel
 from trainables.train import RunSpec, TrainingDiverged, fit, resolve_device
-from tuner.objective import score_objective
+from tuner.search.objective import score_objective
 
-__all__ = ["TrialContext", "diverged_report", "epoch_report", "run_trial", "trial_spec"]
+__all__ = ["TrainSession", "TrialContext", "TrialSession", "TuneSession", "diverged_report", "epoch_report",
+           "run_trial", "train_trial", "trial_spec"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,62 @@ class TrialContext:
     base: RunSpec
     objective_suite: SuiteConfig
     device: str | None = None
+
+
+class TrialSession(Protocol):
+    """Where a trial's checkpoint comes from and its reports go."""
+
+    device: torch.device
+
+    def restore_into(self, folder: Path) -> None:
+        """Copy the checkpoint to resume from (if any) into ``folder``."""
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        """Report one epoch's metrics, with the checkpoint folder when this process wrote one."""
+
+
+@dataclass(frozen=True)
+class TuneSession:
+    """A trial run by Tune in one process."""
+
+    device: torch.device
+
+    def restore_into(self, folder: Path) -> None:
+        """Tune's checkpoint of this trial, when it was restored or retried."""
+        from ray import tune
+
+        restored = tune.get_checkpoint()
+        if restored is not None:
+            restored.to_directory(str(folder))
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        """``tune.report`` with the epoch's checkpoint."""
+        from ray import tune
+
+        checkpoint = None if checkpoint_dir is None else tune.Checkpoint.from_directory(str(checkpoint_dir))
+        tune.report(metrics, checkpoint=checkpoint)
+
+
+@dataclass(frozen=True)
+class TrainSession:
+    """A worker of a data-parallel trial run by Ray Train: every rank resumes, rank 0 checkpoints."""
+
+    device: torch.device
+
+    def restore_into(self, folder: Path) -> None:
+        """The Train run's last checkpoint, when the trial was retried or resumed."""
+        import ray.train
+
+        restored = ray.train.get_checkpoint()
+        if restored is not None:
+            restored.to_directory(str(folder))
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        """``ray.train.report``; the TuneReportCallback hands rank 0's report to Tune."""
+        import ray.train
+
+        checkpoint = None if checkpoint_dir is None else ray.train.Checkpoint.from_directory(str(checkpoint_dir))
+        ray.train.report(metrics, checkpoint=checkpoint)
 
 
 def trial_spec(context: TrialContext, config: dict[str, Any]) -> RunSpec:
@@ -57,27 +120,27 @@ def diverged_report(exc: TrainingDiverged) -> dict[str, Any]:
             "final_evaluated": 0.0, "suspect": 0.0, "error": str(exc)}
 
 
-def run_trial(config: dict[str, Any], context: TrialContext, splits: Splits) -> None:
-    """Ray Tune function trainable: one report (and checkpoint) per epoch, the objective at the end.
+def train_trial(config: dict[str, Any], context: TrialContext, splits: Splits, session: TrialSession) -> None:
+    """The trial's body: train the suggested run, one report (and checkpoint) per epoch, the objective at the end.
 
-    A diverged loss is reported as a NaN objective and the search goes on.
+    A diverged loss is reported as a NaN objective and the search goes on. In a data-parallel trial
+    every rank runs this together (the objective on the last epoch is a collective).
     """
-    from ray import tune
-
     spec = trial_spec(context, config)
-    device = resolve_device(context.device)
     work = Path(tempfile.mkdtemp(prefix="robustune-trial-"))
-    restored = tune.get_checkpoint()
-    if restored is not None:
-        restored.to_directory(str(work))
+    session.restore_into(work)
 
     def on_epoch(metrics: dict[str, float], checkpoint_dir: Path | None, model: RobustModel) -> None:
-        report = epoch_report(metrics, model, spec, context, splits.val, device)
-        tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+        session.report(epoch_report(metrics, model, spec, context, splits.val, session.device), checkpoint_dir)
 
     try:
-        fit(spec, splits, checkpoint_dir=work, on_epoch=on_epoch, device=device)
-    except TrainingDiverged as exc:
-        tune.report(diverged_report(exc))
+        fit(spec, splits, checkpoint_dir=work, on_epoch=on_epoch, device=session.device)
+    except TrainingDiverged as exc:  # in a data-parallel trial, raised on every rank together
+        session.report(diverged_report(exc), None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run_trial(config: dict[str, Any], context: TrialContext, splits: Splits) -> None:
+    """Ray Tune function trainable of a single-process trial."""
+    train_trial(config, context, splits, TuneSession(resolve_device(context.device)))

@@ -1,0 +1,40 @@
+"""Export a trained model as safetensors + JSON + a model card, score it, and load it back verified.
+
+An export directory holds ``model.safetensors`` (the state dict), ``config.json`` (format, run spec,
+dataset info, searched hyperparameters, the weights' sha256 and provenance), ``metrics.json``
+(validation and test accuracies under the export suite) and ``README.md`` (the model card).
+Loading reads JSON and safetensors only, never pickle, and refuses weights whose sha256 differs
+from the one recorded in config.json.
+"""
+
+from tuner.export.card import accuracy_table, model_card, recorded_suite
+from tuner.export.files import (
+    CONFIG_FILE,
+    EXPORT_FORMAT,
+    METRICS_FILE,
+    README_FILE,
+    WEIGHTS_FILE,
+    Export,
+    ExportError,
+    export_model,
+)
+from tuner.export.load import load_export, load_model
+from tuner.export.scoring import PLAIN_SPLIT, evaluate_for_export
+
+__all__ = [
+    "CONFIG_FILE",
+    "EXPORT_FORMAT",
+    "METRICS_FILE",
+    "PLAIN_SPLIT",
+    "README_FILE",
+    "WEIGHTS_FILE",
+    "Export",
+    "ExportError",
+    "accuracy_table",
+    "evaluate_for_export",
+    "export_model",
+    "load_export",
+    "load_model",
+    "model_card",
+    "recorded_suite",
+]

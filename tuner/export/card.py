@@ -1,0 +1,136 @@
+"""The model card (README.md) of an export, and the suite an export was scored with."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from trainables.attacks import SuiteConfig
+from trainables.data import DatasetInfo
+from trainables.models import RobustModel, is_stochastic
+from trainables.train.config import RunSpec
+
+from .scoring import PLAIN_SPLIT
+
+__all__ = ["accuracy_table", "model_card", "recorded_suite"]
+
+_SPLIT_TITLES = {PLAIN_SPLIT: "test, plain gradients"}
+
+
+def recorded_suite(metrics: dict[str, Any], spec: RunSpec) -> SuiteConfig:
+    """The suite an export was scored with: metrics["suite"] when present, else ``spec.suite``."""
+    raw = metrics.get("suite")
+    return SuiteConfig.from_dict(raw) if isinstance(raw, dict) else spec.suite
+
+
+def _percent(value: Any) -> str:
+    return f"{100 * value:.2f}%" if isinstance(value, (int, float)) else "–"
+
+
+def accuracy_table(metrics: dict[str, Any]) -> str:
+    """Markdown: one row per accuracy (natural, each attack, worst case), one column per scored split."""
+    splits = [s for s in ("validation", "test", PLAIN_SPLIT) if isinstance(metrics.get(s), dict)]
+    if not splits:
+        return "_No accuracies recorded._"
+    attacks: list[str] = []
+    for split in splits:
+        attacks += [k for k in metrics[split] if k.startswith("acc/") and k not in attacks]
+    examples = metrics.get("examples", {})
+    header = [_SPLIT_TITLES.get(s, s) + (f" ({examples[s]} examples)" if s in examples else "") for s in splits]
+    rows = [("natural", "natural_acc")] + [(k.removeprefix("acc/"), k) for k in attacks]
+    rows.append(("**worst case**", "robust_acc"))
+    lines = ["| accuracy | " + " | ".join(header) + " |", "| --- |" + " ---: |" * len(splits)]
+    for label, key in rows:
+        lines.append(f"| {label} | " + " | ".join(_percent(metrics[s].get(key)) for s in splits) + " |")
+    return "\n".join(lines)
+
+
+def _threat_lines(suite: SuiteConfig, stochastic: bool) -> str:
+    threat = suite.threat
+    attacks = "\n".join(f"  - `{name}`: {attack.describe()}" for name, attack in suite.bound(stochastic).items())
+    eot = (f"{suite.eot_samples} gradient draws per attack step, predictions averaged over "
+           f"{suite.predict_samples} draws" if stochastic else "not used (the model is deterministic)")
+    order = ("in a cascade: each attack runs on the examples every earlier one failed to break, and its row is "
+             "the robust accuracy after it" if suite.cascade else "each on every correctly classified example")
+    l2 = "none" if threat.l2_eps is None else f"{threat.l2_eps:g}"
+    return (f"- L-inf epsilon: {threat.eps:g} (pixel units, {255 * threat.eps:.1f}/255)\n- L2 epsilon: {l2}\n"
+            f"- Attacks ({order}):\n{attacks or '  - none'}\n- EOT samples: {eot}")
+
+
+def model_card(
+    model: RobustModel,
+    spec: RunSpec,
+    info: DatasetInfo,
+    *,
+    metrics: dict[str, Any],
+    config: dict[str, Any],
+    command: str,
+    location: Path,
+) -> str:
+    """The README.md of an export: model, data, threat model, accuracies, hyperparameters, usage."""
+    suite = recorded_suite(metrics, spec)
+    stochastic = is_stochastic(model)
+    n_params = sum(p.numel() for p in model.parameters())
+    model_settings = ", ".join(f"{k}={v}" for k, v in asdict(spec.model).items())
+    params = config.get("params") or {}
+    param_rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in params.items())
+    params_md = f"| hyperparameter | value |\n| --- | --- |\n{param_rows}" if params else "_None searched._"
+    train = spec.train.to_dict() | {"mix": str(spec.train.mix)}
+    train_md = ", ".join(f"{k}={v}" for k, v in train.items())
+    prov = config.get("provenance", {})
+    plain_note = ("\n- Stochastic models are attacked through their straight-through surrogate gradients (adaptive). "
+                  "The column\n  \"test, plain gradients\" attacks the sampled forward pass directly, as a "
+                  "non-adaptive evaluation\n  would; it is shown for comparison, the adaptive figures count."
+                  if PLAIN_SPLIT in metrics else "")
+    return f"""# {spec.model.name} on {info.name}
+
+Adversarially robust classifier exported by robustune from the search space `{config.get("space")}`.
+
+## Model
+
+- Architecture: `{spec.model.name}` ({type(model).__name__}, {n_params:,} parameters, \
+{"stochastic" if stochastic else "deterministic"} forward pass)
+- Settings: {model_settings}
+- Dataset: {info.name}, {info.channels}x{info.size}x{info.size} images, {info.classes} classes; inputs are \
+pixels in [0, 1], normalisation (mean {info.mean}, std {info.std}) happens inside the model
+- Weights: `model.safetensors`, sha256 `{config["sha256"]}`
+
+## Threat model
+
+{_threat_lines(suite, stochastic)}
+- Robust accuracy is the per-example worst case: an example counts only when it is classified correctly
+  without attack and under every attack.{plain_note}
+
+## Accuracy
+
+{accuracy_table(metrics)}
+
+## Hyperparameters
+
+{params_md}
+
+Training: {train_md}
+
+The full run spec is in `config.json` under `spec`.
+
+## Reproduce
+
+```bash
+{command}
+```
+
+Git revision `{prov.get("git_revision")}`, torch {prov.get("torch")}, seed {prov.get("seed")}, \
+created {prov.get("created")}.
+
+## Load
+
+```python
+from tuner.export import load_model
+
+model = load_model("{location}")  # eval mode; refuses weights whose sha256 differs from config.json
+```
+
+Re-evaluate under another suite: `python -m tuner.evaluate {location} --attacks {",".join(suite.names())} \
+--epsilon {suite.threat.eps:g}`.
+"""

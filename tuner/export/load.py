@@ -1,0 +1,121 @@
+"""Load an export back, verified: JSON and safetensors only (never pickle), weights checked against their sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+from torch import Tensor
+
+from trainables.data import DatasetInfo
+from trainables.models import ModelConfig, RobustModel, build_model
+from trainables.rng import private_rng
+from trainables.train.config import RunSpec
+
+from .files import CONFIG_FILE, EXPORT_FORMAT, METRICS_FILE, WEIGHTS_FILE, Export, ExportError
+
+__all__ = ["load_export", "load_model"]
+
+
+def _export_dir(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_file() and p.name == CONFIG_FILE:
+        return p.parent
+    if p.is_file():
+        raise ExportError(f"{p} is neither an export directory nor its {CONFIG_FILE}")
+    if not p.is_dir():
+        raise ExportError(f"no export directory at {p}")
+    return p
+
+
+def _read_json(directory: Path, name: str) -> dict[str, Any]:
+    path = directory / name
+    if not path.is_file():
+        raise ExportError(f"{name} is missing from the export at {directory}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ExportError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ExportError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _read_config(directory: Path) -> dict[str, Any]:
+    config = _read_json(directory, CONFIG_FILE)
+    if config.get("format") != EXPORT_FORMAT:
+        raise ExportError(f"{directory / CONFIG_FILE} has format {config.get('format')!r}, "
+                          f"expected {EXPORT_FORMAT!r}")
+    missing = [k for k in ("spec", "dataset_info", "sha256") if k not in config]
+    if missing or not isinstance(config["spec"], dict) or not isinstance(config["spec"].get("model"), dict):
+        raise ExportError(f"{directory / CONFIG_FILE} lacks {', '.join(missing) or 'spec.model'}")
+    return config
+
+
+def _dataset_info(raw: Any) -> DatasetInfo:
+    if not isinstance(raw, dict):
+        raise ExportError(f"dataset_info in {CONFIG_FILE} must be an object, got {raw!r}")
+    values = dict(raw)
+    for key in ("mean", "std", "class_names"):
+        if isinstance(values.get(key), list):
+            values[key] = tuple(values[key])
+    try:
+        return DatasetInfo(**values)
+    except TypeError as exc:
+        raise ExportError(f"bad dataset_info in {CONFIG_FILE}: {exc}") from None
+
+
+def _verified_tensors(directory: Path, sha256: str) -> dict[str, Tensor]:
+    """Read the weights once, check their sha256 and parse those same bytes."""
+    path = directory / WEIGHTS_FILE
+    if not path.is_file():
+        raise ExportError(f"{WEIGHTS_FILE} is missing from the export at {directory}")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ExportError(f"{WEIGHTS_FILE} does not match the sha256 in {CONFIG_FILE} (tampered or corrupt): "
+                          f"{directory}")
+    try:
+        return safetensors.torch.load(data)
+    except (safetensors.SafetensorError, ValueError, RuntimeError) as exc:
+        raise ExportError(f"{path} is not a readable safetensors file: {exc}") from None
+
+
+def _build(directory: Path, config: dict[str, Any], device: torch.device | str) -> RobustModel:
+    info = _dataset_info(config["dataset_info"])
+    try:
+        with private_rng(0):  # the initial weights are overwritten; keep the caller's RNG stream
+            model = build_model(ModelConfig(**config["spec"]["model"]), info)
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"cannot build the model described in {directory / CONFIG_FILE}: {exc}") from None
+    tensors = _verified_tensors(directory, str(config["sha256"]))
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ExportError(f"{WEIGHTS_FILE} does not fit spec.model in {directory}: {first}") from None
+    return model.to(device).eval()
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> RobustModel:
+    """The exported model in eval mode, from the export directory or its config.json."""
+    directory = _export_dir(path)
+    return _build(directory, _read_config(directory), device)
+
+
+def load_export(path: str | Path, device: torch.device | str = "cpu") -> Export:
+    """Model, run spec, dataset info, metrics and raw config of an export directory."""
+    directory = _export_dir(path)
+    config = _read_config(directory)
+    try:
+        spec = RunSpec.from_dict(config["spec"])
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"bad spec in {directory / CONFIG_FILE}: {exc}") from None
+    metrics = _read_json(directory, METRICS_FILE)
+    model = _build(directory, config, device)
+    return Export(model=model, spec=spec, info=_dataset_info(config["dataset_info"]), metrics=metrics,
+                  config=config)

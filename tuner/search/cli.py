@@ -1,0 +1,76 @@
+"""``python -m tuner.search --space lwta``: search robust classifiers with Ray Tune + Optuna, export the best."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+
+from search_spaces import PRESETS, list_spaces
+from trainables.attacks import SuiteOverrides, add_suite_arguments
+from trainables.cli import OneLineParser
+from trainables.data import list_datasets
+from tuner.search.config import SearchConfig
+from tuner.search.run import run_search
+
+__all__ = ["PROG", "build_parser", "main"]
+
+PROG = "python -m tuner.search"
+_SUITE_FLAGS = ("attacks", "epsilon", "l2_epsilon", "budget", "eot_samples", "predict_samples", "cascade")
+
+
+def build_parser() -> OneLineParser:
+    """The search command line."""
+    p = OneLineParser(prog=PROG, description="Search robust classifiers with Ray Tune + Optuna.")
+    p.add_argument("--space", default="lwta", choices=list_spaces())
+    p.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+    p.add_argument("--dataset", default=None, choices=list_datasets(), help="override the preset's dataset")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--num-samples", type=int, default=None, help="trials (default: the preset's)")
+    p.add_argument("--max-concurrent", type=int, default=None)
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="fractions share a GPU; N > 1 trains data-parallel on N GPUs (default: preset's on GPU)")
+    p.add_argument("--workers-per-trial", type=int, default=None,
+                   help="data-parallel Ray Train workers per trial (default: one per GPU; gloo workers on CPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--storage-path", default="runs", help="local folder or pyarrow URI (s3://, gs://)")
+    p.add_argument("--name", default=None, help="experiment name (default: SPACE-PRESET)")
+    p.add_argument("--resume", action="store_true", help="continue the experiment --name in --storage-path")
+    p.add_argument("--address", default="", help="'' local Ray; 'auto' or host:port joins a cluster")
+    p.add_argument("--export-dir", default="exports")
+    p.add_argument("--optuna-storage", default=None, help="SQLAlchemy URL (default: sqlite in the experiment)")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--train-limit", type=int, default=None, help="override the preset's training subset")
+    p.add_argument("--val-limit", type=int, default=None, help="override the preset's validation subset")
+    p.add_argument("--test-limit", type=int, default=None, help="override the preset's test subset")
+    p.add_argument("--points", default=None, help="JSON list of configurations to evaluate first")
+    p.add_argument("--no-live", action="store_true", help="no live view (logs and CI)")
+    add_suite_arguments(p)  # the radii apply to training and every suite; attacks and budgets to the final suites
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, search, print the leaderboard and the export."""
+    args = build_parser().parse_args(argv)
+    values = {k: v for k, v in vars(args).items() if k != "no_live" and k not in _SUITE_FLAGS}
+    cfg = SearchConfig(**values, suite=SuiteOverrides.from_args(args), live=not args.no_live)
+    command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    outcome = run_search(cfg, command)
+    if outcome.interrupted:
+        print(f"{PROG}: interrupted; finished trials are kept in {outcome.experiment_path}: "
+              f"run again with --resume", file=sys.stderr)
+        return 130
+    if outcome.export_path is None or outcome.best is None:
+        print(f"{PROG}: no trial finished without failing or being flagged as suspect; nothing exported",
+              file=sys.stderr)
+        return 1
+    metrics = json.loads((outcome.export_path / "metrics.json").read_text())
+    test = metrics["test"]
+    print(f"best trial {outcome.best.trial_id}: validation objective {100 * outcome.best.objective:.2f}%; "
+          f"test natural {100 * test['natural_acc']:.2f}%, worst-case robust {100 * test['robust_acc']:.2f}% "
+          f"-> {outcome.export_path}")
+    return 0
+
