@@ -19,8 +19,9 @@ from trainables.attacks import (
     CarliniWagnerL2,
     GaussianNoise,
     SuiteConfig,
+    ThreatModel,
+    attack_class,
     build_attack,
-    build_suite,
     evaluate_robustness,
     input_gradient,
     list_attacks,
@@ -29,15 +30,16 @@ from trainables.attacks.base import l2_norms
 from trainables.models.base import Normalize, StochasticModule, predict
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
+CONTRACT_THREAT = ThreatModel(eps=0.1, l2_eps=3.0)
 
-# Small but non-trivial settings per registered attack (a new registry entry must add its own).
-CONTRACT_PARAMS = {
-    "fgsm": dict(eps=0.1),
-    "pgd": dict(eps=0.1, steps=3, restarts=2),
-    "pgd-l2": dict(eps=1.0, steps=3, restarts=2),
-    "cw": dict(c=10.0, steps=20, lr=0.1, eps=3.0),
-    "gaussian": dict(eps=0.1),
-}
+
+def _contract_attack(name: str, eot_samples: int = 1):
+    """Every registered attack at its own default budget, bound to the contract's threat model."""
+    return attack_class(name)().bind(CONTRACT_THREAT, eot_samples)
+
+
+def _suite(*attacks, eps: float = 0.1, l2_eps: float | None = 1.5, **settings) -> SuiteConfig:
+    return SuiteConfig(threat=ThreatModel(eps, l2_eps), attacks=tuple(attacks), **settings)
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -146,7 +148,7 @@ def test_attack_contract(name, training, trained):
     model, x, y = trained
     x, y = x[:64], y[:64]
     x_before = x.clone()
-    attack = build_attack(name, **CONTRACT_PARAMS[name])
+    attack = _contract_attack(name)
     model.train(training)
     try:
         torch.manual_seed(0)
@@ -172,9 +174,7 @@ def test_attack_contract(name, training, trained):
 def test_attack_contract_stochastic(name, noisy, trained):
     _, x, y = trained
     x, y = x[:32], y[:32]
-    params = {**CONTRACT_PARAMS[name], **({"eot_samples": 3} if "eot_samples" in
-                                           ATTACKS[name].__dataclass_fields__ else {})}
-    x_adv = build_attack(name, **params).perturb(noisy, x, y)
+    x_adv = _contract_attack(name, eot_samples=3).perturb(noisy, x, y)
     assert x_adv.shape == x.shape and not torch.isnan(x_adv).any()
     assert x_adv.min() >= 0 and x_adv.max() <= 1
     assert noisy.training is False and all(p.grad is None for p in noisy.parameters())
@@ -197,25 +197,28 @@ def test_huge_eps_drives_accuracy_to_zero(attack, trained):
     assert _attack_acc(attack, model, x[:200], y[:200]) <= 0.02
 
 
-def test_eps_zero_keeps_accuracy(trained):
+@pytest.mark.parametrize("cascade", [False, True])
+def test_eps_zero_keeps_accuracy(cascade, trained):
     model, x, y = trained
-    cfg = SuiteConfig(attacks=tuple(list_attacks()), eps=0.0, l2_eps=0.0, steps=2, cw_steps=5)
+    cfg = SuiteConfig(threat=ThreatModel(0.0, 0.0), cascade=cascade).select(list_attacks())
+    cfg = cfg.with_budget([(None, "steps", 2)])
     result = evaluate_robustness(model, x[:200], y[:200], cfg)
-    for name in cfg.attacks:
+    for name in cfg.names():
         assert torch.equal(result.per_attack[name], result.natural), name
     assert result.worst_acc == result.natural_acc > 0
 
 
 # ------------------------------------------------------------------------------------------- suite
+@pytest.mark.parametrize("cascade", [False, True])
 @pytest.mark.parametrize("kind", ["mlp", "noisy"])
-def test_worst_case_never_rises_when_attacks_are_added(kind, trained, noisy):
+def test_worst_case_never_rises_when_attacks_are_added(kind, cascade, trained, noisy):
     model, x, y = trained
     model = model if kind == "mlp" else noisy
     x, y = x[:200], y[:200]
-    suites = [("fgsm",), ("fgsm", "pgd"), ("fgsm", "pgd", "cw")]
-    results = [evaluate_robustness(model, x, y, SuiteConfig(attacks=s, eps=0.05, steps=5, eot_samples=2,
-                                                            predict_samples=2, cw_steps=20, seed=3))
-               for s in suites]
+    specs = (FGSM(), PGD(steps=5), CarliniWagnerL2(steps=20))
+    results = [evaluate_robustness(model, x, y, _suite(*specs[:k], eps=0.05, eot_samples=2, predict_samples=2,
+                                                       seed=3, cascade=cascade))
+               for k in (1, 2, 3)]
     for small, big in zip(results, results[1:], strict=False):
         assert not (big.worst & ~small.worst).any()
         assert big.worst_acc <= small.worst_acc
@@ -229,7 +232,7 @@ def test_worst_case_never_rises_when_attacks_are_added(kind, trained, noisy):
 def test_result_as_dict_and_uint8_inputs(trained):
     model, x, y = trained
     x, y = x[:100], y[:100]
-    cfg = SuiteConfig(attacks=("fgsm", "gaussian"), batch_size=32)
+    cfg = _suite(FGSM(), GaussianNoise(), batch_size=32)
     result = evaluate_robustness(model, x, y, cfg)
     d = result.as_dict()
     assert set(d) == {"natural_acc", "robust_acc", "acc/fgsm", "acc/gaussian"}
@@ -240,21 +243,24 @@ def test_result_as_dict_and_uint8_inputs(trained):
     assert all(p.grad is None for p in model.parameters()) and not model.training
 
 
-def test_build_suite_budgets_and_eot():
-    cfg = SuiteConfig(attacks=tuple(list_attacks()), eps=0.03, l2_eps=0.5, eot_samples=5)
-    deterministic, stochastic = build_suite(cfg, stochastic=False), build_suite(cfg, stochastic=True)
-    assert list(deterministic) == list(cfg.attacks)
+def test_suite_binds_radii_by_norm_and_eot_by_model():
+    cfg = SuiteConfig(threat=ThreatModel(0.03, 0.5), eot_samples=5).select(
+        ["fgsm", "pgd", "pgd-l2", "cw", "gaussian"]).with_budget([("pgd", "steps", "7")])
+    deterministic, stochastic = cfg.bound(stochastic=False), cfg.bound(stochastic=True)
+    assert list(deterministic) == list(cfg.names())
     assert deterministic["pgd"].eps == deterministic["fgsm"].eps == deterministic["gaussian"].eps == 0.03
     assert deterministic["pgd-l2"].eps == deterministic["cw"].eps == 0.5
     assert deterministic["pgd"].eot_samples == 1 and stochastic["pgd"].eot_samples == 5
     assert stochastic["cw"].eot_samples == 5 and stochastic["fgsm"].eot_samples == 5
+    assert deterministic["pgd"].steps == 7 and deterministic["pgd-l2"].steps == PGDL2().steps
+    assert CarliniWagnerL2(bounded=False).bind(cfg.threat).eps is None  # a training mix's minimum-norm CW
 
 
 @pytest.mark.parametrize("adaptive", [True, False])
 def test_suite_attacks_stochastic_models_through_surrogate(adaptive, noisy, trained):
     _, x, y = trained
     layer = noisy[0]
-    cfg = SuiteConfig(attacks=("fgsm",), eot_samples=3, predict_samples=2, adaptive=adaptive)
+    cfg = _suite(FGSM(), eot_samples=3, predict_samples=2, adaptive=adaptive)
     result = evaluate_robustness(noisy, x[:50], y[:50], cfg)
     grad_calls = [surrogate for grad, surrogate in layer.log if grad]
     assert result.natural.any() and len(grad_calls) == 3  # one FGSM step, three EOT draws
@@ -310,11 +316,21 @@ def test_attacks_run_eot_draws_only_for_stochastic_models(attack, calls, noisy, 
     (lambda: CarliniWagnerL2(c=-2.0), "-2.0"),
     (lambda: CarliniWagnerL2(eps=-0.3), "-0.3"),
     (lambda: GaussianNoise(eps=0.1, sigma=-0.5), "-0.5"),
-    (lambda: build_attack("nope", eps=0.1), r"'nope'.*fgsm, pgd"),
-    (lambda: SuiteConfig(attacks=("fgsm", "bogus")), "bogus"),
-    (lambda: SuiteConfig(attacks="pgd"), "pgd"),
-    (lambda: SuiteConfig(eps=-0.2), "-0.2"),
-    (lambda: SuiteConfig(steps=0), "steps=0"),
+    (lambda: build_attack("nope", eps=0.1), r"'nope'.*fgsm, gaussian, pgd"),
+    (lambda: SuiteConfig().select(["fgsm", "bogus"]), "bogus"),
+    (lambda: SuiteConfig(attacks=("pgd",)), "pgd"),
+    (lambda: SuiteConfig(attacks=(FGSM(), FGSM())), "repeat"),
+    (lambda: SuiteConfig(attacks=(FGSM(eps=0.2),)), "threat model"),
+    (lambda: SuiteConfig(threat=ThreatModel(0.1, None), attacks=(PGDL2(),)), "L2 radius"),
+    (lambda: ThreatModel(eps=-0.2), "-0.2"),
+    (lambda: ThreatModel(eps=float("inf")), "inf"),
+    (lambda: ThreatModel(l2_eps=float("nan")), "nan"),
+    (lambda: PGD(eps=float("inf")), "inf"),
+    (lambda: SuiteConfig(eot_samples=0), "eot_samples=0"),
+    (lambda: SuiteConfig().with_budget([("pgd", "stepz", "3")]), "stepz"),
+    (lambda: SuiteConfig().with_budget([("pgd", "steps", "three")]), "three"),
+    (lambda: SuiteConfig().with_budget([(None, "eps", "0.3")]), "threat model"),
+    (lambda: FGSM().perturb(nn.Identity(), torch.rand(2, 3), torch.zeros(2).long()), "no eps"),
     (lambda: FGSM(eps=0.1).perturb(nn.Identity(), torch.full((2, 3), 1.5), torch.zeros(2).long()), "1.5"),
     (lambda: input_gradient(nn.Identity(), torch.rand(2, 3), torch.zeros(2).long(), eot_samples=0),
      "eot_samples=0"),
@@ -325,8 +341,9 @@ def test_invalid_input_raises_with_value(make, match):
 
 
 def test_registry_matches_list():
-    assert list_attacks() == list(ATTACKS) == ["fgsm", "pgd", "pgd-l2", "cw", "gaussian"]
+    assert list_attacks() == sorted(ATTACKS) == ["cw", "fgsm", "gaussian", "pgd", "pgd-l2"]
     assert isinstance(build_attack("pgd", eps=0.1), PGD) and build_attack("pgd", eps=0.1).alpha == 0.025
+    assert all(attack_class(name).name == name for name in list_attacks())
 
 
 # -------------------------------------------------------------------------------- torchattacks parity

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tuner.resources import TrialResources
+from tuner.search.resources import TrialResources
 
 TINY = ["--epochs", "2", "--train-limit", "600", "--val-limit", "60", "--test-limit", "60", "--no-live",
         "--workers-per-trial", "2"]

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.attacks import SuiteConfig, evaluate_robustness
+from trainables.attacks import FGSM, PGD, SuiteConfig, ThreatModel, evaluate_robustness
 from trainables.cli import run_main
 from trainables.data import DATASETS, DataConfig, Splits, batches
 from trainables.models import ModelConfig, RobustModel, build_model
@@ -36,7 +36,7 @@ from tuner.export import (
 
 ROOT = Path(__file__).resolve().parents[1]
 INFO = DATASETS["fashion-mnist"][0]
-SUITE = SuiteConfig(attacks=("fgsm", "pgd"), eps=0.1, steps=3, eot_samples=2, predict_samples=2)
+SUITE = SuiteConfig(threat=ThreatModel(eps=0.1), attacks=(FGSM(), PGD(steps=3)), eot_samples=2, predict_samples=2)
 COMMAND = "python -m tuner.search --space cnn --preset quick --seed 0"
 SUMMARY = re.compile(r"natural ([\d.]+)% worst-case robust ([\d.]+)%")
 
@@ -112,7 +112,8 @@ def test_metrics_round_trip_and_sane_accuracies(exported, fmnist) -> None:
         assert set(m) == {"natural_acc", "robust_acc", "acc/fgsm", "acc/pgd"}
         assert 0.0 <= m["robust_acc"] <= min(m["acc/fgsm"], m["acc/pgd"]) <= m["natural_acc"] <= 1.0
         assert m["natural_acc"] > 0.3  # a few steps on real data; chance is 0.10
-    assert metrics["suite"]["attacks"] == ("fgsm", "pgd") and metrics["examples"] == {"validation": 100, "test": 100}
+    assert SuiteConfig.from_dict(metrics["suite"]) == SUITE
+    assert metrics["examples"] == {"validation": 100, "test": 100}
     export = load_export(out)
     assert export.spec == _spec() and export.info == fmnist.info
     assert export.metrics["test"] == metrics["test"] and export.config["format"] == EXPORT_FORMAT
@@ -189,7 +190,9 @@ def test_load_refuses_broken_exports(exported, tmp_path: Path, mutate, match: st
 
 
 @pytest.mark.parametrize("extra, needle", [
-    (["--epsilon", "-1"], "eps must be >= 0"),
+    (["--epsilon", "-1"], "eps must be a finite number >= 0"),
+    (["--epsilon", "nan"], "eps=nan"),
+    (["--budget", "cw.steps=3"], "cannot set cw.steps"),
     (["--attacks", "fgsm,nope"], "unknown attack"),
     (["--limit", "0"], "--limit must be >= 1"),
 ])
@@ -215,7 +218,7 @@ def test_cli_evaluates_and_matches_in_process_numbers(exported, fmnist) -> None:
     natural, robust = map(float, found.groups())
     assert 0.0 <= robust <= natural <= 100.0 and natural > 30.0
     test = fmnist.test.head(100)
-    expect = evaluate_robustness(model, test.floats(), test.labels, replace(SUITE, attacks=("fgsm",)), device="cpu")
+    expect = evaluate_robustness(model, test.floats(), test.labels, SUITE.select(["fgsm"]), device="cpu")
     assert natural == pytest.approx(100 * expect.natural_acc, abs=1.0)
     assert robust == pytest.approx(100 * expect.worst_acc, abs=1.0)
 
@@ -224,7 +227,7 @@ def test_a_stochastic_export_also_reports_the_plain_gradient_figure(fmnist: Spli
     torch.manual_seed(0)
     model = build_model(_spec("lwta-cnn").model, INFO).eval()
     small = Splits(fmnist.train, fmnist.val.head(20), fmnist.test.head(40), fmnist.info)
-    suite = replace(SUITE, eot_samples=2, predict_samples=2, steps=3)
+    suite = replace(SUITE, eot_samples=2, predict_samples=2)
     metrics = evaluate_for_export(model, small, suite)
     assert metrics["examples"] == {"validation": 20, "test": 40, "test_plain": 40}
     for split in ("test", "test_plain"):

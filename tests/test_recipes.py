@@ -8,22 +8,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.attacks import SuiteConfig
+from trainables.attacks import FGSM, PGD, AttackMix, CarliniWagnerL2, SuiteConfig, ThreatModel
 from trainables.data import DataConfig
 from trainables.data.sources import DATASETS
 from trainables.models import ModelConfig, build_model, pni_parameters
 from trainables.smoothing import SmoothedModel
-from trainables.train import AttackMix, RunSpec, TrainConfig, fit
+from trainables.train import RunSpec, TrainConfig, fit
 from trainables.train.recipes import DEFAULT_SIGMA, apply_recipe, get_recipe, list_recipes
 
 FMNIST = DATASETS["fashion-mnist"][0]
 BASE = RunSpec(
     data=DataConfig(train_limit=256, val_limit=50, test_limit=50),
     model=ModelConfig(name="cnn", hidden_blocks=8, depth=10),
-    train=TrainConfig(epochs=1, batch_size=128, lr=0.05, eps=0.1, steps=2, cw_steps=2, eval_limit=50),
-    suite=SuiteConfig(attacks=("fgsm", "pgd"), eps=0.1, steps=2, eot_samples=2, predict_samples=1),
+    train=TrainConfig(epochs=1, batch_size=128, lr=0.05, eval_limit=50, mix=AttackMix().with_budget(
+        [("pgd", "steps", 2), ("cw", "steps", 2)])),
+    suite=SuiteConfig(threat=ThreatModel(eps=0.1), attacks=(FGSM(), PGD(steps=2)), eot_samples=2, predict_samples=1),
 )
-SEED_TABLE = ["regular", "noise-injection", "smoothing", "smoothing+pgd", "smoothing+pgd+fgsm",
+PAPER_TABLE = ["regular", "noise-injection", "smoothing", "smoothing+pgd", "smoothing+pgd+fgsm",
               "smoothing+pgd+fgsm+cw", "smoothing+pgd+fgsm+cw+noise-injection"]
 
 
@@ -32,8 +33,8 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-def test_registry_holds_the_seed_table_then_pgd_at_and_lwta() -> None:
-    assert list_recipes() == [*SEED_TABLE, "pgd-at", "lwta"]
+def test_registry_holds_the_paper_table_then_pgd_at_and_lwta() -> None:
+    assert list_recipes() == [*PAPER_TABLE, "pgd-at", "lwta"]
     with pytest.raises(ValueError, match="no-such-recipe"):
         apply_recipe("no-such-recipe", BASE)
 
@@ -55,14 +56,23 @@ def test_recipe_gives_a_valid_spec_that_builds(name: str, arch: str) -> None:
         assert model.eval()(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
+def _drawn(mix: AttackMix) -> dict[str, float]:
+    return {name: w for name, w in zip(mix.names(), mix.weights(), strict=True) if w > 0}
+
+
 def test_recipe_settings_match_the_methods() -> None:
-    assert apply_recipe("regular", BASE).train.mix == AttackMix.parse("none:1")
+    assert _drawn(apply_recipe("regular", BASE).train.mix) == {"none": 1.0}
     pni = apply_recipe("noise-injection", BASE).train
-    assert pni.mix == AttackMix.parse("pgd:1") and pni.clean_weight == 0.5
-    assert apply_recipe("pgd-at", BASE).train.mix == AttackMix.parse("pgd:1")
-    assert apply_recipe("lwta", BASE).train.mix == AttackMix()  # the seed's uniform 0..7 draw
+    assert _drawn(pni.mix) == {"pgd": 1.0} and pni.clean_weight == 0.5
+    assert _drawn(apply_recipe("pgd-at", BASE).train.mix) == {"pgd": 1.0}
+    lwta_mix = apply_recipe("lwta", BASE).train.mix
+    assert lwta_mix.weights() == AttackMix().weights() == (4.0, 1.0, 1.0, 1.0, 1.0)  # the paper's 0..7 draw
     assert apply_recipe("lwta", BASE).model.name == "lwta-cnn"
-    assert apply_recipe("smoothing+pgd+fgsm", BASE).train.mix == AttackMix.parse("none:1,pgd:1,fgsm:1")
+    assert _drawn(apply_recipe("smoothing+pgd+fgsm", BASE).train.mix) == {"none": 1.0, "pgd": 1.0, "fgsm": 1.0}
+    # the recipes re-weight the base's mix: its attacks keep their budgets
+    assert dict(zip(lwta_mix.names(), (e.attack for e in lwta_mix.entries), strict=True))["pgd"] == PGD(steps=2)
+    cw = apply_recipe("smoothing+pgd+fgsm+cw", BASE).train.mix.entries[-1].attack
+    assert cw == CarliniWagnerL2(steps=2, bounded=False)
     # a base that already sets sigma keeps it; recipes without smoothing switch it off
     noisy = replace(BASE, model=replace(BASE.model, input_noise=0.5))
     assert apply_recipe("smoothing", noisy).model.input_noise == 0.5

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -10,21 +9,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.attacks import SuiteConfig
+from trainables.attacks import FGSM, PGD, SuiteConfig, ThreatModel
 from trainables.cli import run_main
 from trainables.data import DATASETS, DataConfig, Splits, batches
 from trainables.models import ModelConfig, RobustModel, build_model
 from trainables.train import RunSpec, TrainConfig
 from tuner import report
 from tuner.export import export_model
-from tuner.figures import ParetoPoint, pareto_front
-from tuner.results import TrialRecord, write_trials
+from tuner.report import cli
+from tuner.report.figures import ParetoPoint, pareto_front
+from tuner.search.results import TrialRecord, write_trials
 
 INFO = DATASETS["fashion-mnist"][0]
-SUITE = SuiteConfig(attacks=("fgsm", "pgd"), eps=0.1, steps=2, eot_samples=2, predict_samples=2)
+SUITE = SuiteConfig(threat=ThreatModel(eps=0.1), attacks=(FGSM(), PGD(steps=2)), eot_samples=2, predict_samples=2)
 PNG = b"\x89PNG\r\n\x1a\n"
-FAST = ["--test-limit", "50", "--steps", "2", "--cw-steps", "3", "--eot-samples", "2", "--predict-samples", "2",
-        "--certify-n0", "10", "--certify-n", "40", "--radii", "0.1,0.25", "--figure-limit", "30"]
+FAST = ["--test-limit", "50", "--budget", "steps=2", "--budget", "cw.steps=3", "--eot-samples", "2",
+        "--predict-samples", "2", "--certify-n0", "10", "--certify-n", "40", "--radii", "0.1,0.25",
+        "--figure-limit", "30"]
+COLUMNS = ("natural", "fgsm", "pgd", "pgd-l2", "cw", "worst")  # the default suite: the quick objective's attacks
 
 
 def _spec(sigma: float) -> RunSpec:
@@ -59,7 +61,7 @@ def folder(fmnist: Splits, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     paths = {}
     for name, sigma, trial in (("plain", 0.0, "t2"), ("smooth", 0.25, None)):
         spec = _spec(sigma)
-        metrics = {"suite": asdict(SUITE), **({"search": {"trial_id": trial}} if trial else {})}
+        metrics = {"suite": SUITE.to_dict(), **({"search": {"trial_id": trial}} if trial else {})}
         paths[name] = export_model(_trained(spec, fmnist), spec, root / name, info=INFO, metrics=metrics,
                                    command="test", space="cnn")
     records = [_record("t0", "finished", 0.80, 0.30), _record("t1", "finished", 0.70, 0.40),
@@ -74,7 +76,7 @@ def produced(folder: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("out")
     argv = ["--exports", str(folder["plain"]), str(folder["smooth"]), "--results", str(folder["results"]),
             "--out", str(out), *FAST]
-    assert report.main(argv) == 0
+    assert cli.main(argv) == 0
     return out
 
 
@@ -83,11 +85,11 @@ def test_table_has_a_row_per_export_with_honest_accuracies(produced: Path) -> No
     assert [r["name"] for r in rows] == ["plain", "smooth"]
     for r in rows:
         assert r["examples"] == 50
-        for column in report.ACCURACY_COLUMNS:
+        for column in COLUMNS:
             assert 0.0 <= r[column] <= 100.0, (r["name"], column, r[column])
-        for column in ("pgd", "fgsm", "cw", "worst"):
+        for column in COLUMNS[1:]:
             assert r[column] <= r["natural"], (r["name"], column)
-        assert r["worst"] <= min(r["pgd"], r["fgsm"], r["cw"])
+        assert r["worst"] <= min(r[c] for c in COLUMNS[1:-1])
     assert rows[0]["natural"] > 20.0  # the briefly trained cnn beats chance (10%)
 
 
@@ -110,7 +112,7 @@ def test_markdown_has_rows_command_hardware_and_date(produced: Path) -> None:
 
 
 def test_three_figures_are_valid_pngs(produced: Path) -> None:
-    for name in report.FIGURE_FILES.values():
+    for name in cli.FIGURE_FILES.values():
         data = (produced / name).read_bytes()
         assert len(data) > 1000 and data.startswith(PNG), name
 
@@ -128,25 +130,27 @@ def test_pareto_points_read_finished_trials_and_best_exportable(folder: dict[str
 
 
 def test_check_rows_refuses_robust_above_natural() -> None:
-    row = report.ReportRow(name="x", model="cnn", sigma=0.0, examples=10, natural=50.0, pgd=60.0, fgsm=40.0,
-                           cw=40.0, worst=40.0, certified={}, seconds=1.0, source="test")
+    row = report.ReportRow(name="x", model="cnn", sigma=0.0, examples=10, natural=50.0,
+                           attacks={"pgd": 60.0, "fgsm": 40.0}, worst=40.0, certified={}, seconds=1.0, source="test")
     with pytest.raises(AssertionError, match="above natural"):
         report.check_rows([row])
     with pytest.raises(AssertionError, match="outside"):
-        report.check_rows([report.ReportRow(**{**row.__dict__, "pgd": 40.0, "natural": 120.0})])
+        report.check_rows([report.ReportRow(**{**row.__dict__, "attacks": {"pgd": 40.0}, "natural": 120.0})])
+    with pytest.raises(AssertionError, match="above a single attack"):
+        report.check_rows([report.ReportRow(**{**row.__dict__, "attacks": {"pgd": 30.0}})])
 
 
 def test_missing_export_dir_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--exports", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]
-    assert run_main(report.main, argv, prog=report.PROG) == 2
+    assert run_main(cli.main, argv, prog=cli.PROG) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith(f"{report.PROG}: error:") and "nope" in err
+    assert len(err.splitlines()) == 1 and err.startswith(f"{cli.PROG}: error:") and "nope" in err
     assert not (tmp_path / "out").exists()
 
 
 def test_exports_and_recipes_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        report.main(["--exports", "a", "--recipes", "regular"])
+        cli.main(["--exports", "a", "--recipes", "regular"])
     assert exc.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
@@ -155,6 +159,6 @@ def test_unknown_marked_trial_fails_before_scoring(folder: dict[str, Path], tmp_
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--exports", str(folder["plain"]), "--results", str(folder["results"]), "--export", "t9",
             "--out", str(tmp_path / "out")]
-    assert run_main(report.main, argv, prog=report.PROG) == 2
+    assert run_main(cli.main, argv, prog=cli.PROG) == 2
     assert "'t9'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

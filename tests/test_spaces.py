@@ -9,14 +9,19 @@ import pytest
 import torch
 
 from search_spaces import PRESETS, get_space, list_spaces
+from trainables.attacks import AttackMix
 from trainables.data.sources import DATASETS
 from trainables.models import build_model
 from trainables.smoothing import SmoothedModel
-from trainables.train import AttackMix, RunSpec
+from trainables.train import RunSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-QUICK_INFO = DATASETS[PRESETS["quick"].dataset][0]
+QUICK_INFO = DATASETS[PRESETS["quick"].data.name][0]
+
+
+def _drawn(mix: AttackMix) -> dict[str, float]:
+    return {name: w for name, w in zip(mix.names(), mix.weights(), strict=True) if w > 0}
 
 
 def _sample(name: str, preset: str, n: int = 5) -> list[dict[str, Any]]:
@@ -61,7 +66,7 @@ def test_fixed_and_sampled_configs_give_valid_runs(name: str, preset: str) -> No
     space, p = get_space(name), PRESETS[preset]
     base = space.fixed(p)
     _valid(base)
-    assert base.data == p.data and base.model.name.endswith("cnn" if p.cnn else "wrn")
+    assert base.data == p.data and base.model.name.endswith(p.architecture)
     for params in _sample(name, preset, n=3):
         _valid(space.apply(base, params))
 
@@ -86,13 +91,27 @@ def test_family_specific_settings_reach_the_run() -> None:
     quick = PRESETS["quick"]
     smoothing = get_space("smoothing")
     spec = smoothing.apply(smoothing.fixed(quick), smoothing.points_to_evaluate(quick)[0])
-    assert spec.model.input_noise == 0.25 and spec.train.mix == AttackMix.parse("none:1")
+    assert spec.model.input_noise == 0.25 and _drawn(spec.train.mix) == {"none": 1.0}
     assert isinstance(build_model(spec.model, QUICK_INFO), SmoothedModel)
     pni = get_space("pni")
     spec = pni.apply(pni.fixed(quick), {"pni_init": 0.1, "clean_weight": 0.3, "mix_pgd": 1.0})
     assert spec.model.name == "pni-cnn" and spec.model.pni_init == 0.1 and spec.train.clean_weight == 0.3
-    assert spec.train.mix == AttackMix.parse("pgd:1")
+    assert _drawn(spec.train.mix) == {"pgd": 1.0}
     adversarial = get_space("adversarial")
     spec = adversarial.apply(adversarial.fixed(quick), adversarial.points_to_evaluate(quick)[0])
     assert spec.model.name == "cnn" and spec.model.input_noise == 0.0
-    assert spec.train.mix == AttackMix.parse("pgd:1") and spec.train.eps == pytest.approx(quick.epoch_suite.eps)
+    assert _drawn(spec.train.mix) == {"pgd": 1.0} and spec.train_threat == quick.threat
+
+
+def test_mix_suggestions_reweight_the_preset_mix_and_scale_its_radii() -> None:
+    quick, lwta = PRESETS["quick"], get_space("lwta")
+    params = {"mix_none": 0.5, "mix_pgd": 0.25, "eps_scale": 1.5, "step_ratio": 2.0}
+    spec = lwta.apply(lwta.fixed(quick), params)
+    assert spec.train.mix.names() == quick.train.mix.names()  # every attack keeps its place (and its budget)
+    assert _drawn(spec.train.mix) == {"none": 0.5, "pgd": 0.25}
+    pgd = spec.train.mix.bound(spec.train_threat)[spec.train.mix.names().index("pgd")]
+    assert pgd.eps == pytest.approx(1.5 * quick.threat.eps) and pgd.steps == 5
+    assert pgd.alpha == pytest.approx(2.0 * 1.5 * quick.threat.eps / 5)
+    zeros = lwta.apply(lwta.fixed(quick), dict.fromkeys(("mix_none", "mix_gaussian", "mix_fgsm", "mix_pgd",
+                                                         "mix_cw"), 0.0))
+    assert _drawn(zeros.train.mix) == {"pgd": 1.0}  # all-zero weights fall back to PGD training

@@ -10,17 +10,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainables.attacks import SuiteConfig
+from trainables.attacks import FGSM, PGD, AttackMix, SuiteConfig, ThreatModel
 from trainables.data import DataConfig, Splits
 from trainables.models import ModelConfig
-from trainables.train import CHECKPOINT_FILE, AttackMix, CheckpointError, RunSpec, TrainConfig, fit
+from trainables.train import CHECKPOINT_FILE, CheckpointError, RunSpec, TrainConfig, fit
 
-FAST_SUITE = SuiteConfig(attacks=("fgsm", "pgd"), eps=0.1, steps=5, eot_samples=2, predict_samples=2)
+FAST_SUITE = SuiteConfig(threat=ThreatModel(eps=0.1), attacks=(FGSM(), PGD(steps=5)), eot_samples=2, predict_samples=2)
+
+
+def _mix(text: str) -> AttackMix:
+    """A training mix with PGD at 3 steps."""
+    return AttackMix.parse(text, budgets=(PGD(steps=3),))
 
 
 def _spec(model: str = "cnn", epochs: int = 2, mix: AttackMix | None = None, **train) -> RunSpec:
-    settings = {"batch_size": 128, "lr": 0.05, "eps": 0.1, "steps": 3, "eval_limit": 200} | train
-    train_cfg = TrainConfig(epochs=epochs, mix=mix or AttackMix.parse("none:1,fgsm:1"), **settings)
+    settings = {"batch_size": 128, "lr": 0.05, "eval_limit": 200} | train
+    train_cfg = TrainConfig(epochs=epochs, mix=mix or _mix("none:1,fgsm:1"), **settings)
     return RunSpec(data=DataConfig(train_limit=4000, val_limit=500, test_limit=500),
                    model=ModelConfig(name=model, hidden_blocks=32), train=train_cfg, suite=FAST_SUITE)
 
@@ -55,7 +60,7 @@ def _stop_after_first_epoch(metrics: dict[str, float], _: Path | None, __: objec
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["cnn", "lwta-cnn"])
 def test_resume_from_checkpoint_gives_the_same_next_epoch(fmnist, device, tmp_path: Path, model: str) -> None:
-    spec = _spec(model, mix=AttackMix.parse("none:1,pgd:1,gaussian:1"))
+    spec = _spec(model, mix=_mix("none:1,pgd:1,gaussian:1"))
     straight = fit(spec, fmnist, checkpoint_dir=tmp_path / "a", device=device)
     with pytest.raises(_Stop):
         fit(spec, fmnist, checkpoint_dir=tmp_path / "b", on_epoch=_stop_after_first_epoch, device=device)
@@ -90,25 +95,14 @@ def test_checkpoint_from_another_configuration_is_refused(fmnist, device, tmp_pa
         fit(other, _tiny(fmnist), checkpoint_dir=tmp_path, device=device)
 
 
-def test_attack_mix_parses_and_validates() -> None:
-    assert AttackMix.parse("pgd:1").weights() == (0.0, 0.0, 0.0, 1.0, 0.0)
-    assert AttackMix().weights() == (4.0, 1.0, 1.0, 1.0, 1.0)  # the seed's uniform 0..7 draw
-    with pytest.raises(ValueError, match="unknown attack 'deepfool'"):
-        AttackMix.parse("deepfool:1")
-    with pytest.raises(ValueError, match="positive weight"):
-        AttackMix.parse("pgd:0")
-    with pytest.raises(ValueError, match=">= 0"):
-        AttackMix(pgd=-1.0)
-
-
-@pytest.mark.parametrize("kwargs", [{"eps": -0.1}, {"epochs": 0}, {"lr": 0.0}, {"schedule": "warm"}])
+@pytest.mark.parametrize("kwargs", [{"eps_scale": -0.1}, {"epochs": 0}, {"lr": 0.0}, {"schedule": "warm"}])
 def test_bad_training_settings_raise_with_the_value(kwargs: dict) -> None:
     with pytest.raises(ValueError, match=str(next(iter(kwargs.values())))):
         TrainConfig(**kwargs)
 
 
 def test_run_spec_round_trips_through_a_dict() -> None:
-    spec = _spec("lwta-cnn", mix=AttackMix.parse("pgd:2,none:1"))
+    spec = _spec("lwta-cnn", mix=_mix("pgd:2,none:1"))
     assert RunSpec.from_dict(spec.to_dict()) == spec
     with pytest.raises(ValueError, match="unknown model settings: blocks"):
         RunSpec.from_dict({"model": {"blocks": 3}})
@@ -125,6 +119,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["--model", "resnet9000"], "invalid choice: 'resnet9000'"),
         (["--dataset", "svhn"], "invalid choice: 'svhn'"),
         (["--eps", "-0.1"], "eps=-0.1"),
+        (["--epsilon", "inf"], "eps=inf"),
+        (["--mix-budget", "pgd.stepz=3"], "stepz"),
         (["--attacks", "fgsm,deepfool"], "deepfool"),
         (["--data-dir", "/nonexistent/robustune"], "dataset-fashion-mnist"),
     ],

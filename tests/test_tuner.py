@@ -14,14 +14,13 @@ import torch
 from torch import nn
 
 from search_spaces import PRESETS
-from trainables.attacks import SuiteConfig
+from trainables.attacks import FGSM, PGD, SuiteConfig, SuiteOverrides, ThreatModel
 from trainables.data import ImageSet
 from trainables.models import RobustModel
-from tuner.config import SearchConfig
-from tuner.objective import score_objective
-from tuner.progress import trial_outcome
-from tuner.results import TrialRecord, best_trial, merge_history, read_trials, write_trials
-from tuner.search import DefineBySpace, resolve_run
+from tuner.search import DefineBySpace, SearchConfig, resolve_run
+from tuner.search.objective import score_objective
+from tuner.search.progress import trial_outcome
+from tuner.search.results import TrialRecord, best_trial, merge_history, read_trials, write_trials
 
 TINY = ["--epochs", "2", "--train-limit", "1000", "--val-limit", "100", "--test-limit", "100", "--no-live",
         "--max-concurrent", "2"]
@@ -51,14 +50,19 @@ def test_same_seed_gives_the_same_suggested_configs() -> None:
 
 
 def test_overrides_reach_the_base_run() -> None:
-    preset, base, objective, export = resolve_run(SearchConfig(epochs=3, train_limit=500, epsilon=0.2, seed=7))
+    overrides = SuiteOverrides(eps=0.2, budgets=(("pgd", "steps", "12"),), cascade=False)
+    plan = resolve_run(SearchConfig(epochs=3, train_limit=500, suite=overrides, seed=7))
+    base, objective, export = plan.base, plan.objective_suite, plan.export_suite
     assert base.train.epochs == 3 and base.data.train_limit == 500 and base.train.seed == 7
-    assert base.suite.eps == objective.eps == export.eps == 0.2 == base.train.eps
-    assert base.model.name == "lwta-cnn" and preset.name == "quick"
-    assert set(objective.attacks) == {"fgsm", "pgd", "pgd-l2", "cw"}
+    assert base.threat == objective.threat == export.threat == plan.preset.threat == ThreatModel(0.2, 1.5)
+    assert base.train_threat.eps == 0.2  # the training attacks follow the one epsilon
+    assert base.model.name == "lwta-cnn" and plan.preset.name == "quick"
+    assert objective.names() == ("fgsm", "pgd", "pgd-l2", "cw")
+    assert objective.attacks[1].steps == export.attacks[1].steps == 12 and not objective.cascade
+    assert base.suite.attacks == PRESETS["quick"].epoch_suite.attacks  # the per-epoch suite stays cheap
 
 
-@pytest.mark.parametrize("kwargs", [{"num_samples": 0}, {"epsilon": -0.1}, {"cpus_per_trial": 0},
+@pytest.mark.parametrize("kwargs", [{"num_samples": 0}, {"cpus_per_trial": 0},
                                     {"gpus_per_trial": -1.0}, {"epochs": 0}])
 def test_bad_search_settings_raise_with_the_value(kwargs: dict) -> None:
     with pytest.raises(ValueError, match=str(next(iter(kwargs.values())))):
@@ -82,22 +86,23 @@ class _Constant(RobustModel):
 
 def test_objective_flags_a_model_whose_accuracy_survives_a_huge_epsilon() -> None:
     data = ImageSet(torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8), torch.zeros(40, dtype=torch.int64))
-    suite = SuiteConfig(attacks=("fgsm", "pgd"), steps=3, eot_samples=1, predict_samples=1)
+    suite = SuiteConfig(attacks=(FGSM(), PGD(steps=3)), eot_samples=1, predict_samples=1)
     metrics = score_objective(_Constant(), data, suite)
     assert metrics["objective"] == 1.0 and metrics["final/natural_acc"] == 1.0
     assert metrics["suspect"] == 1.0 and metrics["suspect_large_eps"] == 1.0
 
 
 def test_objective_of_a_trained_model_is_honest(fmnist) -> None:
+    from trainables.attacks import AttackMix
     from trainables.data import DataConfig
     from trainables.models import ModelConfig
-    from trainables.train import AttackMix, RunSpec, TrainConfig, fit
+    from trainables.train import RunSpec, TrainConfig, fit
 
     spec = RunSpec(data=DataConfig(), model=ModelConfig(name="cnn", cnn_width=16, cnn_kernel=3, hidden_blocks=32),
                    train=TrainConfig(epochs=1, mix=AttackMix.parse("none:1"), eval_limit=50),
-                   suite=SuiteConfig(attacks=("fgsm",), steps=2))
+                   suite=SuiteConfig(attacks=(FGSM(),)))
     model = fit(spec, fmnist).model
-    metrics = score_objective(model, fmnist.val.head(200), SuiteConfig(attacks=("fgsm", "pgd"), steps=5))
+    metrics = score_objective(model, fmnist.val.head(200), SuiteConfig(attacks=(FGSM(), PGD(steps=5))))
     assert 0.0 <= metrics["objective"] <= metrics["final/natural_acc"] <= 1.0
     assert metrics["final/natural_acc"] > 0.5
     assert metrics["final/masking_acc"] <= 0.15 and metrics["suspect"] == 0.0
@@ -143,7 +148,10 @@ def test_trials_round_trip_through_parquet(tmp_path: Path) -> None:
     [
         (["--space", "nope"], "invalid choice: 'nope'"),
         (["--num-samples", "0"], "--num-samples must be >= 1, got 0"),
-        (["--epsilon", "-0.5"], "--epsilon must be >= 0, got -0.5"),
+        (["--epsilon", "-0.5"], "eps must be a finite number >= 0 (pixel units), got eps=-0.5"),
+        (["--epsilon", "inf"], "got eps=inf"),
+        (["--budget", "pgd.stepz=3"], "cannot set pgd.stepz"),
+        (["--attacks", "fgsm,deepfool"], "unknown attack 'deepfool'"),
         (["--address", "127.0.0.1:9"], "cannot reach a Ray cluster at 127.0.0.1:9"),
         (["--address", "not an address"], "--address must be empty, 'auto' or host:port"),
         (["--resume", "--name", "never-ran"], "nothing to resume"),
