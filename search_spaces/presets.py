@@ -2,7 +2,10 @@
 
 A preset fixes the data, the architecture and its size, the training schedule and mix, one threat
 model, and three suites under that threat model: a cheap one scored every epoch (it drives early
-stopping), the objective (scored once per finished trial) and the export's (the test split).
+stopping), the objective (scored once per finished trial) and the export's (the test split). The
+objective and export suites attack stochastic models through both their surrogate and their sampled
+gradients: on the quick main job's best LWTA model the surrogate alone overestimated validation
+robustness by 5.6 points (52.0% vs 46.4%), and neither way is always the stronger.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ def _mix(*budgets: Attack) -> AttackMix:
     return AttackMix(tuple(MixEntry(e.weight, specs.get(e.name, e.attack)) for e in paper_mix()))
 
 
+_BOTH = ("surrogate", "plain")  # how the final suites take a stochastic model's gradients
 _QUICK_THREAT = ThreatModel(eps=0.1, l2_eps=1.5)
 _QUICK_EVAL = dict(threat=_QUICK_THREAT, eot_samples=4, predict_samples=4, batch_size=500)
 
@@ -72,10 +76,10 @@ QUICK = Preset(
                       mix=_mix(PGD(steps=5), CarliniWagnerL2(steps=10, bounded=False))),
     epoch_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=5)), **_QUICK_EVAL),
     objective_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=10), PGDL2(steps=10), CarliniWagnerL2(steps=30)),
-                                **_QUICK_EVAL),
+                                gradients=_BOTH, **_QUICK_EVAL),
     export_suite=SuiteConfig(threat=_QUICK_THREAT, attacks=(FGSM(), PGD(steps=20), PGDL2(steps=20),
                                                             CarliniWagnerL2(steps=30)),
-                             eot_samples=8, predict_samples=8, batch_size=500),
+                             gradients=_BOTH, eot_samples=8, predict_samples=8, batch_size=500),
     num_samples=8,
 )
 
@@ -90,10 +94,10 @@ PAPER = Preset(  # the paper's setting: WRN-34 widen 1, 30 epochs, SGD lr 0.1, P
     epoch_suite=SuiteConfig(threat=_PAPER_THREAT, attacks=(FGSM(), PGD(steps=10)), eot_samples=8, predict_samples=8),
     objective_suite=SuiteConfig(threat=_PAPER_THREAT, attacks=(FGSM(), PGD(steps=20), PGDL2(steps=20),
                                                                CarliniWagnerL2(steps=100)),
-                                eot_samples=16, predict_samples=16),
+                                gradients=_BOTH, eot_samples=16, predict_samples=16),
     export_suite=SuiteConfig(threat=_PAPER_THREAT, attacks=(FGSM(), PGD(steps=50, restarts=3),
                                                             PGDL2(steps=50, restarts=3), CarliniWagnerL2(steps=200)),
-                             eot_samples=32, predict_samples=32),
+                             gradients=_BOTH, eot_samples=32, predict_samples=32),
     export_val_limit=None,
     num_samples=20,
     gpus_per_trial=1.0,

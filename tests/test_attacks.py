@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -256,16 +257,37 @@ def test_suite_binds_radii_by_norm_and_eot_by_model():
     assert CarliniWagnerL2(bounded=False).bind(cfg.threat).eps is None  # a training mix's minimum-norm CW
 
 
-@pytest.mark.parametrize("adaptive", [True, False])
-def test_suite_attacks_stochastic_models_through_surrogate(adaptive, noisy, trained):
+@pytest.mark.parametrize("way", ["surrogate", "plain"])
+def test_suite_attacks_stochastic_models_through_the_gradients_it_names(way, noisy, trained):
     _, x, y = trained
     layer = noisy[0]
-    cfg = _suite(FGSM(), eot_samples=3, predict_samples=2, adaptive=adaptive)
+    cfg = _suite(FGSM(), eot_samples=3, predict_samples=2, gradients=(way,))
     result = evaluate_robustness(noisy, x[:50], y[:50], cfg)
     grad_calls = [surrogate for grad, surrogate in layer.log if grad]
     assert result.natural.any() and len(grad_calls) == 3  # one FGSM step, three EOT draws
-    assert all(s is adaptive for s in grad_calls)
+    assert all(s is (way == "surrogate") for s in grad_calls)
     assert layer.surrogate is False
+
+
+@pytest.mark.parametrize("cascade", [False, True])
+def test_both_ways_of_taking_gradients_give_one_worst_case(cascade, noisy, trained):
+    model, x, y = trained
+    x, y = x[:100], y[:100]
+    both = _suite(FGSM(), PGD(steps=3), eot_samples=2, predict_samples=2, cascade=cascade,
+                  gradients=("surrogate", "plain"))
+    assert both.outcome_keys() == ("fgsm", "fgsm/plain", "pgd", "pgd/plain")
+    stochastic = evaluate_robustness(noisy, x, y, both)
+    assert list(stochastic.per_attack) == list(both.outcome_keys())
+    worst = stochastic.natural.clone()
+    for outcome in stochastic.per_attack.values():
+        worst &= outcome
+    assert torch.equal(worst, stochastic.worst)
+    surrogate_only = evaluate_robustness(noisy, x, y, replace(both, gradients=("surrogate",)))
+    assert stochastic.worst_acc <= surrogate_only.worst_acc  # one more way of attacking never helps the model
+    if not cascade:  # the surrogate runs keep their own streams: the same outcomes as without the plain runs
+        assert torch.equal(stochastic.per_attack["pgd"], surrogate_only.per_attack["pgd"])
+    deterministic = evaluate_robustness(model, x, y, both)  # attacked once, the outcome standing for both ways
+    assert torch.equal(deterministic.per_attack["pgd/plain"], deterministic.per_attack["pgd"])
 
 
 # -------------------------------------------------------------------------------------------- EOT
@@ -327,6 +349,8 @@ def test_attacks_run_eot_draws_only_for_stochastic_models(attack, calls, noisy, 
     (lambda: ThreatModel(l2_eps=float("nan")), "nan"),
     (lambda: PGD(eps=float("inf")), "inf"),
     (lambda: SuiteConfig(eot_samples=0), "eot_samples=0"),
+    (lambda: SuiteConfig(gradients=("sampled",)), "sampled"),
+    (lambda: SuiteConfig(gradients="plain"), "plain"),
     (lambda: SuiteConfig().with_budget([("pgd", "stepz", "3")]), "stepz"),
     (lambda: SuiteConfig().with_budget([("pgd", "steps", "three")]), "three"),
     (lambda: SuiteConfig().with_budget([(None, "eps", "0.3")]), "threat model"),

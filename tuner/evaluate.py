@@ -43,8 +43,9 @@ def _print_result(export: Export, result: RobustResult, suite: SuiteConfig, spli
     table.add_column("budget")
     table.add_column("accuracy", justify="right")
     table.add_row("natural", "", f"{100 * result.natural_acc:.2f}%")
-    for name, attack in suite.bound(export.model.stochastic).items():
-        table.add_row(name, attack.describe(), f"{100 * result.attack_acc(name):.2f}%")
+    for key, way, attack in suite.passes(export.model.stochastic):
+        table.add_row(key, f"{attack.describe()} ({way} gradients)" if export.model.stochastic else attack.describe(),
+                      f"{100 * result.attack_acc(key):.2f}%")
     table.add_row("[bold]worst case[/]", "all of the above", f"[bold]{100 * result.worst_acc:.2f}%[/]")
     console.print(table)
     eot = f"EOT {suite.eot_samples}, predict {suite.predict_samples}" if export.model.stochastic else "no EOT"

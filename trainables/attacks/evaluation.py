@@ -26,9 +26,11 @@ def evaluate_robustness(
     """Evaluate ``model`` on images (N, C, H, W) in [0, 1] (or uint8) under every attack of the suite.
 
     Attacks run on the naturally correct examples, or in a cascade only on those still robust;
-    worst = natural AND every attack, per example. Each attack draws from its own seeded stream,
-    so adding an attack never changes another's outcome. ``keep_adversarial`` returns the inputs
-    each attack produced. The model runs in eval mode; its training flag is restored afterwards.
+    worst = natural AND every attack, per example. A stochastic model is attacked once per way of
+    taking its gradients the suite lists; a deterministic one once, its outcome standing for every
+    way. Each run draws from its own seeded stream, so adding an attack never changes another's
+    outcome. ``keep_adversarial`` returns the inputs each run produced. The model runs in eval mode;
+    its training flag is restored afterwards.
     """
     cfg = SuiteConfig() if suite is None else suite
     if images.shape[0] != labels.shape[0] or images.shape[0] == 0:
@@ -40,7 +42,6 @@ def evaluate_robustness(
     n, bs = x_all.shape[0], cfg.batch_size
     stochastic = is_stochastic(model)
     warn_if_unreliable(model, cfg)
-    attacks = cfg.bound(stochastic)
     adversarial: dict[str, Tensor] | None = {} if keep_adversarial else None
     with evaluating(model):
         natural = torch.zeros(n, dtype=torch.bool)
@@ -50,11 +51,16 @@ def evaluate_robustness(
                 natural[i:i + bs] = (predict(model, xb, cfg.predict_samples) == yb).cpu()
         still = natural.clone()  # (N,) not yet broken by any attack
         per_attack: dict[str, Tensor] = {}
-        for name, attack in attacks.items():
+        for key, way, attack in cfg.passes(stochastic):
+            if not stochastic and way != cfg.gradients[0]:  # the same gradients: the same outcome
+                per_attack[key] = per_attack[attack.name]
+                if adversarial is not None:
+                    adversarial[key] = adversarial[attack.name]
+                continue
             targets = (still if cfg.cascade else natural).nonzero().squeeze(1)  # (n_targets,)
             robust = torch.zeros(n, dtype=torch.bool)
             kept = x_all.clone() if adversarial is not None else None
-            with private_rng(cfg.seed, device, key=name), surrogate_gradients(model, cfg.adaptive and stochastic):
+            with private_rng(cfg.seed, device, key=key), surrogate_gradients(model, way == "surrogate" and stochastic):
                 for i in range(0, targets.numel(), bs):
                     idx = targets[i:i + bs]
                     xb, yb = x_all[idx].to(device), y_all[idx].to(device)
@@ -62,8 +68,8 @@ def evaluate_robustness(
                     robust[idx] = (predict(model, x_adv, cfg.predict_samples) == yb).cpu()
                     if kept is not None:
                         kept[idx] = x_adv.cpu()
-            per_attack[name] = robust
+            per_attack[key] = robust
             still &= robust
             if adversarial is not None and kept is not None:
-                adversarial[name] = kept
+                adversarial[key] = kept
     return RobustResult.from_outcomes(natural, per_attack, adversarial)

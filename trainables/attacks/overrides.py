@@ -8,7 +8,7 @@ from typing import Any
 
 from .options import Assignment, parse_assignments
 from .registry import list_attacks
-from .suite import SuiteConfig
+from .suite import GRADIENTS, SuiteConfig
 from .threat import ThreatModel
 
 __all__ = ["SuiteOverrides", "add_suite_arguments"]
@@ -25,6 +25,7 @@ class SuiteOverrides:
     eot_samples: int | None = None
     predict_samples: int | None = None
     cascade: bool | None = None
+    gradients: tuple[str, ...] | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SuiteOverrides:
@@ -34,9 +35,10 @@ class SuiteOverrides:
             names = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
             if not names:
                 raise ValueError(f"--attacks needs at least one of {', '.join(list_attacks())}, got {args.attacks!r}")
+        ways = None if args.gradients is None else tuple(w.strip() for w in args.gradients.split(",") if w.strip())
         return cls(attacks=names, eps=args.epsilon, l2_eps=args.l2_epsilon,
                    budgets=parse_assignments(args.budget or ()), eot_samples=args.eot_samples,
-                   predict_samples=args.predict_samples, cascade=args.cascade)
+                   predict_samples=args.predict_samples, cascade=args.cascade, gradients=ways)
 
     def threat(self, base: ThreatModel) -> ThreatModel:
         """``base`` with the radii that were given (ValueError for a negative or infinite one)."""
@@ -52,12 +54,14 @@ class SuiteOverrides:
             out = out.with_budget(self.budgets)
         settings: dict[str, Any] = {k: v for k, v in (("eot_samples", self.eot_samples),
                                                       ("predict_samples", self.predict_samples),
-                                                      ("cascade", self.cascade)) if v is not None}
+                                                      ("cascade", self.cascade), ("gradients", self.gradients))
+                                     if v is not None}
         return replace(out, **settings) if settings else out
 
 
 def add_suite_arguments(parser: argparse.ArgumentParser, eps_aliases: tuple[str, ...] = ()) -> None:
-    """The suite flags: --attacks, --epsilon, --l2-epsilon, --budget, --eot-samples, --predict-samples, --cascade."""
+    """The suite flags: --attacks, --epsilon, --l2-epsilon, --budget, --eot-samples, --predict-samples, --cascade,
+    --gradients."""
     group = parser.add_argument_group("attack suite (default: as configured)")
     group.add_argument("--attacks", default=None, help=f"comma-separated, from {','.join(list_attacks())}")
     group.add_argument("--epsilon", *eps_aliases, type=float, default=None, help="L-inf radius in pixel units")
@@ -70,3 +74,6 @@ def add_suite_arguments(parser: argparse.ArgumentParser, eps_aliases: tuple[str,
     group.add_argument("--cascade", action=argparse.BooleanOptionalAction, default=None,
                        help="run each attack only on the examples still robust (AutoAttack's way); --no-cascade "
                             "runs every attack on every correct example")
+    group.add_argument("--gradients", default=None, metavar="WAYS",
+                       help=f"how stochastic models are attacked, from {','.join(GRADIENTS)} (both: the worst case "
+                            "over both)")

@@ -13,7 +13,9 @@ from .pgd import PGD
 from .registry import attack_class, attack_from_dict
 from .threat import ThreatModel
 
-__all__ = ["SuiteConfig"]
+__all__ = ["GRADIENTS", "SuiteConfig"]
+
+GRADIENTS = ("surrogate", "plain")  # how an attack takes a stochastic model's gradients
 
 
 @dataclass(frozen=True)
@@ -25,13 +27,19 @@ class SuiteConfig:
     without it each attack runs on every naturally correct example (``acc/<attack>`` is that
     attack's own accuracy). The worst case, an example correct on clean input and under every
     attack, is the same quantity either way.
+
+    ``gradients`` says how a stochastic model is attacked: through the straight-through surrogate
+    of its stochastic layers (``"surrogate"``, adaptive), through its own sampled gradients
+    (``"plain"``), or both, each attack once per way (outcomes ``<attack>`` and ``<attack>/plain``),
+    the worst case taken over all of them. A deterministic model is attacked once; its outcome
+    stands for every way.
     """
 
     threat: ThreatModel = field(default_factory=ThreatModel)
     attacks: tuple[Attack, ...] = (FGSM(), PGD())
     eot_samples: int = 8  # gradient draws per step, used only for stochastic models
     predict_samples: int = 8  # draws averaged into a stochastic model's prediction
-    adaptive: bool = True  # attack stochastic models through their surrogate gradients
+    gradients: tuple[str, ...] = ("surrogate",)
     cascade: bool = True
     batch_size: int = 256
     seed: int | None = 0  # seeds each attack's randomness separately; None uses the global RNG
@@ -53,10 +61,23 @@ class SuiteConfig:
         for name in ("eot_samples", "predict_samples", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {name}={getattr(self, name)!r}")
+        ways = self.gradients
+        if isinstance(ways, str) or not ways or len(set(ways)) != len(ways) or not set(ways) <= set(GRADIENTS):
+            raise ValueError(f"gradients must be distinct ways from {GRADIENTS}, got {self.gradients!r}")
 
     def names(self) -> tuple[str, ...]:
         """The attacks' registered names, in the order they run."""
         return tuple(a.name for a in self.attacks)
+
+    def outcome_keys(self) -> tuple[str, ...]:
+        """The outcomes a run of this suite gives: ``<attack>``, and ``<attack>/<way>`` for every later way."""
+        return tuple(outcome_key(a.name, way, self.gradients) for a in self.attacks for way in self.gradients)
+
+    def passes(self, stochastic: bool) -> list[tuple[str, str, Attack]]:
+        """(outcome key, way of taking gradients, bound attack) per run of an attack, in order."""
+        attacks = self.bound(stochastic)
+        return [(outcome_key(name, way, self.gradients), way, attack) for name, attack in attacks.items()
+                for way in self.gradients]
 
     def bound(self, stochastic: bool) -> dict[str, Attack]:
         """The attacks by name at the threat model's radii; EOT draws only when the model is ``stochastic``."""
@@ -85,6 +106,10 @@ class SuiteConfig:
         from .legacy import is_legacy_suite, upgrade_suite
 
         values = dict(upgrade_suite(raw) if is_legacy_suite(raw) else raw)
+        if "adaptive" in values:  # format 1 and the first format-2 suites: one bool for the surrogate
+            values["gradients"] = ("surrogate",) if values.pop("adaptive") else ("plain",)
+        if isinstance(values.get("gradients"), list):
+            values["gradients"] = tuple(values["gradients"])
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -97,3 +122,8 @@ class SuiteConfig:
         except TypeError as exc:
             raise ValueError(f"bad suite {dict(raw)!r}: {exc}") from None
         return cls(**values)
+
+
+def outcome_key(name: str, way: str, ways: tuple[str, ...]) -> str:
+    """``name`` for the suite's first way of taking gradients, ``name/way`` for the others."""
+    return name if way == ways[0] else f"{name}/{way}"

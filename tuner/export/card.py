@@ -49,6 +49,10 @@ def accuracy_table(metrics: dict[str, Any]) -> str:
 def _threat_lines(suite: SuiteConfig, stochastic: bool) -> str:
     threat = suite.threat
     attacks = "\n".join(f"  - `{name}`: {attack.describe()}" for name, attack in suite.bound(stochastic).items())
+    if stochastic:
+        attacks += (f"\n  - each through {' and '.join(suite.gradients)} gradients: `surrogate` back-propagates "
+                    "through the expectation of each stochastic layer (straight-through, adaptive), `plain` through "
+                    "the sampled forward pass; rows `<attack>/plain` are the second way")
     eot = (f"{suite.eot_samples} gradient draws per attack step, predictions averaged over "
            f"{suite.predict_samples} draws" if stochastic else "not used (the model is deterministic)")
     order = ("in a cascade: each attack runs on the examples every earlier one failed to break, and its row is "
@@ -79,9 +83,8 @@ def model_card(
     train = spec.train.to_dict() | {"mix": str(spec.train.mix)}
     train_md = ", ".join(f"{k}={v}" for k, v in train.items())
     prov = config.get("provenance", {})
-    plain_note = ("\n- Stochastic models are attacked through their straight-through surrogate gradients (adaptive). "
-                  "The column\n  \"test, plain gradients\" attacks the sampled forward pass directly, as a "
-                  "non-adaptive evaluation\n  would; it is shown for comparison, the adaptive figures count."
+    plain_note = ("\n- The column \"test, plain gradients\" (exports before plain gradients joined the suite) "
+                  "attacks the sampled\n  forward pass directly; it is shown for comparison."
                   if PLAIN_SPLIT in metrics else "")
     return f"""# {spec.model.name} on {info.name}
 

@@ -30,7 +30,7 @@ TABLE_PARQUET = "table.parquet"
 def column_titles(cfg: ReportConfig) -> dict[str, str]:
     """Accuracy column key -> title: natural, each attack of the suite, worst case."""
     after = " (after)" if cfg.suite.cascade else ""
-    return {"natural": "natural", **{name: name + after for name in cfg.suite.names()}, "worst": "worst case"}
+    return {"natural": "natural", **{key: key + after for key in cfg.suite.outcome_keys()}, "worst": "worst case"}
 
 
 def _cert_key(radius: float) -> str:
@@ -65,8 +65,8 @@ def _notes(rows: Sequence[ReportRow], cfg: ReportConfig) -> list[str]:
         f"- Test examples per model: {', '.join(map(str, sorted({row.examples for row in rows})))}; accuracies in "
         "percent.",
         f"- Threat model and attacks ({order}): {attacks}; stochastic models attacked with EOT "
-        f"{suite.eot_samples}, predictions averaged over {suite.predict_samples} draws, adaptive surrogate gradients "
-        f"{'on' if suite.adaptive else 'off'}.",
+        f"{suite.eot_samples} through {' and '.join(suite.gradients)} gradients (`<attack>/plain`: the same "
+        f"attack through the sampled gradients), predictions averaged over {suite.predict_samples} draws.",
         "- Worst case = correct on clean inputs and under every attack.",
     ]
     sigmas = sorted({row.sigma for row in rows if row.sigma > 0})
