@@ -17,11 +17,10 @@ from tuner.search.run import run_search
 __all__ = ["PROG", "build_parser", "main"]
 
 PROG = "python -m tuner.search"
-_SUITE_FLAGS = ("attacks", "epsilon", "l2_epsilon", "budget", "eot_samples", "predict_samples", "cascade")
 
 
-def build_parser() -> OneLineParser:
-    """The search command line."""
+def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
+    """The search command line, and the destinations of its suite flags."""
     p = OneLineParser(prog=PROG, description="Search robust classifiers with Ray Tune + Optuna.")
     p.add_argument("--space", default="lwta", choices=list_spaces())
     p.add_argument("--preset", default="quick", choices=sorted(PRESETS))
@@ -39,7 +38,12 @@ def build_parser() -> OneLineParser:
     p.add_argument("--storage-path", default="runs", help="local folder or pyarrow URI (s3://, gs://)")
     p.add_argument("--name", default=None, help="experiment name (default: SPACE-PRESET)")
     p.add_argument("--resume", action="store_true", help="continue the experiment --name in --storage-path")
+    p.add_argument("--trust-experiment", action="store_true",
+                   help="with --resume: skip the integrity check of the experiment folder (Tune unpickles it); "
+                        "only for a folder you trust")
     p.add_argument("--address", default="", help="'' local Ray; 'auto' or host:port joins a cluster")
+    p.add_argument("--wait-for-resources", dest="resource_wait_s", type=float, default=None, metavar="SECONDS",
+                   help="how long a joined cluster may take to grow until a trial fits (default 600; a local Ray: 0)")
     p.add_argument("--export-dir", default="exports")
     p.add_argument("--optuna-storage", default=None, help="SQLAlchemy URL (default: sqlite in the experiment)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
@@ -48,14 +52,15 @@ def build_parser() -> OneLineParser:
     p.add_argument("--test-limit", type=int, default=None, help="override the preset's test subset")
     p.add_argument("--points", default=None, help="JSON list of configurations to evaluate first")
     p.add_argument("--no-live", action="store_true", help="no live view (logs and CI)")
-    add_suite_arguments(p)  # the radii apply to training and every suite; attacks and budgets to the final suites
-    return p
+    suite_flags = add_suite_arguments(p)  # radii apply to training and every suite; attacks, budgets to the final ones
+    return p, suite_flags
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, search, print the leaderboard and the export."""
-    args = build_parser().parse_args(argv)
-    values = {k: v for k, v in vars(args).items() if k != "no_live" and k not in _SUITE_FLAGS}
+    parser, suite_flags = build_parser()
+    args = parser.parse_args(argv)
+    values = {k: v for k, v in vars(args).items() if k != "no_live" and k not in suite_flags}
     cfg = SearchConfig(**values, suite=SuiteOverrides.from_args(args), live=not args.no_live)
     command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     outcome = run_search(cfg, command)

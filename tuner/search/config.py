@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,23 +44,27 @@ class SearchConfig:
     test_limit: int | None = None
     points: str | None = None  # JSON file of extra configurations to evaluate first
     grace_period: int = 1
+    resource_wait_s: float | None = None  # None: 0 for a local Ray, 600 s for a joined cluster (its autoscaler)
+    trust_experiment: bool = False  # resume without checking the experiment's integrity record
     live: bool = True
 
     def __post_init__(self) -> None:
-        if self.num_samples is not None and self.num_samples < 1:
-            raise ValueError(f"--num-samples must be >= 1, got {self.num_samples}")
-        if self.max_concurrent is not None and self.max_concurrent < 1:
-            raise ValueError(f"--max-concurrent must be >= 1, got {self.max_concurrent}")
-        if self.cpus_per_trial <= 0:
-            raise ValueError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
-        if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
-            raise ValueError(f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}")
-        if self.workers_per_trial is not None and self.workers_per_trial < 1:
-            raise ValueError(f"--workers-per-trial must be >= 1, got {self.workers_per_trial}")
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
-        if self.grace_period < 1:
-            raise ValueError(f"--grace-period must be >= 1, got {self.grace_period}")
+        at_least_one = {"--num-samples": self.num_samples, "--max-concurrent": self.max_concurrent,
+                        "--workers-per-trial": self.workers_per_trial, "--epochs": self.epochs,
+                        "--train-limit": self.train_limit, "--val-limit": self.val_limit,
+                        "--test-limit": self.test_limit, "--grace-period": self.grace_period}
+        for flag, value in at_least_one.items():
+            if value is not None and value < 1:
+                raise ValueError(f"{flag} must be >= 1, got {value}")
+        if not (math.isfinite(self.cpus_per_trial) and self.cpus_per_trial > 0):
+            raise ValueError(f"--cpus-per-trial must be a finite number > 0, got {self.cpus_per_trial}")
+        if self.gpus_per_trial is not None and not (math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0):
+            raise ValueError(f"--gpus-per-trial must be a finite number >= 0, got {self.gpus_per_trial}")
+        wait = self.resource_wait_s
+        if wait is not None and not (math.isfinite(wait) and wait >= 0):
+            raise ValueError(f"--wait-for-resources must be a finite number of seconds >= 0, got {wait}")
+        if self.trust_experiment and not self.resume:
+            raise ValueError("--trust-experiment goes with --resume")
 
     @property
     def data_parallel(self) -> bool:

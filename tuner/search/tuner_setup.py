@@ -1,0 +1,139 @@
+"""The Ray Tune side of a search: the trainable with its resources, Optuna's searcher, ASHA, the callbacks.
+
+A new experiment gets a fresh ``tune.Tuner``; ``--resume`` restores the saved one, but only after
+the experiment folder passed its integrity check (``Tuner.restore`` unpickles it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search_spaces import PRESETS, Preset, get_space
+from trainables.attacks import SuiteConfig
+from trainables.data import Splits
+from trainables.train import RunSpec
+from tuner.search.config import SearchConfig, is_uri
+from tuner.search.plan import SearchPlan
+from tuner.search.resources import DRIVER_MEMORY, TrialResources
+from tuner.search.trial import TrialContext, run_trial
+
+__all__ = ["DefineBySpace", "build_tuner", "check_experiment", "optuna_storage"]
+
+
+@dataclass(frozen=True)
+class DefineBySpace:
+    """Picklable Optuna define-by-run function for one space under one preset."""
+
+    space: str
+    preset: str
+
+    def __call__(self, trial: Any) -> None:
+        """Ask ``trial`` for the space's tunables."""
+        get_space(self.space).define(trial, PRESETS[self.preset])
+
+
+def _points(cfg: SearchConfig, preset: Preset) -> list[dict[str, Any]]:
+    points = list(get_space(cfg.space).points_to_evaluate(preset))
+    if cfg.points:
+        try:
+            extra = json.loads(Path(cfg.points).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read --points {cfg.points}: {exc}") from None
+        if not isinstance(extra, list) or not all(isinstance(p, dict) for p in extra):
+            raise ValueError(f"--points {cfg.points} must hold a JSON list of objects")
+        points += extra
+    return points
+
+
+def optuna_storage(cfg: SearchConfig) -> str | None:
+    """The study's RDB URL: ``--optuna-storage``, else SQLite in a local experiment folder, else None."""
+    if cfg.optuna_storage:
+        return cfg.optuna_storage
+    if is_uri(cfg.storage_path):
+        return None  # no local folder to put SQLite in: the study lives in the searcher's state only
+    folder = Path(cfg.experiment_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'optuna.db'}"
+
+
+def check_experiment(cfg: SearchConfig) -> None:
+    """Refuse to resume nothing or an untrusted folder, and to start over an experiment that is already there."""
+    from ray import tune
+
+    from tuner.search.integrity import verify
+
+    exists = tune.Tuner.can_restore(cfg.experiment_path)
+    if cfg.resume and not exists:
+        raise FileNotFoundError(f"nothing to resume at {cfg.experiment_path}")
+    if not cfg.resume and exists:
+        raise FileExistsError(f"experiment {cfg.experiment_path} exists: add --resume to continue it, "
+                              "or pick another --name")
+    if cfg.resume and not cfg.trust_experiment and not is_uri(cfg.storage_path):
+        verify(Path(cfg.experiment_path))
+
+
+def _trainable(cfg: SearchConfig, base: RunSpec, objective: SuiteConfig, splits: Splits,
+               layout: TrialResources) -> Any:
+    """What Tune runs per trial, with its resources; the data goes into the object store once."""
+    import ray
+    from ray import tune
+
+    from tuner.search.data_parallel import TRAIN_RUNS, SplitsRef, run_data_parallel_trial
+
+    context = TrialContext(space=cfg.space, base=base, objective_suite=objective)
+    if not layout.data_parallel:
+        return tune.with_resources(tune.with_parameters(run_trial, context=context, splits=splits),
+                                   {"cpu": layout.cpus_per_worker, "gpu": layout.gpus_per_worker})
+    driver = tune.with_parameters(run_data_parallel_trial, context=context, data=SplitsRef(ray.put(splits)),
+                                  layout=layout, storage_path=f"{cfg.experiment_path}/{TRAIN_RUNS}")
+    return tune.with_resources(driver, {"cpu": 0, "memory": DRIVER_MEMORY})  # Train places the workers
+
+
+def build_tuner(cfg: SearchConfig, plan: SearchPlan, splits: Splits, layout: TrialResources,
+                max_concurrent: int | None) -> Any:
+    """A new ``tune.Tuner`` for the plan, or the restored one for ``--resume``."""
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from tuner.search.integrity import IntegrityRecorder
+    from tuner.search.progress import LiveProgress
+    from tuner.search.study import HonestOptunaSearch
+
+    preset, base = plan.preset, plan.base
+    trainable = _trainable(cfg, base, plan.objective_suite, splits, layout)
+    if cfg.resume:
+        return tune.Tuner.restore(cfg.experiment_path, trainable, resume_unfinished=True, resume_errored=True)
+    storage = optuna_storage(cfg)
+    searcher = HonestOptunaSearch(
+        space=DefineBySpace(cfg.space, cfg.preset), metric="objective", mode="max",
+        points_to_evaluate=_points(cfg, preset) or None,
+        sampler=optuna.samplers.TPESampler(seed=cfg.seed),
+        storage=None if storage is None else optuna.storages.RDBStorage(storage), study_name=cfg.experiment_name,
+    )
+    scheduler = ASHAScheduler(metric="robust_acc", mode="max", time_attr="training_iteration",
+                              max_t=base.train.epochs, grace_period=min(cfg.grace_period, base.train.epochs),
+                              reduction_factor=2)
+    num_samples = cfg.num_samples or preset.num_samples
+    local = not is_uri(cfg.storage_path)
+    progress_file = Path(cfg.experiment_path) / "progress.json" if local else None
+    if progress_file is not None:
+        progress_file.parent.mkdir(parents=True, exist_ok=True)
+    callbacks = [LiveProgress(progress_file, num_samples, live=cfg.live)]
+    if local:
+        callbacks.append(IntegrityRecorder(cfg.experiment_path))
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
+                                    max_concurrent_trials=max_concurrent,
+                                    reuse_actors=not layout.data_parallel),  # Train's workers are not reusable
+        run_config=tune.RunConfig(
+            name=cfg.experiment_name, storage_path=cfg.experiment_path.rsplit("/", 1)[0], verbose=0,
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        ),
+    )
