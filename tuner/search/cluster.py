@@ -1,10 +1,21 @@
-"""Start a local Ray or join a cluster, failing fast with one clear line when it is unreachable."""
+"""Start a local Ray or join a cluster, failing fast with one clear line when it is unreachable.
+
+Joining is bounded in time: before ``ray.init`` (which retries a non-Ray address forever) the
+address must answer a Ray GCS request within the timeout. A local Ray keeps its dashboard on
+127.0.0.1 and, as Ray does by default for clusters it starts, token authentication on.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
+import warnings
+from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["connect_ray", "parse_address"]
+__all__ = ["GCS_TIMEOUT_S", "connect_ray", "parse_address", "probe_gcs"]
+
+GCS_TIMEOUT_S = 10.0
 
 
 def parse_address(address: str) -> tuple[str, int] | None:
@@ -26,8 +37,44 @@ def _check_reachable(host: str, port: int, timeout: float) -> None:
         raise ConnectionError(f"cannot reach a Ray cluster at {host}:{port} ({exc.strerror or exc})") from None
 
 
+def probe_gcs(host: str, port: int, timeout: float = GCS_TIMEOUT_S) -> None:
+    """ConnectionError unless a Ray GCS answers at ``host:port`` within ``timeout`` seconds.
+
+    A GCS that refuses the request for want of the cluster's auth token is still a Ray cluster:
+    joining then needs the token (``ray get-auth-token`` on the head node).
+    """
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)
+    except grpc.RpcError as exc:
+        code = exc.code()  # type: ignore[attr-defined]
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            return
+        raise ConnectionError(f"no Ray cluster answers at {host}:{port} within {timeout:g} s ({code.name}): is it "
+                              "the head node's GCS port (6379 by default)?") from None
+    finally:
+        channel.close()
+
+
+def _token_auth_on() -> None:
+    """Warn when the user turned off the token authentication Ray gives the local clusters it starts.
+
+    Left unset, ``RAY_AUTH_MODE`` means token authentication for a new local Ray (Ray >= 2.5x turns
+    it on itself, and must: setting the variable here would not reach its already-loaded config).
+    """
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None and mode.lower() != "token":
+        warnings.warn(f"RAY_AUTH_MODE={mode}: the local Ray starts without token authentication, and its ports "
+                      "listen on every interface", stacklevel=3)
+
+
 def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | None = None,
-                object_store_memory: int | None = None, dashboard: bool = False, timeout: float = 5.0) -> None:
+                object_store_memory: int | None = None, dashboard: bool = False, timeout: float = 5.0,
+                probe: Callable[[str, int, float], None] = probe_gcs) -> None:
     """``ray.init`` for a local instance (address '') or an existing cluster ('auto', host:port).
 
     ``dashboard`` starts a local instance with its dashboard, whose State API Ray Train needs to
@@ -39,12 +86,18 @@ def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | No
     target = parse_address(address)
     if target is not None:
         _check_reachable(*target, timeout)
+        if not address.startswith("ray://"):  # Ray Client's port is no GCS
+            probe(*target, max(timeout, GCS_TIMEOUT_S))
     if ray.is_initialized():
         return
     if address == "":
+        _token_auth_on()
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
                  include_dashboard=dashboard, dashboard_host="127.0.0.1", configure_logging=True,
                  logging_level="ERROR", log_to_driver=False)
+        token = Path.home() / ".ray" / "auth_token"
+        if token.is_file() and token.stat().st_mode & 0o077:
+            token.chmod(0o600)  # Ray writes it readable by everyone; it is the key to the cluster
         return
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
