@@ -15,14 +15,20 @@ from trainables.atomic import atomic_write_text
 __all__ = ["LiveProgress", "trial_outcome"]
 
 
-def trial_outcome(status: str, last: dict[str, Any] | None) -> str:
-    """finished / pruned / failed / running / pending from Tune's status and the last result."""
+def trial_outcome(status: str, last: dict[str, Any] | None, study_state: str | None = None) -> str:
+    """finished / pruned / failed / interrupted / running / pending from Tune's status and the last result.
+
+    Tune reads TERMINATED both for a trial ASHA stopped and for one a Ctrl-C stopped; the study's
+    state (``study_state``, when known) tells them apart: PRUNED, or still RUNNING (interrupted).
+    """
     last = last or {}
     if status == "ERROR" or last.get("diverged") or (
             last.get("final_evaluated") and not _finite(last.get("objective"))):
         return "failed"
     if status == "TERMINATED":
-        return "finished" if last.get("final_evaluated") else "pruned"
+        if last.get("final_evaluated"):
+            return "finished"
+        return "interrupted" if study_state in ("RUNNING", "WAITING") else "pruned"
     return {"RUNNING": "running", "PENDING": "pending", "PAUSED": "paused"}.get(status, status.lower())
 
 

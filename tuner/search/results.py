@@ -32,6 +32,7 @@ class TrialRecord:
     final: dict[str, float] = field(default_factory=dict)
     checkpoint: Any = None  # ray.tune.Checkpoint of the last epoch (Tune's, or Train's for data-parallel trials)
     error: str | None = None
+    study_state: str | None = None  # the Optuna study's state of this trial (COMPLETE, PRUNED, FAIL, RUNNING)
 
     @property
     def objective(self) -> float:
@@ -91,8 +92,13 @@ def _trained_history(checkpoint: Any) -> list[dict[str, float]]:
             return []
 
 
-def collect_trials(grid: Any, filesystem: Any = None) -> list[TrialRecord]:
-    """Records for every trial of a Ray Tune ``ResultGrid`` (``filesystem``: pyarrow one of remote storage)."""
+def collect_trials(grid: Any, filesystem: Any = None, study: dict[str, str] | None = None) -> list[TrialRecord]:
+    """Records for every trial of a Ray Tune ``ResultGrid``.
+
+    ``filesystem``: the pyarrow filesystem of remote storage; ``study``: Tune trial id -> Optuna state,
+    which tells an interrupted trial from a pruned one and is kept in each record.
+    """
+    study = study or {}
     statuses = {t.trial_id: t.status for t in getattr(getattr(grid, "_experiment_analysis", None), "trials", [])}
     records = []
     for result in grid:
@@ -109,9 +115,9 @@ def collect_trials(grid: Any, filesystem: Any = None) -> list[TrialRecord]:
             error = (str(result.error).strip().splitlines() or [type(result.error).__name__])[-1][:500]
         elif last.get("error"):
             error = str(last["error"])
-        records.append(TrialRecord(trial_id=trial_id, outcome=trial_outcome(status, last), params=dict(result.config),
-                                   history=history, final=_numbers(last), error=error,
-                                   checkpoint=checkpoint))
+        records.append(TrialRecord(trial_id=trial_id, outcome=trial_outcome(status, last, study.get(trial_id)),
+                                   params=dict(result.config), history=history, final=_numbers(last), error=error,
+                                   checkpoint=checkpoint, study_state=study.get(trial_id)))
     return sorted(records, key=lambda r: r.trial_id)
 
 
@@ -135,6 +141,7 @@ def write_trials(records: list[TrialRecord], path: Path) -> Path:
         "exportable": [r.exportable for r in records],
         "epochs": [len(r.history) for r in records],
         "error": [r.error for r in records],
+        "study_state": [r.study_state for r in records],
         "config_json": [json.dumps(r.params, sort_keys=True, default=str) for r in records],
     }
     for key in param_keys:
@@ -144,7 +151,8 @@ def write_trials(records: list[TrialRecord], path: Path) -> Path:
     for key in final_keys:
         columns[f"final_metric/{key}"] = [r.final.get(key) for r in records]
     history_type = pa.list_(pa.struct([(k, pa.float64()) for k in history_keys]))
-    columns_arrays = {k: pa.array(v) for k, v in columns.items()}
+    text = {"trial_id", "outcome", "error", "study_state", "config_json"}
+    columns_arrays = {k: pa.array(v, type=pa.string() if k in text else None) for k, v in columns.items()}
     columns_arrays["history"] = pa.array([[{k: row.get(k) for k in history_keys} for row in r.history]
                                           for r in records], type=history_type)
     path.parent.mkdir(parents=True, exist_ok=True)

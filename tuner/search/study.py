@@ -1,0 +1,107 @@
+"""An Optuna study that tells the truth about every trial.
+
+Ray Tune's ``OptunaSearch`` tells Optuna COMPLETE, with the last reported value, for a trial that
+ASHA stopped after one epoch (TPE then takes a low-fidelity score for a final one), and leaves a
+trial RUNNING when its value is NaN or when the driver died between asking and saving. Here:
+
+- a finished trial is COMPLETE with its objective; one flagged as suspect (gradient masking) FAILs;
+- a trial ASHA stopped is PRUNED, with its per-epoch values reported as intermediate values;
+- a diverged or crashed trial FAILs;
+- each Optuna trial carries its Tune trial id and its outcome as user attributes, so that
+  ``results.parquet`` and the study agree, and :func:`settle_study` marks trials the driver lost.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+from tuner.search.progress import trial_outcome
+
+__all__ = ["LOST", "TUNE_ID", "HonestOptunaSearch", "settle_study", "study_states"]
+
+TUNE_ID = "tune_trial_id"
+OUTCOME = "outcome"
+LOST = "lost: the driver ended before this trial was recorded"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+class HonestOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` with truthful trial states (see the module's docstring)."""
+
+    def suggest(self, trial_id: str) -> dict | None:
+        """The suggestion, its Optuna trial tagged with the Tune trial id."""
+        params = super().suggest(trial_id)
+        if params is not None and trial_id in self._ot_trials:
+            self._ot_trials[trial_id].set_user_attr(TUNE_ID, trial_id)
+        return params
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Report each epoch's finite objective as an intermediate value."""
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        if _finite(result.get(self.metric)):
+            super().on_trial_result(trial_id, result)
+            self._reported_steps()[trial_id] = result.get("training_iteration")
+
+    def _reported_steps(self) -> dict[str, Any]:
+        """The last step reported per trial (kept in the searcher's saved state)."""
+        if not hasattr(self, "_last_steps"):
+            self._last_steps: dict[str, Any] = {}
+        return self._last_steps
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Tell Optuna COMPLETE, PRUNED or FAIL by the trial's robustune outcome."""
+        import optuna
+
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        outcome = trial_outcome("ERROR" if error else "TERMINATED", result)
+        value = (result or {}).get(self.metric)
+        suspect = bool((result or {}).get("suspect"))
+        if outcome == "finished" and _finite(value) and not suspect:
+            state, told = optuna.trial.TrialState.COMPLETE, float(value)
+        elif outcome == "pruned":  # Tune passes the result ASHA stopped on to no on_trial_result: report it here
+            step = (result or {}).get("training_iteration")
+            if _finite(value) and step is not None and self._reported_steps().get(trial_id) != step:
+                ot_trial.report(float(value), int(step))
+            state, told = optuna.trial.TrialState.PRUNED, None
+        else:
+            state, told = optuna.trial.TrialState.FAIL, None
+            outcome = "suspect" if outcome == "finished" and suspect else "failed"
+        ot_trial.set_user_attr(OUTCOME, outcome)
+        self._ot_study.tell(ot_trial, told, state=state)
+        self._completed_trials.add(trial_id)
+
+
+def study_states(storage: str, study_name: str) -> dict[str, str]:
+    """Tune trial id -> Optuna state name (COMPLETE, PRUNED, FAIL, RUNNING) of a study in RDB storage."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # no such study (yet)
+        return {}
+    return {str(t.user_attrs[TUNE_ID]): t.state.name for t in study.get_trials(deepcopy=False)
+            if TUNE_ID in t.user_attrs}
+
+
+def settle_study(storage: str, study_name: str, live: set[str]) -> list[int]:
+    """FAIL every RUNNING trial whose Tune trial is not in ``live`` (lost by a driver that died); their numbers."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    lost = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if str(trial.user_attrs.get(TUNE_ID)) in live:
+            continue
+        optuna.trial.Trial(study, trial._trial_id).set_user_attr(OUTCOME, LOST)
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        lost.append(trial.number)
+    return lost
