@@ -27,7 +27,10 @@ def build_parser() -> OneLineParser:
     p.add_argument("--limit", type=int, default=None,
                    help="evaluate the first N examples of the split (default: the split of the export's spec)")
     p.add_argument("--split", default="test", choices=("test", "val"))
-    p.add_argument("--data-dir", default=None, help="folder holding the dataset (default: the spec's)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding the dataset (default: the Debian package for fashion-mnist; never the "
+                        "export's own setting)")
+    p.add_argument("--download", action="store_true", help="download a torchvision dataset into --data-dir")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: $ROBUSTUNE_DEVICE or auto)")
     add_suite_arguments(p)
     return p
@@ -66,10 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     export = load_export(args.export_dir, device=device)
     suite = overrides.apply(recorded_suite(export.metrics, export.spec))
     limit_field = "test_limit" if args.split == "test" else "val_limit"
-    data_overrides: dict[str, Any] = {} if args.limit is None else {limit_field: args.limit}
-    if args.data_dir is not None:
-        data_overrides["data_dir"] = args.data_dir
-    splits = load_splits(replace(export.spec.data, **data_overrides))
+    limits: dict[str, Any] = {} if args.limit is None else {limit_field: args.limit}
+    # an export is data: where the dataset lives and whether to download it come from this command line only
+    splits = load_splits(replace(export.spec.data, data_dir=args.data_dir, download=args.download, **limits))
     shape = (splits.info.channels, splits.info.size, splits.info.classes)
     if shape != (export.info.channels, export.info.size, export.info.classes):
         raise ValueError(f"dataset {splits.info.name!r} (channels, size, classes)={shape} does not fit the "

@@ -59,21 +59,25 @@ class SuiteOverrides:
         return replace(out, **settings) if settings else out
 
 
-def add_suite_arguments(parser: argparse.ArgumentParser, eps_aliases: tuple[str, ...] = ()) -> None:
-    """The suite flags: --attacks, --epsilon, --l2-epsilon, --budget, --eot-samples, --predict-samples, --cascade,
-    --gradients."""
+def add_suite_arguments(parser: argparse.ArgumentParser, eps_aliases: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Add the suite flags (--attacks, --epsilon, --l2-epsilon, --budget, --eot-samples, --predict-samples,
+    --cascade, --gradients); returns their destinations, the names :meth:`SuiteOverrides.from_args` reads."""
     group = parser.add_argument_group("attack suite (default: as configured)")
-    group.add_argument("--attacks", default=None, help=f"comma-separated, from {','.join(list_attacks())}")
-    group.add_argument("--epsilon", *eps_aliases, type=float, default=None, help="L-inf radius in pixel units")
-    group.add_argument("--l2-epsilon", type=float, default=None, help="L2 radius in pixel units")
-    group.add_argument("--budget", action="append", default=None, metavar="[ATTACK.]SETTING=VALUE",
-                       help="an attack's budget, e.g. pgd.steps=20 or restarts=2 (every attack that has it); "
-                            "repeatable, comma-separated")
-    group.add_argument("--eot-samples", type=int, default=None, help="gradient draws per step (stochastic models)")
-    group.add_argument("--predict-samples", type=int, default=None, help="draws averaged per prediction")
-    group.add_argument("--cascade", action=argparse.BooleanOptionalAction, default=None,
-                       help="run each attack only on the examples still robust (AutoAttack's way); --no-cascade "
-                            "runs every attack on every correct example")
-    group.add_argument("--gradients", default=None, metavar="WAYS",
-                       help=f"how stochastic models are attacked, from {','.join(GRADIENTS)} (both: the worst case "
-                            "over both)")
+    actions = [
+        group.add_argument("--attacks", default=None, help=f"comma-separated, from {','.join(list_attacks())}"),
+        group.add_argument("--epsilon", *eps_aliases, type=float, default=None, help="L-inf radius in pixel units"),
+        group.add_argument("--l2-epsilon", type=float, default=None, help="L2 radius in pixel units"),
+        group.add_argument("--budget", action="append", default=None, metavar="[ATTACK.]SETTING=VALUE",
+                           help="an attack's budget, e.g. pgd.steps=20 or restarts=2 (every attack that has it); "
+                                "repeatable, comma-separated"),
+        group.add_argument("--eot-samples", type=int, default=None,
+                           help="gradient draws per step (stochastic models)"),
+        group.add_argument("--predict-samples", type=int, default=None, help="draws averaged per prediction"),
+        group.add_argument("--cascade", action=argparse.BooleanOptionalAction, default=None,
+                           help="run each attack only on the examples still robust (AutoAttack's way); "
+                                "--no-cascade runs every attack on every correct example"),
+        group.add_argument("--gradients", default=None, metavar="WAYS",
+                           help=f"how stochastic models are attacked, from {','.join(GRADIENTS)} (both: the worst "
+                                "case over both)"),
+    ]
+    return tuple(action.dest for action in actions)

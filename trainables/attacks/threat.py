@@ -10,9 +10,10 @@ __all__ = ["NORMS", "ThreatModel"]
 NORMS = ("linf", "l2")
 
 
-def _check_radius(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0 (pixel units), got {name}={value!r}")
+def _check_radius(name: str, value: float, most: float = math.inf) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= most):
+        bound = f"in [0, {most:g}]" if math.isfinite(most) else ">= 0"
+        raise ValueError(f"{name} must be a finite number {bound} (pixel units), got {name}={value!r}")
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class ThreatModel:
     l2_eps: float | None = 1.5
 
     def __post_init__(self) -> None:
-        _check_radius("eps", self.eps)
+        _check_radius("eps", self.eps, most=1.0)  # pixels live in [0, 1]: a larger L-inf ball is all of them
         if self.l2_eps is not None:
             _check_radius("l2_eps", self.l2_eps)
 
@@ -42,7 +43,7 @@ class ThreatModel:
         raise ValueError(f"unknown norm {norm!r}; choose from {', '.join(NORMS)}")
 
     def scaled(self, factor: float) -> ThreatModel:
-        """Every radius times ``factor`` (training at a multiple of the evaluation epsilon)."""
+        """Every radius times ``factor`` (training at a multiple of the evaluation epsilon; L-inf capped at 1)."""
         if not (math.isfinite(factor) and factor >= 0):
             raise ValueError(f"the epsilon scale must be finite and >= 0, got {factor=}")
-        return ThreatModel(self.eps * factor, None if self.l2_eps is None else self.l2_eps * factor)
+        return ThreatModel(min(self.eps * factor, 1.0), None if self.l2_eps is None else self.l2_eps * factor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 __all__ = ["ModelConfig"]
@@ -40,13 +41,13 @@ class ModelConfig:
                 f"widen and hidden_blocks must be >= 1, got {self.widen=}, {self.hidden_blocks=}")
         if self.cnn_width < 1 or self.cnn_kernel < 1 or self.cnn_kernel % 2 == 0:
             raise ValueError(f"cnn_width must be >= 1 and cnn_kernel odd, got {self.cnn_width=}, {self.cnn_kernel=}")
-        if self.temperature <= 0 or self.ibp_temperature <= 0:
-            raise ValueError(f"temperatures must be > 0, got {self.temperature=}, {self.ibp_temperature=}")
-        if self.ibp_alpha <= 0:
-            raise ValueError(f"ibp_alpha must be > 0, got {self.ibp_alpha=}")
+        if not (0 < self.temperature < math.inf and 0 < self.ibp_temperature < math.inf):
+            raise ValueError(f"temperatures must be finite and > 0, got {self.temperature=}, {self.ibp_temperature=}")
+        if not 0 < self.ibp_alpha < math.inf:
+            raise ValueError(f"ibp_alpha must be finite and > 0, got {self.ibp_alpha=}")
         if self.inference not in ("sample", "argmax"):
             raise ValueError(f"inference must be 'sample' or 'argmax', got {self.inference=}")
-        if self.pni_init < 0:
-            raise ValueError(f"pni_init must be >= 0, got {self.pni_init=}")
-        if not self.input_noise >= 0:
-            raise ValueError(f"input_noise must be >= 0, got {self.input_noise=}")
+        if not 0 <= self.pni_init < math.inf:
+            raise ValueError(f"pni_init must be finite and >= 0, got {self.pni_init=}")
+        if not 0 <= self.input_noise < math.inf:
+            raise ValueError(f"input_noise must be finite and >= 0, got {self.input_noise=}")

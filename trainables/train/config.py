@@ -37,11 +37,13 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        finite = all(math.isfinite(v) for v in (self.lr, self.weight_decay, self.kl_weight, self.eps_scale))
         checks = {
-            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
-            "momentum": 0 <= self.momentum < 1, "weight_decay": self.weight_decay >= 0,
-            "kl_weight": self.kl_weight >= 0, "clean_weight": 0 <= self.clean_weight <= 1,
-            "eps_scale": math.isfinite(self.eps_scale) and self.eps_scale >= 0,
+            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": finite and self.lr > 0,
+            "momentum": 0 <= self.momentum < 1, "weight_decay": finite and self.weight_decay >= 0,
+            "kl_weight": finite and self.kl_weight >= 0, "clean_weight": 0 <= self.clean_weight <= 1,
+            "eps_scale": finite and self.eps_scale >= 0,
+            "eval_limit": self.eval_limit is None or self.eval_limit >= 1,
         }
         for name, ok in checks.items():
             if not ok:

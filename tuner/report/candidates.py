@@ -70,16 +70,19 @@ def _names(paths: Sequence[Path]) -> list[str]:
 
 
 def exported_candidates(paths: Sequence[Path], test_limit: int, device: torch.device,
-                        data_dir: str | None = None) -> Iterator[Candidate]:
-    """Load each export and its dataset's first ``test_limit`` test images, one at a time."""
+                        data_dir: str | None = None, download: bool = False) -> Iterator[Candidate]:
+    """Load each export and its dataset's first ``test_limit`` test images, one at a time.
+
+    An export is data: the dataset's location and downloads come from the arguments, never from it.
+    """
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise FileNotFoundError(f"no export directory at {', '.join(missing)}")
     loaded: dict[DataConfig, Splits] = {}
     for name, path in zip(_names(paths), paths, strict=True):
         export = load_export(path, device=device)
-        data = replace(export.spec.data, test_limit=test_limit, train_limit=1, val_limit=1,
-                       **({"data_dir": data_dir} if data_dir else {}))
+        data = replace(export.spec.data, test_limit=test_limit, train_limit=1, val_limit=1, data_dir=data_dir,
+                       download=download)
         if data not in loaded:
             loaded[data] = load_splits(data)
         splits = loaded[data]

@@ -63,7 +63,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--figure-limit", type=int, default=200, help="test images shown in the probability figure")
     p.add_argument("--results", type=Path, default=None, help="a search's results.parquet: draw the Pareto front")
     p.add_argument("--export", default=None, help="trial id marked on the Pareto figure (default: best exportable)")
-    p.add_argument("--data-dir", default=None, help="folder holding the dataset")
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset (never an export's own setting)")
+    p.add_argument("--download", action="store_true", help="download a torchvision dataset into --data-dir")
     p.add_argument("--device", default=None, help="cpu, cuda (default: $ROBUSTUNE_DEVICE or auto)")
     add_suite_arguments(p)  # --epsilon also sets the recipes' training radius; exports default to their own
     return p
@@ -124,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = load_export(args.exports[0])
         base_suite = replace(base_suite, threat=recorded_suite(first.metrics, first.spec).threat)
         cfg = _report_config(args, overrides.apply(base_suite))
-        candidates = exported_candidates(args.exports, args.test_limit, device, args.data_dir)
+        candidates = exported_candidates(args.exports, args.test_limit, device, args.data_dir, args.download)
     else:
         cfg = _report_config(args, overrides.apply(base_suite))
         base = quick_base(epochs=args.epochs, train_limit=args.train_limit, test_limit=args.test_limit,
