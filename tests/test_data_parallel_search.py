@@ -70,9 +70,9 @@ def test_data_parallel_search_trains_exports_and_survives_a_diverging_trial(sear
 
     from tuner.export import load_model
 
-    model = load_model(tmp_path / "exports" / "lwta")
+    model = load_model(tmp_path / "exports" / "latest")
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
-    metrics = json.loads((tmp_path / "exports" / "lwta" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "exports" / "lwta-quick" / "metrics.json").read_text())
     assert metrics["search"]["trial_id"] in {r["trial_id"] for r in finished}
     assert 0.0 <= metrics["test"]["robust_acc"] <= metrics["test"]["natural_acc"] <= 1.0
 
@@ -107,4 +107,4 @@ def test_interrupted_data_parallel_trial_resumes_from_its_train_checkpoint(searc
     row = pq.read_table(experiment / "results.parquet").to_pylist()[0]
     assert row["outcome"] == "finished" and row["epochs"] == 4  # the epochs before the interrupt are kept too
     assert [h["epoch"] for h in row["history"]] == [1.0, 2.0, 3.0, 4.0]
-    assert (tmp_path / "exports" / "lwta" / "model.safetensors").exists()
+    assert (tmp_path / "exports" / "lwta-quick" / "model.safetensors").exists()

@@ -190,8 +190,11 @@ def test_load_refuses_broken_exports(exported, tmp_path: Path, mutate, match: st
 
 
 @pytest.mark.parametrize("extra, needle", [
-    (["--epsilon", "-1"], "eps must be a finite number >= 0"),
+    (["--epsilon", "-1"], "eps must be a finite number in [0, 1]"),
     (["--epsilon", "nan"], "eps=nan"),
+    (["--epsilon", "1.5"], "in [0, 1]"),
+    (["--l2-epsilon", "inf"], "l2_eps=inf"),
+    (["--eot-samples", "0"], "eot_samples must be >= 1"),
     (["--budget", "cw.steps=3"], "cannot set cw.steps"),
     (["--attacks", "fgsm,nope"], "unknown attack"),
     (["--limit", "0"], "--limit must be >= 1"),
@@ -239,3 +242,18 @@ def test_a_stochastic_export_takes_the_worst_case_over_both_ways_of_taking_gradi
                        command=COMMAND, space="lwta", params={}, provenance={})
     card = (out / README_FILE).read_text()
     assert "| pgd/plain |" in card and "through surrogate and plain gradients" in card
+
+
+def test_an_export_is_data_its_data_location_and_downloads_are_ignored(exported, tmp_path: Path, capsys) -> None:
+    copy = _copy(exported[1], tmp_path)
+    config = json.loads((copy / CONFIG_FILE).read_text())
+    bait = tmp_path / "created-by-the-export"
+    config["spec"]["data"] |= {"download": True, "data_dir": str(bait / ".." / ".." / "etc")}
+    (copy / CONFIG_FILE).write_text(json.dumps(config))
+    assert run_main(evaluate.main, [str(copy), "--limit", "20", "--attacks", "fgsm"], prog=evaluate.PROG) == 0
+    assert "worst-case robust" in capsys.readouterr().out
+    assert not bait.exists()  # read from the default location; nothing created, nothing downloaded
+    from tuner.report.candidates import exported_candidates
+
+    (candidate,) = exported_candidates([copy], 10, torch.device("cpu"))
+    assert len(candidate.test) == 10 and not bait.exists()

@@ -162,3 +162,17 @@ def test_unknown_marked_trial_fails_before_scoring(folder: dict[str, Path], tmp_
     assert run_main(cli.main, argv, prog=cli.PROG) == 2
     assert "'t9'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--test-limit", "0"], "--test-limit must be >= 1"),
+    (["--epsilon", "1.5"], "in [0, 1]"),
+    (["--certify-n", "0"], "certify_n must be >= 1"),
+    (["--radii", "0.25,inf"], "radii must be"),
+])
+def test_bad_numbers_are_refused_before_anything_is_scored(extra, needle, folder, tmp_path, capsys) -> None:
+    argv = ["--exports", str(folder["plain"]), "--out", str(tmp_path / "out"), *extra]
+    assert run_main(cli.main, argv, prog=cli.PROG) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert not (tmp_path / "out").exists()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,6 +17,7 @@ from torch import nn
 
 from search_spaces import PRESETS
 from trainables.attacks import FGSM, PGD, SuiteConfig, SuiteOverrides, ThreatModel
+from trainables.cli import run_main
 from trainables.data import ImageSet
 from trainables.models import RobustModel
 from tuner.search import DefineBySpace, SearchConfig, resolve_run
@@ -148,23 +151,78 @@ def test_trials_round_trip_through_parquet(tmp_path: Path) -> None:
     [
         (["--space", "nope"], "invalid choice: 'nope'"),
         (["--num-samples", "0"], "--num-samples must be >= 1, got 0"),
-        (["--epsilon", "-0.5"], "eps must be a finite number >= 0 (pixel units), got eps=-0.5"),
+        (["--epsilon", "-0.5"], "eps must be a finite number in [0, 1] (pixel units), got eps=-0.5"),
         (["--epsilon", "inf"], "got eps=inf"),
+        (["--epsilon", "1e9"], "eps must be a finite number in [0, 1]"),
         (["--budget", "pgd.stepz=3"], "cannot set pgd.stepz"),
         (["--attacks", "fgsm,deepfool"], "unknown attack 'deepfool'"),
+        (["--gradients", "sampled", "--no-cascade"], "gradients must be distinct ways"),
+        (["--train-limit", "0"], "--train-limit must be >= 1, got 0"),
+        (["--cpus-per-trial", "nan"], "--cpus-per-trial must be a finite number > 0"),
+        (["--trust-experiment"], "--trust-experiment goes with --resume"),
+        (["--wait-for-resources", "-1"], "--wait-for-resources must be a finite number of seconds >= 0"),
         (["--address", "127.0.0.1:9"], "cannot reach a Ray cluster at 127.0.0.1:9"),
         (["--address", "not an address"], "--address must be empty, 'auto' or host:port"),
         (["--resume", "--name", "never-ran"], "nothing to resume"),
         (["--workers-per-trial", "0"], "--workers-per-trial must be >= 1, got 0"),
         (["--gpus-per-trial", "1.5"], "--gpus-per-trial above 1 must be a whole number of GPUs, got 1.5"),
-        (["--gpus-per-trial", "4"], "a trial needs 4 worker(s) with 0.25 CPU and 1 GPU each, but the Ray cluster has"),
     ],
 )
-def test_cli_bad_input_is_one_line_and_non_zero(search, args: list[str], needle: str) -> None:
+def test_cli_bad_input_is_one_line_before_ray_starts(tmp_path: Path, capsys, args: list[str], needle: str) -> None:
+    import ray
+
+    from tuner.search import cli
+
+    argv = ["--storage-path", str(tmp_path / "runs"), "--export-dir", str(tmp_path / "exports"), *args]
+    try:
+        code = run_main(cli.main, argv, prog=cli.PROG)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--cpus-per-trial", "8"], "a trial needs 1 worker(s) with 8 CPU and 0 GPU each, on a single node"),
+        (["--gpus-per-trial", "1"], "a trial needs 1 worker(s) with 1 CPU and 1 GPU each"),
+        (["--gpus-per-trial", "4"], "a trial needs 4 worker(s) with 0.25 CPU and 1 GPU each, on a single node "
+                                    "per worker, but the Ray cluster has 1 node(s)"),
+    ],
+)
+def test_cli_refuses_trials_the_local_ray_cannot_hold_in_one_line(search, args: list[str], needle: str) -> None:
     proc = search.run(*args, timeout=120)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_joining_an_address_that_is_not_ray_fails_in_bounded_time(search) -> None:
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        began = time.monotonic()
+        proc = search.run("--address", f"127.0.0.1:{server.server_address[1]}", timeout=120)
+    finally:
+        server.shutdown()
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "no Ray cluster answers at 127.0.0.1" in lines[0], proc.stderr
+    assert time.monotonic() - began < 60
+
+
+def _study(experiment: Path) -> dict[str, tuple[str, dict, dict]]:
+    """Tune trial id -> (Optuna state, user attributes, intermediate values) of the search's study."""
+    import optuna
+
+    study = optuna.load_study(study_name=experiment.name, storage=f"sqlite:///{experiment / 'optuna.db'}")
+    return {t.user_attrs.get("tune_trial_id", f"#{t.number}"): (t.state.name, t.user_attrs, t.intermediate_values)
+            for t in study.get_trials()}
 
 
 @pytest.mark.slow
@@ -177,14 +235,26 @@ def test_search_end_to_end_with_failing_trials_then_export_and_evaluate(search, 
     proc = search.run("--space", "lwta", "--num-samples", "4", "--points", str(points), *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best trial" in proc.stdout
-    rows = pq.read_table(tmp_path / "runs" / "lwta-quick" / "results.parquet").to_pylist()
+    experiment = tmp_path / "runs" / "lwta-quick"
+    rows = pq.read_table(experiment / "results.parquet").to_pylist()
     assert len(rows) == 4
     outcomes = sorted(r["outcome"] for r in rows)
     assert outcomes.count("failed") == 2, [(r["trial_id"], r["outcome"], r["error"]) for r in rows]
     assert any(r["exportable"] for r in rows)
-    assert (tmp_path / "runs" / "lwta-quick" / "optuna.db").exists()
 
-    export = tmp_path / "exports" / "lwta"
+    study = _study(experiment)  # the study tells the same story as results.parquet, trial by trial
+    assert set(study) == {r["trial_id"] for r in rows}
+    expected = {"finished": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+    for row in rows:
+        state, attrs, intermediate = study[row["trial_id"]]
+        assert row["study_state"] == state == expected[row["outcome"]], row
+        if row["outcome"] == "pruned":  # told PRUNED with its per-epoch values, not COMPLETE with the last one
+            assert sorted(intermediate) == list(range(1, row["epochs"] + 1))
+        if row["outcome"] == "finished":
+            assert attrs["outcome"] == "finished"
+
+    export = tmp_path / "exports" / "lwta-quick"  # filed per experiment, with a stable pointer
+    assert (tmp_path / "exports" / "latest").resolve() == export.resolve()
     from tuner.export import load_model
 
     model = load_model(export)
@@ -209,25 +279,45 @@ def _finished(progress: Path) -> int:
 @pytest.mark.slow
 @pytest.mark.ray
 def test_interrupted_search_resumes_without_losing_or_rerunning_trials(search, tmp_path: Path) -> None:
-    progress = tmp_path / "runs" / "lwta-quick" / "progress.json"
-    interrupted = search.interrupt_when(lambda: _finished(progress) >= 1, "--space", "lwta", "--num-samples", "3",
-                                        *TINY, "--max-concurrent", "1")
+    experiment = tmp_path / "runs" / "lwta-quick"
+    progress = experiment / "progress.json"
+    second: list[subprocess.CompletedProcess[str]] = []
+
+    def ready() -> bool:
+        if not second and progress.exists():  # meanwhile, a second search of the same experiment is refused
+            second.append(search.run("--space", "lwta", "--num-samples", "3", *TINY, timeout=60))
+        return _finished(progress) >= 1
+
+    interrupted = search.interrupt_when(ready, "--space", "lwta", "--num-samples", "3", *TINY, "--max-concurrent", "1")
     assert interrupted.returncode == 130, interrupted.stderr[-2000:]
     assert "--resume" in interrupted.stderr.strip().splitlines()[-1]
-    first = {r["trial_id"]: r for r in pq.read_table(tmp_path / "runs" / "lwta-quick" / "results.parquet").to_pylist()}
+    assert second[0].returncode == 2 and "is in use by process" in second[0].stderr, second[0].stderr[-2000:]
+    assert len(second[0].stderr.strip().splitlines()) == 1
+    first = {r["trial_id"]: r for r in pq.read_table(experiment / "results.parquet").to_pylist()}
     done = {tid: r for tid, r in first.items() if r["outcome"] == "finished"}
     assert 1 <= len(done) < 3
+    for row in first.values():  # Ctrl-C stopped it: interrupted, not pruned, and the study agrees
+        assert row["outcome"] in ("finished", "pruned", "interrupted")
+        assert (row["outcome"] == "interrupted") == (row["study_state"] == "RUNNING"), row
+
+    tampered = tmp_path / "runs" / "tampered"  # a copy whose pickles someone changed is never unpickled
+    shutil.copytree(experiment, tampered)
+    next(tampered.glob("searcher-state-*.pkl")).write_bytes(b"cos\nsystem\n(S'touch pwned'\ntR.")
+    refused = search.run("--space", "lwta", "--num-samples", "3", "--resume", "--name", "tampered", *TINY)
+    assert refused.returncode == 2 and "changed since this machine's search wrote it" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
 
     resumed = search.run("--space", "lwta", "--num-samples", "3", "--resume", *TINY)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    final = {r["trial_id"]: r for r in pq.read_table(tmp_path / "runs" / "lwta-quick" / "results.parquet").to_pylist()}
+    final = {r["trial_id"]: r for r in pq.read_table(experiment / "results.parquet").to_pylist()}
     assert len(final) == 3
     for tid, row in done.items():  # finished trials kept as they were, not run again
         assert final[tid]["objective"] == row["objective"] and final[tid]["epochs"] == row["epochs"]
     assert all(r["outcome"] in ("finished", "pruned") for r in final.values())
     for row in final.values():  # no epoch lost from a trial that Tune restored
         assert [h["epoch"] for h in row["history"]] == [float(e) for e in range(1, row["epochs"] + 1)], row
-    assert (tmp_path / "exports" / "lwta" / "model.safetensors").exists()
+    assert "RUNNING" not in {state for state, _, _ in _study(experiment).values()}  # none left behind
+    assert (tmp_path / "exports" / "lwta-quick" / "model.safetensors").exists()
 
 
 def test_trials_without_any_report_still_write_parquet(tmp_path: Path) -> None:

@@ -1,0 +1,198 @@
+"""Reliability and security of the search: locks, resources, ranges, exports as data, integrity, the study."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tuner.search.integrity import RECORD_FILE, protected_files, sign, verify
+from tuner.search.lock import LOCK_FILE, experiment_lock
+from tuner.search.progress import trial_outcome
+from tuner.search.resources import TrialResources, placeable, wait_until_placeable
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------------------------- lock
+def test_a_second_search_on_a_locked_experiment_gets_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "runs" / "exp"
+    with experiment_lock(str(folder), "first"):
+        with pytest.raises(FileExistsError, match=f"in use by process {os.getpid()}.*first"):
+            with experiment_lock(str(folder), "second"):
+                pass
+        other = subprocess.run([sys.executable, "-c", "from tuner.search.lock import experiment_lock\n"
+                                f"with experiment_lock({str(folder)!r}, 'other'): pass"],
+                               capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert other.returncode != 0 and "is in use by process" in other.stderr
+    with experiment_lock(str(folder), "third"):  # released on exit
+        pass
+    assert (folder / LOCK_FILE).read_text() == ""
+
+
+def test_the_lock_of_a_killed_search_is_taken_over_and_reported(tmp_path: Path) -> None:
+    folder = tmp_path / "exp"
+    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom tuner.search.lock import experiment_lock\n"
+                               f"with experiment_lock({str(folder)!r}, 'doomed'):\n    print('held', flush=True)\n"
+                               "    time.sleep(60)"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FileExistsError):
+            with experiment_lock(str(folder), "meanwhile"):
+                pass
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs
+        holder.wait()
+    with pytest.warns(UserWarning, match=f"process {holder.pid}.*ended without releasing"):
+        with experiment_lock(str(folder), "next"):
+            pass
+
+
+# ------------------------------------------------------------------------------------------ resources
+def _node(cpu: float, gpu: float = 0.0, alive: bool = True) -> dict:
+    return {"Alive": alive, "Resources": {"CPU": cpu, **({"GPU": gpu} if gpu else {})}}
+
+
+def test_trials_are_checked_against_each_node() -> None:
+    two_cores = [_node(2)]
+    assert placeable(TrialResources(1, 1.0, 0.0), two_cores)
+    assert not placeable(TrialResources(1, 8.0, 0.0), two_cores)
+    assert not placeable(TrialResources(1, 1.0, 1.0), two_cores)
+    assert not placeable(TrialResources(1, 3.0, 0.0), [_node(2), _node(2)])  # no single node has 3
+    assert placeable(TrialResources(2, 1.0, 1.0), [_node(4, 1), _node(4, 1)])  # one GPU worker per node
+    assert not placeable(TrialResources(2, 1.0, 1.0), [_node(4, 1), _node(4, 1, alive=False)])
+
+
+def test_a_cluster_that_does_not_grow_is_refused_after_the_bounded_wait() -> None:
+    asked = []
+    began = time.monotonic()
+    with pytest.raises(ValueError, match=r"8 CPU.*1 node\(s\): 2 CPU 0 GPU after waiting 0.3 s"):
+        wait_until_placeable(TrialResources(1, 8.0, 0.0), lambda: [_node(2)], timeout_s=0.3, poll_s=0.1,
+                             request=asked.append)
+    assert asked == [TrialResources(1, 8.0, 0.0)] and time.monotonic() - began < 5
+    growing = iter([[_node(2)], [_node(2)], [_node(2), _node(8)], [_node(2), _node(8)]])
+    wait_until_placeable(TrialResources(1, 8.0, 0.0), lambda: next(growing), timeout_s=5, poll_s=0.01)
+
+
+# ------------------------------------------------------------------------------------------ integrity
+def test_resume_refuses_an_experiment_folder_changed_or_not_written_here(tmp_path: Path, monkeypatch) -> None:
+    experiment = tmp_path / "exp"
+    (experiment / "trial_0").mkdir(parents=True)
+    (experiment / "tuner.pkl").write_bytes(b"tune's pickle")
+    (experiment / "experiment_state-1.json").write_text("{}")
+    (experiment / "trial_0" / "params.pkl").write_bytes(b"params")
+    (experiment / "results.parquet").write_bytes(b"data, not code")
+    assert {str(p.relative_to(experiment)) for p in protected_files(experiment)} == {
+        "experiment_state-1.json", "tuner.pkl", "trial_0/params.pkl"}
+    with pytest.raises(ValueError, match="no readable integrity record"):
+        verify(experiment)
+    sign(experiment)
+    verify(experiment)
+    (experiment / "results.parquet").write_bytes(b"changed data")
+    verify(experiment)  # data files are not unpickled
+    (experiment / "trial_0" / "params.pkl").write_bytes(b"cos\nsystem\n(S'touch pwned'\ntR.")
+    with pytest.raises(ValueError, match="params.pkl changed since"):
+        verify(experiment)
+    sign(experiment)
+    (experiment / "evil.pkl").write_bytes(b"new")
+    with pytest.raises(ValueError, match="evil.pkl changed"):
+        verify(experiment)
+    (experiment / "evil.pkl").unlink()
+    monkeypatch.setenv("ROBUSTUNE_KEY_FILE", str(tmp_path / "another-machine.key"))
+    with pytest.raises(ValueError, match="not made with this machine's key"):
+        verify(experiment)
+    record = json.loads((experiment / RECORD_FILE).read_text())
+    assert set(record["files"]) == {"experiment_state-1.json", "tuner.pkl", "trial_0/params.pkl"}
+
+
+# ---------------------------------------------------------------------------------------- outcomes
+def test_an_interrupted_trial_is_not_called_pruned() -> None:
+    last = {"final_evaluated": 0.0, "objective": 0.3}
+    assert trial_outcome("TERMINATED", last) == "pruned"  # no study to ask: Tune's word
+    assert trial_outcome("TERMINATED", last, "PRUNED") == "pruned"
+    assert trial_outcome("TERMINATED", last, "RUNNING") == "interrupted"
+    assert trial_outcome("TERMINATED", {"final_evaluated": 1.0, "objective": math.nan}, "FAIL") == "failed"
+
+
+@pytest.mark.ray
+def test_the_local_ray_a_search_starts_requires_its_token(monkeypatch) -> None:
+    import grpc
+    import ray
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    from tuner.search.cluster import connect_ray
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    connect_ray("", num_cpus=1)
+    try:
+        channel = grpc.insecure_channel(ray.get_runtime_context().gcs_address)
+        with pytest.raises(grpc.RpcError) as refused:  # a request without the token is refused
+            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(gcs_service_pb2.GetClusterIdRequest(),
+                                                                              timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        token = Path.home() / ".ray" / "auth_token"
+        assert (token.stat().st_mode & 0o777) == 0o600
+    finally:
+        ray.shutdown()
+
+
+# ------------------------------------------------------------------------------------------- study
+def _searcher(tmp_path: Path):
+    import optuna
+
+    from tuner.search.study import HonestOptunaSearch
+    from tuner.search.tuner_setup import DefineBySpace
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = HonestOptunaSearch(space=DefineBySpace("lwta", "quick"), metric="objective", mode="max",
+                                  sampler=optuna.samplers.TPESampler(seed=0), study_name="s",
+                                  storage=optuna.storages.RDBStorage(storage))
+    return searcher, storage
+
+
+def test_the_study_records_finished_pruned_failed_and_suspect_trials_as_such(tmp_path: Path) -> None:
+    from tuner.search.study import study_states
+
+    searcher, storage = _searcher(tmp_path)
+    for tid in ("done", "stopped", "nan", "crash", "masked"):
+        assert searcher.suggest(tid)
+    epoch = {"objective": 0.3, "final_evaluated": 0.0, "training_iteration": 1}
+    for tid in ("done", "stopped", "masked"):
+        searcher.on_trial_result(tid, epoch)
+    searcher.on_trial_complete("done", {"objective": 0.42, "final_evaluated": 1.0, "training_iteration": 2})
+    searcher.on_trial_complete("stopped", {"objective": 0.2, "final_evaluated": 0.0, "training_iteration": 2})
+    searcher.on_trial_complete("nan", {"objective": math.nan, "diverged": 1.0, "training_iteration": 1})
+    searcher.on_trial_complete("crash", None, error=True)
+    searcher.on_trial_complete("masked", {"objective": 0.9, "final_evaluated": 1.0, "suspect": 1.0,
+                                          "training_iteration": 2})
+    assert study_states(storage, "s") == {"done": "COMPLETE", "stopped": "PRUNED", "nan": "FAIL", "crash": "FAIL",
+                                          "masked": "FAIL"}
+    import optuna
+
+    trials = {t.user_attrs["tune_trial_id"]: t for t in optuna.load_study(study_name="s", storage=storage).trials}
+    assert trials["done"].value == pytest.approx(0.42)
+    assert trials["stopped"].intermediate_values == {1: 0.3, 2: 0.2}  # its epochs, not a final value
+    assert trials["masked"].user_attrs["outcome"] == "suspect"
+
+
+def test_trials_a_dead_driver_left_running_are_failed_when_the_search_ends(tmp_path: Path) -> None:
+    from tuner.search.study import LOST, settle_study, study_states
+
+    searcher, storage = _searcher(tmp_path)
+    searcher.suggest("kept")
+    searcher.suggest("lost")  # asked, then the driver died before its state was saved
+    searcher.suggest("live")
+    searcher.on_trial_complete("kept", {"objective": 0.4, "final_evaluated": 1.0, "training_iteration": 1})
+    assert settle_study(storage, "s", live={"live"}) == [1]
+    states = study_states(storage, "s")
+    assert states == {"kept": "COMPLETE", "lost": "FAIL", "live": "RUNNING"}
+    import optuna
+
+    lost = [t for t in optuna.load_study(study_name="s", storage=storage).trials if t.number == 1][0]
+    assert lost.user_attrs["outcome"] == LOST
