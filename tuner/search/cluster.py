@@ -92,9 +92,12 @@ def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | No
         return
     if address == "":
         _token_auth_on()
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
-                 include_dashboard=dashboard, dashboard_host="127.0.0.1", configure_logging=True,
-                 logging_level="ERROR", log_to_driver=False)
+        try:  # bounded by Ray's own start-up timeouts
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
+                     include_dashboard=dashboard, dashboard_host="127.0.0.1", configure_logging=True,
+                     logging_level="ERROR", log_to_driver=False)
+        except (RuntimeError, ConnectionError) as exc:  # e.g. "Failed to start GCS": the machine, not a bug here
+            raise ConnectionError(f"cannot start a local Ray: {str(exc).splitlines()[0]}") from None
         token = Path.home() / ".ray" / "auth_token"
         if token.is_file() and token.stat().st_mode & 0o077:
             token.chmod(0o600)  # Ray writes it readable by everyone; it is the key to the cluster
