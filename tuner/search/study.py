@@ -34,6 +34,10 @@ def _finite(value: Any) -> bool:
 class HonestOptunaSearch(OptunaSearch):
     """``OptunaSearch`` with truthful trial states (see the module's docstring)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_steps: dict[str, Any] = {}  # the last step reported per trial (saved with the searcher)
+
     def suggest(self, trial_id: str) -> dict | None:
         """The suggestion, its Optuna trial tagged with the Tune trial id."""
         params = super().suggest(trial_id)
@@ -47,13 +51,7 @@ class HonestOptunaSearch(OptunaSearch):
             return
         if _finite(result.get(self.metric)):
             super().on_trial_result(trial_id, result)
-            self._reported_steps()[trial_id] = result.get("training_iteration")
-
-    def _reported_steps(self) -> dict[str, Any]:
-        """The last step reported per trial (kept in the searcher's saved state)."""
-        if not hasattr(self, "_last_steps"):
-            self._last_steps: dict[str, Any] = {}
-        return self._last_steps
+            self._last_steps[trial_id] = result.get("training_iteration")
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Tell Optuna COMPLETE, PRUNED or FAIL by the trial's robustune outcome."""
@@ -69,7 +67,7 @@ class HonestOptunaSearch(OptunaSearch):
             state, told = optuna.trial.TrialState.COMPLETE, float(value)
         elif outcome == "pruned":  # Tune passes the result ASHA stopped on to no on_trial_result: report it here
             step = (result or {}).get("training_iteration")
-            if _finite(value) and step is not None and self._reported_steps().get(trial_id) != step:
+            if _finite(value) and step is not None and self._last_steps.get(trial_id) != step:
                 ot_trial.report(float(value), int(step))
             state, told = optuna.trial.TrialState.PRUNED, None
         else:
