@@ -23,4 +23,15 @@ if [ ! -f "$data/train-images-idx3-ubyte.gz" ]; then
              "dataset-fashion-mnist', or put the four *-ubyte.gz files in a folder and pass --data-dir." >&2
     fi
 fi
+# the tests open the search's results page in a real headless browser
+if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
+            || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+            || echo "setup.sh: could not install chromium: the results-page test will be skipped" >&2
+    else
+        echo "setup.sh: no chromium: the results-page test will be skipped (install it with 'sudo apt-get install" \
+             "chromium')" >&2
+    fi
+fi
 echo "setup.sh: ready ($("$venv/bin/python" -c 'import torch, ray, optuna; print(f"torch {torch.__version__}, ray {ray.__version__}, optuna {optuna.__version__}")'))"

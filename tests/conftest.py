@@ -9,6 +9,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 os.environ.setdefault("ROBUSTUNE_KEY_FILE", os.path.join(os.environ.get("TMPDIR", "/tmp"),
                                                          f"robustune-test-{os.getpid()}.key"))
 
+import re  # noqa: E402
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -86,3 +88,21 @@ class SearchCommand:
 def search(tmp_path: Path) -> SearchCommand:
     """The search command line in this test's tmp_path."""
     return SearchCommand(tmp_path)
+
+
+@pytest.fixture
+def rendered_figures() -> Callable[[Path], tuple[int, int]]:
+    """``render(page)``: (figures drawn, figures) of an HTML page opened in headless chromium."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (./setup.sh --dev installs it)")
+
+    def render(page: Path) -> tuple[int, int]:
+        argv = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.resolve().as_uri()]
+        dom = subprocess.run(argv, capture_output=True, text=True, timeout=120).stdout
+        drawn = re.search(r'data-figures-drawn="(\d+)"', dom)
+        total = re.search(r'data-figures="(\d+)"', dom)
+        assert drawn and total, dom[:2000]
+        return int(drawn.group(1)), int(total.group(1))
+
+    return render

@@ -227,7 +227,8 @@ def _study(experiment: Path) -> dict[str, tuple[str, dict, dict]]:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_search_end_to_end_with_failing_trials_then_export_and_evaluate(search, tmp_path: Path) -> None:
+def test_search_end_to_end_with_failing_trials_then_export_and_evaluate(search, tmp_path: Path,
+                                                                       rendered_figures) -> None:
     points = tmp_path / "points.json"
     points.write_text(json.dumps([{"lr": 1.0e6, "mix_none": 1.0, "mix_gaussian": 0.0, "mix_fgsm": 0.0,
                                    "mix_pgd": 0.0, "mix_cw": 0.0},  # diverges: NaN loss
@@ -266,6 +267,22 @@ def test_search_end_to_end_with_failing_trials_then_export_and_evaluate(search, 
                                 "--attacks", "fgsm"], capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr
     assert "worst-case robust" in evaluated.stdout
+
+    # what the user saw: phases and one line per trial event, none of Ray's, Tune's or Optuna's own banners
+    for needle in ("starting a local Ray: done in", "trial ", "epoch 1/2", "trial-epochs, ETA",
+                   "training done: ", "scoring trial", "results page: "):
+        assert needle in proc.stderr, needle
+    for banner in ("Configuration for experiment", "A new study created", "TensorBoard", "View detailed results"):
+        assert banner not in proc.stderr + proc.stdout, banner
+    assert (experiment / "search.log").is_file()
+    for page in (experiment / "report.html", export / "report.html"):
+        drawn, figures = rendered_figures(page)
+        assert drawn == figures == 2, page
+    status = subprocess.run([sys.executable, "-m", "tuner.search", "--storage-path", str(tmp_path / "runs"),
+                             "--status", "lwta-quick"], capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert "not running; phase done" in status.stdout
+    assert all(row["trial_id"] in status.stdout for row in rows)
 
 
 def _finished(progress: Path) -> int:

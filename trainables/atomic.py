@@ -14,6 +14,7 @@ __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(f)`` on a temp file next to ``path``, fsync it, then rename it over ``path``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; the file gets the usual permissions
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -24,6 +25,12 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -12,7 +15,9 @@ from .checks import warn_if_unreliable
 from .result import RobustResult
 from .suite import SuiteConfig
 
-__all__ = ["evaluate_robustness"]
+__all__ = ["ProgressFn", "evaluate_robustness"]
+
+ProgressFn = Callable[[str, int, int], None]  # (what runs now, batches done, batches expected)
 
 
 def evaluate_robustness(
@@ -22,6 +27,7 @@ def evaluate_robustness(
     suite: SuiteConfig | None = None,
     device: torch.device | str | None = None,
     keep_adversarial: bool = False,
+    progress: ProgressFn | None = None,
 ) -> RobustResult:
     """Evaluate ``model`` on images (N, C, H, W) in [0, 1] (or uint8) under every attack of the suite.
 
@@ -29,8 +35,9 @@ def evaluate_robustness(
     worst = natural AND every attack, per example. A stochastic model is attacked once per way of
     taking its gradients the suite lists; a deterministic one once, its outcome standing for every
     way. Each run draws from its own seeded stream, so adding an attack never changes another's
-    outcome. ``keep_adversarial`` returns the inputs each run produced. The model runs in eval mode;
-    its training flag is restored afterwards.
+    outcome. ``keep_adversarial`` returns the inputs each run produced. ``progress`` hears of every
+    batch (the expected count assumes each later run attacks what is still robust now). The model
+    runs in eval mode; its training flag is restored afterwards.
     """
     cfg = SuiteConfig() if suite is None else suite
     if images.shape[0] != labels.shape[0] or images.shape[0] == 0:
@@ -43,15 +50,27 @@ def evaluate_robustness(
     stochastic = is_stochastic(model)
     warn_if_unreliable(model, cfg)
     adversarial: dict[str, Tensor] | None = {} if keep_adversarial else None
+    passes = cfg.passes(stochastic)
+    waiting = [key for key, way, _ in passes if stochastic or way == cfg.gradients[0]]  # runs not started yet
+    done = 0
+
+    def tick(label: str, left: int, pool: int) -> None:
+        """One more batch of ``label``; ``left`` remain in it, later runs attack at most ``pool`` examples."""
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(label, done, done + max(left, 0) + len(waiting) * math.ceil(pool / bs))
+
     with evaluating(model):
         natural = torch.zeros(n, dtype=torch.bool)
         with private_rng(cfg.seed, device, key="natural"):
             for i in range(0, n, bs):
                 xb, yb = x_all[i:i + bs].to(device), y_all[i:i + bs].to(device)
                 natural[i:i + bs] = (predict(model, xb, cfg.predict_samples) == yb).cpu()
+                tick("natural", math.ceil((n - i - bs) / bs), n)
         still = natural.clone()  # (N,) not yet broken by any attack
         per_attack: dict[str, Tensor] = {}
-        for key, way, attack in cfg.passes(stochastic):
+        for key, way, attack in passes:
             if not stochastic and way != cfg.gradients[0]:  # the same gradients: the same outcome
                 per_attack[key] = per_attack[attack.name]
                 if adversarial is not None:
@@ -60,6 +79,7 @@ def evaluate_robustness(
             targets = (still if cfg.cascade else natural).nonzero().squeeze(1)  # (n_targets,)
             robust = torch.zeros(n, dtype=torch.bool)
             kept = x_all.clone() if adversarial is not None else None
+            waiting.remove(key)
             with private_rng(cfg.seed, device, key=key), surrogate_gradients(model, way == "surrogate" and stochastic):
                 for i in range(0, targets.numel(), bs):
                     idx = targets[i:i + bs]
@@ -68,6 +88,7 @@ def evaluate_robustness(
                     robust[idx] = (predict(model, x_adv, cfg.predict_samples) == yb).cpu()
                     if kept is not None:
                         kept[idx] = x_adv.cpu()
+                    tick(key, math.ceil((targets.numel() - i - bs) / bs), targets.numel())
             per_attack[key] = robust
             still &= robust
             if adversarial is not None and kept is not None:

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from trainables.attacks import SuiteConfig, evaluate_robustness
+from trainables.attacks.evaluation import ProgressFn
 from trainables.data import Splits
 from trainables.models import RobustModel
 
@@ -21,17 +22,20 @@ def evaluate_for_export(
     suite: SuiteConfig,
     device: torch.device | str | None = None,
     val_limit: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Validation (first ``val_limit``) and test accuracies under ``suite``: {"validation", "test", ...}.
 
     ``robust_acc`` is the per-example worst case over every attack of the suite, through every way
     of taking gradients it lists (an export suite attacks a stochastic model both through its
     surrogate and through its own sampled gradients, since neither is always the stronger).
+    ``progress`` hears of every batch, labelled ``<split>: <attack>``.
     """
     out: dict[str, Any] = {}
     examples: dict[str, int] = {}
     for key, data in (("validation", splits.val.head(val_limit)), ("test", splits.test)):
-        result = evaluate_robustness(model, data.floats(), data.labels, suite, device=device)
+        heard = None if progress is None else _labelled(progress, key)
+        result = evaluate_robustness(model, data.floats(), data.labels, suite, device=device, progress=heard)
         metrics = result.as_dict()
         assert 0.0 <= metrics["robust_acc"] <= metrics["natural_acc"] <= 1.0, (key, metrics)
         out[key] = metrics
@@ -39,3 +43,7 @@ def evaluate_for_export(
     out["suite"] = suite.to_dict()
     out["examples"] = examples
     return out
+
+
+def _labelled(progress: ProgressFn, split: str) -> ProgressFn:
+    return lambda label, done, total: progress(f"{split}: {label}", done, total)

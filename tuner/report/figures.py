@@ -21,6 +21,7 @@ __all__ = [
     "ParetoPoint",
     "pareto_front",
     "plot_adversarial_examples",
+    "plot_epoch_curves",
     "plot_pareto",
     "plot_true_class_probability",
 ]
@@ -155,8 +156,12 @@ def pareto_front(points: Sequence[ParetoPoint]) -> list[ParetoPoint]:
 
 def plot_pareto(
     points: Sequence[ParetoPoint], path: Path, *, marked: str | None = None, title: str = "",
+    others: Sequence[ParetoPoint] = (),
 ) -> Path:
-    """Natural vs robust accuracy (percent) of finished trials, the Pareto front drawn, trial ``marked`` starred."""
+    """Natural vs robust accuracy (percent) of finished trials, the Pareto front drawn, trial ``marked`` starred.
+
+    ``others`` (trials stopped early, at their last per-epoch scores) are drawn hollow, apart from the front.
+    """
     if not points:
         raise ValueError("need at least one finished trial with natural and robust accuracy, got none")
     bad = [p for p in points if not (0 <= p.natural <= 1 and 0 <= p.robust <= 1)]
@@ -169,6 +174,9 @@ def plot_pareto(
                alpha=0.7, label=f"finished trials ({len(points)})")
     ax.plot([100 * p.natural for p in front], [100 * p.robust for p in front], "-o", color="tab:blue", ms=6,
             label=f"Pareto front ({len(front)})")
+    if others:
+        ax.scatter([100 * p.natural for p in others], [100 * p.robust for p in others], s=22, facecolors="none",
+                   edgecolors="tab:gray", label=f"stopped early, per-epoch suite ({len(others)})")
     chosen = next((p for p in points if p.trial_id == marked), None)
     if chosen is not None:
         ax.scatter([100 * chosen.natural], [100 * chosen.robust], marker="*", s=260, color="tab:orange",
@@ -178,5 +186,40 @@ def plot_pareto(
     ax.set_title(title or "Natural vs robust accuracy over the search")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_epoch_curves(
+    histories: Mapping[str, Sequence[Mapping[str, float]]], path: Path, *, marked: str | None = None,
+    title: str = "",
+) -> Path:
+    """Validation natural and robust accuracy per epoch of every trial (two panels), trial ``marked`` in bold.
+
+    ``histories`` maps a trial id to its per-epoch rows (``epoch``, ``natural_acc``, ``robust_acc``).
+    """
+    rows = {t: [r for r in h if "epoch" in r] for t, h in histories.items()}
+    if not any(rows.values()):
+        raise ValueError("need at least one trial with per-epoch accuracies, got none")
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    for ax, key, label in zip(axes, ("natural_acc", "robust_acc"), ("natural", "robust (per-epoch suite)"),
+                              strict=True):
+        for trial_id, history in rows.items():
+            points = [(r["epoch"], 100 * r[key]) for r in history if key in r and math.isfinite(r[key])]
+            if not points:
+                continue
+            chosen = trial_id == marked
+            ax.plot(*zip(*points, strict=True), "-o", ms=3, lw=2.4 if chosen else 1.0, alpha=1.0 if chosen else 0.6,
+                    label=f"{trial_id} (exported)" if chosen else None, zorder=3 if chosen else 2)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(f"validation {label} (%)")
+        ax.grid(alpha=0.3)
+    if marked in rows:
+        axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle(title or "Per-epoch validation accuracy of every trial")
     fig.tight_layout()
     return _save(fig, path)

@@ -6,6 +6,7 @@ import json
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from search_spaces import PRESETS, list_spaces
 from trainables.attacks import SuiteOverrides, add_suite_arguments
@@ -13,6 +14,7 @@ from trainables.cli import OneLineParser
 from trainables.data import list_datasets
 from tuner.search.config import SearchConfig
 from tuner.search.run import run_search
+from tuner.search.status import show_status
 
 __all__ = ["PROG", "build_parser", "main"]
 
@@ -51,7 +53,10 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--val-limit", type=int, default=None, help="override the preset's validation subset")
     p.add_argument("--test-limit", type=int, default=None, help="override the preset's test subset")
     p.add_argument("--points", default=None, help="JSON list of configurations to evaluate first")
-    p.add_argument("--no-live", action="store_true", help="no live view (logs and CI)")
+    p.add_argument("--no-live", action="store_true", help="one plain line per event instead of the live view")
+    p.add_argument("--verbose", action="store_true", help="Ray's, Tune's and Optuna's own output on the terminal too")
+    p.add_argument("--status", metavar="NAME", default=None,
+                   help="show where the search NAME (in --storage-path) stands, running or finished, and exit")
     suite_flags = add_suite_arguments(p)  # radii apply to training and every suite; attacks, budgets to the final ones
     return p, suite_flags
 
@@ -60,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse, search, print the leaderboard and the export."""
     parser, suite_flags = build_parser()
     args = parser.parse_args(argv)
-    values = {k: v for k, v in vars(args).items() if k != "no_live" and k not in suite_flags}
+    if args.status is not None:
+        return show_status(Path(args.storage_path) / args.status)
+    values = {k: v for k, v in vars(args).items() if k not in ("no_live", "status") and k not in suite_flags}
     cfg = SearchConfig(**values, suite=SuiteOverrides.from_args(args), live=not args.no_live)
     command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     outcome = run_search(cfg, command)

@@ -74,12 +74,13 @@ def _token_auth_on() -> None:
 
 def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | None = None,
                 object_store_memory: int | None = None, dashboard: bool = False, timeout: float = 5.0,
-                probe: Callable[[str, int, float], None] = probe_gcs) -> None:
+                probe: Callable[[str, int, float], None] = probe_gcs, log_to_driver: bool = False) -> None:
     """``ray.init`` for a local instance (address '') or an existing cluster ('auto', host:port).
 
     ``dashboard`` starts a local instance with its dashboard, whose State API Ray Train needs to
     free the workers of a trial that Tune stopped early (its placement-group cleaner asks it
-    whether the trial's Train controller is still alive); on 127.0.0.1 only.
+    whether the trial's Train controller is still alive); on 127.0.0.1 only. ``log_to_driver``
+    brings the workers' own output to this terminal.
     """
     import ray
 
@@ -95,7 +96,7 @@ def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | No
         try:  # bounded by Ray's own start-up timeouts
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
                      include_dashboard=dashboard, dashboard_host="127.0.0.1", configure_logging=True,
-                     logging_level="ERROR", log_to_driver=False)
+                     logging_level="ERROR", log_to_driver=log_to_driver)
         except (RuntimeError, ConnectionError) as exc:  # e.g. "Failed to start GCS": the machine, not a bug here
             raise ConnectionError(f"cannot start a local Ray: {str(exc).splitlines()[0]}") from None
         token = Path.home() / ".ray" / "auth_token"
@@ -103,6 +104,6 @@ def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | No
             token.chmod(0o600)  # Ray writes it readable by everyone; it is the key to the cluster
         return
     try:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        ray.init(address=address, logging_level="ERROR", log_to_driver=log_to_driver)
     except (ConnectionError, RuntimeError) as exc:
         raise ConnectionError(f"cannot join the Ray cluster at {address!r}: {str(exc).splitlines()[0]}") from None

@@ -46,7 +46,8 @@ class SearchConfig:
     grace_period: int = 1
     resource_wait_s: float | None = None  # None: 0 for a local Ray, 600 s for a joined cluster (its autoscaler)
     trust_experiment: bool = False  # resume without checking the experiment's integrity record
-    live: bool = True
+    live: bool = True  # a live rich view; False: one plain line per event
+    verbose: bool = False  # Ray's, Tune's and Optuna's own output on the terminal too
 
     def __post_init__(self) -> None:
         at_least_one = {"--num-samples": self.num_samples, "--max-concurrent": self.max_concurrent,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 
 from search_spaces import Preset, get_space
 from trainables.attacks import SuiteConfig
+from trainables.attacks.evaluation import ProgressFn
 from trainables.data import Splits, load_splits
 from trainables.models import build_model
 from trainables.train import RunSpec, load_checkpoint
@@ -30,9 +30,11 @@ from tuner.search.config import SearchConfig, is_uri
 from tuner.search.leaderboard import leaderboard
 from tuner.search.lock import experiment_lock
 from tuner.search.plan import SearchPlan, resolve_run
+from tuner.search.progress import write_phase
 from tuner.search.resources import TrialResources, request_from_autoscaler, wait_until_placeable
 from tuner.search.results import TrialRecord, best_trial, collect_trials, write_trials
 from tuner.search.tuner_setup import build_tuner, check_experiment, optuna_storage
+from tuner.search.view import Phases
 
 __all__ = ["LATEST", "SearchOutcome", "export_best", "run_search"]
 
@@ -60,7 +62,7 @@ def _point_latest(export_dir: Path, name: str) -> None:
 
 
 def export_best(record: TrialRecord, splits: Splits, preset: Preset, suite: SuiteConfig, cfg: SearchConfig,
-                command: str) -> Path:
+                command: str, progress: ProgressFn | None = None) -> Path:
     """Re-evaluate the best trial's final checkpoint with ``suite`` and export it to exports/<experiment>/."""
     from tuner.export import evaluate_for_export, export_model
     from tuner.provenance import collect_provenance
@@ -72,7 +74,7 @@ def export_best(record: TrialRecord, splits: Splits, preset: Preset, suite: Suit
     model = build_model(spec.model, splits.info)
     model.load_state_dict(state.model)
     model.eval()
-    metrics = evaluate_for_export(model, splits, suite, val_limit=preset.export_val_limit)
+    metrics = evaluate_for_export(model, splits, suite, val_limit=preset.export_val_limit, progress=progress)
     metrics["search"] = {"trial_id": record.trial_id, "objective": record.objective,
                          "experiment": cfg.experiment_path,
                          "objective_metrics": {k: v for k, v in record.final.items() if k.startswith("final/")}}
@@ -84,7 +86,7 @@ def export_best(record: TrialRecord, splits: Splits, preset: Preset, suite: Suit
     return out
 
 
-def _layout(cfg: SearchConfig, preset: Preset, console: Any) -> tuple[TrialResources, int | None]:
+def _layout(cfg: SearchConfig, preset: Preset, phases: Phases) -> tuple[TrialResources, int | None]:
     """Each trial's workers and resources, checked against the cluster, and the trials to run at once."""
     import ray
 
@@ -94,7 +96,7 @@ def _layout(cfg: SearchConfig, preset: Preset, console: Any) -> tuple[TrialResou
     joined = cfg.address != ""
     wait_s = cfg.resource_wait_s if cfg.resource_wait_s is not None else (600.0 if joined else 0.0)
     wait_until_placeable(layout, ray.nodes, timeout_s=wait_s, request=request_from_autoscaler if joined else None,
-                         notify=lambda message: console.print(f"robustune: {message}", highlight=False))
+                         notify=phases.say)
     max_concurrent = cfg.max_concurrent
     if layout.data_parallel:  # Tune cannot see Train's workers: never start more trials than the cluster holds
         fits = layout.concurrency(ray.cluster_resources())
@@ -130,26 +132,66 @@ def _fit_watching_sigint(tuner: Any) -> tuple[Any, bool]:
     return grid, watching and after is before
 
 
-def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, console: Any) -> tuple[Any, bool]:
+def _quiet(cfg: SearchConfig) -> Path | None:
+    """Keep Ray's, Tune's and Optuna's own output off the terminal (``--verbose`` keeps it); the log file."""
+    import logging
+
+    import optuna
+
+    if cfg.verbose:
+        return None
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's banner and tables; read when the run starts
+    optuna.logging.disable_default_handler()
+    if is_uri(cfg.storage_path):
+        return None
+    log = Path(cfg.experiment_path) / "search.log"
+    handler = logging.FileHandler(log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.getLogger("optuna").addHandler(handler)
+    return log
+
+
+def _route_ray_logs(log: Path | None) -> None:
+    """Ray's Python loggers at INFO into ``log``, its terminal handlers at ERROR (after ``ray.init`` set them up)."""
+    import logging
+
+    if log is None:
+        return
+    handler = next(h for h in logging.getLogger("optuna").handlers if isinstance(h, logging.FileHandler))
+    for name in ("ray", "ray.tune", "ray.train"):
+        logger = logging.getLogger(name)
+        for existing in logger.handlers:
+            existing.setLevel(max(existing.level, logging.ERROR))
+        logger.setLevel(logging.INFO)
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+
+
+def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases,
+           log: Path | None) -> tuple[Any, bool]:
     """Start or join Ray, check the trials fit, run Tune; the result grid and whether Ctrl-C stopped it."""
     import ray
 
     from tuner.search.cluster import connect_ray
 
     preset, base = plan.preset, plan.base
-    # Ray Train's clean-up of stopped trials needs the dashboard (see tuner.search.data_parallel)
-    connect_ray(cfg.address, object_store_memory=1 << 30, dashboard=cfg.data_parallel or preset.gpus_per_trial > 1)
+    where = "starting a local Ray" if cfg.address == "" else f"joining the Ray cluster at {cfg.address}"
+    with phases.phase(where):  # Ray Train's clean-up of stopped trials needs the dashboard (see data_parallel)
+        connect_ray(cfg.address, object_store_memory=1 << 30, log_to_driver=cfg.verbose,
+                    dashboard=cfg.data_parallel or preset.gpus_per_trial > 1)
+        _route_ray_logs(log)
     try:
-        layout, max_concurrent = _layout(cfg, preset, console)
+        layout, max_concurrent = _layout(cfg, preset, phases)
         workers = (f", {layout.workers} data-parallel workers per trial "
                    f"({'NCCL' if layout.gpus_per_worker else 'gloo'})") if layout.data_parallel else ""
-        console.print(f"[bold]robustune[/] space {cfg.space}, preset {preset.name}: {base.model.name} on "
-                      f"{base.data.name} ({len(splits.train)} train / {len(splits.val)} val), "
-                      f"{base.train.epochs} epochs, eps {base.threat.eps:g}{workers}; experiment {cfg.experiment_path}")
+        phases.say(f"[bold]training[/]: space {cfg.space}, preset {preset.name}, {base.model.name} on {base.data.name} "
+                   f"({len(splits.train)} train / {len(splits.val)} val), {base.train.epochs} epochs, eps "
+                   f"{base.threat.eps:g}{workers}; experiment {cfg.experiment_path}")
         return _fit_watching_sigint(build_tuner(cfg, plan, splits, layout, max_concurrent))
     finally:
         if cfg.address == "":
-            ray.shutdown()
+            with phases.phase("stopping the local Ray"):
+                ray.shutdown()
 
 
 def _study(cfg: SearchConfig, interrupted: bool) -> dict[str, str]:
@@ -164,26 +206,55 @@ def _study(cfg: SearchConfig, interrupted: bool) -> dict[str, str]:
     return study_states(storage, cfg.experiment_name)
 
 
+def _results_page(cfg: SearchConfig, records: list[TrialRecord], params: tuple[str, ...], command: str,
+                  best: TrialRecord | None, export_path: Path | None) -> list[Path]:
+    """The results page, in the experiment folder (local storage) and the export folder."""
+    import json
+
+    from tuner.report.page import write_results_page
+
+    folders = [] if is_uri(cfg.storage_path) else [Path(cfg.experiment_path)]
+    metrics = None
+    if export_path is not None:
+        folders.append(export_path)
+        metrics = json.loads((export_path / "metrics.json").read_text())
+    return write_results_page(folders, records, title=f"robustune search {cfg.experiment_name} ({cfg.space})",
+                              command=command, params=params, exported=None if best is None else best.trial_id,
+                              export_metrics=metrics, export_path=export_path)
+
+
 def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> SearchOutcome:
     """Run (or resume) one search end to end and export its best honest model."""
-    from rich.console import Console
-
-    console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
     plan = resolve_run(cfg)  # every setting is checked here, before Ray starts
-    with experiment_lock(cfg.experiment_path, command, remote=is_uri(cfg.storage_path)):
+    local = not is_uri(cfg.storage_path)
+    phases = Phases(live=cfg.live, progress_file=Path(cfg.experiment_path) / "progress.json" if local else None)
+    with experiment_lock(cfg.experiment_path, command, remote=not local):
         check_experiment(cfg)
-        splits = load_splits(plan.base.data)
-        grid, stopped_by_signal = _train(cfg, plan, splits, console)
+        log = _quiet(cfg)
+        if log is not None:
+            phases.say(f"Ray's, Tune's and Optuna's own messages: {log}")
+        with phases.phase(f"loading {plan.base.data.name}"):
+            splits = load_splits(plan.base.data)
+        grid, stopped_by_signal = _train(cfg, plan, splits, phases, log)
         num_samples = cfg.num_samples or plan.preset.num_samples
         finished = grid.num_terminated + grid.num_errors
         interrupted = stopped_by_signal or finished < len(grid) or (not cfg.resume and len(grid) < num_samples)
-        records = collect_trials(grid, filesystem=_filesystem(cfg.storage_path), study=_study(cfg, interrupted))
-        results_path = (Path(cfg.experiment_path) / "results.parquet") if not is_uri(cfg.storage_path) else \
-            Path(cfg.export_dir) / f"{cfg.experiment_name}-results.parquet"
-        write_trials(records, results_path)
+        with phases.phase("collecting the trials' results"):
+            records = collect_trials(grid, filesystem=_filesystem(cfg.storage_path),
+                                     study=_study(cfg, interrupted))
+            results_path = (Path(cfg.experiment_path) / "results.parquet") if local else \
+                Path(cfg.export_dir) / f"{cfg.experiment_name}-results.parquet"
+            write_trials(records, results_path)
         params = tuple(k for k in get_space(cfg.space).leaderboard if any(k in r.params for r in records))
-        console.print(leaderboard(records, params))
-        console.print(f"all trials: {results_path}")
+        phases.console.print(leaderboard(records, params))
+        phases.say(f"all trials: {results_path}")
         best = None if interrupted else best_trial(records)
-        export_path = export_best(best, splits, plan.preset, plan.export_suite, cfg, command) if best else None
+        export_path = None
+        if best is not None:
+            with phases.counted(f"scoring trial {best.trial_id} for export (validation and test)") as heard:
+                export_path = export_best(best, splits, plan.preset, plan.export_suite, cfg, command, heard)
+        with phases.phase("writing the results page"):
+            pages = _results_page(cfg, records, params, command, best, export_path)
+        phases.say(f"results page: {pages[0]}" if pages else "no results page (remote storage, nothing exported)")
+        write_phase(phases.progress_file, "interrupted" if interrupted else "done")
     return SearchOutcome(cfg.experiment_path, records, interrupted, best, export_path)

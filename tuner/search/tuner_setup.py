@@ -122,7 +122,8 @@ def build_tuner(cfg: SearchConfig, plan: SearchPlan, splits: Splits, layout: Tri
     progress_file = Path(cfg.experiment_path) / "progress.json" if local else None
     if progress_file is not None:
         progress_file.parent.mkdir(parents=True, exist_ok=True)
-    callbacks = [LiveProgress(progress_file, num_samples, live=cfg.live)]
+    callbacks = [LiveProgress(progress_file, num_samples, base.train.epochs, params=get_space(cfg.space).leaderboard,
+                              space=f"{cfg.space} · {preset.name}", view="live" if cfg.live else "plain")]
     if local:
         callbacks.append(IntegrityRecorder(cfg.experiment_path))
     return tune.Tuner(

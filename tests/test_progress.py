@@ -1,0 +1,143 @@
+"""What a search shows: trial progress, the ETA, plain log lines, phases, evaluation progress, the results page."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from trainables.attacks import FGSM, PGD, SuiteConfig, evaluate_robustness
+from tuner.report.page import PAGE_FILE, results_page, write_results_page
+from tuner.search.progress import LiveProgress, SearchProgress, TrialView, read_progress
+from tuner.search.results import TrialRecord
+from tuner.search.view import Phases, _PlainView, render
+
+
+def _trial(tid: str, status: str = "RUNNING", last: dict | None = None, **config) -> SimpleNamespace:
+    return SimpleNamespace(trial_id=tid, status=status, last_result=last or {}, config=config)
+
+
+def test_the_model_counts_epochs_and_estimates_the_time_left() -> None:
+    model = SearchProgress(num_samples=4, max_epochs=4, started=time.time() - 60)
+    a, b = model.view("a"), model.view("b")
+    a.outcome, a.epoch = "running", 2
+    b.outcome, b.epoch = "pruned", 1
+    assert model.counts() == {"running": 1, "pruned": 1, "pending": 2}
+    assert model.epochs_done() == 3 and model.epochs_expected() == 1 + 3 * 4  # b stopped after 1 of 4
+    assert model.eta_s() == pytest.approx(60 / 3 * 10, rel=0.05)
+    assert b.state(4) == "pruned at epoch 1"
+    a.epoch = 3
+    assert a.state(4) == "running (epoch 4 and the objective)"
+    assert TrialView("c", outcome="failed", reason="loss became nan").state(4) == "failed: loss became nan"
+    assert SearchProgress(1, 1).eta_s() is None
+
+
+def test_the_callback_follows_each_trial_into_plain_lines_and_progress_json(tmp_path: Path) -> None:
+    progress = tmp_path / "progress.json"
+    callback = LiveProgress(progress, num_samples=2, max_epochs=2, params=("lr",), space="lwta", view="none")
+    callback.setup()
+    out = io.StringIO()
+    callback._view = _PlainView(callback._model(), out)
+    one, two = _trial("one", lr=0.05), _trial("two", lr=0.2)
+    callback.on_trial_start(0, [one], one)
+    callback.on_trial_result(0, [one], one, {"epoch": 1.0, "natural_acc": 0.7, "robust_acc": 0.4})
+    one.last_result = {"epoch": 2.0, "natural_acc": 0.8, "robust_acc": 0.5, "objective": 0.45, "final_evaluated": 1.0}
+    callback.on_trial_result(0, [one], one, one.last_result)
+    callback.on_trial_complete(0, [one], one)
+    callback.on_trial_start(0, [one, two], two)
+    two.last_result = {"epoch": 1.0, "natural_acc": math.nan, "diverged": 1.0, "error": "loss became nan at epoch 1"}
+    callback.on_trial_complete(0, [one, two], two)
+    lines = out.getvalue().splitlines()
+    assert "trial one started: lr=0.05" in lines[0]
+    assert "trial one epoch 1/2: natural 70.0% robust 40.0%" in lines[1] and "ETA" in lines[1]
+    assert "trial one finished, objective 45.0%" in lines[3]
+    assert "trial two failed: loss became nan at epoch 1" in lines[-1]
+    data = read_progress(progress)
+    assert data["counts"] == {"finished": 1, "failed": 1, "pending": 0}
+    assert data["best_trial"] == "one" and data["epochs_done"] == 3
+    assert {t["trial_id"]: t["outcome"] for t in data["trials"]} == {"one": "finished", "two": "failed"}
+    callback.on_experiment_end([one, two])
+    assert read_progress(progress)["phase"] == "training done"
+
+
+def test_the_live_view_shows_a_bar_and_a_row_per_trial() -> None:
+    from rich.console import Console
+
+    model = SearchProgress(num_samples=3, max_epochs=4, space="lwta · quick", started=time.time() - 30)
+    running = model.view("a1b2c3d4")
+    running.outcome, running.epoch, running.natural, running.robust, running.params = "running", 2, 0.71, 0.42, \
+        {"lr": 0.05}
+    pruned = model.view("e5f6a7b8")
+    pruned.outcome, pruned.epoch, pruned.ended_at = "pruned", 1, time.time()
+    console = Console(record=True, width=140)
+    console.print(render(model))
+    text = console.export_text()
+    for needle in ("robustune lwta · quick: training", "3/9 trial-epochs", "ETA", "a1b2c3d4", "lr=0.05", "2/4",
+                   "71.0%", "42.0%", "e5f6a7b8", "pruned at epoch 1", "1 running, 1 pruned, 1 pending"):
+        assert needle in text, (needle, text)
+
+
+def test_phases_are_named_with_their_duration_and_counted_work(tmp_path: Path) -> None:
+    progress = tmp_path / "progress.json"
+    progress.write_text(json.dumps({"counts": {}, "phase": "training"}))
+    out = io.StringIO()
+    phases = Phases(live=False, progress_file=progress, stream=out)
+    with phases.phase("starting a local Ray"):
+        assert read_progress(progress)["phase"] == "starting a local Ray"
+    with phases.counted("scoring the export") as heard:
+        heard("test: natural", 1, 3)
+        heard("test: pgd", 2, 3)
+        heard("test: pgd", 3, 3)
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("starting a local Ray...") and "starting a local Ray: done in" in lines[1]
+    assert lines[3].endswith("scoring the export: test: natural") and lines[4].endswith("scoring the export: test: pgd")
+    assert "scoring the export: done in" in lines[5] and len(lines) == 6
+
+
+def test_evaluation_reports_each_batch_and_ends_at_its_count() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    x, y = torch.rand(90, 1, 28, 28), torch.randint(0, 10, (90,))
+    heard: list[tuple[str, int, int]] = []
+    suite = SuiteConfig(attacks=(FGSM(), PGD(steps=2)), batch_size=20, cascade=False)
+    evaluate_robustness(model, x, y, suite, progress=lambda *event: heard.append(event))
+    assert [label for label, _, _ in heard[:5]] == ["natural"] * 5
+    assert [done for _, done, _ in heard] == list(range(1, len(heard) + 1))
+    assert heard[-1][1] == heard[-1][2]  # the last batch completes the count
+    assert all(done <= total for _, done, total in heard)
+
+
+def _records() -> list[TrialRecord]:
+    history = [{"epoch": 1.0, "natural_acc": 0.6, "robust_acc": 0.3}, {"epoch": 2.0, "natural_acc": 0.7,
+                                                                        "robust_acc": 0.35}]
+    final = {"objective": 0.33, "final_evaluated": 1.0, "final/natural_acc": 0.72}
+    return [TrialRecord("best", "finished", {"lr": 0.05}, history, final),
+            TrialRecord("early", "pruned", {"lr": 0.2}, history[:1], {"objective": 0.3}),
+            TrialRecord("broke", "failed", {"lr": 1e6}, [], {}, error="loss became nan")]
+
+
+def test_the_results_page_holds_leaderboard_figures_export_and_command(tmp_path: Path) -> None:
+    metrics = {"validation": {"natural_acc": 0.7, "robust_acc": 0.3, "acc/pgd": 0.31},
+               "test": {"natural_acc": 0.71, "robust_acc": 0.32, "acc/pgd": 0.33},
+               "examples": {"validation": 200, "test": 500}, "suite": {"cascade": True}}
+    text = results_page(_records(), title="t", command="python -m tuner.search --space lwta", params=("lr",),
+                        exported="best", export_metrics=metrics)
+    assert text.count("<img ") == 2 and "data:image/png;base64," in text
+    assert "python -m tuner.search --space lwta" in text and "<td>best</td>" in text and "<td>broke</td>" in text
+    assert "<td>pgd</td><td>31.00%</td><td>33.00%</td>" in text and "test (500 examples)" in text
+    written = write_results_page([tmp_path / "a", tmp_path / "b"], _records(), title="t", command="c")
+    assert [p.name for p in written] == [PAGE_FILE, PAGE_FILE] and "No export" in written[0].read_text()
+
+
+def test_a_headless_browser_draws_every_figure_of_the_page(tmp_path: Path, rendered_figures) -> None:
+    (page,) = write_results_page([tmp_path], _records(), title="t", command="c", exported="best")
+    assert rendered_figures(page) == (2, 2)
+    page.write_text(page.read_text().replace("data:image/png;base64,", "data:image/png;base64,AAAA", 1))
+    assert rendered_figures(page) == (1, 2)  # a broken figure is seen as one
