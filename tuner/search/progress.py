@@ -235,7 +235,8 @@ class LiveProgress(Callback):
         view = self._sync(trial, result)
         view.outcome = "running"
         if result.get("final_evaluated") and _finite(result.get("objective")):
-            view.objective = float(result["objective"])
+            view.objective = float(result["objective"])  # the objective suite's figures, not the epoch's
+            view.natural = float(result.get("final/natural_acc", view.natural or 0.0))
             view.suspect = bool(result.get("suspect"))
         self._emit("epoch", view)
 
