@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["GCS_TIMEOUT_S", "connect_ray", "parse_address", "probe_gcs"]
+__all__ = ["GCS_TIMEOUT_S", "check_address", "connect_ray", "parse_address", "probe_gcs"]
 
 GCS_TIMEOUT_S = 10.0
 
@@ -72,6 +72,16 @@ def _token_auth_on() -> None:
                       "listen on every interface", stacklevel=3)
 
 
+def check_address(address: str, timeout: float = 5.0,
+                  probe: Callable[[str, int, float], None] = probe_gcs) -> None:
+    """ConnectionError (one line, in seconds) unless ``address`` is '' or 'auto' or a Ray GCS answers there."""
+    target = parse_address(address)
+    if target is not None:
+        _check_reachable(*target, timeout)
+        if not address.startswith("ray://"):  # Ray Client's port is no GCS
+            probe(*target, max(timeout, GCS_TIMEOUT_S))
+
+
 def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | None = None,
                 object_store_memory: int | None = None, dashboard: bool = False, timeout: float = 5.0,
                 probe: Callable[[str, int, float], None] = probe_gcs, log_to_driver: bool = False) -> None:
@@ -84,11 +94,7 @@ def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | No
     """
     import ray
 
-    target = parse_address(address)
-    if target is not None:
-        _check_reachable(*target, timeout)
-        if not address.startswith("ray://"):  # Ray Client's port is no GCS
-            probe(*target, max(timeout, GCS_TIMEOUT_S))
+    check_address(address, timeout, probe)
     if ray.is_initialized():
         return
     if address == "":

@@ -225,7 +225,10 @@ def _results_page(cfg: SearchConfig, records: list[TrialRecord], params: tuple[s
 
 def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> SearchOutcome:
     """Run (or resume) one search end to end and export its best honest model."""
+    from tuner.search.cluster import check_address
+
     plan = resolve_run(cfg)  # every setting is checked here, before Ray starts
+    check_address(cfg.address)  # a cluster that is not there: one line, before anything else is shown
     local = not is_uri(cfg.storage_path)
     phases = Phases(live=cfg.live, progress_file=Path(cfg.experiment_path) / "progress.json" if local else None)
     with experiment_lock(cfg.experiment_path, command, remote=not local):
