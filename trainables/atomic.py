@@ -28,7 +28,14 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process's umask, read without changing it where Linux tells it (other threads may be creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o22)
     os.umask(mask)
     return mask
 

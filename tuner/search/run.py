@@ -16,6 +16,8 @@ import os
 import signal
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,23 +134,38 @@ def _fit_watching_sigint(tuner: Any) -> tuple[Any, bool]:
     return grid, watching and after is before
 
 
-def _quiet(cfg: SearchConfig) -> Path | None:
-    """Keep Ray's, Tune's and Optuna's own output off the terminal (``--verbose`` keeps it); the log file."""
+@contextmanager
+def _quiet(cfg: SearchConfig) -> Iterator[Path | None]:
+    """Keep Ray's, Tune's and Optuna's own output off the terminal (``--verbose`` keeps it); yields the log file.
+
+    The log's handler goes on the "optuna" logger now and on Ray's loggers once Ray is up
+    (:func:`_route_ray_logs`); it is taken off every logger and closed when the search ends.
+    """
     import logging
 
     import optuna
 
     if cfg.verbose:
-        return None
+        yield None
+        return
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's banner and tables; read when the run starts
     optuna.logging.disable_default_handler()
     if is_uri(cfg.storage_path):
-        return None
+        yield None
+        return
     log = Path(cfg.experiment_path) / "search.log"
     handler = logging.FileHandler(log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.getLogger("optuna").addHandler(handler)
-    return log
+    try:
+        yield log
+    finally:
+        for name in _LOGGERS:
+            logging.getLogger(name).removeHandler(handler)
+        handler.close()
+
+
+_LOGGERS = ("optuna", "ray", "ray.tune", "ray.train")
 
 
 def _route_ray_logs(log: Path | None) -> None:
@@ -157,8 +174,9 @@ def _route_ray_logs(log: Path | None) -> None:
 
     if log is None:
         return
-    handler = next(h for h in logging.getLogger("optuna").handlers if isinstance(h, logging.FileHandler))
-    for name in ("ray", "ray.tune", "ray.train"):
+    handler = next(h for h in logging.getLogger("optuna").handlers if isinstance(h, logging.FileHandler)
+                   and Path(h.baseFilename) == log.resolve())
+    for name in _LOGGERS[1:]:
         logger = logging.getLogger(name)
         for existing in logger.handlers:
             existing.setLevel(max(existing.level, logging.ERROR))
@@ -233,31 +251,31 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
     phases = Phases(live=cfg.live, progress_file=Path(cfg.experiment_path) / "progress.json" if local else None)
     with experiment_lock(cfg.experiment_path, command, remote=not local):
         check_experiment(cfg)
-        log = _quiet(cfg)
-        if log is not None:
-            phases.say(f"Ray's, Tune's and Optuna's own messages: {log}")
-        with phases.phase(f"loading {plan.base.data.name}"):
-            splits = load_splits(plan.base.data)
-        grid, stopped_by_signal = _train(cfg, plan, splits, phases, log)
-        num_samples = cfg.num_samples or plan.preset.num_samples
-        finished = grid.num_terminated + grid.num_errors
-        interrupted = stopped_by_signal or finished < len(grid) or (not cfg.resume and len(grid) < num_samples)
-        with phases.phase("collecting the trials' results"):
-            records = collect_trials(grid, filesystem=_filesystem(cfg.storage_path),
-                                     study=_study(cfg, interrupted))
-            results_path = (Path(cfg.experiment_path) / "results.parquet") if local else \
-                Path(cfg.export_dir) / f"{cfg.experiment_name}-results.parquet"
-            write_trials(records, results_path)
-        params = tuple(k for k in get_space(cfg.space).leaderboard if any(k in r.params for r in records))
-        phases.console.print(leaderboard(records, params))
-        phases.say(f"all trials: {results_path}")
-        best = None if interrupted else best_trial(records)
-        export_path = None
-        if best is not None:
-            with phases.counted(f"scoring trial {best.trial_id} for export (validation and test)") as heard:
-                export_path = export_best(best, splits, plan.preset, plan.export_suite, cfg, command, heard)
-        with phases.phase("writing the results page"):
-            pages = _results_page(cfg, records, params, command, best, export_path)
-        phases.say(f"results page: {pages[0]}" if pages else "no results page (remote storage, nothing exported)")
-        write_phase(phases.progress_file, "interrupted" if interrupted else "done")
+        with _quiet(cfg) as log:
+            if log is not None:
+                phases.say(f"Ray's, Tune's and Optuna's own messages: {log}")
+            with phases.phase(f"loading {plan.base.data.name}"):
+                splits = load_splits(plan.base.data)
+            grid, stopped_by_signal = _train(cfg, plan, splits, phases, log)
+            num_samples = cfg.num_samples or plan.preset.num_samples
+            finished = grid.num_terminated + grid.num_errors
+            interrupted = stopped_by_signal or finished < len(grid) or (not cfg.resume and len(grid) < num_samples)
+            with phases.phase("collecting the trials' results"):
+                records = collect_trials(grid, filesystem=_filesystem(cfg.storage_path),
+                                         study=_study(cfg, interrupted))
+                results_path = (Path(cfg.experiment_path) / "results.parquet") if local else \
+                    Path(cfg.export_dir) / f"{cfg.experiment_name}-results.parquet"
+                write_trials(records, results_path)
+            params = tuple(k for k in get_space(cfg.space).leaderboard if any(k in r.params for r in records))
+            phases.console.print(leaderboard(records, params))
+            phases.say(f"all trials: {results_path}")
+            best = None if interrupted else best_trial(records)
+            export_path = None
+            if best is not None:
+                with phases.counted(f"scoring trial {best.trial_id} for export (validation and test)") as heard:
+                    export_path = export_best(best, splits, plan.preset, plan.export_suite, cfg, command, heard)
+            with phases.phase("writing the results page"):
+                pages = _results_page(cfg, records, params, command, best, export_path)
+            phases.say(f"results page: {pages[0]}" if pages else "no results page (remote storage, nothing exported)")
+            write_phase(phases.progress_file, "interrupted" if interrupted else "done")
     return SearchOutcome(cfg.experiment_path, records, interrupted, best, export_path)

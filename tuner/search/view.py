@@ -108,10 +108,14 @@ class _PlainView:
 
     def event(self, kind: str, view: TrialView) -> None:
         m = self.model
-        what = {"started": f"started: {_params(view)}",
-                "epoch": f"epoch {view.epoch}/{m.max_epochs}: natural {_pct(view.natural)} robust {_pct(view.robust)}"
-                         + ("" if view.objective is None else f", objective {_pct(view.objective)}")}.get(
-            kind, view.state(m.max_epochs) + ("" if view.objective is None else f", objective {_pct(view.objective)}"))
+        if kind == "started":
+            what = f"started: {_params(view)}"
+        elif kind == "epoch":
+            what = f"epoch {view.epoch}/{m.max_epochs}: natural {_pct(view.natural)} robust {_pct(view.robust)}"
+        else:
+            what = view.state(m.max_epochs)
+        if kind != "started" and view.objective is not None:
+            what += f", objective {_pct(view.objective)}"
         print(f"[{_duration(time.time() - m.started)}] trial {view.trial_id} {what} "
               f"({m.epochs_done()}/{m.epochs_expected()} trial-epochs, ETA {_duration(m.eta_s())})",
               file=self.stream, flush=True)
