@@ -90,6 +90,36 @@ def test_lwta_training_is_relaxed_mask() -> None:
     assert torch.allclose(mask.view(16, 2, 4).sum(dim=2), torch.ones(16, 2), atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["train", "sample", "argmax", "surrogate"])
+@pytest.mark.parametrize("shape", [(4, 6), (3, 6, 5, 5)])
+def test_lwta_pair_path_matches_reference(mode: str, shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    """U = 2 takes the logistic shortcut; from the same Gumbel draws it gives the reference's outputs and gradients."""
+    from trainables.models import lwta as lwta_module
+
+    layer = LWTA(6, competitors=2, temperature=0.5, inference="argmax" if mode == "argmax" else "sample")
+    layer.train(mode == "train")
+    layer.surrogate = mode == "surrogate"
+    h = torch.randn(shape, requires_grad=True)
+    gumbel = -torch.log(-torch.log(torch.rand(shape[0], 3, 2, *shape[2:])))  # (B, K, U, ...)
+    monkeypatch.setattr(lwta_module, "_gumbel_like", lambda x: gumbel)
+    monkeypatch.setattr(lwta_module, "_logistic_like", lambda x: gumbel[:, :, 0] - gumbel[:, :, 1])
+    blocks = h.view(shape[0], 3, 2, *shape[2:])
+    reference = (blocks * layer._mask(blocks)).view_as(h)
+    fast = layer(h)
+    assert torch.allclose(fast, reference, atol=1e-6)
+    (g_ref,) = torch.autograd.grad((reference * torch.arange(h.numel()).view_as(h)).sum(), h)
+    (g_fast,) = torch.autograd.grad((fast * torch.arange(h.numel()).view_as(h)).sum(), h)
+    assert torch.allclose(g_fast, g_ref, atol=1e-4)
+
+
+def test_lwta_pair_winner_frequency_follows_softmax() -> None:
+    """Sampled winners of a pair follow Categorical(softmax(a, b)), as the Gumbel-max draw does."""
+    layer = LWTA(2, competitors=2).eval()
+    h = torch.tensor([[1.0, 0.0]]).expand(20000, 2)
+    first = (layer(h)[:, 0] != 0).float().mean().item()
+    assert abs(first - torch.sigmoid(torch.tensor(1.0)).item()) < 0.015
+
+
 def test_lwta_surrogate_straight_through() -> None:
     layer = LWTA(6, competitors=3, inference="argmax").eval()
     h = torch.randn(5, 6, requires_grad=True)
@@ -189,3 +219,13 @@ def test_kumaraswamy_kl_matches_monte_carlo(a: float, b: float, alpha: float) ->
     exact = kumaraswamy_beta_kl(at, bt, alpha).item()
     assert exact >= 0
     assert exact == pytest.approx(mc, rel=0.03, abs=2e-3)
+
+
+def test_cnn_pool_first_is_the_same_relu_function(x: torch.Tensor) -> None:
+    """Max-pooling commutes with ReLU: conv-pool-act computes what conv-act-pool does, from the same weights."""
+    paper = build_model(small_cfg("cnn"), INFO).eval()
+    swapped = build_model(small_cfg("cnn", cnn_pool_first=True), INFO).eval()
+    swapped.load_state_dict(paper.state_dict())
+    assert torch.allclose(paper(x), swapped(x), atol=1e-6)
+    lwta = build_model(small_cfg("lwta-cnn", cnn_pool_first=True), INFO)
+    assert [type(m).__name__ for m in lwta.features[:3]] == ["Conv2d", "MaxPool2d", "LWTA"]

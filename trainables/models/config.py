@@ -22,6 +22,7 @@ class ModelConfig:
     competitors: int = 2  # U: units competing in one LWTA block
     cnn_width: int = 32  # small CNN: channels of the first conv (the second has twice as many)
     cnn_kernel: int = 5  # small CNN: conv kernel size (odd)
+    cnn_pool_first: bool = False  # small CNN: conv-pool-act (ReLU: the same function; LWTA: 4x fewer competitions)
     hidden_blocks: int = 64  # LWTA blocks in the small CNN's dense layer (hidden = blocks * U)
     temperature: float = 0.67  # Gumbel-softmax temperature of the LWTA winner while training
     inference: str = "sample"  # LWTA winner at eval: "sample" (stochastic) or "argmax"

@@ -104,19 +104,23 @@ def epoch_report(metrics: dict[str, float], model: RobustModel, spec: RunSpec, c
     """What a trial reports after an epoch: the epoch's metrics, and the full objective after the last.
 
     Intermediate epochs report the cheap per-epoch suite as ``objective`` (what ASHA compares).
+    ``objective_natural`` is the natural accuracy beside it (the second objective of a Pareto search).
     """
     report: dict[str, Any] = dict(metrics)
     if int(metrics["epoch"]) >= spec.train.epochs:
         report |= score_objective(model, val, context.objective_suite, device)
+        report["objective_natural"] = report["final/natural_acc"]
     else:
-        report |= {"objective": metrics["robust_acc"], "final_evaluated": 0.0, "suspect": 0.0}
+        report |= {"objective": metrics["robust_acc"], "objective_natural": metrics["natural_acc"],
+                   "final_evaluated": 0.0, "suspect": 0.0}
     report["diverged"] = 0.0
     return report
 
 
 def diverged_report(exc: TrainingDiverged) -> dict[str, Any]:
     """The report of a trial whose loss diverged: a NaN objective, which Optuna records as failed."""
-    return {"objective": math.nan, "robust_acc": math.nan, "natural_acc": math.nan, "diverged": 1.0,
+    return {"objective": math.nan, "objective_natural": math.nan, "robust_acc": math.nan, "natural_acc": math.nan,
+            "diverged": 1.0,
             "final_evaluated": 0.0, "suspect": 0.0, "error": str(exc)}
 
 
