@@ -12,7 +12,8 @@ import torch
 
 from trainables.attacks import FGSM, PGD, AttackMix, SuiteConfig, ThreatModel
 from trainables.data import DataConfig, Splits
-from trainables.models import ModelConfig
+from trainables.data.info import DatasetInfo
+from trainables.models import ModelConfig, build_model
 from trainables.train import CHECKPOINT_FILE, CheckpointError, RunSpec, TrainConfig, fit
 
 FAST_SUITE = SuiteConfig(threat=ThreatModel(eps=0.1), attacks=(FGSM(), PGD(steps=5)), eot_samples=2, predict_samples=2)
@@ -155,3 +156,65 @@ def test_cli_trains_and_refuses_a_truncated_checkpoint(tmp_path: Path) -> None:
     proc = _cli(*args[:3], "2", *args[4:])
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "corrupt or truncated" in proc.stderr and path.read_bytes() == before
+
+
+def _scripted_scores(monkeypatch: pytest.MonkeyPatch, robust: list[float]) -> None:
+    """Make the per-epoch validation report ``robust[epoch]`` (natural 0.9) instead of attacking."""
+    from trainables.train import loop
+
+    calls = iter(robust)
+    monkeypatch.setattr(loop, "_evaluate", lambda *args: {"natural_acc": 0.9, "robust_acc": next(calls)})
+
+
+def test_best_epoch_is_kept_and_patience_stops_the_run(fmnist, tmp_path: Path, monkeypatch) -> None:
+    _scripted_scores(monkeypatch, [0.3, 0.5, 0.4, 0.35, 0.6, 0.6])
+    spec = _spec(epochs=6, patience=2, mix=_mix("none:1"))
+    spec = replace(spec, data=replace(spec.data, train_limit=256))
+    weights: dict[int, dict] = {}
+
+    def keep(metrics, _, model) -> None:
+        weights[int(metrics["epoch"])] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    result = fit(spec, fmnist, checkpoint_dir=tmp_path, on_epoch=keep)
+    assert [m["epoch"] for m in result.history] == [1.0, 2.0, 3.0, 4.0]  # two epochs without a better score
+    assert [m["last_epoch"] for m in result.history] == [0.0, 0.0, 0.0, 1.0]
+    assert result.best_epoch == 2 and result.history[-1]["best_epoch"] == 2.0
+    final = result.model.state_dict()
+    assert all(torch.equal(final[k], weights[4][k]) for k in final)  # the last report saw the kept weights
+    assert all(torch.equal(final[k], weights[2][k]) for k in final) and not all(
+        torch.equal(weights[3][k], weights[2][k]) for k in final)
+    resumed = fit(spec, fmnist, checkpoint_dir=tmp_path)  # a stopped run stays stopped, with its best weights
+    assert len(resumed.history) == 4 and resumed.best_epoch == 2
+    assert all(torch.equal(resumed.model.state_dict()[k], final[k]) for k in final)
+
+
+def test_keep_last_ends_with_the_last_epoch(fmnist, monkeypatch) -> None:
+    _scripted_scores(monkeypatch, [0.5, 0.2])
+    spec = _spec(epochs=2, keep_best=False, mix=_mix("none:1"))
+    result = fit(replace(spec, data=replace(spec.data, train_limit=256)), fmnist)
+    assert result.best_epoch == 0 and "best_epoch" not in result.final
+
+
+def test_onecycle_warms_up_to_lr_then_decays_every_batch() -> None:
+    from trainables.train.loop import _optimizer, _scheduler
+
+    cfg = TrainConfig(epochs=2, lr=0.2, schedule="onecycle")
+    opt = _optimizer(torch.nn.Linear(2, 2), cfg)
+    sched = _scheduler(opt, cfg, batches_per_epoch=10)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert max(lrs) == pytest.approx(0.2) and lrs.index(max(lrs)) in (4, 5)
+    assert lrs[0] < 0.02 and lrs[-1] < 0.02
+
+
+def test_label_smoothing_reaches_the_training_loss() -> None:
+    from trainables.train.loop import _LossForward
+
+    model = build_model(ModelConfig(name="cnn", cnn_width=4, cnn_kernel=3, hidden_blocks=4),
+                        DatasetInfo(name="t", channels=1, size=28, classes=10, mean=(0.5,), std=(0.5,)))
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    plain, smooth = _LossForward(model, 0.0, False), _LossForward(model, 0.0, False, label_smoothing=0.2)
+    assert not torch.allclose(plain(x, y)[0], smooth(x, y)[0])

@@ -7,6 +7,7 @@ suites, training mixes, reports and exports.
 
 from trainables.discovery import import_modules
 
+from .apgd import APGDCE, APGDDLR
 from .base import Attack
 from .checks import RobustnessWarning, large_eps_accuracy
 from .cw import CarliniWagnerL2
@@ -27,6 +28,8 @@ from .threat import ThreatModel
 import_modules(__name__, __path__)
 
 __all__ = [
+    "APGDCE",
+    "APGDDLR",
     "ATTACKS",
     "CLEAN",
     "Attack",

@@ -1,7 +1,7 @@
 """One training loop for every model family: attack mix, ELBO, checkpoints, per-epoch reports."""
 
 from trainables.train.checkpoint import CHECKPOINT_FILE, CheckpointError, TrainState, load_checkpoint, save_checkpoint
-from trainables.train.config import RunSpec, TrainConfig
+from trainables.train.config import SCHEDULES, RunSpec, TrainConfig
 from trainables.train.loop import FitResult, TrainingDiverged, fit, resolve_device
 from trainables.train.replicas import Replicas
 
@@ -11,6 +11,7 @@ __all__ = [
     "FitResult",
     "Replicas",
     "RunSpec",
+    "SCHEDULES",
     "TrainConfig",
     "TrainState",
     "TrainingDiverged",

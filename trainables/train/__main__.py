@@ -12,7 +12,7 @@ from trainables.cli import OneLineParser, run_main
 from trainables.data import DataConfig, list_datasets, load_splits
 from trainables.models import ModelConfig, list_models
 from trainables.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from trainables.train.config import RunSpec, TrainConfig
+from trainables.train.config import SCHEDULES, RunSpec, TrainConfig
 from trainables.train.loop import fit, resolve_device
 
 
@@ -30,7 +30,12 @@ def build_parser() -> OneLineParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--schedule", default="cosine", choices=("cosine", "step", "constant"))
+    p.add_argument("--schedule", default="cosine", choices=SCHEDULES)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--patience", type=int, default=None,
+                   help="stop after N epochs without a better validation robust accuracy")
+    p.add_argument("--keep-last", action="store_true",
+                   help="end with the last epoch's weights (default: the best epoch's, by validation robust accuracy)")
     p.add_argument("--mix", default=str(TrainConfig().mix),
                    help="attack drawn per batch, name:weight pairs, 'none' a clean batch (Madry PGD training: pgd:1)")
     p.add_argument("--mix-budget", action="append", default=None, metavar="[ATTACK.]SETTING=VALUE",
@@ -41,6 +46,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--widen", type=int, default=1)
     p.add_argument("--cnn-width", type=int, default=32, help="small CNN: channels of the first conv")
     p.add_argument("--cnn-kernel", type=int, default=5, help="small CNN: conv kernel size")
+    p.add_argument("--cnn-pool-first", action="store_true",
+                   help="small CNN: conv-pool-act (LWTA competes among pooled maxima; ReLU unchanged)")
     p.add_argument("--competitors", type=int, default=2, help="LWTA units per block (U)")
     p.add_argument("--hidden-blocks", type=int, default=64, help="LWTA blocks in the small CNN's dense layer")
     p.add_argument("--temperature", type=float, default=0.67)
@@ -60,13 +67,14 @@ def spec_from_args(args) -> RunSpec:  # noqa: ANN001 - argparse.Namespace
     data = DataConfig(name=args.dataset, data_dir=args.data_dir, download=args.download,
                       train_limit=args.train_limit, val_limit=args.val_limit, test_limit=args.test_limit)
     model = ModelConfig(name=args.model, depth=args.depth, widen=args.widen, competitors=args.competitors,
-                        cnn_width=args.cnn_width, cnn_kernel=args.cnn_kernel,
+                        cnn_width=args.cnn_width, cnn_kernel=args.cnn_kernel, cnn_pool_first=args.cnn_pool_first,
                         hidden_blocks=args.hidden_blocks, temperature=args.temperature,
                         ibp=not args.no_ibp, ibp_alpha=args.ibp_alpha)
     mix = TrainConfig().mix.reweighted(parse_weights(args.mix)).with_budget(parse_assignments(args.mix_budget or ()))
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                         schedule=args.schedule, mix=mix, eps_scale=args.eps_scale, kl_weight=args.kl_weight,
-                        eval_limit=args.eval_limit, seed=args.seed)
+                        eval_limit=args.eval_limit, seed=args.seed, label_smoothing=args.label_smoothing,
+                        patience=args.patience, keep_best=not args.keep_last)
     suite = SuiteOverrides.from_args(args).apply(SuiteConfig())
     return RunSpec(data=data, model=model, train=train, suite=suite)
 

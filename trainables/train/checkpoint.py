@@ -35,6 +35,13 @@ class TrainState:
     cuda_rng: list[torch.Tensor]
     history: list[dict[str, float]]
     replica_rng: list[torch.Tensor] = field(default_factory=list)  # every replica's CPU state (data-parallel runs)
+    best_model: dict[str, Any] | None = None  # weights of the best epoch so far (None: keep the last)
+    best_epoch: int = 0  # 1-based; 0 when the run keeps its last epoch
+    stopped: bool = False  # early stopping ended the run before its last epoch
+
+    def trained_weights(self) -> dict[str, Any]:
+        """The weights the run stands for: its best epoch's when it keeps the best, else the last."""
+        return self.best_model if self.best_model is not None else self.model
 
 
 def save_checkpoint(directory: Path, state: TrainState) -> Path:

@@ -11,7 +11,9 @@ from trainables.attacks.legacy import is_legacy_suite, is_legacy_train, upgrade_
 from trainables.data.config import DataConfig
 from trainables.models.config import ModelConfig
 
-__all__ = ["RunSpec", "TrainConfig"]
+__all__ = ["SCHEDULES", "RunSpec", "TrainConfig"]
+
+SCHEDULES = ("cosine", "onecycle", "step", "constant")
 
 
 @dataclass(frozen=True)
@@ -28,12 +30,15 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
-    schedule: str = "cosine"  # cosine | step | constant
+    schedule: str = "cosine"  # cosine | onecycle | step | constant (onecycle: per batch, warm-up then linear decay)
+    label_smoothing: float = 0.0  # cross-entropy label smoothing of the training loss
     kl_weight: float = 1.0  # ELBO: CE + kl_weight * KL / N_train
     clean_weight: float = 0.0  # loss = clean_weight * CE(x) + (1 - clean_weight) * CE(x_train)
     mix: AttackMix = field(default_factory=AttackMix)
     eps_scale: float = 1.0  # training radii = eps_scale x the run's threat model
     eval_limit: int | None = 1000  # validation examples scored each epoch (None: all)
+    keep_best: bool = True  # the run ends with its best epoch's weights (by validation robust accuracy)
+    patience: int | None = None  # stop after this many epochs without a better validation robust accuracy
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -44,12 +49,14 @@ class TrainConfig:
             "kl_weight": finite and self.kl_weight >= 0, "clean_weight": 0 <= self.clean_weight <= 1,
             "eps_scale": finite and self.eps_scale >= 0,
             "eval_limit": self.eval_limit is None or self.eval_limit >= 1,
+            "label_smoothing": 0 <= self.label_smoothing < 1,
+            "patience": self.patience is None or self.patience >= 1,
         }
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"invalid training setting {name}={getattr(self, name)!r}")
-        if self.schedule not in ("cosine", "step", "constant"):
-            raise ValueError(f"schedule must be cosine, step or constant, got {self.schedule=}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule=}")
         if not isinstance(self.mix, AttackMix):
             raise ValueError(f"mix must be an AttackMix, got {self.mix!r}")
 

@@ -47,8 +47,9 @@ class TrainingDiverged(RuntimeError):
 class FitResult:
     """The trained model and one metrics dict per epoch."""
 
-    model: RobustModel
+    model: RobustModel  # the best epoch's weights when the run keeps its best, else the last epoch's
     history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0  # 1-based; 0 when the run keeps its last epoch
 
     @property
     def final(self) -> dict[str, float]:
@@ -82,7 +83,13 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
 
 
-def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, batches_per_epoch: int
+               ) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule; ``onecycle`` steps every batch, the others every epoch."""
+    if cfg.schedule == "onecycle":  # Smith & Topin; the schedule of fast adversarial training (Wong et al. 2020)
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * batches_per_epoch,
+                                                   pct_start=0.25, anneal_strategy="linear",
+                                                   cycle_momentum=False)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     milestones = [cfg.epochs // 2, (3 * cfg.epochs) // 4] if cfg.schedule == "step" else []
@@ -100,22 +107,25 @@ class _LossForward(nn.Module):
     every parameter, the IBP sticks that only the KL uses included.
     """
 
-    def __init__(self, model: RobustModel, clean_weight: float, with_kl: bool) -> None:
+    def __init__(self, model: RobustModel, clean_weight: float, with_kl: bool, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.model, self.clean_weight, self.with_kl = model, clean_weight, with_kl
+        self.label_smoothing = label_smoothing
 
     def forward(self, x_train: Tensor, y: Tensor, x_clean: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         logits = self.model(x_train)  # (B, K)
-        ce = F.cross_entropy(logits, y)
+        ce = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         if x_clean is not None:
-            ce = self.clean_weight * F.cross_entropy(self.model(x_clean), y) + (1 - self.clean_weight) * ce
+            clean = F.cross_entropy(self.model(x_clean), y, label_smoothing=self.label_smoothing)
+            ce = self.clean_weight * clean + (1 - self.clean_weight) * ce
         kl = self.model.kl() if self.with_kl else logits.new_zeros(())
         return ce, logits, kl
 
 
 def _loss_forward(model: RobustModel, cfg: TrainConfig, replicas: Replicas, device: torch.device) -> nn.Module:
     """The training forward, wrapped in DistributedDataParallel when there are several replicas."""
-    step = _LossForward(model, cfg.clean_weight, with_kl=cfg.kl_weight > 0 or replicas.parallel)
+    step = _LossForward(model, cfg.clean_weight, with_kl=cfg.kl_weight > 0 or replicas.parallel,
+                        label_smoothing=cfg.label_smoothing)
     if not replicas.parallel:
         return step
     from torch.nn.parallel import DistributedDataParallel
@@ -125,8 +135,9 @@ def _loss_forward(model: RobustModel, cfg: TrainConfig, replicas: Replicas, devi
 
 
 def _train_epoch(
-    model: RobustModel, step: nn.Module, opt: torch.optim.Optimizer, train: ImageSet, cfg: TrainConfig, epoch: int,
-    attacks: tuple[Attack | None, ...], device: torch.device, on_batch: BatchCallback | None, replicas: Replicas,
+    model: RobustModel, step: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+    train: ImageSet, cfg: TrainConfig, epoch: int, attacks: tuple[Attack | None, ...], device: torch.device,
+    on_batch: BatchCallback | None, replicas: Replicas,
 ) -> dict[str, float]:
     gen = _epoch_generator(cfg.seed, epoch)
     n_batches = math.ceil(len(train) / cfg.batch_size)
@@ -146,6 +157,8 @@ def _train_epoch(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if cfg.schedule == "onecycle":
+            sched.step()
         loss_sum += float(ce.detach()) * len(y)
         kl_sum += float(kl.detach())
         correct += float((logits.argmax(1) == y).sum())
@@ -167,9 +180,9 @@ def _evaluate(model: RobustModel, val: ImageSet, spec: RunSpec, device: torch.de
 def _resume(
     checkpoint_dir: Path | None, spec: RunSpec, model: nn.Module, opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler, replicas: Replicas,
-) -> tuple[int, list[dict[str, float]]]:
+) -> tuple[int, list[dict[str, float]], _Best]:
     if checkpoint_dir is None or not (checkpoint_dir / CHECKPOINT_FILE).exists():
-        return 0, []
+        return 0, [], _Best()
     state = load_checkpoint(checkpoint_dir)
     try:
         theirs = RunSpec.from_dict(dict(state.spec)).to_dict()
@@ -191,7 +204,34 @@ def _resume(
         replicas.seed(spec.train.seed + state.epoch)
     if state.cuda_rng and torch.cuda.is_available() and not replicas.parallel:
         torch.cuda.set_rng_state_all(state.cuda_rng)
-    return state.epoch, list(state.history)
+    best = _Best(state.best_model, state.best_epoch, _epoch_score(state.history[state.best_epoch - 1])
+                 if state.best_epoch else None)
+    return (spec.train.epochs if state.stopped else state.epoch), list(state.history), best
+
+
+def _epoch_score(metrics: dict[str, float]) -> tuple[float, float]:
+    """How epochs rank for ``keep_best`` and ``patience``: validation robust accuracy, then natural."""
+    return metrics["robust_acc"], metrics["natural_acc"]
+
+
+@dataclass
+class _Best:
+    """The best epoch so far: its weights (CPU copies), 1-based number and score."""
+
+    weights: dict[str, Tensor] | None = None
+    epoch: int = 0
+    score: tuple[float, float] | None = None
+
+    def offer(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> None:
+        """Keep ``model``'s weights when ``epoch`` scores at least as well as the best so far (later wins ties)."""
+        score = _epoch_score(metrics)
+        if self.score is None or score >= self.score:
+            self.weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            self.epoch, self.score = epoch, score
+
+    def stale(self, epoch: int) -> int:
+        """Epochs run since the best one."""
+        return epoch - self.epoch
 
 
 def fit(
@@ -214,9 +254,9 @@ def fit(
     torch.manual_seed(cfg.seed)
     model = build_model(spec.model, splits.info).to(dev)
     opt = _optimizer(model, cfg)
-    sched = _scheduler(opt, cfg)
+    sched = _scheduler(opt, cfg, math.ceil(len(splits.train) / cfg.batch_size))
     replicas.seed(cfg.seed)
-    start, history = _resume(checkpoint_dir, spec, model, opt, sched, replicas)
+    start, history, best = _resume(checkpoint_dir, spec, model, opt, sched, replicas)
     step = _loss_forward(model, cfg, replicas, dev)
     attacks = cfg.mix.bound(spec.train_threat)
     writes = checkpoint_dir if replicas.rank == 0 else None
@@ -224,12 +264,19 @@ def fit(
         began = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         metrics: dict[str, float] = {"epoch": float(epoch + 1), "lr": lr}
-        metrics |= _train_epoch(model, step, opt, splits.train, cfg, epoch, attacks, dev, on_batch, replicas)
-        sched.step()
+        metrics |= _train_epoch(model, step, opt, sched, splits.train, cfg, epoch, attacks, dev, on_batch, replicas)
+        if cfg.schedule != "onecycle":
+            sched.step()
         replicas.broadcast_buffers(model, dev)
         metrics |= _evaluate(model, splits.val, spec, dev)
         metrics["epoch_seconds"] = time.perf_counter() - began
         history.append(metrics)
+        best.offer(epoch + 1, metrics, model)
+        stopped = cfg.patience is not None and best.stale(epoch + 1) >= cfg.patience and epoch + 1 < cfg.epochs
+        last = stopped or epoch + 1 == cfg.epochs
+        metrics["last_epoch"] = float(last)
+        if cfg.keep_best:
+            metrics["best_epoch"] = float(best.epoch)
         rng = replicas.gather_rng_states()  # a collective: every replica takes part
         if writes is not None:
             save_checkpoint(writes, TrainState(
@@ -237,7 +284,16 @@ def fit(
                 scheduler=sched.state_dict(), rng=rng[0],
                 cuda_rng=torch.cuda.get_rng_state_all() if dev.type == "cuda" else [], history=history,
                 replica_rng=rng if replicas.parallel else [],
+                best_model=best.weights if cfg.keep_best else None, best_epoch=best.epoch if cfg.keep_best else 0,
+                stopped=stopped,
             ))
+        if last and cfg.keep_best and best.weights is not None:
+            model.load_state_dict(best.weights)  # the objective and the export see the best epoch
         if on_epoch is not None:
             on_epoch(metrics, writes, model)
-    return FitResult(model.eval(), history)
+        if stopped:
+            break
+    else:
+        if start >= cfg.epochs and cfg.keep_best and best.weights is not None:  # resumed a finished run
+            model.load_state_dict(best.weights)
+    return FitResult(model.eval(), history, best.epoch if cfg.keep_best else 0)

@@ -103,11 +103,14 @@ def epoch_report(metrics: dict[str, float], model: RobustModel, spec: RunSpec, c
                  device: torch.device) -> dict[str, Any]:
     """What a trial reports after an epoch: the epoch's metrics, and the full objective after the last.
 
+    After the last epoch (the scheduled one, or the one early stopping ended on) ``model`` holds the
+    run's kept weights, its best epoch's by default, and the objective scores those.
+
     Intermediate epochs report the cheap per-epoch suite as ``objective`` (what ASHA compares).
     ``objective_natural`` is the natural accuracy beside it (the second objective of a Pareto search).
     """
     report: dict[str, Any] = dict(metrics)
-    if int(metrics["epoch"]) >= spec.train.epochs:
+    if metrics.get("last_epoch", float(int(metrics["epoch"]) >= spec.train.epochs)):
         report |= score_objective(model, val, context.objective_suite, device)
         report["objective_natural"] = report["final/natural_acc"]
     else:
