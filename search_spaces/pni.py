@@ -6,7 +6,7 @@ from typing import Any
 
 import optuna
 
-from search_spaces.base import SearchSpace
+from search_spaces.base import SearchSpace, known_point
 from search_spaces.presets import Preset
 from search_spaces.registry import register_space
 
@@ -24,7 +24,7 @@ class PNISpace(SearchSpace):
     fixed_train = {"clean_weight": 0.5}
     model_params = ("pni_init",)
     train_params = ("clean_weight",)
-    mix_attacks = ("fgsm", "pgd", "cw")  # the clean term comes from clean_weight, so no "none" weight
+    mix_attacks = ("fgsm", "pgd")  # the clean term comes from clean_weight, so no "none" weight
     leaderboard = ("pni_init", "lr", "mix_pgd")
 
     def define_family(self, trial: optuna.Trial, preset: Preset) -> None:
@@ -34,5 +34,4 @@ class PNISpace(SearchSpace):
 
     def points_to_evaluate(self, preset: Preset) -> list[dict[str, Any]]:
         """The paper's setting: alpha 0.25, 0.5 clean + 0.5 PGD loss."""
-        return [{"pni_init": 0.25, "clean_weight": 0.5, "mix_fgsm": 0.0, "mix_pgd": 1.0, "mix_cw": 0.0,
-                 "eps_scale": 1.0, "step_ratio": 2.5, "lr": preset.train.lr, "weight_decay": 5e-4}]
+        return [known_point(preset, {"pgd": 1.0}, self.tuned_mix(preset), pni_init=0.25, clean_weight=0.5)]

@@ -6,7 +6,7 @@ from typing import Any
 
 import optuna
 
-from search_spaces.base import SearchSpace
+from search_spaces.base import SearchSpace, known_point
 from search_spaces.presets import Preset
 from search_spaces.registry import register_space
 
@@ -30,6 +30,7 @@ class SmoothingSpace(SearchSpace):
         trial.suggest_float("input_noise", 0.05, 0.5, log=True)
 
     def points_to_evaluate(self, preset: Preset) -> list[dict[str, Any]]:
-        """Cohen et al.'s training: sigma 0.25, Gaussian noise only."""
-        return [{"input_noise": 0.25, "mix_none": 1.0, "mix_pgd": 0.0, "mix_fgsm": 0.0,
-                 "eps_scale": 1.0, "step_ratio": 2.5, "lr": preset.train.lr, "weight_decay": 5e-4}]
+        """Cohen et al.'s training (sigma 0.25, Gaussian noise only), and sigma 0.1 under PGD training."""
+        attacks = self.tuned_mix(preset)
+        return [known_point(preset, {"none": 1.0}, attacks, input_noise=0.25),
+                known_point(preset, {"pgd": 1.0}, attacks, input_noise=0.1)]

@@ -236,7 +236,7 @@ def test_result_as_dict_and_uint8_inputs(trained):
     cfg = _suite(FGSM(), GaussianNoise(), batch_size=32)
     result = evaluate_robustness(model, x, y, cfg)
     d = result.as_dict()
-    assert set(d) == {"natural_acc", "robust_acc", "acc/fgsm", "acc/gaussian"}
+    assert set(d) == {"natural_acc", "robust_acc", "robust_acc/linf", "acc/fgsm", "acc/gaussian"}
     assert all(isinstance(v, float) and 0 <= v <= 1 for v in d.values())
     assert d["robust_acc"] == result.worst_acc and result.n == 100
     as_uint8 = evaluate_robustness(model, (x * 255).round().to(torch.uint8), y, cfg)
@@ -365,7 +365,7 @@ def test_invalid_input_raises_with_value(make, match):
 
 
 def test_registry_matches_list():
-    assert list_attacks() == sorted(ATTACKS) == ["cw", "fgsm", "gaussian", "pgd", "pgd-l2"]
+    assert list_attacks() == sorted(ATTACKS) == ["apgd-ce", "apgd-dlr", "cw", "fgsm", "gaussian", "pgd", "pgd-l2"]
     assert isinstance(build_attack("pgd", eps=0.1), PGD) and build_attack("pgd", eps=0.1).alpha == 0.025
     assert all(attack_class(name).name == name for name in list_attacks())
 

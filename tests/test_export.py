@@ -109,7 +109,7 @@ def test_metrics_round_trip_and_sane_accuracies(exported, fmnist) -> None:
     assert json.loads((out / METRICS_FILE).read_text()) == json.loads(json.dumps(metrics))
     for split in ("validation", "test"):
         m = metrics[split]
-        assert set(m) == {"natural_acc", "robust_acc", "acc/fgsm", "acc/pgd"}
+        assert set(m) == {"natural_acc", "robust_acc", "robust_acc/linf", "acc/fgsm", "acc/pgd"}
         assert 0.0 <= m["robust_acc"] <= min(m["acc/fgsm"], m["acc/pgd"]) <= m["natural_acc"] <= 1.0
         assert m["natural_acc"] > 0.3  # a few steps on real data; chance is 0.10
     assert SuiteConfig.from_dict(metrics["suite"]) == SUITE

@@ -110,8 +110,8 @@ def test_mix_suggestions_reweight_the_preset_mix_and_scale_its_radii() -> None:
     assert spec.train.mix.names() == quick.train.mix.names()  # every attack keeps its place (and its budget)
     assert _drawn(spec.train.mix) == {"none": 0.5, "pgd": 0.25}
     pgd = spec.train.mix.bound(spec.train_threat)[spec.train.mix.names().index("pgd")]
-    assert pgd.eps == pytest.approx(1.5 * quick.threat.eps) and pgd.steps == 5
-    assert pgd.alpha == pytest.approx(2.0 * 1.5 * quick.threat.eps / 5)
+    assert pgd.eps == pytest.approx(1.5 * quick.threat.eps) and pgd.steps == 3
+    assert pgd.alpha == pytest.approx(2.0 * 1.5 * quick.threat.eps / 3)
     zeros = lwta.apply(lwta.fixed(quick), dict.fromkeys(("mix_none", "mix_gaussian", "mix_fgsm", "mix_pgd",
                                                          "mix_cw"), 0.0))
     assert _drawn(zeros.train.mix) == {"pgd": 1.0}  # all-zero weights fall back to PGD training

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["is_legacy_suite", "is_legacy_train", "upgrade_suite", "upgrade_train"]
+__all__ = ["FORMAT_2_TRAIN_ADDITIONS", "is_legacy_suite", "is_legacy_train", "upgrade_suite", "upgrade_train"]
 
 # format-1 suite field -> (attack, budget field)
 _SUITE_BUDGETS = {"steps": (("pgd", "steps"), ("pgd-l2", "steps")), "restarts": (("pgd", "restarts"),
@@ -58,4 +58,9 @@ def upgrade_train(raw: Mapping[str, Any], suite_eps: float) -> dict[str, Any]:
     }
     mix = [{"weight": float(weights.get(name, 0.0)), "attack": specs[name]} for name in _MIX_ORDER]
     rest = {k: v for k, v in raw.items() if k not in _TRAIN_DEFAULTS and k != "mix"}
-    return {**rest, "mix": mix, "eps_scale": old["eps"] / suite_eps if suite_eps > 0 else 1.0}
+    return {**rest, "mix": mix, "eps_scale": old["eps"] / suite_eps if suite_eps > 0 else 1.0,
+            **FORMAT_2_TRAIN_ADDITIONS}
+
+
+FORMAT_2_TRAIN_ADDITIONS: dict[str, Any] = {"label_smoothing": 0.0, "keep_best": False, "patience": None}
+"""Training settings added after format 2 was written, at the values runs without them ran with (the last epoch kept)."""

@@ -7,7 +7,13 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from trainables.attacks import AttackMix, SuiteConfig, ThreatModel
-from trainables.attacks.legacy import is_legacy_suite, is_legacy_train, upgrade_suite, upgrade_train
+from trainables.attacks.legacy import (
+    FORMAT_2_TRAIN_ADDITIONS,
+    is_legacy_suite,
+    is_legacy_train,
+    upgrade_suite,
+    upgrade_train,
+)
 from trainables.data.config import DataConfig
 from trainables.models.config import ModelConfig
 
@@ -99,6 +105,8 @@ class RunSpec:
         train = dict(raw.get("train", {}))
         if is_legacy_train(train):
             train = upgrade_train(train, suite.threat.eps)
+        elif train:
+            train = {**FORMAT_2_TRAIN_ADDITIONS, **train}  # written before best-epoch keeping: it kept the last
         if "mix" in train:
             train["mix"] = AttackMix.from_dict(train["mix"])
         built: dict[str, Any] = {"suite": suite}

@@ -29,7 +29,7 @@ def _percent(value: Any) -> str:
 
 
 def accuracy_table(metrics: dict[str, Any]) -> str:
-    """Markdown: one row per accuracy (natural, each attack, worst case), one column per scored split."""
+    """Markdown: one row per accuracy (natural, each attack, worst case per threat model and overall), one column per split."""
     splits = [s for s in ("validation", "test", PLAIN_SPLIT) if isinstance(metrics.get(s), dict)]
     if not splits:
         return "_No accuracies recorded._"
@@ -39,7 +39,10 @@ def accuracy_table(metrics: dict[str, Any]) -> str:
     examples = metrics.get("examples", {})
     header = [_SPLIT_TITLES.get(s, s) + (f" ({examples[s]} examples)" if s in examples else "") for s in splits]
     rows = [("natural", "natural_acc")] + [(k.removeprefix("acc/"), k) for k in attacks]
-    rows.append(("**worst case**", "robust_acc"))
+    norms = [(f"worst case, {title} ball", f"robust_acc/{norm}") for norm, title in (("linf", "L-inf"), ("l2", "L2"))
+             if any(f"robust_acc/{norm}" in metrics[s] for s in splits)]
+    rows += norms if len(norms) > 1 else []  # with one threat model its worst case is the row below
+    rows.append(("**worst case**" + (", every attack" if len(norms) > 1 else ""), "robust_acc"))
     lines = ["| accuracy | " + " | ".join(header) + " |", "| --- |" + " ---: |" * len(splits)]
     for label, key in rows:
         lines.append(f"| {label} | " + " | ".join(_percent(metrics[s].get(key)) for s in splits) + " |")
