@@ -60,7 +60,7 @@ def test_overrides_reach_the_base_run() -> None:
     assert base.threat == objective.threat == export.threat == plan.preset.threat == ThreatModel(0.2, 1.5)
     assert base.train_threat.eps == 0.2  # the training attacks follow the one epsilon
     assert base.model.name == "lwta-cnn" and plan.preset.name == "quick"
-    assert objective.names() == ("fgsm", "pgd", "pgd-l2", "cw")
+    assert objective.names() == ("fgsm", "pgd")  # the objective is the L-inf ball's worst case
     assert objective.attacks[1].steps == export.attacks[1].steps == 12 and not objective.cascade
     assert base.suite.attacks == PRESETS["quick"].epoch_suite.attacks  # the per-epoch suite stays cheap
 

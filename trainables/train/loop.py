@@ -87,13 +87,29 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, batches_per_epoch: 
                ) -> torch.optim.lr_scheduler.LRScheduler:
     """The learning-rate schedule; ``onecycle`` steps every batch, the others every epoch."""
     if cfg.schedule == "onecycle":  # Smith & Topin; the schedule of fast adversarial training (Wong et al. 2020)
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * batches_per_epoch,
-                                                   pct_start=0.25, anneal_strategy="linear",
-                                                   cycle_momentum=False)
+        return torch.optim.lr_scheduler.LambdaLR(opt, _OneCycle(cfg.epochs * batches_per_epoch))
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     milestones = [cfg.epochs // 2, (3 * cfg.epochs) // 4] if cfg.schedule == "step" else []
     return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[m for m in milestones if m > 0], gamma=0.1)
+
+
+@dataclass(frozen=True)
+class _OneCycle:
+    """One-cycle learning-rate factor per batch: linear warm-up from 4% over a quarter of the steps, linear decay to 0.
+
+    A callable object rather than torch's OneCycleLR, which divides by zero on runs of four steps
+    or fewer; its state is its two numbers, so a checkpoint holds it.
+    """
+
+    total: int  # batches in the whole run
+    warmup_share: float = 0.25
+
+    def __call__(self, step: int) -> float:
+        warmup = max(1, round(self.warmup_share * self.total))
+        if step < warmup:
+            return 0.04 + 0.96 * step / warmup
+        return max(0.0, (self.total - step) / max(1, self.total - warmup))
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:

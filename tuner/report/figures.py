@@ -7,7 +7,7 @@ backend, so figures are cheap to test and never depend on a display.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,11 +156,13 @@ def pareto_front(points: Sequence[ParetoPoint]) -> list[ParetoPoint]:
 
 def plot_pareto(
     points: Sequence[ParetoPoint], path: Path, *, marked: str | None = None, title: str = "",
-    others: Sequence[ParetoPoint] = (),
+    others: Sequence[ParetoPoint] = (), front: Collection[str] | None = None,
 ) -> Path:
     """Natural vs robust accuracy (percent) of finished trials, the Pareto front drawn, trial ``marked`` starred.
 
     ``others`` (trials stopped early, at their last per-epoch scores) are drawn hollow, apart from the front.
+    ``front``: the front's trial ids where the caller drew it (a Pareto search's, over exportable trials
+    only); default: :func:`pareto_front` of ``points``.
     """
     if not points:
         raise ValueError("need at least one finished trial with natural and robust accuracy, got none")
@@ -168,12 +170,13 @@ def plot_pareto(
     if bad:
         raise ValueError(f"accuracies must lie in [0, 1], got {bad[:3]}")
     plt = _pyplot()
-    front = pareto_front(points)
+    drawn = pareto_front(points) if front is None else \
+        sorted((p for p in points if p.trial_id in front), key=lambda p: (p.natural, -p.robust))
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     ax.scatter([100 * p.natural for p in points], [100 * p.robust for p in points], s=22, color="tab:gray",
                alpha=0.7, label=f"finished trials ({len(points)})")
-    ax.plot([100 * p.natural for p in front], [100 * p.robust for p in front], "-o", color="tab:blue", ms=6,
-            label=f"Pareto front ({len(front)})")
+    ax.plot([100 * p.natural for p in drawn], [100 * p.robust for p in drawn], "-o", color="tab:blue", ms=6,
+            label=f"Pareto front ({len(drawn)})")
     if others:
         ax.scatter([100 * p.natural for p in others], [100 * p.robust for p in others], s=22, facecolors="none",
                    edgecolors="tab:gray", label=f"stopped early, per-epoch suite ({len(others)})")

@@ -83,8 +83,8 @@ def _export_table(metrics: dict[str, Any]) -> str:
 
 def results_page(records: Sequence[TrialRecord], *, title: str, command: str, params: Sequence[str] = (),
                  exported: str | None = None, export_metrics: dict[str, Any] | None = None,
-                 export_path: Path | None = None) -> str:
-    """The page as HTML text (figures embedded as PNG data)."""
+                 export_path: Path | None = None, front: Sequence[str] | None = None) -> str:
+    """The page as HTML text (figures embedded as PNG data); ``front``: a Pareto search's front, drawn as such."""
     finished = [r for r in records if r.outcome == "finished" and math.isfinite(r.objective)
                 and isinstance(r.final.get("final/natural_acc"), float)]
     early = [r for r in records if r.outcome != "finished" and r.history]
@@ -97,7 +97,7 @@ def results_page(records: Sequence[TrialRecord], *, title: str, command: str, pa
         points = [figures.ParetoPoint(r.trial_id, r.final["final/natural_acc"], r.objective) for r in finished]
         others = [figures.ParetoPoint(r.trial_id, r.history[-1].get("natural_acc", 0.0),
                                       r.history[-1].get("robust_acc", 0.0)) for r in early]
-        src = _png(figures.plot_pareto, points, marked=exported, others=others,
+        src = _png(figures.plot_pareto, points, marked=exported, others=others, front=front,
                    title="Natural vs robust accuracy of every trial (validation)")
         sections += ["<h2>Natural vs robust</h2>", f'<img alt="natural vs robust accuracy" src="{src}">']
     histories = {r.trial_id: r.history for r in records if r.history}

@@ -12,7 +12,7 @@ from search_spaces import PRESETS, list_spaces
 from trainables.attacks import SuiteOverrides, add_suite_arguments
 from trainables.cli import OneLineParser
 from trainables.data import list_datasets
-from tuner.search.config import SearchConfig
+from tuner.search.config import OBJECTIVES, SearchConfig
 from tuner.search.run import run_search
 from tuner.search.status import show_status
 
@@ -37,6 +37,12 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--workers-per-trial", type=int, default=None,
                    help="data-parallel Ray Train workers per trial (default: one per GPU; gloo workers on CPU)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--objective", default="robust", choices=list(OBJECTIVES),
+                   help="robust: maximise worst-case robust validation accuracy; pareto: maximise it and natural "
+                        "validation accuracy together (Optuna's multi-objective TPE), a Pareto front of trials")
+    p.add_argument("--pick-min-natural", type=float, default=None, metavar="X",
+                   help="with --objective pareto: export the most robust Pareto trial whose natural validation "
+                        "accuracy is >= X (in [0, 1]); default: the most robust on the front")
     p.add_argument("--storage-path", default="runs", help="local folder or pyarrow URI (s3://, gs://)")
     p.add_argument("--name", default=None, help="experiment name (default: SPACE-PRESET)")
     p.add_argument("--resume", action="store_true", help="continue the experiment --name in --storage-path")
@@ -81,8 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     metrics = json.loads((outcome.export_path / "metrics.json").read_text())
     test = metrics["test"]
-    print(f"best trial {outcome.best.trial_id}: validation objective {100 * outcome.best.objective:.2f}%; "
-          f"test natural {100 * test['natural_acc']:.2f}%, worst-case robust {100 * test['robust_acc']:.2f}% "
-          f"-> {outcome.export_path}")
+    best = outcome.best
+    if cfg.pareto:
+        chosen = (f"trial {best.trial_id}, picked from {len(outcome.front)} on the Pareto front: validation robust "
+                  f"{100 * best.objective:.2f}%, natural {100 * best.natural:.2f}%")
+    else:
+        chosen = f"best trial {best.trial_id}: validation objective {100 * best.objective:.2f}%"
+    print(f"{chosen}; test natural {100 * test['natural_acc']:.2f}%, worst-case robust "
+          f"{100 * test['robust_acc']:.2f}% -> {outcome.export_path}")
     return 0
 

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from trainables.attacks import SuiteOverrides
 
-__all__ = ["SearchConfig", "is_uri"]
+__all__ = ["OBJECTIVES", "SearchConfig", "is_uri"]
+
+# --objective: the metrics of every trial report that Optuna maximises (ASHA always compares robust_acc)
+OBJECTIVES: dict[str, tuple[str, ...]] = {
+    "robust": ("objective",),  # worst-case robust validation accuracy
+    "pareto": ("objective", "objective_natural"),  # and natural validation accuracy: a Pareto front
+}
 
 
 def is_uri(path: str) -> bool:
@@ -31,6 +37,8 @@ class SearchConfig:
     gpus_per_trial: float | None = None  # None: the preset's when CUDA is there, else 0
     workers_per_trial: int | None = None  # None: one per GPU when a trial has several, else 1
     seed: int = 0
+    objective: str = "robust"  # a key of OBJECTIVES
+    pick_min_natural: float | None = None  # pareto: export the most robust front trial with natural acc >= this
     storage_path: str = "runs"
     name: str | None = None  # None: "<space>-<preset>"
     resume: bool = False
@@ -64,6 +72,14 @@ class SearchConfig:
         wait = self.resource_wait_s
         if wait is not None and not (math.isfinite(wait) and wait >= 0):
             raise ValueError(f"--wait-for-resources must be a finite number of seconds >= 0, got {wait}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        floor = self.pick_min_natural
+        if floor is not None and not (math.isfinite(floor) and 0 <= floor <= 1):
+            raise ValueError(f"--pick-min-natural must be an accuracy in [0, 1], got {floor}")
+        if floor is not None and not self.pareto:
+            raise ValueError(f"--pick-min-natural picks from the Pareto front and goes with --objective pareto, "
+                             f"got --objective {self.objective}")
         if self.trust_experiment and not self.resume:
             raise ValueError("--trust-experiment goes with --resume")
 
@@ -71,6 +87,16 @@ class SearchConfig:
     def data_parallel(self) -> bool:
         """Whether trials may train over several workers (Ray Train), as far as the flags tell."""
         return (self.workers_per_trial or 1) > 1 or (self.gpus_per_trial or 0) > 1
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The report metrics the searcher maximises: one, or two for a Pareto search."""
+        return OBJECTIVES[self.objective]
+
+    @property
+    def pareto(self) -> bool:
+        """Whether the search looks for a front of robust and natural accuracy rather than one best trial."""
+        return len(self.metrics) > 1
 
     @property
     def experiment_name(self) -> str:

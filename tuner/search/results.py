@@ -1,4 +1,8 @@
-"""Every trial of a search as records: outcome, config, per-epoch and final metrics; written as Parquet."""
+"""Every trial of a search as records: outcome, config, per-epoch and final metrics; written as Parquet.
+
+Which trial is exported: the best by objective (``--objective robust``), or, for a Pareto search,
+the most robust trial of the front of robust vs natural validation accuracy that meets the pick rule.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ import pyarrow.parquet as pq
 from trainables.atomic import atomic_write
 from tuner.search.progress import trial_outcome
 
-__all__ = ["TrialRecord", "best_trial", "collect_trials", "merge_history", "read_trials", "write_trials"]
+__all__ = ["ParetoPick", "TrialRecord", "best_trial", "collect_trials", "merge_history", "pareto_front",
+           "pick_from_front", "read_trials", "write_trials"]
 
 _INTERNAL = {"timestamp", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
              "iterations_since_restore", "checkpoint_dir_name", "done", "training_iteration", "date", "trial_id",
@@ -38,6 +43,12 @@ class TrialRecord:
     def objective(self) -> float:
         """Worst-case robust validation accuracy (NaN when the trial never finished its evaluation)."""
         value = self.final.get("objective", math.nan)
+        return float(value) if self.final.get("final_evaluated") else math.nan
+
+    @property
+    def natural(self) -> float:
+        """Natural validation accuracy beside the objective (NaN when the trial never finished its evaluation)."""
+        value = self.final.get("objective_natural", self.final.get("final/natural_acc", math.nan))
         return float(value) if self.final.get("final_evaluated") else math.nan
 
     @property
@@ -129,8 +140,61 @@ def best_trial(records: list[TrialRecord]) -> TrialRecord | None:
     return max(candidates, key=lambda r: (r.objective, r.final.get("final/natural_acc", 0.0)))
 
 
+def pareto_front(records: list[TrialRecord]) -> list[TrialRecord]:
+    """The exportable trials no other exportable trial beats on both objective and natural accuracy, most robust first.
+
+    Trials at the same point are all on the front (in ``records``' order); a trial without a finite
+    natural accuracy is left out. Suspect, pruned and failed trials never shape the front.
+    """
+    from tuner.report.figures import ParetoPoint  # here: tuner.report imports this module
+    from tuner.report.figures import pareto_front as front_of
+
+    candidates = {r.trial_id: r for r in records if r.exportable and math.isfinite(r.natural)}
+    points = [ParetoPoint(r.trial_id, r.natural, r.objective) for r in candidates.values()]
+    return [candidates[p.trial_id] for p in front_of(points)]  # by rising natural: falling objective
+
+
+@dataclass(frozen=True)
+class ParetoPick:
+    """A Pareto search's front (most robust first), the trial picked from it, and the pick rule."""
+
+    front: tuple[TrialRecord, ...]
+    trial: TrialRecord | None
+    min_natural: float | None = None
+
+    @property
+    def met(self) -> bool:
+        """Whether the picked trial meets the rule (False when none did and the pick fell back)."""
+        return self.trial is not None and (self.min_natural is None or self.trial.natural >= self.min_natural)
+
+    @property
+    def rule(self) -> str:
+        """The pick rule in words."""
+        floor = "" if self.min_natural is None else f" with natural accuracy >= {self.min_natural:g}"
+        return f"the most robust trial of the Pareto front{floor}"
+
+
+def pick_from_front(records: list[TrialRecord], min_natural: float | None = None) -> ParetoPick:
+    """The most robust front trial whose natural accuracy is >= ``min_natural`` (None: the most robust).
+
+    That is the most robust of all exportable trials meeting the floor (any of them is matched or
+    beaten by a front trial). When no front trial meets it, the pick falls back on the most robust
+    one, with ``met`` False for the caller to say so: a search is not thrown away for a floor set
+    before its results were known.
+    """
+    if min_natural is not None and not (math.isfinite(min_natural) and 0 <= min_natural <= 1):
+        raise ValueError(f"min_natural must be an accuracy in [0, 1], got {min_natural}")
+    front = pareto_front(records)
+    qualified = [r for r in front if min_natural is None or r.natural >= min_natural]
+    return ParetoPick(tuple(front), (qualified or front or [None])[0], min_natural)
+
+
 def write_trials(records: list[TrialRecord], path: Path) -> Path:
-    """All trials as one Parquet file: outcome, params, final metrics and the per-epoch history."""
+    """All trials as one Parquet file: outcome, params, final metrics and the per-epoch history.
+
+    ``pareto`` tells the trials on the front of robust vs natural validation accuracy (see :func:`pareto_front`).
+    """
+    on_front = {r.trial_id for r in pareto_front(records)}
     history_keys = sorted({k for r in records for row in r.history for k in row}) or ["epoch"]  # Parquet needs a field
     final_keys = sorted({k for r in records for k in r.final})
     param_keys = sorted({k for r in records for k in r.params})
@@ -139,6 +203,8 @@ def write_trials(records: list[TrialRecord], path: Path) -> Path:
         "outcome": [r.outcome for r in records],
         "objective": [r.objective for r in records],
         "exportable": [r.exportable for r in records],
+        "natural": [r.natural for r in records],
+        "pareto": [r.trial_id in on_front for r in records],
         "epochs": [len(r.history) for r in records],
         "error": [r.error for r in records],
         "study_state": [r.study_state for r in records],

@@ -3,8 +3,9 @@
 Data flow: preset + space (tuner.search.plan) -> Optuna define-by-run suggestions -> one Ray Tune
 trial each (tuner.search.trial: train, report and checkpoint every epoch, ASHA stops the weak
 ones) -> the objective (tuner.search.objective) ranks them -> results.parquet + leaderboard -> the
-best honest trial is re-evaluated on the test split and exported (tuner.export) into
-``exports/<experiment>/``, with ``exports/latest`` pointing at the newest export.
+best honest trial (``--objective pareto``: the pick from the front of robust vs natural accuracy) is
+re-evaluated on the test split and exported (tuner.export) into ``exports/<experiment>/``, with
+``exports/latest`` pointing at the newest export.
 
 Everything the command line says is checked before Ray starts; the experiment is locked for the
 whole search; every trial's resources are checked against the cluster before the first trial.
@@ -18,7 +19,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from tuner.search.lock import experiment_lock
 from tuner.search.plan import SearchPlan, resolve_run
 from tuner.search.progress import write_phase
 from tuner.search.resources import TrialResources, request_from_autoscaler, wait_until_placeable
-from tuner.search.results import TrialRecord, best_trial, collect_trials, write_trials
+from tuner.search.results import ParetoPick, TrialRecord, best_trial, collect_trials, pick_from_front, write_trials
 from tuner.search.tuner_setup import build_tuner, check_experiment, optuna_storage
 from tuner.search.view import Phases
 
@@ -50,8 +51,9 @@ class SearchOutcome:
     experiment_path: str
     records: list[TrialRecord]
     interrupted: bool
-    best: TrialRecord | None
+    best: TrialRecord | None  # the exported trial: the best, or a Pareto search's pick
     export_path: Path | None
+    front: list[TrialRecord] = field(default_factory=list)  # a Pareto search's front, most robust first
 
 
 def _point_latest(export_dir: Path, name: str) -> None:
@@ -64,8 +66,11 @@ def _point_latest(export_dir: Path, name: str) -> None:
 
 
 def export_best(record: TrialRecord, splits: Splits, preset: Preset, suite: SuiteConfig, cfg: SearchConfig,
-                command: str, progress: ProgressFn | None = None) -> Path:
-    """Re-evaluate the best trial's final checkpoint with ``suite`` and export it to exports/<experiment>/."""
+                command: str, progress: ProgressFn | None = None, pick: ParetoPick | None = None) -> Path:
+    """Re-evaluate the best trial's final checkpoint with ``suite`` and export it to exports/<experiment>/.
+
+    ``pick``: the Pareto front ``record`` was picked from, recorded with the rule in metrics.json.
+    """
     from tuner.export import evaluate_for_export, export_model
     from tuner.provenance import collect_provenance
 
@@ -77,9 +82,14 @@ def export_best(record: TrialRecord, splits: Splits, preset: Preset, suite: Suit
     model.load_state_dict(state.model)
     model.eval()
     metrics = evaluate_for_export(model, splits, suite, val_limit=preset.export_val_limit, progress=progress)
-    metrics["search"] = {"trial_id": record.trial_id, "objective": record.objective,
-                         "experiment": cfg.experiment_path,
+    metrics["search"] = {"trial_id": record.trial_id, "objective": record.objective, "natural": record.natural,
+                         "experiment": cfg.experiment_path, "objective_mode": cfg.objective,
+                         "pick": {"rule": "the trial with the highest objective"} if pick is None else
+                         {"rule": pick.rule, "min_natural": pick.min_natural, "met": pick.met},
                          "objective_metrics": {k: v for k, v in record.final.items() if k.startswith("final/")}}
+    if pick is not None:
+        metrics["search"]["front"] = [{"trial_id": r.trial_id, "objective": r.objective, "natural": r.natural}
+                                      for r in pick.front]
     export_dir = Path(cfg.export_dir)
     out = export_model(model, spec, export_dir / cfg.experiment_name, info=splits.info, metrics=metrics,
                        command=command, space=cfg.space, params=record.params,
@@ -225,7 +235,7 @@ def _study(cfg: SearchConfig, interrupted: bool) -> dict[str, str]:
 
 
 def _results_page(cfg: SearchConfig, records: list[TrialRecord], params: tuple[str, ...], command: str,
-                  best: TrialRecord | None, export_path: Path | None) -> list[Path]:
+                  best: TrialRecord | None, export_path: Path | None, pick: ParetoPick | None) -> list[Path]:
     """The results page, in the experiment folder (local storage) and the export folder."""
     import json
 
@@ -238,7 +248,23 @@ def _results_page(cfg: SearchConfig, records: list[TrialRecord], params: tuple[s
         metrics = json.loads((export_path / "metrics.json").read_text())
     return write_results_page(folders, records, title=f"robustune search {cfg.experiment_name} ({cfg.space})",
                               command=command, params=params, exported=None if best is None else best.trial_id,
-                              export_metrics=metrics, export_path=export_path)
+                              export_metrics=metrics, export_path=export_path,
+                              front=None if pick is None else [r.trial_id for r in pick.front])
+
+
+def _show_pick(pick: ParetoPick, exported: bool, phases: Phases) -> None:
+    """A Pareto search's front, and the trial picked for export (a warning when none of the front met the rule)."""
+    points = ", ".join(f"{r.trial_id} {100 * r.objective:.2f}% / {100 * r.natural:.2f}%" for r in pick.front)
+    phases.say(f"Pareto front (validation robust / natural, most robust first): {points or 'empty'}")
+    if not exported or pick.trial is None:
+        return
+    if not pick.met:
+        top = max(pick.front, key=lambda r: r.natural)
+        phases.say(f"[yellow]warning[/]: no Pareto trial has natural accuracy >= {100 * (pick.min_natural or 0):.2f}% "
+                   f"(at most {100 * top.natural:.2f}%, {top.trial_id}); exporting the most robust, "
+                   f"{pick.trial.trial_id}")
+    else:
+        phases.say(f"exporting {pick.rule}: trial {pick.trial.trial_id}")
 
 
 def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> SearchOutcome:
@@ -267,15 +293,22 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
                     Path(cfg.export_dir) / f"{cfg.experiment_name}-results.parquet"
                 write_trials(records, results_path)
             params = tuple(k for k in get_space(cfg.space).leaderboard if any(k in r.params for r in records))
-            phases.console.print(leaderboard(records, params))
+            pick = pick_from_front(records, cfg.pick_min_natural) if cfg.pareto else None
+            best = None if interrupted else best_trial(records) if pick is None else pick.trial
+            phases.console.print(leaderboard(records, params, front=None if pick is None else
+                                             [r.trial_id for r in pick.front],
+                                             picked=None if best is None else best.trial_id))
             phases.say(f"all trials: {results_path}")
-            best = None if interrupted else best_trial(records)
+            if pick is not None:
+                _show_pick(pick, best is not None, phases)
             export_path = None
             if best is not None:
                 with phases.counted(f"scoring trial {best.trial_id} for export (validation and test)") as heard:
-                    export_path = export_best(best, splits, plan.preset, plan.export_suite, cfg, command, heard)
+                    export_path = export_best(best, splits, plan.preset, plan.export_suite, cfg, command, heard,
+                                              pick)
             with phases.phase("writing the results page"):
-                pages = _results_page(cfg, records, params, command, best, export_path)
+                pages = _results_page(cfg, records, params, command, best, export_path, pick)
             phases.say(f"results page: {pages[0]}" if pages else "no results page (remote storage, nothing exported)")
             write_phase(phases.progress_file, "interrupted" if interrupted else "done")
-    return SearchOutcome(cfg.experiment_path, records, interrupted, best, export_path)
+    return SearchOutcome(cfg.experiment_path, records, interrupted, best, export_path,
+                         [] if pick is None else list(pick.front))

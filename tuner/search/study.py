@@ -9,6 +9,10 @@ trial RUNNING when its value is NaN or when the driver died between asking and s
 - a diverged or crashed trial FAILs;
 - each Optuna trial carries its Tune trial id and its outcome as user attributes, so that
   ``results.parquet`` and the study agree, and :func:`settle_study` marks trials the driver lost.
+
+With a list of metrics (``--objective pareto``) a finished trial is COMPLETE with every value,
+finite all; Optuna keeps no intermediate values for several objectives, so a pruned trial is
+PRUNED without them.
 """
 
 from __future__ import annotations
@@ -45,9 +49,13 @@ class HonestOptunaSearch(OptunaSearch):
             self._ot_trials[trial_id].set_user_attr(TUNE_ID, trial_id)
         return params
 
+    @property
+    def _multi(self) -> bool:
+        return isinstance(self.metric, list)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        """Report each epoch's finite objective as an intermediate value."""
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        """Report each epoch's finite objective as an intermediate value (one objective only)."""
+        if self._multi or trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         if _finite(result.get(self.metric)):
             super().on_trial_result(trial_id, result)
@@ -61,13 +69,15 @@ class HonestOptunaSearch(OptunaSearch):
             return
         ot_trial = self._ot_trials[trial_id]
         outcome = trial_outcome("ERROR" if error else "TERMINATED", result)
-        value = (result or {}).get(self.metric)
+        values = [(result or {}).get(m) for m in (self.metric if self._multi else [self.metric])]
         suspect = bool((result or {}).get("suspect"))
-        if outcome == "finished" and _finite(value) and not suspect:
-            state, told = optuna.trial.TrialState.COMPLETE, float(value)
+        told: float | list[float] | None
+        if outcome == "finished" and all(map(_finite, values)) and not suspect:
+            told = [float(v) for v in values] if self._multi else float(values[0])
+            state = optuna.trial.TrialState.COMPLETE
         elif outcome == "pruned":  # Tune passes the result ASHA stopped on to no on_trial_result: report it here
-            step = (result or {}).get("training_iteration")
-            if _finite(value) and step is not None and self._last_steps.get(trial_id) != step:
+            step, value = (result or {}).get("training_iteration"), values[0]
+            if not self._multi and _finite(value) and step is not None and self._last_steps.get(trial_id) != step:
                 ot_trial.report(float(value), int(step))
             state, told = optuna.trial.TrialState.PRUNED, None
         else:

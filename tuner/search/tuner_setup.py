@@ -1,5 +1,8 @@
 """The Ray Tune side of a search: the trainable with its resources, Optuna's searcher, ASHA, the callbacks.
 
+Optuna maximises the ``--objective``'s metrics (robust accuracy, or robust and natural accuracy for a
+Pareto search); ASHA always stops trials on the per-epoch robust accuracy.
+
 A new experiment gets a fresh ``tune.Tuner``; ``--resume`` restores the saved one, but only after
 the experiment folder passed its integrity check (``Tuner.restore`` unpickles it).
 """
@@ -15,12 +18,12 @@ from search_spaces import PRESETS, Preset, get_space
 from trainables.attacks import SuiteConfig
 from trainables.data import Splits
 from trainables.train import RunSpec
-from tuner.search.config import SearchConfig, is_uri
+from tuner.search.config import OBJECTIVES, SearchConfig, is_uri
 from tuner.search.plan import SearchPlan
 from tuner.search.resources import DRIVER_MEMORY, TrialResources
 from tuner.search.trial import TrialContext, run_trial
 
-__all__ = ["DefineBySpace", "build_tuner", "check_experiment", "optuna_storage"]
+__all__ = ["DefineBySpace", "build_searcher", "build_tuner", "check_experiment", "optuna_storage"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,29 @@ def check_experiment(cfg: SearchConfig) -> None:
                               "or pick another --name")
     if cfg.resume and not cfg.trust_experiment and not is_uri(cfg.storage_path):
         verify(Path(cfg.experiment_path))
+    if cfg.resume:
+        _check_objective(cfg)
+
+
+def _check_objective(cfg: SearchConfig) -> None:
+    """Refuse to resume under another ``--objective``: the study's directions say which one it was started with.
+
+    Without RDB storage (remote storage and no ``--optuna-storage``) there is nothing to read before
+    Tune unpickles the searcher, which then keeps its own objective.
+    """
+    import optuna
+
+    storage = optuna_storage(cfg)
+    if storage is None:
+        return
+    try:
+        directions = optuna.load_study(study_name=cfg.experiment_name, storage=storage).directions
+    except KeyError:  # the searcher never created its study
+        return
+    if len(directions) != len(cfg.metrics):
+        started = next((name for name, metrics in OBJECTIVES.items() if len(metrics) == len(directions)), "?")
+        raise ValueError(f"experiment {cfg.experiment_path} was started with --objective {started}; resume it with "
+                         f"--objective {started}, not {cfg.objective}")
 
 
 def _trainable(cfg: SearchConfig, base: RunSpec, objective: SuiteConfig, splits: Splits,
@@ -92,28 +118,40 @@ def _trainable(cfg: SearchConfig, base: RunSpec, objective: SuiteConfig, splits:
     return tune.with_resources(driver, {"cpu": 0, "memory": DRIVER_MEMORY})  # Train places the workers
 
 
+def build_searcher(cfg: SearchConfig, preset: Preset) -> Any:
+    """Optuna's searcher of a new experiment: the objective, or robust and natural accuracy (``--objective pareto``)."""
+    import optuna
+
+    from tuner.search.study import HonestOptunaSearch
+
+    storage = optuna_storage(cfg)
+    metrics = list(cfg.metrics)  # a list of several: Ray's OptunaSearch makes a multi-objective study
+    return HonestOptunaSearch(
+        space=DefineBySpace(cfg.space, cfg.preset), metric=metrics if cfg.pareto else metrics[0],
+        mode=["max"] * len(metrics) if cfg.pareto else "max",
+        points_to_evaluate=_points(cfg, preset) or None,
+        # TPE for two objectives too (MOTPE): NSGA-II samples at random for its whole first generation
+        # (population_size 50), longer than a quick (8 trials) or paper (20) search; TPE models every
+        # trial after its first 10, as the robust search does, over the same define-by-run space
+        sampler=optuna.samplers.TPESampler(seed=cfg.seed),
+        storage=None if storage is None else optuna.storages.RDBStorage(storage), study_name=cfg.experiment_name,
+    )
+
+
 def build_tuner(cfg: SearchConfig, plan: SearchPlan, splits: Splits, layout: TrialResources,
                 max_concurrent: int | None) -> Any:
     """A new ``tune.Tuner`` for the plan, or the restored one for ``--resume``."""
-    import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
     from tuner.search.integrity import IntegrityRecorder
     from tuner.search.progress import LiveProgress
-    from tuner.search.study import HonestOptunaSearch
 
     preset, base = plan.preset, plan.base
     trainable = _trainable(cfg, base, plan.objective_suite, splits, layout)
     if cfg.resume:
         return tune.Tuner.restore(cfg.experiment_path, trainable, resume_unfinished=True, resume_errored=True)
-    storage = optuna_storage(cfg)
-    searcher = HonestOptunaSearch(
-        space=DefineBySpace(cfg.space, cfg.preset), metric="objective", mode="max",
-        points_to_evaluate=_points(cfg, preset) or None,
-        sampler=optuna.samplers.TPESampler(seed=cfg.seed),
-        storage=None if storage is None else optuna.storages.RDBStorage(storage), study_name=cfg.experiment_name,
-    )
+    searcher = build_searcher(cfg, preset)
     scheduler = ASHAScheduler(metric="robust_acc", mode="max", time_attr="training_iteration",
                               max_t=base.train.epochs, grace_period=min(cfg.grace_period, base.train.epochs),
                               reduction_factor=2)
