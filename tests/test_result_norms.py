@@ -103,3 +103,13 @@ def test_per_norm_outcomes_survive_sharding(cnn, monkeypatch):
     _check_norms(gathered)
     rebuilt = RobustResult.from_outcomes(one.natural, dict(one.per_attack))
     assert all(torch.equal(rebuilt.worst_for(n), one.worst_for(n)) for n in ("linf", "l2"))
+
+
+def test_a_cascade_runs_per_threat_model(cnn):
+    """An L-inf attack that breaks every example leaves the L2 ball's cascade untouched: its worst case is its own."""
+    model, x, y = cnn
+    suite = SuiteConfig(threat=ThreatModel(1.0, 0.05), attacks=(FGSM(), PGDL2(steps=3)), cascade=True)
+    result = evaluate_robustness(model, x, y, suite)
+    assert result.worst_acc_for("linf") == 0.0  # eps 1 turns every image into a sign pattern
+    assert result.worst_acc_for("l2") > 0.5 * result.natural_acc  # a tiny L2 ball: most stay robust
+    assert result.worst_acc == 0.0

@@ -66,10 +66,65 @@ def test_overrides_reach_the_base_run() -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"num_samples": 0}, {"cpus_per_trial": 0},
-                                    {"gpus_per_trial": -1.0}, {"epochs": 0}])
+                                    {"gpus_per_trial": -1.0}, {"epochs": 0}, {"sampler": "grid"},
+                                    {"scheduler": "pbt"}])
 def test_bad_search_settings_raise_with_the_value(kwargs: dict) -> None:
     with pytest.raises(ValueError, match=str(next(iter(kwargs.values())))):
         SearchConfig(**kwargs)
+
+
+# --- the strategy: --sampler and --scheduler ------------------------------------------------------
+
+def test_every_strategy_name_has_a_factory() -> None:
+    from tuner.search.config import SAMPLERS, SCHEDULERS
+    from tuner.search.tuner_setup import SAMPLER_FACTORIES, SCHEDULER_FACTORIES
+
+    assert set(SAMPLERS) == set(SAMPLER_FACTORIES) and set(SCHEDULERS) == set(SCHEDULER_FACTORIES)
+
+
+@pytest.mark.parametrize("space", ["lwta", "adversarial"])
+def test_random_sampler_still_tries_the_known_good_points_first(tmp_path: Path, space: str) -> None:
+    import optuna
+
+    from search_spaces import get_space
+    from tuner.search.tuner_setup import build_searcher
+
+    def suggestions(seed: int, name: str) -> list[dict]:
+        cfg = SearchConfig(space=space, sampler="random", seed=seed, storage_path=str(tmp_path), name=name)
+        searcher = build_searcher(cfg, PRESETS["quick"])
+        assert isinstance(searcher._sampler, optuna.samplers.RandomSampler)
+        return [searcher.suggest(f"t{i}") for i in range(3)]
+
+    known = get_space(space).points_to_evaluate(PRESETS["quick"])
+    a, b, c = suggestions(0, "a"), suggestions(0, "b"), suggestions(1, "c")
+    assert a[:len(known)] == c[:len(known)] == known
+    assert a == b and a[len(known):] != c[len(known):]
+
+
+@pytest.mark.parametrize(("num_samples", "startup"), [(None, 2), (2, 2), (8, 2), (20, 6), (60, 20)])
+def test_tpe_models_the_trials_after_a_third_of_the_search(tmp_path: Path, num_samples: int | None,
+                                                           startup: int) -> None:
+    import optuna
+
+    from tuner.search.tuner_setup import build_searcher
+
+    cfg = SearchConfig(num_samples=num_samples, storage_path=str(tmp_path))  # None: the quick preset's 6
+    sampler = build_searcher(cfg, PRESETS["quick"])._sampler
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert sampler._n_startup_trials == startup and sampler._multivariate  # Optuna keeps no public getters
+
+
+def test_scheduler_is_asha_on_robust_acc_or_fifo() -> None:
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+
+    from tuner.search.tuner_setup import build_scheduler
+
+    asha = build_scheduler(SearchConfig(grace_period=2), epochs=3)
+    assert isinstance(asha, AsyncHyperBandScheduler)
+    assert (asha.metric, asha._mode, asha._max_t, asha._reduction_factor) == ("robust_acc", "max", 3, 2)
+    assert [milestone for milestone, _ in asha._brackets[0]._rungs] == [2]  # the grace period: its only rung
+    fifo = build_scheduler(SearchConfig(scheduler="fifo"), epochs=3)
+    assert type(fifo) is FIFOScheduler
 
 
 # --- objective ---------------------------------------------------------------------------------
@@ -166,6 +221,8 @@ def test_trials_round_trip_through_parquet(tmp_path: Path) -> None:
         (["--resume", "--name", "never-ran"], "nothing to resume"),
         (["--workers-per-trial", "0"], "--workers-per-trial must be >= 1, got 0"),
         (["--gpus-per-trial", "1.5"], "--gpus-per-trial above 1 must be a whole number of GPUs, got 1.5"),
+        (["--sampler", "grid"], "invalid choice: 'grid'"),
+        (["--scheduler", "pbt"], "invalid choice: 'pbt'"),
     ],
 )
 def test_cli_bad_input_is_one_line_before_ray_starts(tmp_path: Path, capsys, args: list[str], needle: str) -> None:

@@ -31,8 +31,9 @@ def evaluate_robustness(
 ) -> RobustResult:
     """Evaluate ``model`` on images (N, C, H, W) in [0, 1] (or uint8) under every attack of the suite.
 
-    Attacks run on the naturally correct examples, or in a cascade only on those still robust;
-    worst = natural AND every attack, per example. A stochastic model is attacked once per way of
+    Attacks run on the naturally correct examples, or in a cascade only on those still robust in
+    the attack's own threat model (its norm), so that each ball's worst case (``worst_for``) is a
+    cascade of its own; worst = natural AND every attack, per example. A stochastic model is attacked once per way of
     taking its gradients the suite lists; a deterministic one once, its outcome standing for every
     way. Each run draws from its own seeded stream, so adding an attack never changes another's
     outcome. ``keep_adversarial`` returns the inputs each run produced. ``progress`` hears of every
@@ -68,7 +69,7 @@ def evaluate_robustness(
                 xb, yb = x_all[i:i + bs].to(device), y_all[i:i + bs].to(device)
                 natural[i:i + bs] = (predict(model, xb, cfg.predict_samples) == yb).cpu()
                 tick("natural", math.ceil((n - i - bs) / bs), n)
-        still = natural.clone()  # (N,) not yet broken by any attack
+        still = {attack.norm: natural.clone() for _, _, attack in passes}  # per norm: (N,) not yet broken
         per_attack: dict[str, Tensor] = {}
         for key, way, attack in passes:
             if not stochastic and way != cfg.gradients[0]:  # the same gradients: the same outcome
@@ -76,7 +77,7 @@ def evaluate_robustness(
                 if adversarial is not None:
                     adversarial[key] = adversarial[attack.name]
                 continue
-            targets = (still if cfg.cascade else natural).nonzero().squeeze(1)  # (n_targets,)
+            targets = (still[attack.norm] if cfg.cascade else natural).nonzero().squeeze(1)  # (n_targets,)
             robust = torch.zeros(n, dtype=torch.bool)
             kept = x_all.clone() if adversarial is not None else None
             waiting.remove(key)
@@ -90,7 +91,7 @@ def evaluate_robustness(
                         kept[idx] = x_adv.cpu()
                     tick(key, math.ceil((targets.numel() - i - bs) / bs), targets.numel())
             per_attack[key] = robust
-            still &= robust
+            still[attack.norm] &= robust
             if adversarial is not None and kept is not None:
                 adversarial[key] = kept
     return RobustResult.from_outcomes(natural, per_attack, adversarial)

@@ -29,7 +29,7 @@ def _percent(value: Any) -> str:
 
 
 def accuracy_table(metrics: dict[str, Any]) -> str:
-    """Markdown: one row per accuracy (natural, each attack, worst case per threat model and overall), one column per split."""
+    """Markdown: a row per accuracy (natural, each attack, worst case per threat model and overall), a column per split."""
     splits = [s for s in ("validation", "test", PLAIN_SPLIT) if isinstance(metrics.get(s), dict)]
     if not splits:
         return "_No accuracies recorded._"
@@ -58,8 +58,9 @@ def _threat_lines(suite: SuiteConfig, stochastic: bool) -> str:
                     "the sampled forward pass; rows `<attack>/plain` are the second way")
     eot = (f"{suite.eot_samples} gradient draws per attack step, predictions averaged over "
            f"{suite.predict_samples} draws" if stochastic else "not used (the model is deterministic)")
-    order = ("in a cascade: each attack runs on the examples every earlier one failed to break, and its row is "
-             "the robust accuracy after it" if suite.cascade else "each on every correctly classified example")
+    order = ("in a cascade per threat model: each attack runs on the examples every earlier attack of its ball "
+             "failed to break, and its row is that ball's robust accuracy after it" if suite.cascade
+             else "each on every correctly classified example")
     l2 = "none" if threat.l2_eps is None else f"{threat.l2_eps:g}"
     return (f"- L-inf epsilon: {threat.eps:g} (pixel units, {255 * threat.eps:.1f}/255)\n- L2 epsilon: {l2}\n"
             f"- Attacks ({order}):\n{attacks or '  - none'}\n- EOT samples: {eot}")

@@ -12,7 +12,7 @@ from search_spaces import PRESETS, list_spaces
 from trainables.attacks import SuiteOverrides, add_suite_arguments
 from trainables.cli import OneLineParser
 from trainables.data import list_datasets
-from tuner.search.config import OBJECTIVES, SearchConfig
+from tuner.search.config import OBJECTIVES, SAMPLERS, SCHEDULERS, SearchConfig
 from tuner.search.run import run_search
 from tuner.search.status import show_status
 
@@ -40,6 +40,12 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--objective", default="robust", choices=list(OBJECTIVES),
                    help="robust: maximise worst-case robust validation accuracy; pareto: maximise it and natural "
                         "validation accuracy together (Optuna's multi-objective TPE), a Pareto front of trials")
+    p.add_argument("--sampler", default="tpe", choices=list(SAMPLERS),
+                   help="how Optuna proposes trials after the space's known-good points: "
+                        + "; ".join(f"{k}: {v}" for k, v in SAMPLERS.items()) + " (--resume keeps the search's own)")
+    p.add_argument("--scheduler", default="asha", choices=list(SCHEDULERS),
+                   help="which trials train to the end: " + "; ".join(f"{k}: {v}" for k, v in SCHEDULERS.items())
+                        + " (--resume keeps the search's own)")
     p.add_argument("--pick-min-natural", type=float, default=None, metavar="X",
                    help="with --objective pareto: export the most robust Pareto trial whose natural validation "
                         "accuracy is >= X (in [0, 1]); default: the most robust on the front")

@@ -8,12 +8,23 @@ from pathlib import Path
 
 from trainables.attacks import SuiteOverrides
 
-__all__ = ["OBJECTIVES", "SearchConfig", "is_uri"]
+__all__ = ["OBJECTIVES", "SAMPLERS", "SCHEDULERS", "SearchConfig", "is_uri"]
 
 # --objective: the metrics of every trial report that Optuna maximises (ASHA always compares robust_acc)
 OBJECTIVES: dict[str, tuple[str, ...]] = {
     "robust": ("objective",),  # worst-case robust validation accuracy
     "pareto": ("objective", "objective_natural"),  # and natural validation accuracy: a Pareto front
+}
+
+# --sampler and --scheduler: the search's strategy, by name (built in tuner.search.tuner_setup), in words for --help
+SAMPLERS: dict[str, str] = {
+    "tpe": "Optuna's multivariate TPE, random for its first max(2, trials // 3) trials",
+    "random": "Optuna's random sampler",
+}
+SCHEDULERS: dict[str, str] = {
+    "asha": "ASHA stops a trial at epoch 1, 2, 4, ... unless its per-epoch robust accuracy is in the top half "
+            "reached there so far",
+    "fifo": "every trial runs all its epochs",
 }
 
 
@@ -38,6 +49,8 @@ class SearchConfig:
     workers_per_trial: int | None = None  # None: one per GPU when a trial has several, else 1
     seed: int = 0
     objective: str = "robust"  # a key of OBJECTIVES
+    sampler: str = "tpe"  # a key of SAMPLERS
+    scheduler: str = "asha"  # a key of SCHEDULERS
     pick_min_natural: float | None = None  # pareto: export the most robust front trial with natural acc >= this
     storage_path: str = "runs"
     name: str | None = None  # None: "<space>-<preset>"
@@ -74,6 +87,10 @@ class SearchConfig:
             raise ValueError(f"--wait-for-resources must be a finite number of seconds >= 0, got {wait}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
         floor = self.pick_min_natural
         if floor is not None and not (math.isfinite(floor) and 0 <= floor <= 1):
             raise ValueError(f"--pick-min-natural must be an accuracy in [0, 1], got {floor}")

@@ -1,7 +1,19 @@
 """The Ray Tune side of a search: the trainable with its resources, Optuna's searcher, ASHA, the callbacks.
 
 Optuna maximises the ``--objective``'s metrics (robust accuracy, or robust and natural accuracy for a
-Pareto search); ASHA always stops trials on the per-epoch robust accuracy.
+Pareto search) with the ``--sampler`` (TPE or random); the ``--scheduler`` either stops weak trials
+on the per-epoch robust accuracy (ASHA) or runs every trial to its last epoch (FIFO).
+
+Adding a strategy: a function of the search's settings (and its number of trials, or epochs) in
+:data:`SAMPLER_FACTORIES` or :data:`SCHEDULER_FACTORIES`, and its name with a line of help in
+``tuner.search.config``'s ``SAMPLERS`` or ``SCHEDULERS``::
+
+    def _qmc(cfg: SearchConfig, num_samples: int) -> Any:
+        import optuna
+
+        return optuna.samplers.QMCSampler(seed=cfg.seed)
+
+    SAMPLER_FACTORIES["qmc"] = _qmc
 
 A new experiment gets a fresh ``tune.Tuner``; ``--resume`` restores the saved one, but only after
 the experiment folder passed its integrity check (``Tuner.restore`` unpickles it).
@@ -10,6 +22,7 @@ the experiment folder passed its integrity check (``Tuner.restore`` unpickles it
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +36,8 @@ from tuner.search.plan import SearchPlan
 from tuner.search.resources import DRIVER_MEMORY, TrialResources
 from tuner.search.trial import TrialContext, run_trial
 
-__all__ = ["DefineBySpace", "build_searcher", "build_tuner", "check_experiment", "optuna_storage"]
+__all__ = ["SAMPLER_FACTORIES", "SCHEDULER_FACTORIES", "DefineBySpace", "build_scheduler", "build_searcher",
+           "build_tuner", "check_experiment", "optuna_storage", "tpe_startup_trials"]
 
 
 @dataclass(frozen=True)
@@ -118,8 +132,58 @@ def _trainable(cfg: SearchConfig, base: RunSpec, objective: SuiteConfig, splits:
     return tune.with_resources(driver, {"cpu": 0, "memory": DRIVER_MEMORY})  # Train places the workers
 
 
+def tpe_startup_trials(num_samples: int) -> int:
+    """TPE's random start-up trials in a search of ``num_samples``: a third of them, at least 2.
+
+    Optuna's default, 10, is more than the quick preset's whole search (6 trials), which then never
+    left random sampling. The known-good ``points_to_evaluate`` count: they are trials of the study.
+    """
+    return max(2, num_samples // 3)
+
+
+def _tpe(cfg: SearchConfig, num_samples: int) -> Any:
+    import optuna
+
+    # TPE for two objectives too (MOTPE): NSGA-II samples at random for its whole first generation
+    # (population_size 50), longer than a quick (6 trials) or paper (20) search.
+    # multivariate: one joint Parzen estimator over the space (the mix weights, eps scale and lr act
+    # together). Optuna 5 defaults to it for one objective only, but its multi-objective path is the
+    # same split (by non-domination rank) feeding the same estimators, and tests/test_pareto_search.py
+    # runs it past the start-up trials. Every space asks the same parameters of every trial of a
+    # preset, so no parameter falls back to independent sampling. (Optuna 4 warns that it is experimental.)
+    return optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=tpe_startup_trials(num_samples),
+                                      multivariate=True)
+
+
+def _random(cfg: SearchConfig, num_samples: int) -> Any:
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=cfg.seed)
+
+
+def _asha(cfg: SearchConfig, epochs: int) -> Any:
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(metric="robust_acc", mode="max", time_attr="training_iteration", max_t=epochs,
+                         grace_period=min(cfg.grace_period, epochs), reduction_factor=2)
+
+
+def _fifo(cfg: SearchConfig, epochs: int) -> Any:
+    from ray.tune.schedulers import FIFOScheduler
+
+    return FIFOScheduler()
+
+
+# --sampler -> the Optuna sampler of (settings, trials); --scheduler -> the Tune scheduler of (settings, epochs)
+SAMPLER_FACTORIES: dict[str, Callable[[SearchConfig, int], Any]] = {"tpe": _tpe, "random": _random}
+SCHEDULER_FACTORIES: dict[str, Callable[[SearchConfig, int], Any]] = {"asha": _asha, "fifo": _fifo}
+
+
 def build_searcher(cfg: SearchConfig, preset: Preset) -> Any:
-    """Optuna's searcher of a new experiment: the objective, or robust and natural accuracy (``--objective pareto``)."""
+    """Optuna's searcher of a new experiment: the objective, or robust and natural accuracy (``--objective pareto``).
+
+    The known-good points of the space (and ``--points``) come first whatever the ``--sampler``.
+    """
     import optuna
 
     from tuner.search.study import HonestOptunaSearch
@@ -130,19 +194,20 @@ def build_searcher(cfg: SearchConfig, preset: Preset) -> Any:
         space=DefineBySpace(cfg.space, cfg.preset), metric=metrics if cfg.pareto else metrics[0],
         mode=["max"] * len(metrics) if cfg.pareto else "max",
         points_to_evaluate=_points(cfg, preset) or None,
-        # TPE for two objectives too (MOTPE): NSGA-II samples at random for its whole first generation
-        # (population_size 50), longer than a quick (8 trials) or paper (20) search; TPE models every
-        # trial after its first 10, as the robust search does, over the same define-by-run space
-        sampler=optuna.samplers.TPESampler(seed=cfg.seed),
+        sampler=SAMPLER_FACTORIES[cfg.sampler](cfg, cfg.num_samples or preset.num_samples),
         storage=None if storage is None else optuna.storages.RDBStorage(storage), study_name=cfg.experiment_name,
     )
+
+
+def build_scheduler(cfg: SearchConfig, epochs: int) -> Any:
+    """The ``--scheduler`` of a new experiment whose trials train for ``epochs``."""
+    return SCHEDULER_FACTORIES[cfg.scheduler](cfg, epochs)
 
 
 def build_tuner(cfg: SearchConfig, plan: SearchPlan, splits: Splits, layout: TrialResources,
                 max_concurrent: int | None) -> Any:
     """A new ``tune.Tuner`` for the plan, or the restored one for ``--resume``."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     from tuner.search.integrity import IntegrityRecorder
     from tuner.search.progress import LiveProgress
@@ -152,9 +217,7 @@ def build_tuner(cfg: SearchConfig, plan: SearchPlan, splits: Splits, layout: Tri
     if cfg.resume:
         return tune.Tuner.restore(cfg.experiment_path, trainable, resume_unfinished=True, resume_errored=True)
     searcher = build_searcher(cfg, preset)
-    scheduler = ASHAScheduler(metric="robust_acc", mode="max", time_attr="training_iteration",
-                              max_t=base.train.epochs, grace_period=min(cfg.grace_period, base.train.epochs),
-                              reduction_factor=2)
+    scheduler = build_scheduler(cfg, base.train.epochs)
     num_samples = cfg.num_samples or preset.num_samples
     local = not is_uri(cfg.storage_path)
     progress_file = Path(cfg.experiment_path) / "progress.json" if local else None
