@@ -129,7 +129,7 @@ def suggest_mix(trial: optuna.Trial, attacks: tuple[str, ...]) -> None:
 
 
 def known_point(preset: Preset, mix: Mapping[str, float], attacks: tuple[str, ...], **params: Any) -> dict[str, Any]:
-    """A complete starting configuration: ``mix`` weights over ``attacks`` (others 0), the preset's optimiser, ``params``."""
+    """A full starting point: ``mix`` weights over ``attacks`` (others 0), the preset's optimiser, ``params``."""
     weights = {f"mix_{name}": float(mix.get(name, 0.0)) for name in attacks}
     optimizer = {"lr": preset.train.lr, "weight_decay": preset.train.weight_decay,
                  "label_smoothing": preset.train.label_smoothing}

@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from trainables.attacks import (
+    APGDCE,
+    APGDDLR,
     FGSM,
     PGD,
     PGDL2,
-    APGDCE,
-    APGDDLR,
     Attack,
     AttackMix,
     CarliniWagnerL2,

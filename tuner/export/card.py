@@ -29,7 +29,7 @@ def _percent(value: Any) -> str:
 
 
 def accuracy_table(metrics: dict[str, Any]) -> str:
-    """Markdown: a row per accuracy (natural, each attack, worst case per threat model and overall), a column per split."""
+    """Markdown: a row per accuracy (natural, each attack, worst case per ball and overall), a column per split."""
     splits = [s for s in ("validation", "test", PLAIN_SPLIT) if isinstance(metrics.get(s), dict)]
     if not splits:
         return "_No accuracies recorded._"
