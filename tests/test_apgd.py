@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from test_attacks import CountingModel
 from torch import Tensor, nn
 
 from trainables.attacks import APGDCE, APGDDLR, PGD, SuiteConfig, ThreatModel, evaluate_robustness
@@ -54,19 +55,6 @@ def _acc(model: nn.Module, x: Tensor, y: Tensor) -> float:
 def _attack_acc(attack, model: nn.Module, x: Tensor, y: Tensor, seed: int = 0) -> float:
     torch.manual_seed(seed)
     return _acc(model, attack.perturb(model, x, y), y)
-
-
-class Counting(nn.Module):
-    """Wraps a model and counts its forward passes."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.calls = 0
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.calls += 1
-        return self.inner(x)
 
 
 # ------------------------------------------------------------------------------ threat-model contract
@@ -129,7 +117,7 @@ def test_more_restarts_only_fool_more(cnn):
 def test_eot_draws_only_on_stochastic_models(cls, cnn, lwta):
     model, x, y = cnn
     attack = cls(eps=EPS, steps=4, eot_samples=3)
-    stochastic, deterministic = Counting(lwta), Counting(model)
+    stochastic, deterministic = CountingModel(lwta), CountingModel(model)
     x_adv = attack.perturb(stochastic, x[:16], y[:16])
     attack.perturb(deterministic, x[:16], y[:16])
     assert stochastic.calls == (4 + 1) * 3 and deterministic.calls == 4 + 1  # the start and every step
