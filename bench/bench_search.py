@@ -78,7 +78,7 @@ def creation_order(cfg: SearchConfig) -> dict[str, int]:
     from tuner.search.study import TUNE_ID
     from tuner.search.tuner_setup import optuna_storage
 
-    study = optuna.load_study(study_name=cfg.experiment_name, storage=optuna_storage(cfg))
+    study = optuna.load_study(study_name=cfg.experiment_name, storage=optuna_storage(cfg).open())
     return {str(t.user_attrs[TUNE_ID]): t.number for t in study.get_trials(deepcopy=False) if TUNE_ID in t.user_attrs}
 
 

@@ -15,6 +15,7 @@ from trainables.data import list_datasets
 from tuner.search.config import OBJECTIVES, SAMPLERS, SCHEDULERS, SearchConfig
 from tuner.search.run import run_search
 from tuner.search.status import show_status
+from tuner.search.storage import STUDY_STORAGES
 
 __all__ = ["PROG", "build_parser", "main"]
 
@@ -59,7 +60,10 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--wait-for-resources", dest="resource_wait_s", type=float, default=None, metavar="SECONDS",
                    help="how long a joined cluster may take to grow until a trial fits (default 600; a local Ray: 0)")
     p.add_argument("--export-dir", default="exports")
-    p.add_argument("--optuna-storage", default=None, help="SQLAlchemy URL (default: sqlite in the experiment)")
+    p.add_argument("--optuna-storage", default=None,
+                   help="SQLAlchemy URL of the study's database (default: kept in the experiment, see --study-storage)")
+    p.add_argument("--study-storage", default="auto", choices=list(STUDY_STORAGES),
+                   help="; ".join(f"{k}: {v}" for k, v in STUDY_STORAGES.items()))
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--train-limit", type=int, default=None, help="override the preset's training subset")
     p.add_argument("--val-limit", type=int, default=None, help="override the preset's validation subset")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainables.attacks import SuiteOverrides
+from tuner.search.storage import STUDY_STORAGES
 
 __all__ = ["OBJECTIVES", "SAMPLERS", "SCHEDULERS", "SearchConfig", "is_uri"]
 
@@ -57,7 +58,8 @@ class SearchConfig:
     resume: bool = False
     address: str = ""  # '' starts a local Ray; 'auto' or host:port joins a cluster
     export_dir: str = "exports"
-    optuna_storage: str | None = None  # None: sqlite in the experiment folder (local storage only)
+    optuna_storage: str | None = None  # an RDB URL; None: the study is kept in the experiment folder (local storage)
+    study_storage: str = "auto"  # a key of tuner.search.storage.STUDY_STORAGES (without --optuna-storage)
     suite: SuiteOverrides = field(default_factory=SuiteOverrides)  # threat model and suite changes to the preset's
     epochs: int | None = None
     train_limit: int | None = None
@@ -97,6 +99,8 @@ class SearchConfig:
         if floor is not None and not self.pareto:
             raise ValueError(f"--pick-min-natural picks from the Pareto front and goes with --objective pareto, "
                              f"got --objective {self.objective}")
+        if self.study_storage not in STUDY_STORAGES:
+            raise ValueError(f"--study-storage must be one of {', '.join(STUDY_STORAGES)}, got {self.study_storage!r}")
         if self.trust_experiment and not self.resume:
             raise ValueError("--trust-experiment goes with --resume")
 

@@ -36,6 +36,7 @@ from tuner.search.plan import SearchPlan, resolve_run
 from tuner.search.progress import write_phase
 from tuner.search.resources import TrialResources, request_from_autoscaler, wait_until_placeable
 from tuner.search.results import ParetoPick, TrialRecord, best_trial, collect_trials, pick_from_front, write_trials
+from tuner.search.storage import check_shared
 from tuner.search.tuner_setup import build_tuner, check_experiment, optuna_storage
 from tuner.search.view import Phases
 
@@ -106,6 +107,8 @@ def _layout(cfg: SearchConfig, preset: Preset, phases: Phases) -> tuple[TrialRes
     gpus = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (preset.gpus_per_trial if has_gpu else 0.0)
     layout = TrialResources.resolve(cfg.cpus_per_trial, gpus, cfg.workers_per_trial)
     joined = cfg.address != ""
+    if joined:  # nodes on other hosts must see the experiment folder to checkpoint into it
+        check_shared(cfg.experiment_path, is_uri(cfg.storage_path), ray.nodes())
     wait_s = cfg.resource_wait_s if cfg.resource_wait_s is not None else (600.0 if joined else 0.0)
     wait_until_placeable(layout, ray.nodes, timeout_s=wait_s, request=request_from_autoscaler if joined else None,
                          notify=phases.say)
@@ -229,9 +232,10 @@ def _study(cfg: SearchConfig, interrupted: bool) -> dict[str, str]:
     storage = optuna_storage(cfg)
     if storage is None:
         return {}
+    opened = storage.open()
     if not interrupted:  # every trial is over: one still RUNNING was asked for by a driver that died
-        settle_study(storage, cfg.experiment_name, live=set())
-    return study_states(storage, cfg.experiment_name)
+        settle_study(opened, cfg.experiment_name, live=set())
+    return study_states(opened, cfg.experiment_name)
 
 
 def _results_page(cfg: SearchConfig, records: list[TrialRecord], params: tuple[str, ...], command: str,

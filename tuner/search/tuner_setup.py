@@ -34,6 +34,7 @@ from trainables.train import RunSpec
 from tuner.search.config import OBJECTIVES, SearchConfig, is_uri
 from tuner.search.plan import SearchPlan
 from tuner.search.resources import DRIVER_MEMORY, TrialResources
+from tuner.search.storage import StudyStorage, study_storage
 from tuner.search.trial import TrialContext, run_trial
 
 __all__ = ["SAMPLER_FACTORIES", "SCHEDULER_FACTORIES", "DefineBySpace", "build_scheduler", "build_searcher",
@@ -65,15 +66,9 @@ def _points(cfg: SearchConfig, preset: Preset) -> list[dict[str, Any]]:
     return points
 
 
-def optuna_storage(cfg: SearchConfig) -> str | None:
-    """The study's RDB URL: ``--optuna-storage``, else SQLite in a local experiment folder, else None."""
-    if cfg.optuna_storage:
-        return cfg.optuna_storage
-    if is_uri(cfg.storage_path):
-        return None  # no local folder to put SQLite in: the study lives in the searcher's state only
-    folder = Path(cfg.experiment_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'optuna.db'}"
+def optuna_storage(cfg: SearchConfig) -> StudyStorage | None:
+    """Where the study is kept (:mod:`tuner.search.storage`); None: remote storage, no ``--optuna-storage``."""
+    return study_storage(cfg.experiment_path, cfg.study_storage, cfg.optuna_storage, remote=is_uri(cfg.storage_path))
 
 
 def check_experiment(cfg: SearchConfig) -> None:
@@ -82,6 +77,7 @@ def check_experiment(cfg: SearchConfig) -> None:
 
     from tuner.search.integrity import verify
 
+    optuna_storage(cfg)  # refuses SQLite on a network filesystem, or another storage than the study started in
     exists = tune.Tuner.can_restore(cfg.experiment_path)
     if cfg.resume and not exists:
         raise FileNotFoundError(f"nothing to resume at {cfg.experiment_path}")
@@ -106,7 +102,7 @@ def _check_objective(cfg: SearchConfig) -> None:
     if storage is None:
         return
     try:
-        directions = optuna.load_study(study_name=cfg.experiment_name, storage=storage).directions
+        directions = optuna.load_study(study_name=cfg.experiment_name, storage=storage.open()).directions
     except KeyError:  # the searcher never created its study
         return
     if len(directions) != len(cfg.metrics):
@@ -184,7 +180,6 @@ def build_searcher(cfg: SearchConfig, preset: Preset) -> Any:
 
     The known-good points of the space (and ``--points``) come first whatever the ``--sampler``.
     """
-    import optuna
 
     from tuner.search.study import HonestOptunaSearch
 
@@ -195,7 +190,7 @@ def build_searcher(cfg: SearchConfig, preset: Preset) -> Any:
         mode=["max"] * len(metrics) if cfg.pareto else "max",
         points_to_evaluate=_points(cfg, preset) or None,
         sampler=SAMPLER_FACTORIES[cfg.sampler](cfg, cfg.num_samples or preset.num_samples),
-        storage=None if storage is None else optuna.storages.RDBStorage(storage), study_name=cfg.experiment_name,
+        storage=None if storage is None else storage.open(), study_name=cfg.experiment_name,
     )
 
 

@@ -1,0 +1,168 @@
+"""Where a search keeps its shared state: the Optuna study's storage, and whether every node sees the experiment.
+
+The study lives beside the Tune experiment. SQLite (``optuna.db``) is the default on a local disk;
+on a network filesystem (NFS, CIFS, Lustre, CephFS, ...) SQLite's locking is unreliable and a
+study there can be corrupted, so a search refuses it and takes Optuna's journal storage
+(``optuna-journal.log``, an append-only log with a lock file made for NFS) instead:
+``--study-storage auto`` (the default) picks by the filesystem, ``sqlite`` and ``journal`` insist.
+``--optuna-storage URL`` (an RDB such as PostgreSQL) overrides both. A resumed experiment keeps the
+storage it started with.
+
+On a cluster whose nodes sit on several hosts, every trial writes its checkpoints into the
+experiment folder from its own node: a local folder of the driver's disk is refused there
+(:func:`check_shared`), an NFS folder mounted on every node or ``s3://`` storage is what works.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["JOURNAL_FILE", "NETWORK_FILESYSTEMS", "SQLITE_FILE", "STUDY_STORAGES", "StudyStorage", "check_shared",
+           "filesystem_type", "host_addresses", "study_storage"]
+
+SQLITE_FILE = "optuna.db"
+JOURNAL_FILE = "optuna-journal.log"
+
+# --study-storage: how the study is kept, in words for --help
+STUDY_STORAGES: dict[str, str] = {
+    "auto": "SQLite on a local disk, Optuna's journal file on a network filesystem",
+    "sqlite": f"SQLite ({SQLITE_FILE}); refused on a network filesystem",
+    "journal": f"Optuna's journal file ({JOURNAL_FILE}), safe on NFS",
+}
+
+# filesystem types (as /proc/self/mountinfo names them) whose file locking SQLite cannot trust
+NETWORK_FILESYSTEMS = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "lustre", "gpfs", "glusterfs", "beegfs", "ocfs2",
+    "gfs2", "fuse.sshfs", "fuse.glusterfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.juicefs", "fuse.ceph-fuse",
+    "fuse.rclone", "fuse.goofys", "fuse.mountpoint-s3", "fuse.lxcfs", "virtiofs",
+})
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path field with its octal escapes (\\040 for a space) decoded."""
+    return field.encode().decode("unicode_escape") if "\\" in field else field
+
+
+def _mounts(mountinfo: str) -> Iterable[tuple[str, str]]:
+    """(mount point, filesystem type) of every line of a /proc/self/mountinfo text."""
+    for line in mountinfo.splitlines():
+        head, sep, tail = line.partition(" - ")
+        fields, rest = head.split(), tail.split()
+        if sep and len(fields) >= 5 and rest:
+            yield _unescape(fields[4]), rest[0]
+
+
+def filesystem_type(path: str | Path, mountinfo: str | None = None) -> str:
+    """The filesystem type that holds (or will hold) ``path``: 'ext4', 'nfs4', ...; '' when unknown."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:  # not Linux: nothing to tell
+            return ""
+    target = Path(os.path.realpath(path))  # symlinks followed as far as the path exists
+    best, kind = -1, ""
+    for point, fstype in _mounts(mountinfo):
+        mount = Path(point)
+        if (target == mount or mount in target.parents) and len(mount.parts) >= best:
+            best, kind = len(mount.parts), fstype  # the deepest mount point wins; the later of two on one point
+    return kind
+
+
+@dataclass(frozen=True)
+class StudyStorage:
+    """Where the Optuna study is kept: an RDB URL (SQLite included) or a journal file."""
+
+    kind: str  # "sqlite", "journal" or "url"
+    location: str  # the RDB URL, or the journal file's path
+
+    def open(self) -> Any:
+        """The Optuna storage object (what ``optuna.load_study(storage=...)`` and the searcher take)."""
+        import optuna
+
+        if self.kind != "journal":
+            return optuna.storages.RDBStorage(self.location)
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        return optuna.storages.JournalStorage(JournalFileBackend(self.location,
+                                                                 lock_obj=JournalFileOpenLock(self.location)))
+
+
+def _started_with(folder: Path) -> str | None:
+    """The storage an existing experiment's study is in, by its file; None when it has none."""
+    for kind, name in (("journal", JOURNAL_FILE), ("sqlite", SQLITE_FILE)):
+        if (folder / name).is_file():
+            return kind
+    return None
+
+
+def study_storage(experiment_path: str, choice: str = "auto", url: str | None = None, remote: bool = False,
+                  fs_type: Callable[[str], str] = filesystem_type) -> StudyStorage | None:
+    """The study's storage for an experiment folder; None for remote storage without ``url``.
+
+    ValueError (one line) for SQLite on a network filesystem, or for a choice that differs from
+    the storage the experiment's study was started in.
+    """
+    if choice not in STUDY_STORAGES:
+        raise ValueError(f"--study-storage must be one of {', '.join(STUDY_STORAGES)}, got {choice!r}")
+    folder = Path(experiment_path)
+    if url:
+        if url.startswith("sqlite:///"):
+            _refuse_sqlite_on_network(Path(url.removeprefix("sqlite:///")).parent, fs_type)
+        return StudyStorage("url", url)
+    if remote:
+        return None  # no local folder to keep it in: the study lives in the searcher's saved state only
+    started = _started_with(folder)
+    if started is not None and choice not in ("auto", started):
+        raise ValueError(f"the study of {experiment_path} is in {started} storage; resume it with --study-storage "
+                         f"{started} (or auto), not {choice}")
+    kind = started or choice
+    if kind == "auto":
+        kind = "journal" if fs_type(str(folder)) in NETWORK_FILESYSTEMS else "sqlite"
+    if kind == "sqlite":
+        _refuse_sqlite_on_network(folder, fs_type)
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "journal":
+        return StudyStorage("journal", str(folder / JOURNAL_FILE))
+    return StudyStorage("sqlite", f"sqlite:///{folder / SQLITE_FILE}")
+
+
+def _refuse_sqlite_on_network(folder: Path, fs_type: Callable[[str], str]) -> None:
+    kind = fs_type(str(folder))
+    if kind in NETWORK_FILESYSTEMS:
+        raise ValueError(f"an SQLite Optuna study cannot live on a network filesystem ({kind} at {folder}): its "
+                         "locking is unreliable there and corrupts studies; use --study-storage journal, or "
+                         "--optuna-storage with a database server")
+
+
+def host_addresses() -> set[str]:
+    """Every IP address of this host's interfaces (loopback included)."""
+    import psutil
+
+    return {a.address.split("%")[0] for addrs in psutil.net_if_addrs().values() for a in addrs
+            if a.family in (socket.AF_INET, socket.AF_INET6)}
+
+
+def check_shared(experiment_path: str, remote: bool, nodes: list[dict[str, Any]],
+                 local: Callable[[], set[str]] = host_addresses,
+                 fs_type: Callable[[str], str] = filesystem_type) -> None:
+    """ValueError (one line) when live nodes on other hosts would checkpoint into a folder only this host sees.
+
+    ``nodes``: ``ray.nodes()``; ``local``: this host's addresses. Nodes on the driver's own host (a
+    cluster started on one machine) share its disk; other hosts need a network filesystem or
+    remote storage.
+    """
+    if remote:
+        return
+    hosts = {n.get("NodeManagerAddress") for n in nodes if n.get("Alive")} - local() - {None}
+    if not hosts:
+        return
+    kind = fs_type(experiment_path)
+    if kind not in NETWORK_FILESYSTEMS:
+        raise ValueError(f"the experiment folder {experiment_path} is on this host's own disk ({kind or 'unknown'} "
+                         f"filesystem) but the cluster has nodes on {len(hosts)} other host(s), whose trials could "
+                         "not save checkpoints there: use a --storage-path every node mounts (NFS) or s3://")
