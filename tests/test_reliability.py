@@ -111,6 +111,20 @@ def test_resume_refuses_an_experiment_folder_changed_or_not_written_here(tmp_pat
     assert set(record["files"]) == {"experiment_state-1.json", "tuner.pkl", "trial_0/params.pkl"}
 
 
+def test_the_record_is_renewed_as_the_last_part_of_every_save_of_tunes_state(tmp_path: Path) -> None:
+    from tuner.search.integrity import IntegrityRecorder
+
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    (experiment / "experiment_state-1.json").write_text('{"trials": 1}')
+    recorder = IntegrityRecorder(str(experiment))
+    assert recorder.get_state() is None  # Tune's save asks for it: signed, and no callback pickle written after
+    verify(experiment)
+    (experiment / "experiment_state-1.json").write_text('{"trials": 2}')  # the next save; the driver dies after it
+    recorder.get_state()
+    verify(experiment)
+
+
 # ---------------------------------------------------------------------------------------- outcomes
 def test_an_interrupted_trial_is_not_called_pruned() -> None:
     last = {"final_evaluated": 0.0, "objective": 0.3}
@@ -196,3 +210,22 @@ def test_trials_a_dead_driver_left_running_are_failed_when_the_search_ends(tmp_p
 
     lost = [t for t in optuna.load_study(study_name="s", storage=storage).trials if t.number == 1][0]
     assert lost.user_attrs["outcome"] == LOST
+
+
+def test_a_searcher_restored_from_before_its_last_tell_does_not_tell_the_study_again(tmp_path: Path) -> None:
+    import pickle
+
+    from tuner.search.study import study_states
+
+    searcher, storage = _searcher(tmp_path)
+    searcher.suggest("a")
+    searcher.on_trial_result("a", {"objective": 0.3, "final_evaluated": 0.0, "training_iteration": 1})
+    saved = pickle.dumps(searcher.__dict__)  # Tune's last save of the searcher; then the trial finished
+    searcher.on_trial_complete("a", {"objective": 0.42, "final_evaluated": 1.0, "training_iteration": 2})
+    restored = type(searcher).__new__(type(searcher))  # the driver was killed; --resume restores the old save
+    restored.__dict__.update(pickle.loads(saved))
+    assert "a" not in restored._completed_trials
+    restored.on_trial_result("a", {"objective": 0.42, "final_evaluated": 1.0, "training_iteration": 2})
+    restored.on_trial_complete("a", {"objective": 0.42, "final_evaluated": 1.0, "training_iteration": 2})
+    restored.on_trial_complete("a", None, error=True)  # told already: neither fails nor changes the study
+    assert study_states(storage, "s") == {"a": "COMPLETE"} and "a" in restored._completed_trials

@@ -8,9 +8,11 @@ or ``$ROBUSTUNE_KEY_FILE``; created with mode 600 on first use). ``--resume`` ch
 Tune reads anything; a folder written elsewhere resumes only where that key is, or with
 ``--trust-experiment`` after the user decides to trust it.
 
-The record is renewed after every step of Tune's loop (Tune saves its state within the step, before
-the callbacks run) and at the end; a driver killed in between leaves a record one step old, which
-``--resume`` refuses (with the same two ways out).
+The record is renewed as the last part of every save of Tune's state (Tune asks its callbacks for
+their state then), after every step of Tune's loop (for the trial folders made within the step) and
+at the end; a driver killed (SIGKILL) resumes with the record of its last save. Only a kill within
+the few milliseconds of a save leaves files newer than the record, which ``--resume`` refuses (with
+the same two ways out).
 """
 
 from __future__ import annotations
@@ -110,6 +112,16 @@ class IntegrityRecorder(Callback):
         if stamps != self._seen:
             sign(folder)
             self._seen = stamps
+
+    def get_state(self) -> dict | None:
+        """Renew the record: Tune asks for its callbacks' state as the last part of saving its own.
+
+        So the record matches the state a driver leaves when it is killed after a save (the new
+        trials' ``params.pkl``, written outside the save, are covered at the end of the step).
+        No state of its own: Tune then writes no callback-state pickle after the record.
+        """
+        self._renew()
+        return None
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         """After Tune saved its state in this step."""

@@ -53,9 +53,23 @@ class HonestOptunaSearch(OptunaSearch):
     def _multi(self) -> bool:
         return isinstance(self.metric, list)
 
+    def _told_before(self, trial_id: str) -> bool:
+        """Whether the study already holds the trial as finished, and then it counts as completed here too.
+
+        A driver killed after telling the study (durable) but before Tune saved this searcher's state
+        comes back with the trial unfinished in that state; telling the study again would fail.
+        """
+        ot_trial = self._ot_trials[trial_id]
+        if not ot_trial.storage.get_trial(ot_trial._trial_id).state.is_finished():
+            return False
+        self._completed_trials.add(trial_id)
+        return True
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Report each epoch's finite objective as an intermediate value (one objective only)."""
         if self._multi or trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        if self._told_before(trial_id):
             return
         if _finite(result.get(self.metric)):
             super().on_trial_result(trial_id, result)
@@ -65,7 +79,7 @@ class HonestOptunaSearch(OptunaSearch):
         """Tell Optuna COMPLETE, PRUNED or FAIL by the trial's robustune outcome."""
         import optuna
 
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials or self._told_before(trial_id):
             return
         ot_trial = self._ot_trials[trial_id]
         outcome = trial_outcome("ERROR" if error else "TERMINATED", result)
@@ -88,8 +102,8 @@ class HonestOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
-def study_states(storage: str, study_name: str) -> dict[str, str]:
-    """Tune trial id -> Optuna state name (COMPLETE, PRUNED, FAIL, RUNNING) of a study in RDB storage."""
+def study_states(storage: Any, study_name: str) -> dict[str, str]:
+    """Tune trial id -> Optuna state name (COMPLETE, PRUNED, FAIL, RUNNING) of a study (an Optuna storage or URL)."""
     import optuna
 
     try:
@@ -100,7 +114,7 @@ def study_states(storage: str, study_name: str) -> dict[str, str]:
             if TUNE_ID in t.user_attrs}
 
 
-def settle_study(storage: str, study_name: str, live: set[str]) -> list[int]:
+def settle_study(storage: Any, study_name: str, live: set[str]) -> list[int]:
     """FAIL every RUNNING trial whose Tune trial is not in ``live`` (lost by a driver that died); their numbers."""
     import optuna
 

@@ -231,6 +231,9 @@ def build_tuner(cfg: SearchConfig, plan: SearchPlan, splits: Splits, layout: Tri
             name=cfg.experiment_name, storage_path=cfg.experiment_path.rsplit("/", 1)[0], verbose=0,
             callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=2),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # one checkpoint per trial (it holds the best epoch's weights too); Tune then saves the
+            # experiment's state with every checkpoint, so a killed driver's --resume finds a trial
+            # that had reported its last epoch at that epoch, and does not train it again
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
