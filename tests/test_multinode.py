@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from search_spaces import PRESETS, get_space
 from tuner.search.study import LOST
@@ -272,14 +273,33 @@ def test_a_search_whose_driver_was_killed_resumes_without_losing_or_rerunning_tr
     _nothing_left(cluster)
 
 
-def test_a_data_parallel_trial_runs_its_workers_on_two_nodes(search, cluster, tmp_path) -> None:
+def test_a_data_parallel_search_runs_each_trial_over_two_nodes_exports_and_survives_a_diverging_trial(
+        search, cluster, tmp_path) -> None:
+    points = tmp_path / "points.json"  # diverges: NaN loss on every replica
+    points.write_text(json.dumps([{"lr": 1.0e6, "mix_none": 1.0, "mix_fgsm": 0.0, "mix_pgd": 0.0}]))
     with Watcher(cluster, TRAIN_WORKER) as watched:
-        done = _wait(_search(search, cluster, "--space", "adversarial", "--num-samples", "1", "--epochs", "1",
-                             "--workers-per-trial", "2", "--cpus-per-trial", "2", *SMALL, "--name", "dp"))
+        done = _wait(_search(search, cluster, "--space", "adversarial", "--num-samples", "2", "--points", str(points),
+                             "--epochs", "2", "--workers-per-trial", "2", "--cpus-per-trial", "2", *SMALL,
+                             "--train-limit", "600", "--name", "dp"))
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 data-parallel workers per trial (gloo)" in " ".join(done.stderr.split()) and "best trial" in done.stdout
     # a worker takes 1 of the trial's 2 CPUs, a node has 1: one worker on each of two nodes
-    assert len(watched.most) == 2 and max(watched.most.values()) == 1, watched.most
+    assert len(watched.most) >= 2 and max(watched.most.values()) == 1, watched.most
     assert set(watched.most) <= set(cluster.worker_nodes)
-    rows = _results(tmp_path / "runs" / "dp")
-    assert [r["outcome"] for r in rows.values()] == ["finished"]
+    experiment = tmp_path / "runs" / "dp"
+    rows = list(_results(experiment).values())
+    assert sorted(r["outcome"] for r in rows) == ["failed", "finished"], [(r["outcome"], r["error"]) for r in rows]
+    finished = next(r for r in rows if r["outcome"] == "finished")
+    assert 0.0 <= finished["objective"] <= finished["final_metric/final/natural_acc"] <= 1.0
+    run = experiment / "train-runs" / f"train-{finished['trial_id']}"  # Ray Train's own storage, named for the trial
+    assert (run / "checkpoint_manager_snapshot.json").exists()
+    assert len(list(run.glob("checkpoint_*/checkpoint.pt"))) == 2
+
+    from tuner.export import load_model
+
+    model = load_model(tmp_path / "exports" / "latest")
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    metrics = json.loads((tmp_path / "exports" / "dp" / "metrics.json").read_text())
+    assert metrics["search"]["trial_id"] == finished["trial_id"]
+    assert 0.0 <= metrics["test"]["robust_acc"] <= metrics["test"]["natural_acc"] <= 1.0
     _nothing_left(cluster)
