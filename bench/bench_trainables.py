@@ -72,6 +72,7 @@ class TrainablesBench:
     steps: int = 10
     step_size: float | None = None  # None: eps / 4 (0.025 at eps 0.1)
     lr: float = 0.05
+    pgd: bool = True  # the ours-vs-torchattacks PGD rows
     at_steps: int = 0  # measured PGD-AT steps per side; 0: no AT row
     at_pgd_steps: int = 20
 
@@ -167,7 +168,7 @@ def _agreement(ours: Callable[[], torch.Tensor], theirs: Callable[[], torch.Tens
 
 
 def run(bench: TrainablesBench, device: torch.device, repeats: int, warmup: int, seed: int) -> list[Comparison]:
-    """Both train-step pairs, both PGD pairs, then the AT-step pair when ``at_steps`` > 0."""
+    """Both train-step pairs, both PGD pairs (unless ``pgd`` is off), then the AT-step pair when ``at_steps`` > 0."""
     info = bench.info
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(bench.batch, info.channels, info.size, info.size, generator=gen).to(device)  # (B, C, H, W)
@@ -179,7 +180,7 @@ def run(bench: TrainablesBench, device: torch.device, repeats: int, warmup: int,
         lwta = train_step_fn(_build(bench.model(f"lwta-{arch}"), info, device, seed), x, y, bench.n_samples, bench.lr)
         relu = train_step_fn(_build(bench.model(arch), info, device, seed), x, y, bench.n_samples, bench.lr)
         out.append(compare(f"train step {label}", (f"lwta-{arch}", lwta), (arch, relu), device, repeats, warmup))
-    for arch, label in (("wrn", wrn), ("cnn", cnn)):
+    for arch, label in (("wrn", wrn), ("cnn", cnn)) if bench.pgd else ():
         ours, theirs = pgd_step_fns(_build(bench.model(arch), info, device, seed), x, y, bench)
         diff = _agreement(ours, theirs, seed)
         out.append(compare(f"PGD-{bench.steps} {label}", ("ours", ours), ("torchattacks", theirs), device,
@@ -219,6 +220,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--eps", type=float, default=None, help="default: the shape's usual L-inf radius")
     p.add_argument("--steps", type=int, default=d.steps, help="PGD steps")
     p.add_argument("--step-size", type=float, default=None, help="default: eps / 4")
+    p.add_argument("--pgd", action=argparse.BooleanOptionalAction, default=d.pgd,
+                   help="the ours-vs-torchattacks PGD rows (--no-pgd: train steps only)")
     p.add_argument("--at-steps", type=int, default=d.at_steps,
                    help="measured PGD adversarial-training steps per side (0: no AT row)")
     p.add_argument("--at-pgd-steps", type=int, default=d.at_pgd_steps, help="PGD steps of an AT step")
@@ -233,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = TrainablesBench(shape=args.shape, batch=args.batch, depth=args.depth, widen=args.widen,
                             cnn_width=args.cnn_width, cnn_kernel=args.cnn_kernel, cnn_pool_first=args.cnn_pool_first,
                             n_train=args.n_train, eps=args.eps, steps=args.steps, step_size=args.step_size,
-                            at_steps=args.at_steps, at_pgd_steps=args.at_pgd_steps)
+                            pgd=args.pgd, at_steps=args.at_steps, at_pgd_steps=args.at_pgd_steps)
     device = resolve_bench_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)

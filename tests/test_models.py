@@ -93,7 +93,9 @@ def test_lwta_training_is_relaxed_mask() -> None:
 @pytest.mark.parametrize("mode", ["train", "sample", "argmax", "surrogate"])
 @pytest.mark.parametrize("shape", [(4, 6), (3, 6, 5, 5)])
 def test_lwta_pair_path_matches_reference(mode: str, shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> None:
-    """U = 2 takes the logistic shortcut; from the same Gumbel draws it gives the reference's outputs and gradients."""
+    """U = 2 takes the logistic shortcut (fused while training); from the same Gumbel draws it gives the
+    reference's outputs and gradients."""
+    from trainables.models import fused
     from trainables.models import lwta as lwta_module
 
     layer = LWTA(6, competitors=2, temperature=0.5, inference="argmax" if mode == "argmax" else "sample")
@@ -101,8 +103,11 @@ def test_lwta_pair_path_matches_reference(mode: str, shape: tuple[int, ...], mon
     layer.surrogate = mode == "surrogate"
     h = torch.randn(shape, requires_grad=True)
     gumbel = -torch.log(-torch.log(torch.rand(shape[0], 3, 2, *shape[2:])))  # (B, K, U, ...)
+    logistic = gumbel[:, :, 0] - gumbel[:, :, 1]  # (B, K, ...)
     monkeypatch.setattr(lwta_module, "_gumbel_like", lambda x: gumbel)
-    monkeypatch.setattr(lwta_module, "_logistic_like", lambda x: gumbel[:, :, 0] - gumbel[:, :, 1])
+    monkeypatch.setattr(lwta_module, "_logistic_like", lambda x: logistic)
+    monkeypatch.setattr(fused, "logistic_noise",
+                        lambda shape, device, dtype=torch.float32: logistic.to(dtype, copy=True))
     blocks = h.view(shape[0], 3, 2, *shape[2:])
     reference = (blocks * layer._mask(blocks)).view_as(h)
     fast = layer(h)

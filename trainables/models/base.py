@@ -7,7 +7,7 @@ subclass :class:`StochasticModule`; the helpers here find them without knowing t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -42,6 +42,15 @@ class StochasticModule(nn.Module):
         """KL(q || prior) of this layer's variational parameters, or None when it has none."""
         return None
 
+    @classmethod
+    def stacked_kl(cls, layers: Sequence[StochasticModule]) -> Tensor | None:
+        """The summed :meth:`kl_divergence` of ``layers`` (all of this class), None when none has one.
+
+        A subclass may compute it in one evaluation over all its layers (LWTA does for its IBP sticks).
+        """
+        terms = [t.reshape(()) for m in layers if (t := m.kl_divergence()) is not None]
+        return torch.stack(terms).sum() if terms else None
+
 
 class Normalize(nn.Module):
     """Per-channel (x - mean) / std inside the model, so inputs stay in [0, 1] pixel space."""
@@ -59,12 +68,27 @@ class RobustModel(nn.Module):
     """A classifier on [0, 1] images with the variational KL of its stochastic layers."""
 
     def kl(self) -> Tensor:
-        """Total KL over every stochastic layer (a 0-d tensor; zero for deterministic models)."""
-        terms = [t for m in self.modules() if isinstance(m, StochasticModule)
-                 if (t := m.kl_divergence()) is not None]
+        """Total KL over every stochastic layer (a 0-d tensor; zero for deterministic models).
+
+        Layers of one class are summed by that class's :meth:`StochasticModule.stacked_kl`, in one
+        evaluation where it has one; :meth:`layer_kl` is the layer-by-layer reference.
+        """
+        kinds: dict[type[StochasticModule], list[StochasticModule]] = {}
+        for m in self.modules():
+            if isinstance(m, StochasticModule):
+                kinds.setdefault(type(m), []).append(m)
+        terms = [t.reshape(()) for kind, layers in kinds.items() if (t := kind.stacked_kl(layers)) is not None]
+        return self._total(terms)
+
+    def layer_kl(self) -> Tensor:
+        """:meth:`kl` as the sum of every stochastic layer's own :meth:`StochasticModule.kl_divergence`."""
+        return self._total([t.reshape(()) for m in self.modules() if isinstance(m, StochasticModule)
+                            if (t := m.kl_divergence()) is not None])
+
+    def _total(self, terms: list[Tensor]) -> Tensor:
         if not terms:
             return torch.zeros((), device=model_device(self))
-        return torch.stack([t.reshape(()) for t in terms]).sum()
+        return terms[0] if len(terms) == 1 else torch.stack(terms).sum()
 
     @property
     def stochastic(self) -> bool:

@@ -10,12 +10,15 @@ indicators (:mod:`.ibp`), which scale h before the competition, add their own KL
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .base import StochasticModule
-from .ibp import IBPIndicators
+from .fused import fused_enabled, relaxed_pair
+from .ibp import IBPIndicators, stacked_kl
 
 __all__ = ["LWTA"]
 
@@ -52,8 +55,10 @@ class LWTA(StochasticModule):
             raise ValueError(f"expected (B, {self.channels}) or (B, {self.channels}, H, W), "
                              f"got {tuple(h.shape)}")
         batch, spatial = h.shape[0], h.shape[2:]
-        if self.indicators is not None:
-            z = self.indicators(batch, surrogate=self.surrogate)  # (B, C)
+        z = None if self.indicators is None else self.indicators(batch, surrogate=self.surrogate)  # (B, C)
+        if self.competitors == 2 and self.training and not self.surrogate and fused_enabled():
+            return relaxed_pair(h, z, self.temperature)  # _pair's training path, fused
+        if z is not None:
             h = h * z.view(batch, self.channels, *([1] * len(spatial)))
         k, u = self.channels // self.competitors, self.competitors
         blocks = h.view(batch, k, u, *spatial)  # (B, K, U, ...)
@@ -66,7 +71,9 @@ class LWTA(StochasticModule):
 
         softmax((a + g_a, b + g_b) / tau)[0] = sigmoid((a - b + g_a - g_b) / tau), and the difference
         of two Gumbel draws is a Logistic(0, 1) draw: the same distribution with half the noise, no
-        softmax over the strided U dim and fewer passes over memory (1.7x faster on CPU).
+        softmax over the strided U dim and fewer passes over memory (1.7x faster on CPU). In training
+        mode :func:`.fused.relaxed_pair` runs instead (the indicators' scaling included); this is its
+        reference, used inside :func:`.fused.reference_kernels`.
         """
         a, b = blocks.unbind(2)  # (B, K, ...) each
         diff = a - b
@@ -96,6 +103,14 @@ class LWTA(StochasticModule):
     def kl_divergence(self) -> Tensor | None:
         """KL of the IBP utility indicators, or None without IBP."""
         return None if self.indicators is None else self.indicators.kl_divergence()
+
+    @classmethod
+    def stacked_kl(cls, layers: Sequence[StochasticModule]) -> Tensor | None:
+        """The layers' IBP KL in one evaluation over all their sticks (:func:`.ibp.stacked_kl`)."""
+        indicators = [m.indicators for m in layers if isinstance(m, LWTA) and m.indicators is not None]
+        if not indicators:
+            return None
+        return stacked_kl(indicators) if fused_enabled() else super().stacked_kl(layers)
 
 
 def _logistic_like(x: Tensor) -> Tensor:
