@@ -178,6 +178,28 @@ def _nothing_left(cluster: Any) -> None:
     assert not groups, groups
 
 
+def _kill_between_saves(proc: subprocess.Popen[str], experiment: Path) -> None:
+    """SIGKILL the search, frozen (SIGSTOP) at a moment outside a save of Tune's state.
+
+    A kill within the milliseconds of a save leaves files newer than the integrity record, which
+    ``--resume`` refuses by design (README, "When something dies"); anywhere else it must resume.
+    """
+    from tuner.search.integrity import verify
+
+    for _ in range(200):
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            verify(experiment)
+        except ValueError:
+            proc.send_signal(signal.SIGCONT)  # caught inside a save: let it finish
+            time.sleep(0.02)
+            continue
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        return
+    raise AssertionError("the search was inside a save at every one of 200 tries")
+
+
 def test_trials_spread_over_the_nodes_within_their_resources_and_many_all_finish(search, cluster, tmp_path) -> None:
     with Watcher(cluster) as watched:
         done = _wait(_search(search, cluster, "--space", "adversarial", "--num-samples", "40", "--epochs", "1",
@@ -250,8 +272,7 @@ def test_a_search_whose_driver_was_killed_resumes_without_losing_or_rerunning_tr
             return False
 
     _until(one_finished, proc)
-    proc.send_signal(signal.SIGKILL)  # no Ctrl-C, no clean-up: the machine running the driver is gone
-    proc.communicate()
+    _kill_between_saves(proc, experiment)  # no Ctrl-C, no clean-up: the machine running the driver is gone
     seen = json.loads((experiment / "progress.json").read_text())["trials"]
     before = {t["trial_id"]: t for t in seen if t["outcome"] == "finished"}
     assert 1 <= len(before) < 4

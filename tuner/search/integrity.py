@@ -59,18 +59,37 @@ def protected_files(experiment: Path) -> list[Path]:
     return sorted(found)
 
 
-def _digests(experiment: Path) -> dict[str, str]:
-    return {str(p.relative_to(experiment)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in protected_files(experiment)}
+Stamp = tuple[int, int, int]  # (inode, mtime ns, size) of a file whose digest is known
+
+
+def _digests(experiment: Path, cache: dict[str, tuple[Stamp, str]] | None = None) -> dict[str, str]:
+    """sha256 of every protected file; with ``cache``, files whose stamp did not change are not read again."""
+    digests = {}
+    for path in protected_files(experiment):
+        name = str(path.relative_to(experiment))
+        if cache is None:
+            digests[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+            continue
+        info = path.stat()
+        stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+        known = cache.get(name)
+        if known is None or known[0] != stamp:
+            known = cache[name] = (stamp, hashlib.sha256(path.read_bytes()).hexdigest())
+        digests[name] = known[1]
+    return digests
 
 
 def _mac(files: dict[str, str]) -> str:
     return hmac.new(_key(), json.dumps(files, sort_keys=True).encode(), hashlib.sha256).hexdigest()
 
 
-def sign(experiment: Path) -> None:
-    """Record the digests of the protected files, authenticated with this machine's key."""
-    files = _digests(experiment)
+def sign(experiment: Path, cache: dict[str, tuple[Stamp, str]] | None = None) -> None:
+    """Record the digests of the protected files, authenticated with this machine's key.
+
+    ``cache``: the signer's own digests of files it read before (a running search's; the files
+    Tune rewrites get a new inode or mtime), so signing after a save reads only what changed.
+    """
+    files = _digests(experiment, cache)
     atomic_write_text(experiment / RECORD_FILE, json.dumps({"version": 1, "files": files, "mac": _mac(files)},
                                                            indent=1, sort_keys=True))
 
@@ -100,9 +119,10 @@ class IntegrityRecorder(Callback):
     def __init__(self, experiment: str) -> None:
         self.experiment = experiment
         self._seen: dict[str, tuple[int, int]] = {}
+        self._digests: dict[str, tuple[Stamp, str]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"experiment": self.experiment, "_seen": {}}
+        return {"experiment": self.experiment, "_seen": {}, "_digests": {}}
 
     def _renew(self) -> None:
         folder = Path(self.experiment)
@@ -110,7 +130,7 @@ class IntegrityRecorder(Callback):
             return
         stamps = {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in protected_files(folder)}
         if stamps != self._seen:
-            sign(folder)
+            sign(folder, self._digests)
             self._seen = stamps
 
     def get_state(self) -> dict | None:
