@@ -19,14 +19,17 @@ nodes. After its ``--kill-after``-th report the node running it is killed outrig
 raylet and agents: ``Cluster.remove_node(node, allow_graceful=False)``; its worker processes die
 with their raylet). Tune (``FailureConfig(max_failures=2)``) restarts the trial on the other node
 from its last checkpoint. Measured from the kill: until Ray marks the node dead (``ray.nodes()``
-polled), until the trial's function runs again (its own clock, after loading the checkpoint), and
-until its next report reaches the driver. The trial reports the step it resumed from: the kill
-counts as a resume only if that is the last step it reported before the kill, not 0.
+polled), until Tune knows the trial failed and schedules it again (``on_trial_recover``), until the
+trial's function runs again (its own clock, after loading the checkpoint), and until its next report
+reaches the driver. The trial reports the step whose checkpoint it loaded: at least the last step
+whose report reached the driver before the kill (a report in flight at the kill may be newer),
+never 0 (from scratch).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import statistics
@@ -195,19 +198,16 @@ def run_layout(nodes: _Nodes, layout: Layout, repeat: int, args: Any, storage: P
 class Recovery:
     """One node killed under a running trial, and the trial going on elsewhere from its checkpoint."""
 
-    killed_after_step: int = 0  # the last step the driver had seen before the kill
-    last_step_before_kill: int = 0  # the last step the trial reported before the kill (trial's clock)
+    killed_after_step: int = 0  # the step whose report made the driver kill the node
+    last_step_seen: int = 0  # the last step whose report reached the driver before the kill
     resumed_from_step: int = -1  # the checkpoint the restarted trial loaded (0: from scratch)
     kill_to_node_dead_s: float = float("nan")
+    kill_to_retry_s: float = float("nan")  # Tune learned that the trial failed and schedules it again
     kill_to_restored_s: float = float("nan")  # the trial's function running again, checkpoint loaded
     kill_to_next_report_s: float = float("nan")  # its first report after the restore, at the driver
     other_node: bool = False
     final_step: int = 0
     results: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def steps_redone(self) -> int:
-        return self.last_step_before_kill - self.resumed_from_step
 
 
 class _Killer:
@@ -250,8 +250,12 @@ class _Killer:
             record.kill_to_restored_s = result["began_at"] - self.killed_at
             record.kill_to_next_report_s = now - self.killed_at
             before = [r for r in record.results if r["at"] < self.killed_at]
-            record.last_step_before_kill = max(r["step"] for r in before)
+            record.last_step_seen = max(r["step"] for r in before)
             record.other_node = result["node"] != before[-1]["node"]
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if self.killed_at is not None and math.isnan(self.record.kill_to_retry_s):  # its first retry only
+            self.record.kill_to_retry_s = time.time() - self.killed_at
 
 
 def _killer(cluster: Any, kill_after: int, record: Recovery) -> Any:
@@ -296,9 +300,9 @@ def throughput_rows(runs: Sequence[LayoutRun], names: Sequence[str]) -> tuple[li
 
 def recovery_rows(records: Sequence[Recovery]) -> list[tuple[str, ...]]:
     """One row per kill, the times from the kill, and whether the trial resumed from its checkpoint."""
-    return [(str(i + 1), str(r.last_step_before_kill), str(r.resumed_from_step),
-             f"{r.kill_to_node_dead_s:.1f} s", f"{r.kill_to_restored_s:.1f} s", f"{r.kill_to_next_report_s:.1f} s",
-             str(r.steps_redone), "yes" if r.other_node else "no", str(r.final_step))
+    return [(str(i + 1), str(r.last_step_seen), str(r.resumed_from_step), "yes" if r.resumed_from_step == 0 else "no",
+             "yes" if r.other_node else "no", f"{r.kill_to_retry_s:.1f} s", f"{r.kill_to_restored_s:.1f} s",
+             f"{r.kill_to_next_report_s:.1f} s", f"{r.kill_to_node_dead_s:.1f} s", str(r.final_step))
             for i, r in enumerate(records)]
 
 
@@ -395,9 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if records:
         render("robustune bench: a worker node SIGKILLed under a running trial (times from the kill)",
                {} if shown else header, [], recovery_rows(records),
-               ("kill", "last step", "resumed from", "node dead", "trial restored", "next report", "steps redone",
-                "other node", "final step"))
-        payload["recovery"] = [asdict(r) | {"steps_redone": r.steps_redone} for r in records]
+               ("kill", "last step seen", "resumed from", "from scratch", "other node", "Tune retries",
+                "trial restored", "next report", "node dead", "final step"))
+        payload["recovery"] = [asdict(r) for r in records]
     write_json(args.json, payload)
     return 0
 
