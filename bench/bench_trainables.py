@@ -21,10 +21,11 @@ per-repeat paired ratios. Random inputs are used: the cost of these models does 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -46,8 +47,9 @@ from trainables.cli import OneLineParser, run_main
 from trainables.data import DATASETS
 from trainables.data.info import DatasetInfo
 from trainables.models import ModelConfig, RobustModel, build_model
+from trainables.models.fused import compile_on_cuda, compiling_on_cuda, reference_kernels
 
-__all__ = ["SHAPES", "TrainablesBench", "adversarial_step_fn", "main", "pgd_step_fns", "train_step_fn"]
+__all__ = ["SHAPES", "TrainablesBench", "adversarial_step_fn", "main", "pgd_step_fns", "rows", "run", "train_step_fn"]
 
 PROG = "python -m bench.bench_trainables"
 
@@ -73,6 +75,7 @@ class TrainablesBench:
     step_size: float | None = None  # None: eps / 4 (0.025 at eps 0.1)
     lr: float = 0.05
     pgd: bool = True  # the ours-vs-torchattacks PGD rows
+    compile: bool = False  # on CUDA: LWTA's competition through torch.compile, and a compiled-vs-eager row
     at_steps: int = 0  # measured PGD-AT steps per side; 0: no AT row
     at_pgd_steps: int = 20
 
@@ -168,30 +171,64 @@ def _agreement(ours: Callable[[], torch.Tensor], theirs: Callable[[], torch.Tens
 
 
 def run(bench: TrainablesBench, device: torch.device, repeats: int, warmup: int, seed: int) -> list[Comparison]:
-    """Both train-step pairs, both PGD pairs (unless ``pgd`` is off), then the AT-step pair when ``at_steps`` > 0."""
+    """Every row of :func:`rows`."""
+    return list(rows(bench, device, repeats, warmup, seed))
+
+
+def rows(bench: TrainablesBench, device: torch.device, repeats: int, warmup: int, seed: int) -> Iterator[Comparison]:
+    """Both train-step pairs, fused vs reference LWTA (and compiled vs eager on CUDA with ``compile``), both PGD
+    pairs (unless ``pgd`` is off), then the AT-step pair when ``at_steps`` > 0; each row as soon as it is measured."""
     info = bench.info
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(bench.batch, info.channels, info.size, info.size, generator=gen).to(device)  # (B, C, H, W)
     y = torch.randint(0, info.classes, (bench.batch,), generator=gen).to(device)  # (B,)
     wrn = f"WRN-{bench.depth}-{bench.widen}"
     cnn = f"CNN w{bench.cnn_width} k{bench.cnn_kernel}" + (" pool-first" if bench.cnn_pool_first else "")
-    out = []
     for arch, label in (("wrn", wrn), ("cnn", cnn)):
         lwta = train_step_fn(_build(bench.model(f"lwta-{arch}"), info, device, seed), x, y, bench.n_samples, bench.lr)
         relu = train_step_fn(_build(bench.model(arch), info, device, seed), x, y, bench.n_samples, bench.lr)
-        out.append(compare(f"train step {label}", (f"lwta-{arch}", lwta), (arch, relu), device, repeats, warmup))
+        yield compare(f"train step {label}", (f"lwta-{arch}", lwta), (arch, relu), device, repeats, warmup)
+    lwta = train_step_fn(_build(bench.model("lwta-wrn"), info, device, seed), x, y, bench.n_samples, bench.lr)
+    reference = train_step_fn(_build(bench.model("lwta-wrn"), info, device, seed), x, y, bench.n_samples, bench.lr)
+    fused = "fused, compiled" if device.type == "cuda" and compiling_on_cuda() else "fused"
+    yield compare(f"train step {wrn} LWTA", (fused, lwta), ("reference code", _with(reference_kernels, reference)),
+                  device, repeats, warmup)
+    if bench.compile and device.type == "cuda":
+        yield compare(f"train step {wrn} LWTA", ("compiled", lwta), ("eager fused", _with(_eager, lwta)),
+                      device, repeats, max(warmup, 1))
     for arch, label in (("wrn", wrn), ("cnn", cnn)) if bench.pgd else ():
         ours, theirs = pgd_step_fns(_build(bench.model(arch), info, device, seed), x, y, bench)
         diff = _agreement(ours, theirs, seed)
-        out.append(compare(f"PGD-{bench.steps} {label}", ("ours", ours), ("torchattacks", theirs), device,
-                           repeats, warmup, note=f"same seed: max |x_ours - x_torchattacks| = {diff:.2e}"))
+        yield compare(f"PGD-{bench.steps} {label}", ("ours", ours), ("torchattacks", theirs), device,
+                      repeats, warmup, note=f"same seed: max |x_ours - x_torchattacks| = {diff:.2e}")
     if bench.at_steps:
         lwta = adversarial_step_fn(_build(bench.model("lwta-wrn"), info, device, seed), x.clone(), y, bench)
         relu = adversarial_step_fn(_build(bench.model("wrn"), info, device, seed), x.clone(), y, bench)
         c = compare(f"PGD-{bench.at_pgd_steps} AT step {wrn}", ("lwta-wrn", lwta), ("wrn", relu), device,
                     bench.at_steps, min(warmup, 1))
-        out.append(replace(c, note=_epoch_note(c, bench)))
-    return out
+        yield replace(c, note=_epoch_note(c, bench))
+
+
+def _with(context: Callable[[], contextlib.AbstractContextManager[object]], fn: Callable[[], None]
+          ) -> Callable[[], None]:
+    """``fn`` called inside ``context()``."""
+
+    def call() -> None:
+        with context():
+            fn()
+
+    return call
+
+
+@contextlib.contextmanager
+def _eager() -> Iterator[None]:
+    """The compiled CUDA path switched off for the block."""
+    before = compiling_on_cuda()
+    compile_on_cuda(False)
+    try:
+        yield
+    finally:
+        compile_on_cuda(before)
 
 
 def _epoch_note(c: Comparison, bench: TrainablesBench) -> str:
@@ -222,6 +259,9 @@ def build_parser() -> OneLineParser:
     p.add_argument("--step-size", type=float, default=None, help="default: eps / 4")
     p.add_argument("--pgd", action=argparse.BooleanOptionalAction, default=d.pgd,
                    help="the ours-vs-torchattacks PGD rows (--no-pgd: train steps only)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=d.compile,
+                   help="on CUDA: LWTA's competition through torch.compile (ROBUSTUNE_COMPILE_LWTA=1), and a "
+                        "compiled-vs-eager row")
     p.add_argument("--at-steps", type=int, default=d.at_steps,
                    help="measured PGD adversarial-training steps per side (0: no AT row)")
     p.add_argument("--at-pgd-steps", type=int, default=d.at_pgd_steps, help="PGD steps of an AT step")
@@ -236,18 +276,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = TrainablesBench(shape=args.shape, batch=args.batch, depth=args.depth, widen=args.widen,
                             cnn_width=args.cnn_width, cnn_kernel=args.cnn_kernel, cnn_pool_first=args.cnn_pool_first,
                             n_train=args.n_train, eps=args.eps, steps=args.steps, step_size=args.step_size,
-                            pgd=args.pgd, at_steps=args.at_steps, at_pgd_steps=args.at_pgd_steps)
+                            pgd=args.pgd, compile=args.compile, at_steps=args.at_steps, at_pgd_steps=args.at_pgd_steps)
     device = resolve_bench_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if bench.compile:
+        compile_on_cuda(True)
     info = bench.info
     header = provenance(device, repeats=args.repeats, warmup=args.warmup, seed=args.seed,
-                        shape=f"{bench.shape} {bench.batch}x{info.channels}x{info.size}x{info.size}")
-    comparisons = run(bench, device, args.repeats, args.warmup, args.seed)
+                        shape=f"{bench.shape} {bench.batch}x{info.channels}x{info.size}x{info.size}",
+                        lwta_compiled=device.type == "cuda" and compiling_on_cuda())
+    settings = asdict(bench) | {"eps_used": bench.radius, "step_size_used": bench.alpha, "n_samples": bench.n_samples,
+                                "at_epoch_steps": math.ceil(bench.n_samples / bench.batch)}
+    comparisons: list[Comparison] = []
+    for c in rows(bench, device, args.repeats, args.warmup, args.seed):
+        comparisons.append(c)  # the JSON so far after every row: a run cut short keeps what it measured
+        write_json(args.json, {"benchmark": "trainables", "provenance": header, "settings": settings,
+                               "comparisons": [c.as_dict() for c in comparisons], "complete": False})
     header["loadavg_after"] = provenance(device)["loadavg_1_5_15"]
+    header["lwta_compiled_after"] = device.type == "cuda" and compiling_on_cuda()  # False if compiling failed
     render("robustune bench: trainables (ratio = ours / reference, median of paired repeats)", header, comparisons)
-    write_json(args.json, {"benchmark": "trainables", "provenance": header, "settings": asdict(bench),
-                           "comparisons": [c.as_dict() for c in comparisons]})
+    write_json(args.json, {"benchmark": "trainables", "provenance": header, "settings": settings,
+                           "comparisons": [c.as_dict() for c in comparisons], "complete": True})
     return 0
 
 
