@@ -68,7 +68,7 @@ leader_alive() {  # pid tempdir: the node's `ray start` is running (not a recycl
   [[ $args != Z* && " $args " == *" --temp-dir=$2 "* ]]
 }
 
-members() {  # sid tmproot: pids of the node's session, plus any process of the venv using the temp root
+members() {  # sid dir: pids of the node's session, plus any process of the venv using the folder dir
   ps -eww -o pid=,sid=,stat=,args= | SID=$1 TMPROOT=$2/ PREFIX=$PREFIX awk '
     $3 ~ /^Z/ { next }
     $2 == ENVIRON["SID"] { print $1; next }
@@ -111,9 +111,11 @@ stop_all() {  # stop exactly the processes of the nodes in $STATE, workers first
   done < <(read_nodes)
   wait_gone 30 && return 0
   left=$(all_members)
+  # shellcheck disable=SC2086  # one pid per word
   [[ -n $left ]] && kill -TERM $left 2>/dev/null || true
   wait_gone 5 && return 0
   left=$(all_members)
+  # shellcheck disable=SC2086
   [[ -n $left ]] && kill -KILL $left 2>/dev/null || true
   wait_gone 10
 }
@@ -121,7 +123,9 @@ stop_all() {  # stop exactly the processes of the nodes in $STATE, workers first
 forget() {  # remove the state of a stopped cluster (its `ray start` logs stay in $STATE/logs)
   local tmproot
   tmproot=$(cat "$STATE/tmp" 2>/dev/null || true)
-  [[ -n $tmproot && -d $tmproot && $KEEP_TEMP == 0 ]] && rm -rf -- "$tmproot"
+  if [[ -n $tmproot && -d $tmproot ]]; then
+    if [[ $KEEP_TEMP == 0 ]]; then rm -rf -- "$tmproot"; else echo "the nodes' temp dirs and Ray logs: $tmproot"; fi
+  fi
   rm -f -- "$STATE/nodes" "$STATE/address" "$STATE/dashboard" "$STATE/tmp"
 }
 
@@ -288,20 +292,18 @@ cmd_status() {
   echo "  address    $address   (join: $DRIVER_ENV ... --address $address)"
   echo "  dashboard  $(cat "$STATE/dashboard")"
   gcs=$(gcs_nodes 2>&1) || { echo "  GCS        $gcs"; gcs=""; }
-  printf '  %-10s %-8s %-6s %-12s %-5s %-7s %s\n' node pid procs ports cpus process "ray (GCS)"
-  local tmproot
-  tmproot=$(cat "$STATE/tmp")
+  printf '  %-10s %-8s %-6s %-12s %-5s %-10s %s\n' node pid procs ports cpus "ray start" "ray (GCS)"
   while read -r name pid tmp p cpus; do
-    procs=$(members "$pid" "$tmproot" | wc -l)
+    procs=$(members "$pid" "$tmp" | wc -l)
     seen=$(awk -v port=$((p + 3)) '$1 == port {print $2; exit}' <<<"$gcs")
     if leader_alive "$pid" "$tmp"; then alive=alive; else alive=dead; dead=1; fi
     [[ $seen == ALIVE ]] || dead=1
-    printf '  %-10s %-8s %-6s %-12s %-5s %-7s %s\n' "$name" "$pid" "$procs" "$p-$((p + 99))" "$cpus" "$alive" \
+    printf '  %-10s %-8s %-6s %-12s %-5s %-10s %s\n' "$name" "$pid" "$procs" "$p-$((p + 99))" "$cpus" "$alive" \
       "${seen:-unknown}"
   done < <(read_nodes)
   local ray_alive
   ray_alive=$(grep -c " ALIVE " <<<"$gcs" || true)
-  echo "  $ray_alive alive nodes seen by Ray; details: $DRIVER_ENV $ROOT/.venv/bin/ray status --address $address"
+  echo "  Ray sees $ray_alive alive node(s); details: $DRIVER_ENV $ROOT/.venv/bin/ray status --address $address"
   return $dead
 }
 

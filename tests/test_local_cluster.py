@@ -49,6 +49,19 @@ def test_status_and_down_without_a_cluster(tmp_path: Path) -> None:
     assert "no local cluster" in status.stdout and "no local cluster" in down.stdout
 
 
+def test_a_taken_port_is_refused_in_one_line(tmp_path: Path) -> None:
+    base = _free_base(2)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base + 107))  # worker-1's dashboard agent grpc port
+        taken.listen()
+        out = _run("up", "1", "--state", str(tmp_path / "state"), "--base-port", str(base))
+    assert out.returncode == 1, out
+    assert out.stderr.strip().splitlines() == [f"cluster/local.sh: error: port {base + 107} on 127.0.0.1 is in use "
+                                               f"(Address already in use); the cluster needs {base}-{base + 199}: "
+                                               "choose another --base-port or ROBUSTUNE_LOCAL_CLUSTER_PORT"]
+    assert not (tmp_path / "state" / "nodes").exists()  # nothing started
+
+
 def _free_base(nodes: int) -> int:
     """A base port below the ephemeral range whose ``100 * nodes`` ports nobody listens on."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
