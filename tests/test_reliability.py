@@ -229,3 +229,14 @@ def test_a_searcher_restored_from_before_its_last_tell_does_not_tell_the_study_a
     restored.on_trial_complete("a", {"objective": 0.42, "final_evaluated": 1.0, "training_iteration": 2})
     restored.on_trial_complete("a", None, error=True)  # told already: neither fails nor changes the study
     assert study_states(storage, "s") == {"a": "COMPLETE"} and "a" in restored._completed_trials
+
+
+def test_joining_a_token_cluster_without_the_token_mode_is_one_line(monkeypatch) -> None:
+    from tuner.search.cluster import _check_token_mode
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with pytest.raises(ConnectionError, match="requires its auth token: run with RAY_AUTH_MODE=token") as caught:
+        _check_token_mode("127.0.0.1", 6379)
+    assert "\n" not in str(caught.value)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    _check_token_mode("127.0.0.1", 6379)  # Ray will send ~/.ray/auth_token

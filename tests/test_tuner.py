@@ -408,3 +408,14 @@ def test_a_restored_trial_gets_back_the_epochs_tune_forgot() -> None:
     merged = merge_history(reported, trained)
     assert [row["epoch"] for row in merged] == [1.0, 2.0, 3.0]
     assert merged[-1] == reported[0] and merged[0] == trained[0]  # Tune's own row wins for the epochs it has
+
+
+def test_a_trial_still_pending_when_the_search_was_interrupted_is_recorded() -> None:
+    from types import SimpleNamespace
+
+    from tuner.search.results import collect_trials
+
+    pending = SimpleNamespace(metrics=None, config=None, path="/runs/exp/run_trial_ab12", metrics_dataframe=None,
+                              checkpoint=None, error=None)
+    [record] = collect_trials([pending])
+    assert record.params == {} and record.history == [] and record.outcome != "finished"

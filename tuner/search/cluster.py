@@ -41,7 +41,8 @@ def probe_gcs(host: str, port: int, timeout: float = GCS_TIMEOUT_S) -> None:
     """ConnectionError unless a Ray GCS answers at ``host:port`` within ``timeout`` seconds.
 
     A GCS that refuses the request for want of the cluster's auth token is still a Ray cluster:
-    joining then needs the token (``ray get-auth-token`` on the head node).
+    joining then needs the token (``ray get-auth-token`` on the head node) and ``RAY_AUTH_MODE=token``
+    in this process's environment (Ray reads it when imported), else ConnectionError says so.
     """
     import grpc
     from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
@@ -52,12 +53,20 @@ def probe_gcs(host: str, port: int, timeout: float = GCS_TIMEOUT_S) -> None:
         stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)
     except grpc.RpcError as exc:
         code = exc.code()  # type: ignore[attr-defined]
-        if code == grpc.StatusCode.UNAUTHENTICATED:
+        if code == grpc.StatusCode.UNAUTHENTICATED:  # a Ray cluster that wants its token
+            _check_token_mode(host, port)
             return
         raise ConnectionError(f"no Ray cluster answers at {host}:{port} within {timeout:g} s ({code.name}): is it "
                               "the head node's GCS port (6379 by default)?") from None
     finally:
         channel.close()
+
+
+def _check_token_mode(host: str, port: int) -> None:
+    """ConnectionError (one line) unless this process will send Ray's auth token (read when Ray is imported)."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        raise ConnectionError(f"the Ray cluster at {host}:{port} requires its auth token: run with RAY_AUTH_MODE=token "
+                              "and the cluster's token in ~/.ray/auth_token (`ray get-auth-token` on its head node)")
 
 
 def _token_auth_on() -> None:
@@ -70,6 +79,23 @@ def _token_auth_on() -> None:
     if mode is not None and mode.lower() != "token":
         warnings.warn(f"RAY_AUTH_MODE={mode}: the local Ray starts without token authentication, and its ports "
                       "listen on every interface", stacklevel=3)
+
+
+def _join_loopback_as_loopback(address: str) -> None:
+    """Join a cluster on 127.0.0.1 (``cluster/local.sh``) as 127.0.0.1, not as this host's primary address.
+
+    Ray on Linux rewrites a loopback address to the primary interface's, where a cluster bound to
+    loopback does not answer (``ray.init`` then retries forever). Its switch for that,
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, is read when Ray is imported, before this runs: the
+    constant it sets is set here (for this process, and the variable for the processes it starts).
+    """
+    target = parse_address(address)
+    if target is None or target[0] not in ("127.0.0.1", "localhost", "::1"):
+        return
+    from ray._private import ray_constants
+
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def check_address(address: str, timeout: float = 5.0,
@@ -109,6 +135,7 @@ def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | No
         if token.is_file() and token.stat().st_mode & 0o077:
             token.chmod(0o600)  # Ray writes it readable by everyone; it is the key to the cluster
         return
+    _join_loopback_as_loopback(address)
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=log_to_driver)
     except (ConnectionError, RuntimeError) as exc:

@@ -127,7 +127,7 @@ def collect_trials(grid: Any, filesystem: Any = None, study: dict[str, str] | No
         elif last.get("error"):
             error = str(last["error"])
         records.append(TrialRecord(trial_id=trial_id, outcome=trial_outcome(status, last, study.get(trial_id)),
-                                   params=dict(result.config), history=history, final=_numbers(last), error=error,
+                                   params=dict(result.config or {}), history=history, final=_numbers(last), error=error,
                                    checkpoint=checkpoint, study_state=study.get(trial_id)))
     return sorted(records, key=lambda r: r.trial_id)
 
