@@ -141,3 +141,19 @@ def test_a_headless_browser_draws_every_figure_of_the_page(tmp_path: Path, rende
     assert rendered_figures(page) == (2, 2)
     page.write_text(page.read_text().replace("data:image/png;base64,", "data:image/png;base64,AAAA", 1))
     assert rendered_figures(page) == (1, 2)  # a broken figure is seen as one
+
+
+def test_a_trial_whose_node_died_is_one_line_retrying_from_its_checkpoint(tmp_path: Path) -> None:
+    callback = LiveProgress(tmp_path / "progress.json", num_samples=1, max_epochs=2, params=("lr",), space="lwta",
+                            view="none")
+    callback.setup()
+    out = io.StringIO()
+    callback._view = _PlainView(callback._model(), out)
+    one = _trial("one", lr=0.05)
+    callback.on_trial_start(0, [one], one)
+    one.error_msg = "Traceback (most recent call last):\n  ...\nray.exceptions.ActorDiedError: The actor died unexpectedly"
+    callback.on_trial_recover(0, [one], one)
+    line = out.getvalue().splitlines()[-1]
+    assert "trial one stopped (ray.exceptions.ActorDiedError: The actor died unexpectedly); retrying from its last " \
+           "checkpoint" in line
+    assert read_progress(tmp_path / "progress.json")["counts"].get("running") == 1

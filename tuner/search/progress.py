@@ -249,6 +249,13 @@ class LiveProgress(Callback):
         view.ended_at = time.time()
         self._emit(view.outcome, view)
 
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """A trial raised or lost its worker (its node died) and Tune starts it again from its last checkpoint."""
+        view = self._sync(trial)
+        view.outcome = "running"
+        view.reason = _one_line(getattr(trial, "error_msg", None) or _error_of(trial), limit=120)
+        self._emit("retrying", view)
+
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """A trial raised (after Tune's retries)."""
         view = self._sync(trial)

@@ -13,6 +13,7 @@ whole search; every trial's resources are checked against the cluster before the
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import tempfile
@@ -154,8 +155,6 @@ def _quiet(cfg: SearchConfig) -> Iterator[Path | None]:
     The log's handler goes on the "optuna" logger now and on Ray's loggers once Ray is up
     (:func:`_route_ray_logs`); it is taken off every logger and closed when the search ends.
     """
-    import logging
-
     import optuna
 
     if cfg.verbose:
@@ -181,10 +180,18 @@ def _quiet(cfg: SearchConfig) -> Iterator[Path | None]:
 _LOGGERS = ("optuna", "ray", "ray.tune", "ray.train")
 
 
+class _NotTune(logging.Filter):
+    """Keeps Tune's own records (a trial's traceback when it fails or its node dies) off the terminal.
+
+    The search says the same in one line per trial event; the traceback stays in ``search.log``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith("ray.tune")
+
+
 def _route_ray_logs(log: Path | None) -> None:
     """Ray's Python loggers at INFO into ``log``, its terminal handlers at ERROR (after ``ray.init`` set them up)."""
-    import logging
-
     if log is None:
         return
     handler = next(h for h in logging.getLogger("optuna").handlers if isinstance(h, logging.FileHandler)
@@ -192,7 +199,11 @@ def _route_ray_logs(log: Path | None) -> None:
     for name in _LOGGERS[1:]:
         logger = logging.getLogger(name)
         for existing in logger.handlers:
+            if existing is handler:
+                continue
             existing.setLevel(max(existing.level, logging.ERROR))
+            if not any(isinstance(f, _NotTune) for f in existing.filters):
+                existing.addFilter(_NotTune())
         logger.setLevel(logging.INFO)
         if handler not in logger.handlers:
             logger.addHandler(handler)

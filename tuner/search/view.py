@@ -42,7 +42,7 @@ class TrialEventView(Protocol):
     """Where the search's trial events go."""
 
     def event(self, kind: str, view: TrialView) -> None:
-        """A trial ``started``, ended an ``epoch``, or ended (``finished``, ``pruned``, ``failed``)."""
+        """A trial ``started``, ended an ``epoch``, is ``retrying`` after a crash, or ended (``finished``, ...)."""
 
     def close(self) -> None:
         """Training is over."""
@@ -112,6 +112,8 @@ class _PlainView:
             what = f"started: {_params(view)}"
         elif kind == "epoch":
             what = f"epoch {view.epoch}/{m.max_epochs}: natural {_pct(view.natural)} robust {_pct(view.robust)}"
+        elif kind == "retrying":
+            what = f"stopped ({view.reason or 'its worker was lost'}); retrying from its last checkpoint"
         else:
             what = view.state(m.max_epochs)
         if kind != "started" and view.objective is not None:
