@@ -151,7 +151,8 @@ def test_a_trial_whose_node_died_is_one_line_retrying_from_its_checkpoint(tmp_pa
     callback._view = _PlainView(callback._model(), out)
     one = _trial("one", lr=0.05)
     callback.on_trial_start(0, [one], one)
-    one.error_msg = "Traceback (most recent call last):\n  ...\nray.exceptions.ActorDiedError: The actor died unexpectedly"
+    one.error_msg = ("Traceback (most recent call last):\n  ...\n"
+                     "ray.exceptions.ActorDiedError: The actor died unexpectedly")
     callback.on_trial_recover(0, [one], one)
     line = out.getvalue().splitlines()[-1]
     assert "trial one stopped (ray.exceptions.ActorDiedError: The actor died unexpectedly); retrying from its last " \
