@@ -23,7 +23,9 @@ set -euo pipefail
 
 if [ "${1:-}" = "--prepare" ]; then
   [ -d .gpu ] || ../shared/gpu/prepare.sh
-  python3 -m pip download -q --no-deps --only-binary=:all: -d .gpu/whl pytest iniconfig pluggy packaging pygments
+  python3 -m pip download -q --no-deps --only-binary=:all: -d .gpu/whl pytest iniconfig pluggy packaging pygments \
+    2>&1 | grep -v 'WARNING: Location' || true  # pure-Python wheels, 1.8 MB
+  ls .gpu/whl/pytest-*.whl > /dev/null
   du -sh .gpu
   echo "pytest's wheels are in .gpu/whl; .gpu/install.sh installs them with the rest"
   exit 0
