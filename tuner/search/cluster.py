@@ -126,7 +126,9 @@ def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | No
     if address == "":
         _token_auth_on()
         try:  # bounded by Ray's own start-up timeouts
-            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
+            # "local": a new instance even where a `ray start` cluster runs on this machine (plain
+            # ray.init() would join it; --address says when to join)
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
                      include_dashboard=dashboard, dashboard_host="127.0.0.1", configure_logging=True,
                      logging_level="ERROR", log_to_driver=log_to_driver)
         except (RuntimeError, ConnectionError) as exc:  # e.g. "Failed to start GCS": the machine, not a bug here
