@@ -29,6 +29,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor
@@ -37,23 +38,24 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 __all__ = ["compile_on_cuda", "compiling_on_cuda", "fused_enabled", "logistic_noise", "reference_kernels",
            "relaxed_pair", "relaxed_pair_expression"]
 
-_state = {"fused": True, "compile": os.environ.get("ROBUSTUNE_COMPILE_LWTA", "") == "1"}
+# the compiled CUDA path: a process-wide opt-in, turned off for good when compiling fails
+_state = {"compile": os.environ.get("ROBUSTUNE_COMPILE_LWTA", "") == "1"}
+_FUSED: ContextVar[bool] = ContextVar("robustune_fused_kernels", default=True)  # per thread / task
 
 
 def fused_enabled() -> bool:
     """Whether stochastic layers take their fused paths (False inside :func:`reference_kernels`)."""
-    return _state["fused"]
+    return _FUSED.get()
 
 
 @contextmanager
 def reference_kernels(enabled: bool = True) -> Iterator[None]:
     """Within the block, stochastic layers run their plain PyTorch reference code instead of the fused paths."""
-    before = _state["fused"]
-    _state["fused"] = not enabled
+    token = _FUSED.set(not enabled)
     try:
         yield
     finally:
-        _state["fused"] = before
+        _FUSED.reset(token)
 
 
 _BITS = 23  # (k + 1/2) / 2^23 is exact in float32 for every k < 2^23
