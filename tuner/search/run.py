@@ -181,13 +181,14 @@ _LOGGERS = ("optuna", "ray", "ray.tune", "ray.train")
 
 
 class _NotTune(logging.Filter):
-    """Keeps Tune's own records (a trial's traceback when it fails or its node dies) off the terminal.
+    """Keeps Tune's controller records (a trial's traceback when it fails or its node dies) off the terminal.
 
     The search says the same in one line per trial event; the traceback stays in ``search.log``.
+    Tune's other errors (saving the experiment's state, syncing it) still reach the terminal.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.name.startswith("ray.tune")
+        return record.name != "ray.tune.execution.tune_controller"
 
 
 def _route_ray_logs(log: Path | None) -> None:

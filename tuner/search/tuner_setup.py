@@ -180,7 +180,6 @@ def build_searcher(cfg: SearchConfig, preset: Preset) -> Any:
 
     The known-good points of the space (and ``--points``) come first whatever the ``--sampler``.
     """
-
     from tuner.search.study import HonestOptunaSearch
 
     storage = optuna_storage(cfg)
