@@ -44,7 +44,7 @@ def _reference_pair(h: torch.Tensor, z: torch.Tensor | None, noise: torch.Tensor
     monkeypatch.setattr(lwta_module, "_logistic_like", lambda x: noise.to(x.dtype))
     layer = LWTA(h.shape[1], competitors=2, temperature=temperature).train()
     x = h if z is None else h * z.view(*z.shape, *([1] * (h.dim() - 2)))
-    return layer._pair(x.view(h.shape[0], h.shape[1] // 2, 2, *h.shape[2:])).view_as(h)
+    return layer._pair(x)
 
 
 class SequentialUniforms:

@@ -62,5 +62,7 @@ def upgrade_train(raw: Mapping[str, Any], suite_eps: float) -> dict[str, Any]:
             **FORMAT_2_TRAIN_ADDITIONS}
 
 
-FORMAT_2_TRAIN_ADDITIONS: dict[str, Any] = {"label_smoothing": 0.0, "keep_best": False, "patience": None}
-"""Training settings added after format 2, at the values runs written without them ran with (the last epoch kept)."""
+FORMAT_2_TRAIN_ADDITIONS: dict[str, Any] = {"label_smoothing": 0.0, "keep_best": False, "patience": None,
+                                            "precision": "fp32", "memory_format": "contiguous"}
+"""Training settings added after format 2, at the values runs written without them ran with (the last epoch
+kept, float32, contiguous)."""

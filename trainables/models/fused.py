@@ -85,6 +85,11 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
+def _indicator_view(z: Tensor, h: Tensor) -> Tensor:
+    """Indicators (B, C) as (B, C, 1, ...) in ``h``'s dtype, ready to scale it."""
+    return z.to(h.dtype).view(*z.shape, *([1] * (h.dim() - 2)))
+
+
 class _RelaxedPair(torch.autograd.Function):
     """out = x * (p, 1 - p) per pair, x = h * z, p = sigmoid((x_0 - x_1 + noise) / tau): :func:`relaxed_pair`.
 
@@ -95,7 +100,7 @@ class _RelaxedPair(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, h: Tensor, z: Tensor | None, noise: Tensor | None,  # type: ignore[override]
                 temperature: float) -> Tensor:
-        zs = None if z is None else z.view(*z.shape, *([1] * (h.dim() - 2)))  # (B, C, 1, ...)
+        zs = None if z is None else _indicator_view(z, h)  # (B, C, 1, ...) in h's dtype
         x = h if zs is None else h * zs  # (B, C, ...): a new tensor when scaled, the output's buffer
         a, b = x[:, 0::2], x[:, 1::2]  # (B, K, ...) each, strided views
         if noise is None:
@@ -103,6 +108,7 @@ class _RelaxedPair(torch.autograd.Function):
         else:
             t = noise.to(_compute_dtype(h.dtype), copy=True).view(a.shape)
         p = t.add_(a).sub_(b).mul_(1.0 / temperature).sigmoid_()  # (B, K, ...) probability of unit 0
+        p = p.to(h.dtype)  # low precision (autocast): one cast here, every later pass in h's dtype
         out = x if zs is not None else torch.empty_like(h)
         torch.mul(a, p, out=out[:, 0::2])
         torch.addcmul(b, b, p, value=-1, out=out[:, 1::2])  # b (1 - p)
@@ -129,11 +135,11 @@ class _RelaxedPair(torch.autograd.Function):
             return gx, None, None, None
         grad_z = None
         if ctx.needs_input_grad[1]:  # sum over positions of d loss / d x * h, per channel; t is scratch now
-            grad_z = torch.empty_like(z)  # (B, C)
+            grad_z = torch.empty_like(z)  # (B, C), summed in z's dtype (float32 under autocast)
             for half, dx in ((slice(0, None, 2), ga_x), (slice(1, None, 2), gb_x)):
                 prod = torch.mul(dx, h[:, half], out=t)  # (B, K, ...)
-                grad_z[:, half] = prod.flatten(2).sum(2) if prod.dim() > 2 else prod
-        return gx.mul_(z.view(*z.shape, *([1] * (h.dim() - 2)))), grad_z, None, None
+                grad_z[:, half] = prod.flatten(2).sum(2, dtype=z.dtype) if prod.dim() > 2 else prod
+        return gx.mul_(_indicator_view(z, h)), grad_z, None, None
 
 
 def relaxed_pair_expression(h: Tensor, z: Tensor | None, temperature: float, noise: Tensor | None = None) -> Tensor:

@@ -58,24 +58,26 @@ class LWTA(StochasticModule):
         z = None if self.indicators is None else self.indicators(batch, surrogate=self.surrogate)  # (B, C)
         if self.competitors == 2 and self.training and not self.surrogate and fused_enabled():
             return relaxed_pair(h, z, self.temperature)  # _pair's training path, fused
-        if z is not None:
-            h = h * z.view(batch, self.channels, *([1] * len(spatial)))
+        if z is not None:  # in the activations' dtype: under bf16 autocast a float32 z would promote h
+            h = h * z.to(h.dtype).view(batch, self.channels, *([1] * len(spatial)))
+        if self.competitors == 2:
+            return self._pair(h)
         k, u = self.channels // self.competitors, self.competitors
         blocks = h.view(batch, k, u, *spatial)  # (B, K, U, ...)
-        if u == 2:
-            return self._pair(blocks).view_as(h)
         return (blocks * self._mask(blocks)).view_as(h)
 
-    def _pair(self, blocks: Tensor) -> Tensor:
+    def _pair(self, h: Tensor) -> Tensor:
         """U = 2: :meth:`_mask`'s competition through the pair's difference, one logistic draw per block.
 
         softmax((a + g_a, b + g_b) / tau)[0] = sigmoid((a - b + g_a - g_b) / tau), and the difference
         of two Gumbel draws is a Logistic(0, 1) draw: the same distribution with half the noise, no
-        softmax over the strided U dim and fewer passes over memory (1.7x faster on CPU). In training
-        mode :func:`.fused.relaxed_pair` runs instead (the indicators' scaling included); this is its
-        reference, used inside :func:`.fused.reference_kernels`.
+        softmax over the strided U dim and fewer passes over memory (1.7x faster on CPU). Pairs are
+        channel slices of ``h`` (B, C, ...), written back into a tensor of ``h``'s memory layout (a
+        channels-last model stays channels-last). In training mode :func:`.fused.relaxed_pair` runs
+        instead (the indicators' scaling included); this is its reference, used inside
+        :func:`.fused.reference_kernels`.
         """
-        a, b = blocks.unbind(2)  # (B, K, ...) each
+        a, b = h[:, 0::2], h[:, 1::2]  # (B, K, ...) each
         diff = a - b
         if self.training and not self.surrogate:
             first = torch.sigmoid((diff + _logistic_like(diff)) / self.temperature)
@@ -85,7 +87,10 @@ class LWTA(StochasticModule):
             if self.surrogate:
                 soft = torch.sigmoid(diff)  # E[xi_a] under Categorical(softmax(a, b))
                 first = first + (soft - soft.detach())
-        return torch.stack((a * first, b * (1 - first)), dim=2)  # (B, K, 2, ...)
+        out = torch.empty_like(h)  # (B, C, ...), h's layout
+        out[:, 0::2] = a * first
+        out[:, 1::2] = b * (1 - first)
+        return out
 
     def _mask(self, blocks: Tensor) -> Tensor:
         """Winner mask over dim 2 of (B, K, U, ...): relaxed while training, one-hot otherwise."""
@@ -114,8 +119,10 @@ class LWTA(StochasticModule):
 
 
 def _logistic_like(x: Tensor) -> Tensor:
-    """Logistic(0, 1) noise shaped like ``x``: the difference of two Gumbel(0, 1) draws."""
-    return torch.logit(torch.rand_like(x), eps=1e-7)
+    """Logistic(0, 1) noise shaped like ``x``, the difference of two Gumbel(0, 1) draws; float32 at least
+    (a bf16 uniform has 8 bits, too coarse for the tails)."""
+    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    return torch.logit(torch.rand(x.shape, device=x.device, dtype=dtype), eps=1e-7)
 
 
 def _gumbel_like(x: Tensor) -> Tensor:

@@ -12,6 +12,7 @@ from trainables.cli import OneLineParser, run_main
 from trainables.data import DataConfig, list_datasets, load_splits
 from trainables.models import ModelConfig, list_models
 from trainables.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from trainables.train.compute import MEMORY_FORMATS, PRECISIONS
 from trainables.train.config import SCHEDULES, RunSpec, TrainConfig
 from trainables.train.loop import fit, resolve_device
 
@@ -36,6 +37,10 @@ def build_parser() -> OneLineParser:
                    help="stop after N epochs without a better validation robust accuracy")
     p.add_argument("--keep-last", action="store_true",
                    help="end with the last epoch's weights (default: the best epoch's, by validation robust accuracy)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="training's autocast (auto: bf16 on CPUs with native bf16, else fp32; evaluation stays fp32)")
+    p.add_argument("--memory-format", default="auto", choices=MEMORY_FORMATS,
+                   help="the model's layout (auto: channels_last on CPU, contiguous on CUDA)")
     p.add_argument("--mix", default=str(TrainConfig().mix),
                    help="attack drawn per batch, name:weight pairs, 'none' a clean batch (Madry PGD training: pgd:1)")
     p.add_argument("--mix-budget", action="append", default=None, metavar="[ATTACK.]SETTING=VALUE",
@@ -74,7 +79,8 @@ def spec_from_args(args) -> RunSpec:  # noqa: ANN001 - argparse.Namespace
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                         schedule=args.schedule, mix=mix, eps_scale=args.eps_scale, kl_weight=args.kl_weight,
                         eval_limit=args.eval_limit, seed=args.seed, label_smoothing=args.label_smoothing,
-                        patience=args.patience, keep_best=not args.keep_last)
+                        patience=args.patience, keep_best=not args.keep_last, precision=args.precision,
+                        memory_format=args.memory_format)
     suite = SuiteOverrides.from_args(args).apply(SuiteConfig())
     return RunSpec(data=data, model=model, train=train, suite=suite)
 

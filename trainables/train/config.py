@@ -16,6 +16,7 @@ from trainables.attacks.legacy import (
 )
 from trainables.data.config import DataConfig
 from trainables.models.config import ModelConfig
+from trainables.train.compute import MEMORY_FORMATS, PRECISIONS
 
 __all__ = ["SCHEDULES", "RunSpec", "TrainConfig"]
 
@@ -46,6 +47,8 @@ class TrainConfig:
     keep_best: bool = True  # the run ends with its best epoch's weights (by validation robust accuracy)
     patience: int | None = None  # stop after this many epochs without a better validation robust accuracy
     seed: int = 0
+    precision: str = "auto"  # training's autocast: auto | fp32 | bf16 (see trainables.train.compute)
+    memory_format: str = "auto"  # the model's layout while it trains and is scored: auto | contiguous | channels_last
 
     def __post_init__(self) -> None:
         finite = all(math.isfinite(v) for v in (self.lr, self.weight_decay, self.kl_weight, self.eps_scale))
@@ -63,6 +66,10 @@ class TrainConfig:
                 raise ValueError(f"invalid training setting {name}={getattr(self, name)!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule=}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision=}")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {self.memory_format=}")
         if not isinstance(self.mix, AttackMix):
             raise ValueError(f"mix must be an AttackMix, got {self.mix!r}")
 

@@ -30,6 +30,7 @@ from trainables.attacks import Attack, evaluate_sharded
 from trainables.data.images import ImageSet, Splits, batches
 from trainables.models import RobustModel, StochasticModule, build_model
 from trainables.train.checkpoint import CHECKPOINT_FILE, CheckpointError, TrainState, load_checkpoint, save_checkpoint
+from trainables.train.compute import Compute, resolve_compute
 from trainables.train.config import RunSpec, TrainConfig
 from trainables.train.replicas import Replicas
 
@@ -153,7 +154,7 @@ def _loss_forward(model: RobustModel, cfg: TrainConfig, replicas: Replicas, devi
 def _train_epoch(
     model: RobustModel, step: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
     train: ImageSet, cfg: TrainConfig, epoch: int, attacks: tuple[Attack | None, ...], device: torch.device,
-    on_batch: BatchCallback | None, replicas: Replicas,
+    on_batch: BatchCallback | None, replicas: Replicas, compute: Compute,
 ) -> dict[str, float]:
     gen = _epoch_generator(cfg.seed, epoch)
     n_batches = math.ceil(len(train) / cfg.batch_size)
@@ -164,8 +165,10 @@ def _train_epoch(
     shard = batches(train, cfg.batch_size, generator=gen, device=device, shard=replicas.shard)
     for i, (x, y) in enumerate(shard):
         attack = attacks[int(draws[i])]
-        x_train = attack.perturb(model, x, y) if attack is not None else x  # the bare model: no DDP hooks
-        ce, logits, kl = step(x_train, y, x if cfg.clean_weight > 0 else None)
+        # autocast per step, never around the optimiser: it caches the weights' casts until the region ends
+        with compute.autocast_context(device):  # the training attack and forward; evaluation stays float32
+            x_train = attack.perturb(model, x, y) if attack is not None else x  # the bare model: no DDP hooks
+            ce, logits, kl = step(x_train, y, x if cfg.clean_weight > 0 else None)
         loss = ce + cfg.kl_weight * kl / len(train)
         if not replicas.all_finite(loss.detach()):
             value = loss.item() if not torch.isfinite(loss) else "non-finite on another replica"
@@ -268,7 +271,8 @@ def fit(
     replicas = Replicas.current()
     cfg = spec.train
     torch.manual_seed(cfg.seed)
-    model = build_model(spec.model, splits.info).to(dev)
+    compute = resolve_compute(cfg.precision, cfg.memory_format, dev)
+    model = compute.layout(build_model(spec.model, splits.info).to(dev))
     opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg, math.ceil(len(splits.train) / cfg.batch_size))
     replicas.seed(cfg.seed)
@@ -276,11 +280,12 @@ def fit(
     step = _loss_forward(model, cfg, replicas, dev)
     attacks = cfg.mix.bound(spec.train_threat)
     writes = checkpoint_dir if replicas.rank == 0 else None
+    train = splits.train.to(dev)  # resident on the device: batches are gathered there, no copy per step
     for epoch in range(start, cfg.epochs):
         began = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         metrics: dict[str, float] = {"epoch": float(epoch + 1), "lr": lr}
-        metrics |= _train_epoch(model, step, opt, sched, splits.train, cfg, epoch, attacks, dev, on_batch, replicas)
+        metrics |= _train_epoch(model, step, opt, sched, train, cfg, epoch, attacks, dev, on_batch, replicas, compute)
         if cfg.schedule != "onecycle":
             sched.step()
         replicas.broadcast_buffers(model, dev)
@@ -312,4 +317,5 @@ def fit(
     else:
         if start >= cfg.epochs and cfg.keep_best and best.weights is not None:  # resumed a finished run
             model.load_state_dict(best.weights)
+    model = model.to(memory_format=torch.contiguous_format)  # hand back the layout every caller expects
     return FitResult(model.eval(), history, best.epoch if cfg.keep_best else 0)

@@ -12,6 +12,7 @@ from search_spaces import PRESETS, list_spaces
 from trainables.attacks import SuiteOverrides, add_suite_arguments
 from trainables.cli import OneLineParser
 from trainables.data import list_datasets
+from trainables.train.compute import MEMORY_FORMATS, PRECISIONS
 from tuner.search.config import OBJECTIVES, SAMPLERS, SCHEDULERS, SearchConfig
 from tuner.search.run import run_search
 from tuner.search.status import show_status
@@ -65,6 +66,10 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--study-storage", default="auto", choices=list(STUDY_STORAGES),
                    help="; ".join(f"{k}: {v}" for k, v in STUDY_STORAGES.items()))
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="training's autocast (default auto: bf16 on CPUs with native bf16, else fp32; scoring is fp32)")
+    p.add_argument("--memory-format", default=None, choices=MEMORY_FORMATS,
+                   help="the models' layout (default auto: channels_last on CPU, contiguous on CUDA)")
     p.add_argument("--train-limit", type=int, default=None, help="override the preset's training subset")
     p.add_argument("--val-limit", type=int, default=None, help="override the preset's validation subset")
     p.add_argument("--test-limit", type=int, default=None, help="override the preset's test subset")

@@ -62,6 +62,8 @@ class SearchConfig:
     study_storage: str = "auto"  # a key of tuner.search.storage.STUDY_STORAGES (without --optuna-storage)
     suite: SuiteOverrides = field(default_factory=SuiteOverrides)  # threat model and suite changes to the preset's
     epochs: int | None = None
+    precision: str | None = None  # training's autocast (None: the preset's, auto); see trainables.train.compute
+    memory_format: str | None = None  # the model's layout (None: the preset's, auto)
     train_limit: int | None = None
     val_limit: int | None = None
     test_limit: int | None = None

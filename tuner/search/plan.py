@@ -34,7 +34,8 @@ def resolve_run(cfg: SearchConfig) -> SearchPlan:
                                 ("test_limit", cfg.test_limit)) if v}
     data = replace(preset.data, name=cfg.dataset or preset.data.name, data_dir=cfg.data_dir, download=cfg.download,
                    **limits)
-    train = replace(preset.train, seed=cfg.seed, **({"epochs": cfg.epochs} if cfg.epochs else {}))
+    chosen = {"epochs": cfg.epochs, "precision": cfg.precision, "memory_format": cfg.memory_format}
+    train = replace(preset.train, seed=cfg.seed, **{k: v for k, v in chosen.items() if v})
     preset = replace(preset, data=data, train=train,
                      epoch_suite=overrides.apply(preset.epoch_suite, attacks=False),  # stays the cheap suite
                      objective_suite=overrides.apply(preset.objective_suite),
