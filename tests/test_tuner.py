@@ -221,6 +221,7 @@ def test_trials_round_trip_through_parquet(tmp_path: Path) -> None:
         (["--resume", "--name", "never-ran"], "nothing to resume"),
         (["--workers-per-trial", "0"], "--workers-per-trial must be >= 1, got 0"),
         (["--gpus-per-trial", "1.5"], "--gpus-per-trial above 1 must be a whole number of GPUs, got 1.5"),
+        (["--gpus-per-trial", "lots"], "must be 'auto' or a number, got 'lots'"),
         (["--sampler", "grid"], "invalid choice: 'grid'"),
         (["--scheduler", "pbt"], "invalid choice: 'pbt'"),
     ],
@@ -292,9 +293,11 @@ def test_search_end_to_end_with_failing_trials_then_export_and_evaluate(search, 
     points.write_text(json.dumps([{"lr": 1.0e6, "mix_none": 1.0, "mix_gaussian": 0.0, "mix_fgsm": 0.0,
                                    "mix_pgd": 0.0, "mix_cw": 0.0},  # diverges: NaN loss
                                   {"eps_scale": -1.0}]))  # raises: negative training epsilon
-    proc = search.run("--space", "lwta", "--num-samples", "4", "--points", str(points), *TINY)
+    proc = search.run("--space", "lwta", "--num-samples", "4", "--points", str(points), "--gpus-per-trial", "auto",
+                      *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best trial" in proc.stdout
+    assert "--gpus-per-trial auto: no GPU in the cluster, trials train on CPUs" in proc.stdout
     experiment = tmp_path / "runs" / "lwta-quick"
     rows = pq.read_table(experiment / "results.parquet").to_pylist()
     assert len(rows) == 4

@@ -201,4 +201,8 @@ def relaxed_pair(h: Tensor, z: Tensor | None, temperature: float, noise: Tensor 
         raise ValueError(f"need an even number of channels, got {tuple(h.shape)=}")
     if h.is_cuda and _state["compile"] and (out := _run_compiled(h, z, temperature, noise)) is not None:
         return out
+    if h.device.type == "cpu" and h.dtype in (torch.bfloat16, torch.float16):
+        # a CPU computes bf16 elementwise math through float32 op by op; one cast up front is cheaper (PGD-3
+        # training step of the quick CNN under autocast: 0.67x of float32 channels-last, against 0.83x in bf16)
+        h = h.float()
     return _RelaxedPair.apply(h, z, noise, temperature)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import sys
@@ -34,8 +35,9 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--num-samples", type=int, default=None, help="trials (default: the preset's)")
     p.add_argument("--max-concurrent", type=int, default=None)
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=None,
-                   help="fractions share a GPU; N > 1 trains data-parallel on N GPUs (default: preset's on GPU)")
+    p.add_argument("--gpus-per-trial", type=_gpus, default=None,
+                   help="fractions share a GPU; N > 1 trains data-parallel on N GPUs; auto sizes a share from a "
+                        "memory probe (default: auto when the cluster has GPUs)")
     p.add_argument("--workers-per-trial", type=int, default=None,
                    help="data-parallel Ray Train workers per trial (default: one per GPU; gloo workers on CPU)")
     p.add_argument("--seed", type=int, default=0)
@@ -80,6 +82,16 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
                    help="show where the search NAME (in --storage-path) stands, running or finished, and exit")
     suite_flags = add_suite_arguments(p)  # radii apply to training and every suite; attacks, budgets to the final ones
     return p, suite_flags
+
+
+def _gpus(text: str) -> float | str:
+    """``--gpus-per-trial``: 'auto' or a number."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a number, got {text!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

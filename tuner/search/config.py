@@ -46,7 +46,7 @@ class SearchConfig:
     num_samples: int | None = None  # None: the preset's
     max_concurrent: int | None = None  # None: as many as the resources allow
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None  # None: the preset's when CUDA is there, else 0
+    gpus_per_trial: float | str | None = None  # a share, N GPUs, or "auto" (None: auto when the cluster has GPUs)
     workers_per_trial: int | None = None  # None: one per GPU when a trial has several, else 1
     seed: int = 0
     objective: str = "robust"  # a key of OBJECTIVES
@@ -84,8 +84,10 @@ class SearchConfig:
                 raise ValueError(f"{flag} must be >= 1, got {value}")
         if not (math.isfinite(self.cpus_per_trial) and self.cpus_per_trial > 0):
             raise ValueError(f"--cpus-per-trial must be a finite number > 0, got {self.cpus_per_trial}")
-        if self.gpus_per_trial is not None and not (math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0):
-            raise ValueError(f"--gpus-per-trial must be a finite number >= 0, got {self.gpus_per_trial}")
+        gpus = self.gpus_per_trial
+        if gpus is not None and gpus != "auto" and not (isinstance(gpus, (int, float)) and math.isfinite(gpus)
+                                                        and gpus >= 0):
+            raise ValueError(f"--gpus-per-trial must be 'auto' or a finite number >= 0, got {gpus}")
         wait = self.resource_wait_s
         if wait is not None and not (math.isfinite(wait) and wait >= 0):
             raise ValueError(f"--wait-for-resources must be a finite number of seconds >= 0, got {wait}")
@@ -109,7 +111,12 @@ class SearchConfig:
     @property
     def data_parallel(self) -> bool:
         """Whether trials may train over several workers (Ray Train), as far as the flags tell."""
-        return (self.workers_per_trial or 1) > 1 or (self.gpus_per_trial or 0) > 1
+        return (self.workers_per_trial or 1) > 1 or self.fixed_gpus_per_trial > 1
+
+    @property
+    def fixed_gpus_per_trial(self) -> float:
+        """``--gpus-per-trial`` when it is a number; 0 for auto or unset (sized once Ray is up)."""
+        return float(self.gpus_per_trial) if isinstance(self.gpus_per_trial, (int, float)) else 0.0
 
     @property
     def metrics(self) -> tuple[str, ...]:

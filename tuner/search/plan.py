@@ -27,7 +27,7 @@ def resolve_run(cfg: SearchConfig) -> SearchPlan:
     """The plan of ``cfg``: its threat model set once, for training and the three suites alike."""
     space = get_space(cfg.space)
     preset = space.preset(cfg.preset)
-    TrialResources.resolve(cfg.cpus_per_trial, cfg.gpus_per_trial or 0.0, cfg.workers_per_trial)  # NCCL's rules
+    TrialResources.resolve(cfg.cpus_per_trial, cfg.fixed_gpus_per_trial, cfg.workers_per_trial)  # NCCL's rules
     overrides = cfg.suite
     preset = preset.with_threat(overrides.threat(preset.threat))
     limits = {k: v for k, v in (("train_limit", cfg.train_limit), ("val_limit", cfg.val_limit),

@@ -28,11 +28,13 @@ from search_spaces import Preset, get_space
 from trainables.attacks import SuiteConfig
 from trainables.attacks.evaluation import ProgressFn
 from trainables.data import Splits, load_splits
+from trainables.data.info import DatasetInfo
 from trainables.models import build_model
 from trainables.train import RunSpec, load_checkpoint
 from tuner.search.config import SearchConfig, is_uri
 from tuner.search.leaderboard import leaderboard
 from tuner.search.lock import experiment_lock
+from tuner.search.packing import gpu_share
 from tuner.search.plan import SearchPlan, resolve_run
 from tuner.search.progress import write_phase
 from tuner.search.resources import TrialResources, request_from_autoscaler, wait_until_placeable
@@ -100,12 +102,27 @@ def export_best(record: TrialRecord, splits: Splits, preset: Preset, suite: Suit
     return out
 
 
-def _layout(cfg: SearchConfig, preset: Preset, phases: Phases) -> tuple[TrialResources, int | None]:
+def _gpus_per_trial(cfg: SearchConfig, plan: SearchPlan, info: DatasetInfo, phases: Phases) -> float:
+    """``--gpus-per-trial`` as a number: as given, or sized by a memory probe for auto (also when unset)."""
+    import ray
+
+    if cfg.gpus_per_trial not in (None, "auto"):
+        return cfg.fixed_gpus_per_trial
+    space = get_space(cfg.space)
+    specs = [plan.base, *(space.apply(plan.base, p) for p in space.points_to_evaluate(plan.preset))]
+    share = gpu_share(specs, info, [plan.base.suite, plan.objective_suite, plan.export_suite],
+                      has_gpu=ray.cluster_resources().get("GPU", 0) > 0, fallback=plan.preset.gpus_per_trial)
+    if share.fraction or cfg.gpus_per_trial == "auto":
+        phases.say(share.reason)
+    return share.fraction
+
+
+def _layout(cfg: SearchConfig, plan: SearchPlan, info: DatasetInfo, phases: Phases
+            ) -> tuple[TrialResources, int | None]:
     """Each trial's workers and resources, checked against the cluster, and the trials to run at once."""
     import ray
 
-    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-    gpus = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (preset.gpus_per_trial if has_gpu else 0.0)
+    gpus = _gpus_per_trial(cfg, plan, info, phases)
     layout = TrialResources.resolve(cfg.cpus_per_trial, gpus, cfg.workers_per_trial)
     joined = cfg.address != ""
     if joined:  # nodes on other hosts must see the experiment folder to checkpoint into it
@@ -224,7 +241,7 @@ def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases,
                     dashboard=cfg.data_parallel or preset.gpus_per_trial > 1)
         _route_ray_logs(log)
     try:
-        layout, max_concurrent = _layout(cfg, preset, phases)
+        layout, max_concurrent = _layout(cfg, plan, splits.info, phases)
         workers = (f", {layout.workers} data-parallel workers per trial "
                    f"({'NCCL' if layout.gpus_per_worker else 'gloo'})") if layout.data_parallel else ""
         phases.say(f"[bold]training[/]: space {cfg.space}, preset {preset.name}, {base.model.name} on {base.data.name} "
