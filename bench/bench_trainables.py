@@ -48,6 +48,7 @@ from trainables.data import DATASETS
 from trainables.data.info import DatasetInfo
 from trainables.models import ModelConfig, RobustModel, build_model
 from trainables.models.fused import compile_on_cuda, compiling_on_cuda, reference_kernels
+from trainables.train.compute import Compute, resolve_compute
 
 __all__ = ["SHAPES", "TrainablesBench", "adversarial_step_fn", "main", "pgd_step_fns", "rows", "run", "train_step_fn"]
 
@@ -78,6 +79,7 @@ class TrainablesBench:
     compile: bool = False  # on CUDA: LWTA's competition through torch.compile, and a compiled-vs-eager row
     at_steps: int = 0  # measured PGD-AT steps per side; 0: no AT row
     at_pgd_steps: int = 20
+    compute: bool = True  # the rows of the loop's default precision and layout (TrainConfig's auto)
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
@@ -201,12 +203,50 @@ def rows(bench: TrainablesBench, device: torch.device, repeats: int, warmup: int
         diff = _agreement(ours, theirs, seed)
         yield compare(f"PGD-{bench.steps} {label}", ("ours", ours), ("torchattacks", theirs), device,
                       repeats, warmup, note=f"same seed: max |x_ours - x_torchattacks| = {diff:.2e}")
+    if bench.compute:
+        yield from compute_rows(bench, x, y, device, repeats, warmup, seed)
     if bench.at_steps:
         lwta = adversarial_step_fn(_build(bench.model("lwta-wrn"), info, device, seed), x.clone(), y, bench)
         relu = adversarial_step_fn(_build(bench.model("wrn"), info, device, seed), x.clone(), y, bench)
         c = compare(f"PGD-{bench.at_pgd_steps} AT step {wrn}", ("lwta-wrn", lwta), ("wrn", relu), device,
                     bench.at_steps, min(warmup, 1))
         yield replace(c, note=_epoch_note(c, bench))
+
+
+def compute_rows(bench: TrainablesBench, x: torch.Tensor, y: torch.Tensor, device: torch.device, repeats: int,
+                 warmup: int, seed: int) -> Iterator[Comparison]:
+    """The training loop's default compute (``precision`` and ``memory_format`` auto) on the small CNN.
+
+    A PGD-3 adversarial-training step (as the quick preset trains) of ``lwta-cnn`` at the default
+    against float32 contiguous, and of ``lwta-cnn`` against ``cnn`` both at the default; then our
+    PGD as training runs it (the default) against torchattacks' PGD on the same weights, float32 and
+    contiguous as a user would call it.
+    """
+    auto = resolve_compute("auto", "auto", device)
+    at3 = replace(bench, at_pgd_steps=3)
+    cnn = f"CNN w{bench.cnn_width}"
+
+    def at_step(name: str, compute: Compute) -> Callable[[], None]:
+        step = adversarial_step_fn(compute.layout(_build(bench.model(name), info, device, seed)), x.clone(), y, at3)
+        return _with(lambda: compute.autocast_context(device), step)
+
+    info, plain = bench.info, Compute()
+    label = auto.describe()
+    yield compare(f"PGD-3 AT step {cnn} LWTA", (label, at_step("lwta-cnn", auto)),
+                  ("fp32 contiguous", at_step("lwta-cnn", plain)), device, repeats, warmup)
+    yield compare(f"PGD-3 AT step {cnn}, {label}", ("lwta-cnn", at_step("lwta-cnn", auto)),
+                  ("cnn", at_step("cnn", auto)), device, repeats, warmup)
+    if bench.pgd:
+        model = _build(bench.model("cnn"), info, device, seed).train()
+        ours_model = auto.layout(_build(bench.model("cnn"), info, device, seed).train())
+        ours = PGD(eps=bench.radius, steps=bench.steps, step_size=bench.alpha, random_start=True)
+        import torchattacks
+
+        theirs = torchattacks.PGD(model, eps=bench.radius, alpha=bench.alpha, steps=bench.steps, random_start=True)
+        theirs.set_model_training_mode(model_training=True)  # both attack the training-mode model
+        yield compare(f"PGD-{bench.steps} {cnn} as training runs it", (f"ours, {label}", _with(
+            lambda: auto.autocast_context(device), lambda: ours.perturb(ours_model, x, y))),
+            ("torchattacks fp32", lambda: theirs(x, y)), device, repeats, warmup)
 
 
 def _with(context: Callable[[], contextlib.AbstractContextManager[object]], fn: Callable[[], None]
@@ -265,6 +305,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--at-steps", type=int, default=d.at_steps,
                    help="measured PGD adversarial-training steps per side (0: no AT row)")
     p.add_argument("--at-pgd-steps", type=int, default=d.at_pgd_steps, help="PGD steps of an AT step")
+    p.add_argument("--compute", action=argparse.BooleanOptionalAction, default=d.compute,
+                   help="rows of the training loop's default precision and layout (auto) against float32 contiguous")
     add_common_options(p, repeats=7, warmup=2)
     return p
 
@@ -276,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = TrainablesBench(shape=args.shape, batch=args.batch, depth=args.depth, widen=args.widen,
                             cnn_width=args.cnn_width, cnn_kernel=args.cnn_kernel, cnn_pool_first=args.cnn_pool_first,
                             n_train=args.n_train, eps=args.eps, steps=args.steps, step_size=args.step_size,
-                            pgd=args.pgd, compile=args.compile, at_steps=args.at_steps, at_pgd_steps=args.at_pgd_steps)
+                            pgd=args.pgd, compile=args.compile, at_steps=args.at_steps, at_pgd_steps=args.at_pgd_steps,
+                            compute=args.compute)
     device = resolve_bench_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)

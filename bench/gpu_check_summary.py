@@ -100,13 +100,28 @@ def _bench(path: Path) -> list[Row]:
     return rows
 
 
+def _packing(folder: Path) -> list[Row]:
+    path = folder / "packing.json"
+    if not path.exists():
+        return []
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return [Row("packing", f"unreadable: {exc}")]
+    return [Row(f"packing: {r['trials']} trial(s) on one GPU", f"{r['trials_per_hour']:.1f} trials/h",
+                f"{r['steps_per_s']:.1f} steps/s together, {r['speedup']:.2f}x one trial "
+                f"({data.get('trial_steps')} steps a trial)") for r in data.get("rows", [])]
+
+
 def _search(folder: Path) -> list[Row]:
     log = folder / "search.log"
     if not log.exists():
         return []
     lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
     best = next((ln for ln in reversed(lines) if ln.startswith("best trial") or "Pareto front" in ln), None)
-    return [Row("search result", (best or (lines[-1] if lines else "(empty log)"))[:160])]
+    share = next((ln for ln in lines if ln.startswith("--gpus-per-trial auto")), None)
+    rows = [Row("search: GPU share", share[:160])] if share else []
+    return [*rows, Row("search result", (best or (lines[-1] if lines else "(empty log)"))[:160])]
 
 
 def summary_rows(folder: Path, quick: bool = False) -> list[Row]:
@@ -114,6 +129,7 @@ def summary_rows(folder: Path, quick: bool = False) -> list[Row]:
     rows = _steps(folder)
     for path in sorted(folder.glob("trainables-*.json")):
         rows += _bench(path)
+    rows += _packing(folder)
     rows += _search(folder)
     if quick:
         rows = [Row(r.check, r.result, r.detail, "(QUICK sizes: not judged)" if r.target.endswith("met") else r.target)

@@ -57,6 +57,11 @@ class Compute:
         """``model`` in this run's memory layout (in place, as ``Module.to`` does)."""
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
+    def describe(self) -> str:
+        """Both choices in words, e.g. ``bf16 channels-last``."""
+        dtype = "fp32" if self.autocast is None else {torch.bfloat16: "bf16"}.get(self.autocast, str(self.autocast))
+        return f"{dtype} {'channels-last' if self.channels_last else 'contiguous'}"
+
 
 def resolve_compute(precision: str, memory_format: str, device: torch.device,
                     native_bf16: bool | None = None) -> Compute:
