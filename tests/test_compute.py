@@ -75,15 +75,27 @@ def test_bf16_channels_last_trains_like_float32(fmnist: Splits, model: str) -> N
 
 
 @pytest.mark.parametrize("model", ["cnn", "lwta-cnn"])
-def test_channels_last_scores_as_contiguous(model: str) -> None:
-    """The same weights in either layout give the same accuracies from the same seeds."""
+def test_scoring_channels_last_gives_the_contiguous_scores(model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring lays a CPU model out channels-last (faster) and back: the same accuracies, the layout restored."""
+    import contextlib
+
+    from trainables.attacks import evaluation
+
     torch.manual_seed(0)
     net = build_model(ModelConfig(name=model, cnn_width=8, hidden_blocks=16), INFO).eval()
     x, y = torch.rand(40, 1, 28, 28), torch.randint(0, 10, (40,))
     suite = SuiteConfig(threat=ThreatModel(eps=0.1), attacks=(FGSM(), PGD(steps=3)), eot_samples=2,
                         predict_samples=2, gradients=("surrogate", "plain"))
+    seen: list[bool] = []
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+    net.register_forward_pre_hook(lambda _, args: seen.append(conv.weight.is_contiguous()))
+    last = evaluate_robustness(net, x, y, suite).as_dict()
+    assert seen and not any(seen)  # every forward ran on the channels-last weights
+    assert all(p.is_contiguous() for p in net.parameters())  # and the model is handed back as it came
+    monkeypatch.setattr(evaluation, "scoring_layout", lambda model, device: contextlib.nullcontext(model))
+    seen.clear()
     plain = evaluate_robustness(net, x, y, suite).as_dict()
-    last = evaluate_robustness(net.to(memory_format=torch.channels_last), x, y, suite).as_dict()
+    assert seen and all(seen)
     assert last == pytest.approx(plain, abs=1e-9)
 
 
@@ -128,3 +140,12 @@ def test_training_data_moves_once_to_the_device(fmnist: Splits) -> None:
     assert same is fmnist.train
     spec = replace(_spec("auto", "auto"), train=replace(_spec("auto", "auto").train, epochs=1))
     assert fit(spec, Splits(fmnist.train.head(64), fmnist.val.head(20), fmnist.test, fmnist.info)).history
+
+
+def test_scoring_leaves_a_channels_last_model_channels_last() -> None:
+    """The training loop's model is channels-last on CPU; its per-epoch scoring must not turn it back."""
+    net = build_model(ModelConfig(name="cnn", cnn_width=8), INFO).to(memory_format=torch.channels_last)
+    suite = SuiteConfig(threat=ThreatModel(eps=0.1), attacks=(FGSM(),))
+    evaluate_robustness(net, torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,)), suite)
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()

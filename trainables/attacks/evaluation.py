@@ -8,7 +8,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from trainables.models.base import evaluating, is_stochastic, model_device, predict, surrogate_gradients
+from trainables.models.base import (
+    evaluating,
+    is_stochastic,
+    model_device,
+    predict,
+    scoring_layout,
+    surrogate_gradients,
+)
 from trainables.rng import private_rng
 
 from .checks import warn_if_unreliable
@@ -62,7 +69,7 @@ def evaluate_robustness(
         if progress is not None:
             progress(label, done, done + max(left, 0) + len(waiting) * math.ceil(pool / bs))
 
-    with evaluating(model):
+    with evaluating(model), scoring_layout(model, device):
         natural = torch.zeros(n, dtype=torch.bool)
         with private_rng(cfg.seed, device, key="natural"):
             for i in range(0, n, bs):
