@@ -60,7 +60,7 @@ def small(fmnist: Splits) -> Splits:
 
 
 def _metrics(history: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in history]
+    return [{k: v for k, v in row.items() if k not in ("epoch_seconds", "eval_seconds")} for row in history]
 
 
 def _train(rank: int, spec: RunSpec, splits: Splits, folder: str | None) -> dict[str, Any]:

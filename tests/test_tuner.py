@@ -298,6 +298,7 @@ def test_search_end_to_end_with_failing_trials_then_export_and_evaluate(search, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best trial" in proc.stdout
     assert "--gpus-per-trial auto: no GPU in the cluster, trials train on CPUs" in proc.stdout
+    assert "trials' time, summed over them: training " in proc.stdout
     experiment = tmp_path / "runs" / "lwta-quick"
     rows = pq.read_table(experiment / "results.parquet").to_pylist()
     assert len(rows) == 4
@@ -422,3 +423,15 @@ def test_a_trial_still_pending_when_the_search_was_interrupted_is_recorded() -> 
                               checkpoint=None, error=None)
     [record] = collect_trials([pending])
     assert record.params == {} and record.history == [] and record.outcome != "finished"
+
+
+def test_time_spent_sums_training_scoring_and_objective() -> None:
+    from tuner.search.results import TrialRecord, time_spent
+
+    rows = [{"epoch": 1.0, "epoch_seconds": 10.0, "eval_seconds": 2.0},
+            {"epoch": 2.0, "epoch_seconds": 12.0, "eval_seconds": 3.0}]
+    records = [TrialRecord("a", "finished", {}, history=rows, final={"objective_seconds": 4.0}),
+               TrialRecord("b", "pruned", {}, history=rows[:1], final={}),
+               TrialRecord("c", "failed", {}, history=[{"epoch": 1.0}], final={})]  # written before the timers
+    assert time_spent(records) == {"training": 32.0 - 7.0, "epoch_scoring": 7.0, "objective": 4.0,
+                                   "trial_epochs": 4.0}

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from trainables.atomic import atomic_write
 from tuner.search.progress import trial_outcome
 
-__all__ = ["ParetoPick", "TrialRecord", "best_trial", "collect_trials", "merge_history", "pareto_front",
+__all__ = ["ParetoPick", "TrialRecord", "best_trial", "collect_trials", "merge_history", "pareto_front", "time_spent",
            "pick_from_front", "read_trials", "write_trials"]
 
 _INTERNAL = {"timestamp", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
@@ -229,3 +229,16 @@ def write_trials(records: list[TrialRecord], path: Path) -> Path:
 def read_trials(path: Path) -> pa.Table:
     """The Parquet table ``write_trials`` wrote."""
     return pq.read_table(path)
+
+
+def time_spent(records: list[TrialRecord]) -> dict[str, float]:
+    """Seconds the trials spent, summed over them: training, per-epoch scoring, the objective, and trial-epochs.
+
+    From each trial's per-epoch ``epoch_seconds`` (training and its scoring) and ``eval_seconds``, and
+    its final ``objective_seconds``; rows written before these were measured count as 0.
+    """
+    epochs = [row for r in records for row in r.history]
+    scoring = sum(row.get("eval_seconds", 0.0) for row in epochs)
+    return {"training": sum(row.get("epoch_seconds", 0.0) for row in epochs) - scoring, "epoch_scoring": scoring,
+            "objective": sum(r.final.get("objective_seconds", 0.0) for r in records),
+            "trial_epochs": float(len(epochs))}

@@ -38,7 +38,15 @@ from tuner.search.packing import gpu_share
 from tuner.search.plan import SearchPlan, resolve_run
 from tuner.search.progress import write_phase
 from tuner.search.resources import TrialResources, request_from_autoscaler, wait_until_placeable
-from tuner.search.results import ParetoPick, TrialRecord, best_trial, collect_trials, pick_from_front, write_trials
+from tuner.search.results import (
+    ParetoPick,
+    TrialRecord,
+    best_trial,
+    collect_trials,
+    pick_from_front,
+    time_spent,
+    write_trials,
+)
 from tuner.search.storage import check_shared
 from tuner.search.tuner_setup import build_tuner, check_experiment, optuna_storage
 from tuner.search.view import Phases
@@ -332,6 +340,10 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
                                              [r.trial_id for r in pick.front],
                                              picked=None if best is None else best.trial_id))
             phases.say(f"all trials: {results_path}")
+            spent = time_spent(records)
+            phases.say(f"trials' time, summed over them: training {spent['training']:.0f} s "
+                       f"({spent['trial_epochs']:.0f} trial-epochs), per-epoch scoring {spent['epoch_scoring']:.0f} s, "
+                       f"objective {spent['objective']:.0f} s")
             if pick is not None:
                 _show_pick(pick, best is not None, phases)
             export_path = None

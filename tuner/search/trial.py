@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -111,8 +112,10 @@ def epoch_report(metrics: dict[str, float], model: RobustModel, spec: RunSpec, c
     """
     report: dict[str, Any] = dict(metrics)
     if metrics.get("last_epoch", float(int(metrics["epoch"]) >= spec.train.epochs)):
+        began = time.perf_counter()
         report |= score_objective(model, val, context.objective_suite, device)
         report["objective_natural"] = report["final/natural_acc"]
+        report["objective_seconds"] = time.perf_counter() - began
     else:
         report |= {"objective": metrics["robust_acc"], "objective_natural": metrics["natural_acc"],
                    "final_evaluated": 0.0, "suspect": 0.0}
