@@ -13,8 +13,8 @@ from bench.gpu_check_summary import summary_rows
 
 def test_a_trial_is_the_quick_lwta_run() -> None:
     spec = _spec()
-    assert spec.model.name == "lwta-cnn" and spec.train.mix.names() and spec.train.epochs == 3
-    assert trial_steps(spec) == 3 * 430  # ceil(55000 / 128) steps an epoch
+    assert spec.model.name == "lwta-cnn" and spec.train.mix.names() and spec.train.epochs == 5
+    assert trial_steps(spec) == 5 * 430  # ceil(55000 / 128) steps an epoch
 
 
 @pytest.mark.slow
