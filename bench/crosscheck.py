@@ -61,7 +61,11 @@ class CrosscheckConfig:
 def build_attacks(model: nn.Module, eps: float, l2_eps: float | None, cfg: CrosscheckConfig,
                   stochastic: bool) -> dict[str, tuple[str, TorchAttack]]:
     """torchattacks' attacks on ``model`` by row name: (norm, attack); PGD steps of 2.5 * eps / steps."""
-    import torchattacks as ta
+    try:
+        import torchattacks as ta
+    except ImportError:
+        raise ValueError("the crosscheck needs torchattacks, which is not installed: ./setup.sh --dev "
+                         "(or pip install 'torchattacks>=3.5')") from None
 
     s, eot = cfg.steps, cfg.eot_iter if stochastic else 1
     apgd = dict(steps=s, n_restarts=1, seed=cfg.seed, eot_iter=eot)

@@ -98,3 +98,13 @@ def test_bad_flags_are_one_line(tiny_export: Path, capsys, extra: list[str], nee
     assert _run(tiny_export, *extra) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], lines
+
+
+def test_without_torchattacks_it_says_so_in_one_line(tiny_export: Path, capsys,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torchattacks", None)  # what a plain ./setup.sh leaves: not installed
+    assert _run(tiny_export) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "needs torchattacks, which is not installed: ./setup.sh --dev" in lines[0], lines
