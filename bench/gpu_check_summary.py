@@ -108,7 +108,8 @@ def _packing(folder: Path) -> list[Row]:
         data: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         return [Row("packing", f"unreadable: {exc}")]
-    return [Row(f"packing: {r['trials']} trial(s) on one GPU", f"{r['trials_per_hour']:.1f} trials/h",
+    device = str(data.get("provenance", {}).get("device", "device")).split(":")[0]
+    return [Row(f"packing: {r['trials']} trial(s) on one {device}", f"{r['trials_per_hour']:.1f} trials/h",
                 f"{r['steps_per_s']:.1f} steps/s together, {r['speedup']:.2f}x one trial "
                 f"({data.get('trial_steps')} steps a trial)") for r in data.get("rows", [])]
 

@@ -28,7 +28,7 @@ def test_packing_runs_on_cpu_and_feeds_the_summary(tmp_path: Path) -> None:
     assert rows[0]["speedup"] == 1.0
     table = summary_rows(tmp_path)
     assert [r.check for r in table if r.check.startswith("packing")] == [
-        "packing: 1 trial(s) on one GPU", "packing: 2 trial(s) on one GPU"]
+        "packing: 1 trial(s) on one cpu", "packing: 2 trial(s) on one cpu"]
 
 
 def test_bad_counts_are_refused() -> None:
