@@ -33,10 +33,10 @@ MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (oneDNN's own check: AVX512-BF16 or AMX)."""
+    """Whether this CPU computes bf16 natively: AVX512-BF16 or AMX (elsewhere oneDNN emulates it, slower)."""
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: assume not
         return False
 
 
