@@ -1,12 +1,13 @@
 """``python -m bench.bench_packing``: trials per hour when 1, 2, 4, 8 trials share one GPU.
 
 Each packed trial is a separate process, as Ray Tune runs them: it builds the quick preset's
-``lwta`` run (the space's first starting point: PGD-3 training of the LWTA CNN, the loop's default
-precision and layout), trains it on random batches of the dataset's shape for ``--seconds`` after
-``--warmup`` steps, and reports how many training steps it made. All k processes build and warm up
-first, then are timed over the same window. Trials per hour = (summed steps per second) x 3600 / (steps of
-one trial: epochs x ceil(55000 / batch)); the ratio column is k trials' throughput over one
-trial's. This measures the GPU's share of a search; start-up, data loading and scoring are not in it.
+``lwta`` run (the space's first starting point: the LWTA CNN in the loop's default precision and
+layout), trains it with ``bench_trainables``' PGD-3 adversarial-training step on random batches of
+the dataset's shape for ``--seconds`` after ``--warmup`` steps, and reports how many training steps
+it made. All k processes build and warm up first, then are timed over the same window. Trials per
+hour = (summed steps per second) x 3600 / (steps of one trial: epochs x ceil(55000 / batch)); the
+ratio column is k trials' throughput over one trial's. This measures the GPU's share of a search;
+start-up, data loading and scoring are not in it.
 
     python -m bench.bench_packing --counts 1,2,4,8 --seconds 20      # on a GPU machine
     python -m bench.bench_packing --device cpu --counts 1,2 --seconds 5   # a dry run of the code path
@@ -25,12 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from bench.bench_trainables import TrainablesBench, _with, adversarial_step_fn
 from bench.common import provenance, resolve_bench_device, write_json
 from search_spaces import PRESETS, get_space
 from trainables.cli import OneLineParser, run_main
-from trainables.data import DATASETS
 from trainables.models import build_model
 from trainables.train import RunSpec
 from trainables.train.compute import resolve_compute
@@ -55,22 +55,13 @@ def trial_steps(spec: RunSpec) -> int:
 def worker(device: torch.device, seconds: float, warmup: int) -> dict[str, float]:
     """One packed trial: warm up, say ready, wait for the go line on stdin, train for ``seconds``."""
     spec = _spec()
-    info = DATASETS[spec.data.name][0]
+    bench = TrainablesBench(shape=spec.data.name, batch=spec.train.batch_size, at_pgd_steps=3)
+    info = bench.info
     compute = resolve_compute(spec.train.precision, spec.train.memory_format, device)
-    model = compute.layout(build_model(spec.model, info).to(device)).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    attack = spec.train.mix.bound(spec.train_threat)[spec.train.mix.names().index("pgd")]
-    batch = spec.train.batch_size
-    x = torch.rand(batch, info.channels, info.size, info.size, device=device)  # (B, C, H, W)
-    y = torch.randint(0, info.classes, (batch,), device=device)  # (B,)
-
-    def step() -> None:
-        with compute.autocast_context(device):
-            loss = F.cross_entropy(model(attack.perturb(model, x, y)), y) + model.kl() / TRAIN_SIZE
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    model = compute.layout(build_model(spec.model, info).to(device))
+    x = torch.rand(bench.batch, info.channels, info.size, info.size, device=device)  # (B, C, H, W)
+    y = torch.randint(0, info.classes, (bench.batch,), device=device)  # (B,)
+    step = _with(lambda: compute.autocast_context(device), adversarial_step_fn(model, x, y, bench))
     for _ in range(warmup):
         step()
     if device.type == "cuda":

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from trainables.attacks import SuiteConfig
 from trainables.attacks.gradients import cross_entropy, input_gradient
@@ -17,6 +16,7 @@ from trainables.data.info import DatasetInfo
 from trainables.models import build_model
 from trainables.train.compute import resolve_compute
 from trainables.train.config import RunSpec
+from trainables.train.loop import _LossForward
 
 __all__ = ["Footprint", "measure_footprint"]
 
@@ -40,18 +40,17 @@ def _training_step(spec: RunSpec, info: DatasetInfo, device: torch.device) -> No
     """One step per attack of the mix (the costliest decides the peak), as the training loop runs it."""
     compute = resolve_compute(spec.train.precision, spec.train.memory_format, device)
     model = compute.layout(build_model(spec.model, info).to(device)).train()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=spec.train.momentum)
-    x = torch.rand(spec.train.batch_size, info.channels, info.size, info.size, device=device)  # (B, C, H, W)
-    y = torch.randint(0, info.classes, (spec.train.batch_size,), device=device)  # (B,)
-    for attack in spec.train.mix.bound(spec.train_threat):
+    cfg = spec.train
+    step = _LossForward(model, cfg.clean_weight, with_kl=cfg.kl_weight > 0, label_smoothing=cfg.label_smoothing)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=cfg.momentum)
+    x = torch.rand(cfg.batch_size, info.channels, info.size, info.size, device=device)  # (B, C, H, W)
+    y = torch.randint(0, info.classes, (cfg.batch_size,), device=device)  # (B,)
+    for attack in cfg.mix.bound(spec.train_threat):
         with compute.autocast_context(device):
             x_train = attack.perturb(model, x, y) if attack is not None else x
-            loss = F.cross_entropy(model(x_train), y)
-            kl = model.kl()
-            if kl is not None:
-                loss = loss + kl / 1e4
+            ce, _, kl = step(x_train, y, x if cfg.clean_weight > 0 else None)  # the loop's forward, clean term too
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (ce + cfg.kl_weight * kl / 1e4).backward()  # the KL's scale (1 / N_train) does not change the memory
         opt.step()
 
 
