@@ -234,3 +234,18 @@ def test_cnn_pool_first_is_the_same_relu_function(x: torch.Tensor) -> None:
     assert torch.allclose(paper(x), swapped(x), atol=1e-6)
     lwta = build_model(small_cfg("lwta-cnn", cnn_pool_first=True), INFO)
     assert [type(m).__name__ for m in lwta.features[:3]] == ["Conv2d", "MaxPool2d", "LWTA"]
+
+
+def test_dense_only_lwta_competes_in_the_dense_layer_alone(x: torch.Tensor) -> None:
+    """``lwta_layers="dense"``: ReLU after both convolutions, LWTA (with its IBP) in the dense layer only."""
+    model = build_model(small_cfg("lwta-cnn", lwta_layers="dense", ibp=True), INFO)
+    kinds = [type(m).__name__ for m in model.modules() if isinstance(m, (torch.nn.ReLU, LWTA))]
+    assert kinds == ["ReLU", "ReLU", "LWTA"]
+    assert model.act.channels == 4 * 2 and model.act.kl_divergence() is not None
+    assert is_stochastic(model) and model(x).shape == (x.shape[0], 10)
+    full = build_model(small_cfg("lwta-cnn", ibp=True), INFO)
+    assert sum(isinstance(m, LWTA) for m in full.modules()) == 3  # "all", the default: every activation
+    with pytest.raises(ValueError, match="dense hidden layer"):
+        build_model(small_cfg("lwta-wrn", lwta_layers="dense"), INFO)
+    with pytest.raises(ValueError, match="lwta_layers"):
+        small_cfg("lwta-cnn", lwta_layers="convs")

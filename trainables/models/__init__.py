@@ -19,7 +19,7 @@ from .base import (
     predict_proba,
     surrogate_gradients,
 )
-from .config import ModelConfig
+from .config import LWTA_LAYERS, ModelConfig
 from .ibp import IBPIndicators, kumaraswamy_beta_kl
 from .lwta import LWTA
 from .pni import NoiseInjection, pni_parameters
@@ -46,6 +46,7 @@ __all__ = [
     "GaussianInput",
     "IBPIndicators",
     "LWTA",
+    "LWTA_LAYERS",
     "ModelConfig",
     "NoiseInjection",
     "Normalize",

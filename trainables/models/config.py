@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["ModelConfig"]
+__all__ = ["LWTA_LAYERS", "ModelConfig"]
+
+LWTA_LAYERS = ("all", "dense")  # every activation, or the small CNN's dense hidden layer only (ReLU convolutions)
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class ModelConfig:
     cnn_kernel: int = 5  # small CNN: conv kernel size (odd)
     cnn_pool_first: bool = False  # small CNN: conv-pool-act (ReLU: the same function; LWTA: 4x fewer competitions)
     hidden_blocks: int = 64  # LWTA blocks in the small CNN's dense layer (hidden = blocks * U)
+    lwta_layers: str = "all"  # where LWTA competes: "all" its activations, "dense" the small CNN's dense layer only
     temperature: float = 0.67  # Gumbel-softmax temperature of the LWTA winner while training
     inference: str = "sample"  # LWTA winner at eval: "sample" (stochastic) or "argmax"
     ibp: bool = True  # IBP utility indicators over LWTA units
@@ -46,6 +49,8 @@ class ModelConfig:
             raise ValueError(f"temperatures must be finite and > 0, got {self.temperature=}, {self.ibp_temperature=}")
         if not 0 < self.ibp_alpha < math.inf:
             raise ValueError(f"ibp_alpha must be finite and > 0, got {self.ibp_alpha=}")
+        if self.lwta_layers not in LWTA_LAYERS:
+            raise ValueError(f"lwta_layers must be one of {LWTA_LAYERS}, got {self.lwta_layers=}")
         if self.inference not in ("sample", "argmax"):
             raise ValueError(f"inference must be 'sample' or 'argmax', got {self.inference=}")
         if not 0 <= self.pni_init < math.inf:

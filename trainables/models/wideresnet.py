@@ -84,5 +84,8 @@ class WideResNet(RobustModel):
 def wide_resnet(cfg: ModelConfig, info: DatasetInfo, make_activation: ActivationFactory,
                 make_noise: NoiseFactory) -> WideResNet:
     """WRN-``depth``-``widen``; PNI noise after each block's convolutions, LWTA wherever ReLU would be."""
+    if cfg.lwta_layers != "all":
+        raise ValueError(f"lwta_layers={cfg.lwta_layers!r} needs a dense hidden layer, which the WideResNet lacks "
+                         "(the small CNN has one)")
     return WideResNet(cfg.depth, cfg.widen, info.channels, info.classes, info.mean, info.std,
                       make_activation=make_activation, make_noise=make_noise)

@@ -10,7 +10,7 @@ from trainables.attacks import SuiteConfig, SuiteOverrides, add_suite_arguments,
 from trainables.attacks.mix import parse_weights
 from trainables.cli import OneLineParser, run_main
 from trainables.data import DataConfig, list_datasets, load_splits
-from trainables.models import ModelConfig, list_models
+from trainables.models import LWTA_LAYERS, ModelConfig, list_models
 from trainables.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from trainables.train.compute import MEMORY_FORMATS, PRECISIONS
 from trainables.train.config import SCHEDULES, RunSpec, TrainConfig
@@ -55,6 +55,8 @@ def build_parser() -> OneLineParser:
                    help="small CNN: conv-pool-act (LWTA competes among pooled maxima; ReLU unchanged)")
     p.add_argument("--competitors", type=int, default=2, help="LWTA units per block (U)")
     p.add_argument("--hidden-blocks", type=int, default=64, help="LWTA blocks in the small CNN's dense layer")
+    p.add_argument("--lwta-layers", choices=LWTA_LAYERS, default="all",
+                   help="LWTA in every activation, or in the small CNN's dense layer only (ReLU convolutions)")
     p.add_argument("--temperature", type=float, default=0.67)
     p.add_argument("--ibp-alpha", type=float, default=3.0)
     p.add_argument("--no-ibp", action="store_true")
@@ -73,7 +75,7 @@ def spec_from_args(args) -> RunSpec:  # noqa: ANN001 - argparse.Namespace
                       train_limit=args.train_limit, val_limit=args.val_limit, test_limit=args.test_limit)
     model = ModelConfig(name=args.model, depth=args.depth, widen=args.widen, competitors=args.competitors,
                         cnn_width=args.cnn_width, cnn_kernel=args.cnn_kernel, cnn_pool_first=args.cnn_pool_first,
-                        hidden_blocks=args.hidden_blocks, temperature=args.temperature,
+                        hidden_blocks=args.hidden_blocks, lwta_layers=args.lwta_layers, temperature=args.temperature,
                         ibp=not args.no_ibp, ibp_alpha=args.ibp_alpha)
     mix = TrainConfig().mix.reweighted(parse_weights(args.mix)).with_budget(parse_assignments(args.mix_budget or ()))
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
