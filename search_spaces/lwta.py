@@ -29,6 +29,10 @@ class LWTASpace(SearchSpace):
       budget, within noise, so the search decides.
     - ``mix_*`` and ``eps_scale``: which attacks the training batches see and at what radius; the
       paper's uniform 0..7 draw and PGD training are both starting points.
+    - ``clean_weight``: a clean cross-entropy term beside the attacked one on every batch, the
+      natural-accuracy lever (the mix's ``none`` weight makes whole batches clean instead). At the
+      quick budget 0.2 raised the dense-only starting point's test natural accuracy from 85.7% to
+      86.5% at the same L-inf worst case (75.35% / 75.25%, 2000 images).
     - ``lr``, ``weight_decay``, ``label_smoothing``: what the adversarial-training literature found
       to matter most at a fixed budget (see :func:`~search_spaces.base.suggest_optimizer`).
 
@@ -40,10 +44,11 @@ class LWTASpace(SearchSpace):
     description = "Stochastic LWTA + IBP (lwta-cnn on quick, lwta-wrn on paper)"
     family = "lwta"
     model_params = ("competitors", "hidden_blocks", "widen", "lwta_layers", "ibp", "ibp_alpha")
-    leaderboard = ("lwta_layers", "competitors", "hidden_blocks", "widen", "ibp", "lr", "mix_pgd")
+    train_params = ("clean_weight",)
+    leaderboard = ("lwta_layers", "competitors", "hidden_blocks", "ibp", "clean_weight", "lr", "mix_pgd")
 
     def define_family(self, trial: optuna.Trial, preset: Preset) -> None:
-        """U, blocks and LWTA layers (small CNN) or widen (WideResNet), IBP on/off and its alpha."""
+        """U, blocks and LWTA layers (small CNN) or widen (WideResNet), IBP on/off and its alpha, clean weight."""
         trial.suggest_categorical("competitors", [2, 4])
         if preset.architecture == "cnn":
             trial.suggest_categorical("hidden_blocks", [32, 64, 128])
@@ -52,15 +57,16 @@ class LWTASpace(SearchSpace):
             trial.suggest_categorical("widen", [1, 2])
         if trial.suggest_categorical("ibp", [False, True]):
             trial.suggest_float("ibp_alpha", 1.0, 10.0, log=True)
+        trial.suggest_float("clean_weight", 0.0, 0.5)
 
     def points_to_evaluate(self, preset: Preset) -> list[dict[str, Any]]:
-        """PGD training with U = 2 (small CNN: dense-only, no IBP), then the paper's network and uniform 0..7 draw."""
+        """PGD training, clean weight 0.2, U = 2 (small CNN: dense-only, no IBP); the paper's network and 0..7 draw."""
         attacks = self.tuned_mix(preset)
         paper_mix = {"none": 1.0, "gaussian": 0.25, "fgsm": 0.25, "pgd": 0.25, "cw": 0.25}
-        paper = {"competitors": 2, "ibp": True, "ibp_alpha": 3.0}
+        paper = {"competitors": 2, "ibp": True, "ibp_alpha": 3.0, "clean_weight": 0.0}
         if preset.architecture == "cnn":
             blocks = {"hidden_blocks": preset.model.hidden_blocks}
-            known = {"competitors": 2, **blocks, "lwta_layers": "dense", "ibp": False}
+            known = {"competitors": 2, **blocks, "lwta_layers": "dense", "ibp": False, "clean_weight": 0.2}
             paper |= {**blocks, "lwta_layers": "all"}
         else:
             known = paper = paper | {"widen": preset.model.widen}

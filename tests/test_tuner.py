@@ -49,7 +49,8 @@ def test_same_seed_gives_the_same_suggested_configs() -> None:
     assert a == b
     assert a[0] == c[0]  # the known-good starting point comes first either way
     assert a[1:] != c[1:]
-    assert a[0]["competitors"] == 2 and a[0]["ibp_alpha"] == 3.0
+    assert a[0]["competitors"] == 2 and a[0]["lwta_layers"] == "dense" and a[0]["ibp"] is False
+    assert a[1]["lwta_layers"] == "all" and a[1]["ibp_alpha"] == 3.0  # the paper's network second
 
 
 def test_overrides_reach_the_base_run() -> None:
