@@ -9,12 +9,14 @@ import pytest
 
 from bench.bench_packing import _spec, main, trial_steps
 from bench.gpu_check_summary import summary_rows
+from search_spaces.presets import QUICK
 
 
 def test_a_trial_is_the_quick_lwta_run() -> None:
     spec = _spec()
-    assert spec.model.name == "lwta-cnn" and spec.train.mix.names() and spec.train.epochs == 5
-    assert trial_steps(spec) == 5 * 430  # ceil(55000 / 128) steps an epoch
+    assert spec.model.name == "lwta-cnn" and spec.train.mix.names() and spec.train.epochs == QUICK.train.epochs
+    assert spec.model.lwta_layers == "dense" and spec.train.clean_weight == 0.2  # the space's first starting point
+    assert trial_steps(spec) == QUICK.train.epochs * 430  # ceil(55000 / 128) steps an epoch
 
 
 @pytest.mark.slow
