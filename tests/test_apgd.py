@@ -1,4 +1,4 @@
-"""Tests for APGD-CE and APGD-DLR: threat-model contract, torchattacks parity, EOT, suites, errors."""
+"""Tests for APGD-CE, APGD-DLR and APGD-L2: threat-model contract, torchattacks parity, EOT, suites, errors."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import torch.nn.functional as F
 from test_attacks import CountingModel
 from torch import Tensor, nn
 
-from trainables.attacks import APGDCE, APGDDLR, PGD, SuiteConfig, ThreatModel, evaluate_robustness
+from trainables.attacks import APGDCE, APGDDLR, APGDL2, PGD, PGDL2, SuiteConfig, ThreatModel, evaluate_robustness
 from trainables.attacks.apgd import dlr_loss
+from trainables.attacks.base import l2_norms
 from trainables.data import Splits
 from trainables.models import ModelConfig, build_model
 from trainables.models.base import predict
 
 EPS = 0.05
+L2_EPS = 1.0
 
 
 def _fit(model: nn.Module, splits: Splits, steps: int) -> nn.Module:
@@ -83,6 +85,17 @@ def test_eps_zero_returns_the_inputs(cnn):
     assert torch.equal(APGDCE(eps=0.0).perturb(model, x[:8], y[:8]), x[:8])
 
 
+def test_apgd_l2_stays_in_the_l2_ball(cnn):
+    model, x, y = cnn
+    x, y = x[:64], y[:64]
+    torch.manual_seed(0)
+    x_adv = APGDL2(eps=L2_EPS, steps=10).perturb(model, x, y)
+    assert x_adv.shape == x.shape and not x_adv.requires_grad and not torch.isnan(x_adv).any()
+    assert x_adv.min() >= 0 and x_adv.max() <= 1 and (l2_norms(x_adv - x) <= L2_EPS + 1e-5).all()
+    assert (x_adv - x).abs().max() > EPS  # an L2 step, not an L-inf one: single pixels move further
+    assert APGDL2.norm == "l2" and APGDL2(steps=3).bind(ThreatModel(EPS, L2_EPS)).eps == L2_EPS
+
+
 # -------------------------------------------------------------------------------------- strength
 def test_matches_torchattacks_and_beats_pgd(cnn):
     torchattacks = pytest.importorskip("torchattacks")
@@ -103,6 +116,21 @@ def test_matches_torchattacks_and_beats_pgd(cnn):
     assert ours["ce"] <= pgd + 0.01
 
 
+def test_apgd_l2_matches_torchattacks_and_beats_pgd_l2(cnn):
+    torchattacks = pytest.importorskip("torchattacks")
+    model, x, y = cnn
+    steps = 20
+    ours = _attack_acc(APGDL2(eps=L2_EPS, steps=steps), model, x, y)
+    reference = torchattacks.APGD(model, norm="L2", eps=L2_EPS, steps=steps, n_restarts=1, loss="ce", seed=0)
+    theirs = _acc(model, reference(x, y), y)
+    model.zero_grad(set_to_none=True)
+    pgd = _attack_acc(PGDL2(eps=L2_EPS, steps=steps), model, x, y)
+    print(f"natural {_acc(model, x, y):.3f} ours {ours:.3f} torchattacks {theirs:.3f} pgd-l2 {pgd:.3f}")
+    assert ours < _acc(model, x, y) - 0.1
+    assert abs(ours - theirs) <= 0.03 + 1e-9
+    assert ours <= pgd + 0.01
+
+
 def test_more_restarts_only_fool_more(cnn):
     model, x, y = cnn
     torch.manual_seed(3)
@@ -113,7 +141,7 @@ def test_more_restarts_only_fool_more(cnn):
 
 
 # --------------------------------------------------------------------------------- EOT and suites
-@pytest.mark.parametrize("cls", [APGDCE, APGDDLR])
+@pytest.mark.parametrize("cls", [APGDCE, APGDDLR, APGDL2])
 def test_eot_draws_only_on_stochastic_models(cls, cnn, lwta):
     model, x, y = cnn
     attack = cls(eps=EPS, steps=4, eot_samples=3)

@@ -365,7 +365,8 @@ def test_invalid_input_raises_with_value(make, match):
 
 
 def test_registry_matches_list():
-    assert list_attacks() == sorted(ATTACKS) == ["apgd-ce", "apgd-dlr", "cw", "fgsm", "gaussian", "pgd", "pgd-l2"]
+    assert list_attacks() == sorted(ATTACKS) == ["apgd-ce", "apgd-dlr", "apgd-l2", "cw", "fgsm", "gaussian", "pgd",
+                                                 "pgd-l2"]
     assert isinstance(build_attack("pgd", eps=0.1), PGD) and build_attack("pgd", eps=0.1).alpha == 0.025
     assert all(attack_class(name).name == name for name in list_attacks())
 

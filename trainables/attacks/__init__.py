@@ -7,7 +7,7 @@ suites, training mixes, reports and exports.
 
 from trainables.discovery import import_modules
 
-from .apgd import APGDCE, APGDDLR
+from .apgd import APGDCE, APGDDLR, APGDL2
 from .base import Attack
 from .checks import RobustnessWarning, large_eps_accuracy
 from .cw import CarliniWagnerL2
@@ -30,6 +30,7 @@ import_modules(__name__, __path__)
 __all__ = [
     "APGDCE",
     "APGDDLR",
+    "APGDL2",
     "ATTACKS",
     "CLEAN",
     "Attack",

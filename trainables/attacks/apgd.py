@@ -1,9 +1,10 @@
-"""Auto-PGD (Croce & Hein, 2020) in the L-inf ball, on the cross-entropy or the DLR loss, as AutoAttack runs it.
+"""Auto-PGD (Croce & Hein, 2020) in the L-inf ball (cross-entropy or DLR loss) and the L2 ball, as AutoAttack runs it.
 
 APGD needs no step size: it starts at 2 * eps and halves it per example at checkpoints where the
 loss has stopped rising, restarting from the best point found. Gradients come from
 :func:`~trainables.attacks.gradients.input_gradient`, so EOT and the suite's surrogate or plain
-gradients on stochastic models apply unchanged.
+gradients on stochastic models apply unchanged. The L2 variant is the same loop with an L2 random
+start, L2-normalised steps and the L2 projection (AutoAttack's ``norm="L2"``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from .base import Attack, batch_view, check_inputs
+from .base import Attack, batch_view, check_inputs, l2_norms
 from .cw import cw_margin
 from .gradients import LossFn, cross_entropy, input_gradient
 from .registry import register_attack
 
-__all__ = ["APGDCE", "APGDDLR", "dlr_loss"]
+__all__ = ["APGDCE", "APGDDLR", "APGDL2", "dlr_loss"]
 
 _MOMENTUM = 0.75  # weight of the new step against the last one (alpha in the paper)
 _FIRST_CHECK, _CHECK_SHRINK, _SHORTEST_CHECK = 0.22, 0.03, 0.06  # checkpoint spacing, as fractions of steps
@@ -103,14 +104,22 @@ class _AutoPGD(Attack):
         grad, loss = input_gradient(model, x_adv, y, _recording(self._loss, probs), self.eot_samples)
         return grad, loss, torch.stack(probs).mean(dim=0).argmax(dim=1) != y
 
+    def _start(self, x: Tensor) -> Tensor:
+        """A random point on the ball's surface around ``x`` (before the projection onto [0, 1])."""
+        t = torch.empty_like(x).uniform_(-1, 1)  # (B, C, H, W)
+        return x + self.radius * t / batch_view(t.flatten(1).abs().amax(dim=1).clamp_min(1e-12), t)
+
+    def _direction(self, grad: Tensor) -> Tensor:
+        """The unit step direction of the ball's norm: the gradient's sign."""
+        return grad.sign()
+
     def _project(self, x_adv: Tensor, x: Tensor) -> Tensor:
         return (x + (x_adv - x).clamp(-self.radius, self.radius)).clamp(0, 1)
 
     def _run(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One APGD run from a random start: (point, its loss, whether it fools the model) per example."""
         eps = self.radius
-        t = torch.empty_like(x).uniform_(-1, 1)  # (B, C, H, W)
-        x_adv = self._project(x + eps * t / batch_view(t.flatten(1).abs().amax(dim=1).clamp_min(1e-12), t), x)
+        x_adv = self._project(self._start(x), x)
         grad, loss, fooled = self._probe(model, x_adv, y)
         out, out_loss, out_fooled = x_adv, loss, fooled  # what perturb gets
         x_best, grad_best, loss_best = x_adv, grad, loss  # where a step cut restarts
@@ -124,7 +133,7 @@ class _AutoPGD(Attack):
         loss_best_last = loss_best
         for i in range(self.steps):
             alpha = 1.0 if i == 0 else _MOMENTUM
-            z = self._project(x_adv + batch_view(step, x) * grad.sign(), x)
+            z = self._project(x_adv + batch_view(step, x) * self._direction(grad), x)
             x_prev, x_adv = x_adv, self._project(x_adv + alpha * (z - x_adv) + (1 - alpha) * (x_adv - x_prev), x)
             grad, loss, fooled = self._probe(model, x_adv, y)
             history.append(loss)
@@ -159,3 +168,26 @@ class APGDDLR(_AutoPGD):
 
     def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
         return dlr_loss(logits, y)
+
+
+@register_attack("apgd-l2")
+@dataclass(frozen=True, kw_only=True)
+class APGDL2(_AutoPGD):
+    """L2 APGD on the cross-entropy loss (AutoAttack's L2 attack): Gaussian start, normalised steps, L2 projection."""
+
+    norm: ClassVar[str] = "l2"
+
+    def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        return cross_entropy(logits, y)
+
+    def _start(self, x: Tensor) -> Tensor:
+        t = torch.randn_like(x)  # (B, C, H, W)
+        return x + self.radius * t / batch_view(l2_norms(t).clamp_min(1e-12), t)
+
+    def _direction(self, grad: Tensor) -> Tensor:
+        return grad / batch_view(l2_norms(grad).clamp_min(1e-12), grad)
+
+    def _project(self, x_adv: Tensor, x: Tensor) -> Tensor:
+        delta = x_adv - x
+        factor = (self.radius / l2_norms(delta).clamp_min(1e-12)).clamp(max=1.0)  # (B,)
+        return (x + delta * batch_view(factor, delta)).clamp(0, 1)
