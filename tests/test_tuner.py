@@ -102,14 +102,14 @@ def test_random_sampler_still_tries_the_known_good_points_first(tmp_path: Path, 
     assert a == b and a[len(known):] != c[len(known):]
 
 
-@pytest.mark.parametrize(("num_samples", "startup"), [(None, 3), (2, 2), (8, 2), (20, 6), (60, 20)])
+@pytest.mark.parametrize(("num_samples", "startup"), [(None, 2), (2, 2), (8, 2), (20, 6), (60, 20)])
 def test_tpe_models_the_trials_after_a_third_of_the_search(tmp_path: Path, num_samples: int | None,
                                                            startup: int) -> None:
     import optuna
 
     from tuner.search.tuner_setup import build_searcher
 
-    cfg = SearchConfig(num_samples=num_samples, storage_path=str(tmp_path))  # None: the quick preset's 10
+    cfg = SearchConfig(num_samples=num_samples, storage_path=str(tmp_path))  # None: the quick preset's 8
     sampler = build_searcher(cfg, PRESETS["quick"])._sampler
     assert isinstance(sampler, optuna.samplers.TPESampler)
     assert sampler._n_startup_trials == startup and sampler._multivariate  # Optuna keeps no public getters
