@@ -50,7 +50,7 @@ def test_same_seed_gives_the_same_suggested_configs() -> None:
     assert a[0] == c[0]  # the known-good starting point comes first either way
     assert a[1:] != c[1:]
     assert a[0]["competitors"] == 2 and a[0]["lwta_layers"] == "dense" and a[0]["ibp"] is False
-    assert a[1]["lwta_layers"] == "all" and a[1]["ibp_alpha"] == 3.0  # the paper's network second
+    assert a[1]["lwta_layers"] == "dense" and a[1]["ibp_alpha"] == 3.0 and a[1]["mix_none"] == 1.0  # the paper's draw
 
 
 def test_overrides_reach_the_base_run() -> None:
@@ -109,7 +109,7 @@ def test_tpe_models_the_trials_after_a_third_of_the_search(tmp_path: Path, num_s
 
     from tuner.search.tuner_setup import build_searcher
 
-    cfg = SearchConfig(num_samples=num_samples, storage_path=str(tmp_path))  # None: the quick preset's 8
+    cfg = SearchConfig(num_samples=num_samples, storage_path=str(tmp_path))  # None: the quick preset's 6
     sampler = build_searcher(cfg, PRESETS["quick"])._sampler
     assert isinstance(sampler, optuna.samplers.TPESampler)
     assert sampler._n_startup_trials == startup and sampler._multivariate  # Optuna keeps no public getters
