@@ -95,7 +95,7 @@ _QUICK_THREAT = ThreatModel(eps=0.1, l2_eps=1.5)
 # PGD-20, APGD-CE/DLR, EOT 3): 5 one-cycle epochs 84.7% natural / 73.2%, 10 epochs 85.9% / 75.1%;
 # widening the CNN to 24/48 channels at 10 epochs (1.5x the time) bought nothing (85.8% / 75.5%).
 # On the first 2000 test images: 15 epochs 85.7% / 75.35%, and with a clean-loss weight of 0.2 (the
-# LWTA space's starting point) 86.5% / 75.25%; the main job trains that point in about 6.5 minutes.
+# LWTA space's starting point) 86.5% / 75.25%; the main job trains that point in 6.5-8.5 minutes.
 QUICK = Preset(
     name="quick",
     data=DataConfig(name="fashion-mnist", val_limit=1000, test_limit=2000),
