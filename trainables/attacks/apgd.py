@@ -17,7 +17,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from .base import Attack, batch_view, check_inputs, l2_norms
+from .base import Attack, batch_view, check_inputs, l2_norms, project_l2
 from .cw import cw_margin
 from .gradients import LossFn, cross_entropy, input_gradient
 from .registry import register_attack
@@ -188,6 +188,4 @@ class APGDL2(_AutoPGD):
         return grad / batch_view(l2_norms(grad).clamp_min(1e-12), grad)
 
     def _project(self, x_adv: Tensor, x: Tensor) -> Tensor:
-        delta = x_adv - x
-        factor = (self.radius / l2_norms(delta).clamp_min(1e-12)).clamp(max=1.0)  # (B,)
-        return (x + delta * batch_view(factor, delta)).clamp(0, 1)
+        return project_l2(x_adv, x, self.radius)

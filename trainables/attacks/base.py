@@ -21,7 +21,7 @@ from trainables.models.base import predict
 
 from .threat import NORMS, ThreatModel
 
-__all__ = ["SHARED_FIELDS", "Attack", "batch_view", "check_inputs", "l2_norms", "misclassified"]
+__all__ = ["SHARED_FIELDS", "Attack", "batch_view", "check_inputs", "l2_norms", "misclassified", "project_l2"]
 
 SHARED_FIELDS = ("eps", "eot_samples")  # what the suite sets; every other field is the attack's own budget
 
@@ -96,6 +96,13 @@ def check_inputs(x: Tensor, y: Tensor) -> None:
 def l2_norms(t: Tensor) -> Tensor:
     """Per-example L2 norm (B,) of a batch (B, ...)."""
     return t.flatten(1).norm(p=2, dim=1)
+
+
+def project_l2(x_adv: Tensor, x: Tensor, eps: float) -> Tensor:
+    """``x_adv`` projected onto the L2 ball of radius ``eps`` around ``x``, then onto [0, 1]."""
+    delta = x_adv - x  # (B, C, H, W)
+    factor = (eps / l2_norms(delta).clamp_min(1e-12)).clamp(max=1.0)  # (B,)
+    return (x + delta * batch_view(factor, delta)).clamp(0, 1)
 
 
 def misclassified(model: nn.Module, x: Tensor, y: Tensor, samples: int = 1) -> Tensor:

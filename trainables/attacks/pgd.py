@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from .base import Attack, batch_view, check_inputs, l2_norms, misclassified
+from .base import Attack, batch_view, check_inputs, l2_norms, misclassified, project_l2
 from .gradients import cross_entropy, input_gradient
 from .registry import register_attack
 
@@ -112,6 +112,4 @@ class PGDL2(_ProjectedGradient):
         return x_adv + grad * batch_view(scale, grad)
 
     def _project(self, x_adv: Tensor, x: Tensor) -> Tensor:
-        delta = x_adv - x  # (B, C, H, W)
-        factor = (self.eps / l2_norms(delta).clamp_min(1e-12)).clamp(max=1.0)  # (B,)
-        return (x + delta * batch_view(factor, delta)).clamp(0, 1)
+        return project_l2(x_adv, x, self.eps)
