@@ -39,10 +39,12 @@ import torch
 
 from bench.common import provenance, render, write_json
 from search_spaces import list_spaces
-from trainables.attacks import SuiteOverrides, add_suite_arguments
 from trainables.cli import OneLineParser, run_main
+from trainables.evaluation import SuiteOverrides, add_suite_arguments
+from tuner.cluster.storage import study_storage
 from tuner.search import SearchConfig, SearchPlan, resolve_run, run_search
-from tuner.search.results import TrialRecord, best_trial, read_trials
+from tuner.trials import TrialRecord, best_trial, read_trials
+from tuner.trials.study import TUNE_ID
 
 __all__ = ["STRATEGIES", "RunFigures", "anytime_curve", "best_within", "build_parser", "creation_order", "main",
            "run_figures", "summarise"]
@@ -75,10 +77,10 @@ def creation_order(cfg: SearchConfig) -> dict[str, int]:
     """
     import optuna
 
-    from tuner.search.study import TUNE_ID
-    from tuner.search.tuner_setup import optuna_storage
-
-    study = optuna.load_study(study_name=cfg.experiment_name, storage=optuna_storage(cfg).open())
+    storage = study_storage(cfg.folder.path, cfg.study_storage, cfg.optuna_storage, remote=cfg.folder.remote)
+    if storage is None:
+        return {}
+    study = optuna.load_study(study_name=cfg.experiment_name, storage=storage.open())
     return {str(t.user_attrs[TUNE_ID]): t.number for t in study.get_trials(deepcopy=False) if TUNE_ID in t.user_attrs}
 
 
@@ -210,8 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             wall_s = time.perf_counter() - began
             if outcome.interrupted:
                 raise RuntimeError(f"the {strategy} search of seed {cfg.seed} was interrupted")
-            runs.append(run_figures(strategy, cfg.seed, outcome.records, Path(cfg.experiment_path) / "results.parquet",
-                                    wall_s, creation_order(cfg)))
+            results = cfg.folder.results
+            assert results is not None, "bench_search keeps its searches on a local disk"
+            runs.append(run_figures(strategy, cfg.seed, outcome.records, results, wall_s, creation_order(cfg)))
     finally:
         if args.storage_path is None:
             shutil.rmtree(storage, ignore_errors=True)

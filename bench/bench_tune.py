@@ -2,7 +2,7 @@
 
 Each trial is a tiny ``fit``: the quick preset's training (attack mix, PGD-5) for 1 epoch of a
 ``cnn`` (width 16, kernel 3) on 1000 Fashion-MNIST training images, scored on 100 validation images
-with a 1-attack suite (PGD-5), one checkpoint per epoch like ``tuner.search.trial.run_trial``. Trial i uses
+with a 1-attack suite (PGD-5), one checkpoint per epoch like ``tuner.trials.trial.run_trial``. Trial i uses
 seed i and the i-th of N log-spaced learning rates, on both sides.
 
 Both sides run the very same trial body; only the reporter differs (``tune.report`` with the
@@ -96,7 +96,7 @@ def tiny_base(train_limit: int = 1000, val_limit: int = 100, epochs: int = 1, wi
     train = replace(QUICK.train, epochs=epochs, eval_limit=val_limit)
     suite = QUICK.epoch_suite.select(["pgd"])
     return RunSpec(data=data, model=ModelConfig(name="cnn", cnn_width=width, cnn_kernel=kernel), train=train,
-                   suite=suite)
+                   suite=suite, threat=QUICK.threat)
 
 
 def tiny_trial(index: int, trials: int, setup: TinyTrials, splits: Splits, report: Reporter) -> None:
@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import ray
 
-    from tuner.search.cluster import connect_ray
+    from tuner.cluster.connect import connect_ray
 
     began = time.perf_counter()
     import ray.tune  # noqa: F401  (its import is part of what a search pays once)

@@ -8,7 +8,6 @@ quoted is the median of the per-repeat paired ratios.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import sys
 import time
@@ -21,6 +20,7 @@ import torch
 
 from trainables.atomic import atomic_write_text
 from trainables.cli import OneLineParser
+from tuner.provenance import measurement_provenance
 
 __all__ = ["Comparison", "add_common_options", "compare", "provenance", "render", "resolve_bench_device",
            "sync", "write_json"]
@@ -122,32 +122,8 @@ def compare(name: str, ours: tuple[str, Callable[[], Any]], reference: tuple[str
 
 def provenance(device: torch.device, **extra: Any) -> dict[str, Any]:
     """Git revision, versions, host, CPU/GPU, threads, machine load and a UTC timestamp."""
-    from tuner.provenance import collect_provenance
+    return measurement_provenance(device, **extra)
 
-    info = collect_provenance()
-    info.pop("safetensors", None)
-    info["torchattacks"] = _version("torchattacks")
-    info["device"] = str(device)
-    info["device_name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else info["cpu"]
-    info["torch_threads"] = torch.get_num_threads()
-    info["loadavg_1_5_15"] = _loadavg()
-    return info | extra
-
-
-def _version(package: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def render(title: str, header: dict[str, Any], comparisons: Sequence[Comparison],

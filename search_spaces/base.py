@@ -28,9 +28,8 @@ from typing import Any, ClassVar
 import optuna
 
 from search_spaces.presets import PRESETS, Preset
-from trainables.attacks.mix import parse_weights
 from trainables.models import FAMILIES, ModelConfig
-from trainables.train import RunSpec
+from trainables.train import RunSpec, parse_weights
 
 __all__ = ["FALLBACK_MIX", "SearchSpace", "apply_mix", "apply_optimizer", "known_point", "preset_model",
            "suggest_mix", "suggest_optimizer"]
@@ -43,7 +42,7 @@ class SearchSpace(ABC):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    family: ClassVar[str] = ""  # the registered model family ("" plain, "lwta", "pni")
+    family: ClassVar[str] = "relu"  # the registered model family ("relu", "lwta", "pni")
     fixed_mix: ClassVar[str | None] = None  # weights of the fixed run's mix (None: the preset's)
     fixed_model: ClassVar[Mapping[str, Any]] = {}  # model settings of the fixed run
     fixed_train: ClassVar[Mapping[str, Any]] = {}  # training settings of the fixed run
@@ -57,7 +56,7 @@ class SearchSpace(ABC):
         model = preset_model(preset, self.family, **self.fixed_model)
         mix = preset.train.mix if self.fixed_mix is None else preset.train.mix.reweighted(parse_weights(self.fixed_mix))
         train = replace(preset.train, mix=mix, **self.fixed_train)
-        return RunSpec(data=preset.data, model=model, train=train, suite=preset.epoch_suite)
+        return RunSpec(data=preset.data, model=model, train=train, suite=preset.epoch_suite, threat=preset.threat)
 
     def define(self, trial: optuna.Trial, preset: Preset) -> None:
         """Ask ``trial`` for every tunable under ``preset`` (Optuna define-by-run)."""
@@ -86,13 +85,11 @@ class SearchSpace(ABC):
 
     def preset(self, name: str) -> Preset:
         """The preset ``name`` (quick or paper)."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-        return PRESETS[name]
+        return PRESETS.get(name)
 
 
-def preset_model(preset: Preset, family: str = "", **fields: Any) -> ModelConfig:
-    """The preset's architecture and size in ``family`` ('', 'lwta', 'pni'), with ``fields`` set."""
+def preset_model(preset: Preset, family: str = "relu", **fields: Any) -> ModelConfig:
+    """The preset's architecture and size in ``family`` ('relu', 'lwta', 'pni'), with ``fields`` set."""
     return replace(preset.model, name=FAMILIES[family].model_name(preset.architecture), **fields)
 
 

@@ -16,38 +16,27 @@ by 8 points against torchattacks' APGD-L2 (57.0% vs 49.0% on 2000 test images).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from trainables.attacks import (
-    APGDCE,
-    APGDDLR,
-    APGDL2,
-    FGSM,
-    PGD,
-    PGDL2,
-    Attack,
-    AttackMix,
-    CarliniWagnerL2,
-    MixEntry,
-    SuiteConfig,
-    ThreatModel,
-)
-from trainables.attacks.mix import paper_mix
+from trainables.attacks import APGDCE, APGDDLR, APGDL2, FGSM, PGD, PGDL2, Attack, CarliniWagnerL2, ThreatModel
 from trainables.data import DataConfig
+from trainables.evaluation import GradientWay, SuiteConfig
 from trainables.models import ModelConfig, architecture_of
-from trainables.train import TrainConfig
+from trainables.registry import Registry
+from trainables.train import AttackMix, MixEntry, TrainConfig, paper_mix
 
 __all__ = ["PRESETS", "Preset"]
 
 
 @dataclass(frozen=True)
 class Preset:
-    """Fixed data, architecture, training and the three suites, all under one threat model."""
+    """Fixed data, architecture, training, one threat model and the three suites scored under it."""
 
     name: str
     data: DataConfig
     model: ModelConfig  # the architecture and its size; each space picks the family
     train: TrainConfig
+    threat: ThreatModel  # every suite scores under it; the training mix attacks at eps_scale times it
     epoch_suite: SuiteConfig  # cheap: scored every epoch, drives early stopping
     objective_suite: SuiteConfig  # the objective: scored once, after the last epoch
     export_suite: SuiteConfig  # the exported model's test-split evaluation
@@ -56,24 +45,13 @@ class Preset:
     gpus_per_trial: float = 0.0
 
     def __post_init__(self) -> None:
-        threats = {self.epoch_suite.threat, self.objective_suite.threat, self.export_suite.threat}
-        if len(threats) != 1:
-            raise ValueError(f"preset {self.name!r}: its suites must share one threat model, got {threats}")
-
-    @property
-    def threat(self) -> ThreatModel:
-        """The threat model of every suite (training attacks run at the mix's scale of it)."""
-        return self.epoch_suite.threat
+        for suite in (self.epoch_suite, self.objective_suite, self.export_suite):
+            suite.check(self.threat)
 
     @property
     def architecture(self) -> str:
         """The registered architecture of the preset's model (``cnn``, ``wrn``)."""
         return architecture_of(self.model.name)
-
-    def with_threat(self, threat: ThreatModel) -> Preset:
-        """The preset under another threat model (its three suites together)."""
-        return replace(self, **{name: replace(getattr(self, name), threat=threat)
-                                for name in ("epoch_suite", "objective_suite", "export_suite")})
 
 
 def _mix(*budgets: Attack) -> AttackMix:
@@ -82,46 +60,31 @@ def _mix(*budgets: Attack) -> AttackMix:
     return AttackMix(tuple(MixEntry(e.weight, specs.get(e.name, e.attack)) for e in paper_mix()))
 
 
-_BOTH = ("surrogate", "plain")  # how the final suites take a stochastic model's gradients
-_QUICK_THREAT = ThreatModel(eps=0.1, l2_eps=1.5)
+_BOTH = (GradientWay.SURROGATE, GradientWay.SAMPLED)  # how the final suites take a stochastic model's gradients
 
-# Measured on the 2-core machine, one thread per trial: an epoch of PGD-3 training over the full
-# 55000-image training split took ~55 s for the ReLU CNN below and ~65 s for its LWTA variant
-# (conv-pool-act) in float32; bf16 autocast with channels-last (the loop's default on this CPU)
-# brings it to ~21 s for ReLU, ~28 s for LWTA in the dense layer only and ~40-45 s for LWTA in every
-# layer, two trials running side by side. A subset would save time per epoch but lose more accuracy
-# per minute than fewer epochs do, so the quick preset trains on everything and lets ASHA stop the
-# weak trials early. Dense-only LWTA without IBP, first 1000 test images, L-inf worst case (FGSM,
-# PGD-20, APGD-CE/DLR, EOT 3): 5 one-cycle epochs 84.7% natural / 73.2%, 10 epochs 85.9% / 75.1%;
-# widening the CNN to 24/48 channels at 10 epochs (1.5x the time) bought nothing (85.8% / 75.5%).
-# On the first 2000 test images: 15 epochs 85.7% / 75.35%, and with a clean-loss weight of 0.2 (the
-# LWTA space's starting point) 86.5% / 75.25%; the main job trains that point in 6.5-8.5 minutes.
+# The quick preset trains on the whole training split and lets ASHA stop weak trials early: per
+# minute, a subset lost more accuracy than fewer epochs did (timings and the runs behind the epoch
+# count: docs/results.md, "How the quick preset was sized").
 QUICK = Preset(
     name="quick",
     data=DataConfig(name="fashion-mnist", val_limit=1000, test_limit=2000),
     model=ModelConfig(name="cnn", cnn_width=16, cnn_kernel=3, cnn_pool_first=True, hidden_blocks=64),
     train=TrainConfig(epochs=15, batch_size=128, lr=0.05, schedule="onecycle", eval_limit=500,
                       mix=_mix(PGD(steps=3), CarliniWagnerL2(steps=10, bounded=False)).reweighted({"pgd": 1.0})),
-    epoch_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=10)), threat=_QUICK_THREAT, eot_samples=2,
-                            predict_samples=2, batch_size=500),
+    threat=ThreatModel(eps=0.1, l2_eps=1.5),
+    epoch_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=10)), eot_samples=2, predict_samples=2, batch_size=500),
     # L-inf attacks only: the objective is the L-inf threat model's worst case; L2 is scored at export
-    objective_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=20)), threat=_QUICK_THREAT, gradients=_BOTH,
-                                eot_samples=2, predict_samples=4, batch_size=500),
+    objective_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=20)), gradients=_BOTH, eot_samples=2,
+                                predict_samples=4, batch_size=500),
     # AutoAttack's L-inf attacks at a budget the 2-core machine scores 2000 test images with in ~3
-    # minutes (at EOT 4 and 25 APGD steps it took 6.5); `python -m tuner.evaluate exports/latest
-    # --limit 10000 --budget apgd-ce.steps=100,apgd-dlr.steps=100 --eot-samples 20` runs the full one
-    export_suite=SuiteConfig(threat=_QUICK_THREAT,
-                             attacks=(FGSM(), PGD(steps=20), APGDCE(steps=20), APGDDLR(steps=20),
+    # minutes; `python -m tuner.evaluate exports/latest --limit 10000 --budget
+    # apgd-ce.steps=100,apgd-dlr.steps=100 --eot-samples 20` runs the full one
+    export_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=20), APGDCE(steps=20), APGDDLR(steps=20),
                                       PGDL2(steps=10), APGDL2(steps=20), CarliniWagnerL2(steps=20)),
                              gradients=_BOTH, eot_samples=3, predict_samples=8, batch_size=500),
     export_val_limit=200,
-    # at 15 epochs ten trials took 11 min 55 s in one run and were heading for ~16 in the next (ASHA
-    # promotes by arrival order, so which trials run on varies between runs); six keep the main job
-    # within 15 minutes even when both starting points run all 15 epochs
-    num_samples=6,
+    num_samples=6,  # within 15 minutes even when both starting points run all their epochs
 )
-
-_PAPER_THREAT = ThreatModel(eps=8 / 255, l2_eps=0.5)
 
 PAPER = Preset(  # the paper's setting: WRN-34 widen 1, 30 epochs, SGD lr 0.1, PGD eps 8/255 step 0.007 x 20
     name="paper",
@@ -129,11 +92,11 @@ PAPER = Preset(  # the paper's setting: WRN-34 widen 1, 30 epochs, SGD lr 0.1, P
     model=ModelConfig(name="wrn", depth=34, widen=1),
     train=TrainConfig(epochs=30, batch_size=128, lr=0.1, schedule="step", weight_decay=5e-4, eval_limit=1000,
                       mix=_mix(PGD(steps=20, step_size=0.007)).reweighted({"pgd": 1.0})),
-    epoch_suite=SuiteConfig(threat=_PAPER_THREAT, attacks=(FGSM(), PGD(steps=10)), eot_samples=8, predict_samples=8),
-    objective_suite=SuiteConfig(threat=_PAPER_THREAT, attacks=(FGSM(), PGD(steps=20), APGDCE(steps=50)),
-                                gradients=_BOTH, eot_samples=16, predict_samples=16),
-    export_suite=SuiteConfig(threat=_PAPER_THREAT,
-                             attacks=(FGSM(), PGD(steps=50, restarts=3), APGDCE(), APGDDLR(),
+    threat=ThreatModel(eps=8 / 255, l2_eps=0.5),
+    epoch_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=10)), eot_samples=8, predict_samples=8),
+    objective_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=20), APGDCE(steps=50)), gradients=_BOTH,
+                                eot_samples=16, predict_samples=16),
+    export_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=50, restarts=3), APGDCE(), APGDDLR(),
                                       PGDL2(steps=50, restarts=3), APGDL2(), CarliniWagnerL2(steps=200)),
                              gradients=_BOTH, eot_samples=20, predict_samples=32),
     export_val_limit=None,
@@ -141,4 +104,7 @@ PAPER = Preset(  # the paper's setting: WRN-34 widen 1, 30 epochs, SGD lr 0.1, P
     gpus_per_trial=1.0,
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (QUICK, PAPER)}
+PRESETS: Registry[Preset] = Registry("preset")
+for _preset in (QUICK, PAPER):
+    PRESETS.add(_preset.name, _preset)
+del _preset

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see trainables/__init__.py)
-# the integrity key of the test session (tuner.search.integrity): never the user's own
+# the integrity key of the test session (tuner.cluster.integrity): never the user's own
 os.environ.setdefault("ROBUSTUNE_KEY_FILE", os.path.join(os.environ.get("TMPDIR", "/tmp"),
                                                          f"robustune-test-{os.getpid()}.key"))
 

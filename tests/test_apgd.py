@@ -8,10 +8,11 @@ import torch.nn.functional as F
 from test_attacks import CountingModel
 from torch import Tensor, nn
 
-from trainables.attacks import APGDCE, APGDDLR, APGDL2, PGD, PGDL2, SuiteConfig, ThreatModel, evaluate_robustness
+from trainables.attacks import APGDCE, APGDDLR, APGDL2, PGD, PGDL2, ThreatModel
 from trainables.attacks.apgd import dlr_loss
 from trainables.attacks.base import l2_norms
 from trainables.data import Splits
+from trainables.evaluation import SuiteConfig, evaluate_robustness
 from trainables.models import ModelConfig, build_model
 from trainables.models.base import predict
 
@@ -155,10 +156,10 @@ def test_eot_draws_only_on_stochastic_models(cls, cnn, lwta):
 
 def test_suite_runs_apgd_both_ways_on_a_stochastic_model(lwta, cnn):
     _, x, y = cnn
-    suite = SuiteConfig(threat=ThreatModel(EPS, None), attacks=(APGDCE(steps=5), APGDDLR(steps=5)),
-                        eot_samples=2, predict_samples=2, gradients=("surrogate", "plain"))
-    result = evaluate_robustness(lwta, x[:64], y[:64], suite)
-    assert list(result.per_attack) == ["apgd-ce", "apgd-ce/plain", "apgd-dlr", "apgd-dlr/plain"]
+    suite = SuiteConfig(attacks=(APGDCE(steps=5), APGDDLR(steps=5)), eot_samples=2, predict_samples=2,
+                        gradients=("surrogate", "sampled"))
+    result = evaluate_robustness(lwta, x[:64], y[:64], suite, ThreatModel(EPS, None))
+    assert list(result.per_attack) == ["apgd-ce", "apgd-ce/sampled", "apgd-dlr", "apgd-dlr/sampled"]
     assert result.worst_acc < result.natural_acc
     for robust in result.per_attack.values():
         assert not (result.worst & ~robust).any() and not (robust & ~result.natural).any()

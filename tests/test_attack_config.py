@@ -14,31 +14,16 @@ from trainables.attacks import (
     FGSM,
     PGD,
     PGDL2,
-    AttackMix,
     CarliniWagnerL2,
     GaussianNoise,
-    SuiteConfig,
-    SuiteOverrides,
     ThreatModel,
-    add_suite_arguments,
     attack_from_dict,
-    evaluate_robustness,
     parse_assignments,
 )
 from trainables.attacks.base import l2_norms
-from trainables.attacks.legacy import upgrade_suite, upgrade_train
-from trainables.attacks.mix import paper_mix
+from trainables.evaluation import SuiteConfig, SuiteOverrides, add_suite_arguments, evaluate_robustness
 from trainables.models.base import Normalize, predict
-from trainables.train import RunSpec, TrainConfig
-
-# What exports and checkpoints of format 1 hold (copied from an export of the main job at 7409120).
-V1_SUITE = {"attacks": ["fgsm", "pgd", "pgd-l2", "cw"], "eps": 0.1, "l2_eps": 1.5, "steps": 20, "restarts": 1,
-            "eot_samples": 8, "predict_samples": 8, "adaptive": True, "cw_c": 1.0, "cw_kappa": 0.0, "cw_steps": 30,
-            "cw_lr": 0.01, "batch_size": 500, "seed": 0}
-V1_TRAIN = {"epochs": 4, "batch_size": 128, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
-            "schedule": "cosine", "kl_weight": 1.0, "clean_weight": 0.0,
-            "mix": {"none": 1.0, "gaussian": 0.25, "fgsm": 0.25, "pgd": 0.25, "cw": 0.25}, "eps": 0.1,
-            "step_size": None, "steps": 5, "cw_c": 1.0, "cw_steps": 10, "cw_lr": 0.01, "eval_limit": 300, "seed": 0}
+from trainables.train import AttackMix, RunSpec, paper_mix
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +74,10 @@ def test_command_line_overrides_make_a_suite_the_same_way_everywhere() -> None:
     add_suite_arguments(parser)
     args = parser.parse_args(["--attacks", "pgd,fgsm,gaussian", "--epsilon", "0.2", "--budget", "pgd.steps=3",
                               "--eot-samples", "2", "--no-cascade"])
-    suite = SuiteOverrides.from_args(args).apply(PRESETS["quick"].objective_suite)
-    assert suite.names() == ("pgd", "fgsm", "gaussian") and suite.threat == ThreatModel(0.2, 1.5)
+    overrides = SuiteOverrides.from_args(args)
+    suite = overrides.apply(PRESETS["quick"].objective_suite)
+    assert suite.names() == ("pgd", "fgsm", "gaussian") and overrides.threat(PRESETS["quick"].threat) == \
+        ThreatModel(0.2, 1.5)
     assert suite.attacks[0] == PGD(steps=3)  # the base suite's budget, then the override
     assert suite.attacks[2] == GaussianNoise()  # not in the base suite: the attack's own defaults
     assert suite.eot_samples == 2 and not suite.cascade and suite.predict_samples == 4
@@ -99,32 +86,28 @@ def test_command_line_overrides_make_a_suite_the_same_way_everywhere() -> None:
 
 
 # --------------------------------------------------------------------------------------- formats
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", PRESETS.names())
 def test_suites_mixes_and_runs_round_trip_through_json_dicts(preset: str) -> None:
     p = PRESETS[preset]
     for suite in (p.epoch_suite, p.objective_suite, p.export_suite):
         assert SuiteConfig.from_dict(suite.to_dict()) == suite
     assert AttackMix.from_dict(p.train.mix.to_dict()) == p.train.mix
-    spec = RunSpec(data=p.data, model=p.model, train=p.train, suite=p.epoch_suite)
+    spec = RunSpec(data=p.data, model=p.model, train=p.train, suite=p.epoch_suite, threat=p.threat)
     assert RunSpec.from_dict(spec.to_dict()) == spec
     assert attack_from_dict({"name": "pgd", "steps": 3}) == PGD(steps=3)
     with pytest.raises(ValueError, match="no setting"):
         attack_from_dict({"name": "pgd", "eps": 0.3})
 
 
-def test_format_1_suites_and_training_read_as_they_ran() -> None:
-    suite = SuiteConfig.from_dict(V1_SUITE)
-    assert suite == SuiteConfig(
-        threat=ThreatModel(0.1, 1.5), attacks=(FGSM(), PGD(steps=20), PGDL2(steps=20), CarliniWagnerL2(steps=30)),
-        eot_samples=8, predict_samples=8, batch_size=500, cascade=False)  # format 1 ran attacks independently
-    assert upgrade_suite({"attacks": ["fgsm"]})["threat"] == {"eps": 0.1, "l2_eps": 1.5}
-    spec = RunSpec.from_dict({"train": V1_TRAIN, "suite": {**V1_SUITE, "eps": 0.2}})
-    assert spec.train.eps_scale == 0.5 and spec.train_threat.eps == pytest.approx(0.1)
-    assert spec.train.mix.names() == ("none", "gaussian", "fgsm", "pgd", "cw")
-    assert spec.train.mix.weights() == (1.0, 0.25, 0.25, 0.25, 0.25)
-    assert spec.train.mix.entries[3].attack == PGD(steps=5)
-    assert spec.train.mix.entries[4].attack == CarliniWagnerL2(steps=10, bounded=False)
-    assert set(upgrade_train(V1_TRAIN, 0.1)) == set(TrainConfig().to_dict())
+def test_a_run_holds_one_threat_model_and_refuses_a_suite_it_cannot_score() -> None:
+    spec = RunSpec(suite=SuiteConfig(attacks=(FGSM(), PGDL2())), threat=ThreatModel(0.2, 0.8))
+    assert spec.train_threat == ThreatModel(0.2, 0.8).scaled(spec.train.eps_scale)
+    assert RunSpec.from_dict(spec.to_dict()).threat == ThreatModel(0.2, 0.8)
+    assert "threat" not in spec.to_dict()["suite"]  # eps is written once, beside the suite
+    with pytest.raises(ValueError, match="L2 radius"):
+        RunSpec(suite=SuiteConfig(attacks=(PGDL2(),)), threat=ThreatModel(0.1, None))
+    with pytest.raises(ValueError, match="unknown suite settings: eps"):
+        RunSpec.from_dict({"suite": {"attacks": [{"name": "fgsm"}], "eps": 0.1}})  # format 1: no longer read
 
 
 # ------------------------------------------------------------------------------------------- mix
@@ -152,8 +135,8 @@ def test_training_mix_keeps_budgets_and_zero_weights_when_reweighted() -> None:
 # --------------------------------------------------------------------------------------- cascade
 def test_cascade_runs_each_attack_on_what_is_still_robust_and_keeps_its_examples(mlp) -> None:
     model, x, y = mlp
-    suite = SuiteConfig(threat=ThreatModel(0.1, 1.5), attacks=(FGSM(), PGD(steps=5)), cascade=True)
-    result = evaluate_robustness(model, x, y, suite, keep_adversarial=True)
+    suite = SuiteConfig(attacks=(FGSM(), PGD(steps=5)), cascade=True)
+    result = evaluate_robustness(model, x, y, suite, ThreatModel(0.1, 1.5), keep_adversarial=True)
     fgsm, pgd = result.per_attack["fgsm"], result.per_attack["pgd"]
     assert not (pgd & ~fgsm).any() and torch.equal(pgd, result.worst)  # cumulative: robust after each attack
     broken_by_fgsm = result.natural & ~fgsm
@@ -171,7 +154,9 @@ def test_independent_attacks_do_not_change_each_others_outcome(mlp) -> None:
     model, x, y = mlp
     both = SuiteConfig(attacks=(FGSM(), PGD(steps=5)), cascade=False)
     alone = SuiteConfig(attacks=(PGD(steps=5),), cascade=False)
-    first, second = evaluate_robustness(model, x, y, both), evaluate_robustness(model, x, y, alone)
+    threat = ThreatModel()
+    first, second = evaluate_robustness(model, x, y, both, threat), evaluate_robustness(model, x, y, alone, threat)
     assert torch.equal(first.per_attack["pgd"], second.per_attack["pgd"])  # each attack has its own stream
-    cascade = evaluate_robustness(model, x, y, SuiteConfig(attacks=(FGSM(), PGD(steps=5))))
+    cascade = evaluate_robustness(model, x, y, SuiteConfig(attacks=(FGSM(), PGD(steps=5))), threat)
+
     assert abs(cascade.worst_acc - first.worst_acc) <= 0.02  # the same quantity, estimated on fewer attack runs

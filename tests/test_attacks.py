@@ -19,15 +19,14 @@ from trainables.attacks import (
     PGDL2,
     CarliniWagnerL2,
     GaussianNoise,
-    SuiteConfig,
     ThreatModel,
     attack_class,
     build_attack,
-    evaluate_robustness,
     input_gradient,
     list_attacks,
 )
 from trainables.attacks.base import l2_norms
+from trainables.evaluation import SuiteConfig, evaluate_robustness
 from trainables.models.base import Normalize, StochasticModule, predict
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -39,8 +38,11 @@ def _contract_attack(name: str, eot_samples: int = 1):
     return attack_class(name)().bind(CONTRACT_THREAT, eot_samples)
 
 
-def _suite(*attacks, eps: float = 0.1, l2_eps: float | None = 1.5, **settings) -> SuiteConfig:
-    return SuiteConfig(threat=ThreatModel(eps, l2_eps), attacks=tuple(attacks), **settings)
+SUITE_THREAT = ThreatModel(0.1, 1.5)
+
+
+def _suite(*attacks, **settings) -> SuiteConfig:
+    return SuiteConfig(attacks=tuple(attacks), **settings)
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -201,9 +203,9 @@ def test_huge_eps_drives_accuracy_to_zero(attack, trained):
 @pytest.mark.parametrize("cascade", [False, True])
 def test_eps_zero_keeps_accuracy(cascade, trained):
     model, x, y = trained
-    cfg = SuiteConfig(threat=ThreatModel(0.0, 0.0), cascade=cascade).select(list_attacks())
+    cfg = SuiteConfig(cascade=cascade).select(list_attacks())
     cfg = cfg.with_budget([(None, "steps", 2)])
-    result = evaluate_robustness(model, x[:200], y[:200], cfg)
+    result = evaluate_robustness(model, x[:200], y[:200], cfg, ThreatModel(0.0, 0.0))
     for name in cfg.names():
         assert torch.equal(result.per_attack[name], result.natural), name
     assert result.worst_acc == result.natural_acc > 0
@@ -217,8 +219,8 @@ def test_worst_case_never_rises_when_attacks_are_added(kind, cascade, trained, n
     model = model if kind == "mlp" else noisy
     x, y = x[:200], y[:200]
     specs = (FGSM(), PGD(steps=5), CarliniWagnerL2(steps=20))
-    results = [evaluate_robustness(model, x, y, _suite(*specs[:k], eps=0.05, eot_samples=2, predict_samples=2,
-                                                       seed=3, cascade=cascade))
+    results = [evaluate_robustness(model, x, y, _suite(*specs[:k], eot_samples=2, predict_samples=2, seed=3,
+                                                       cascade=cascade), ThreatModel(0.05, 1.5))
                for k in (1, 2, 3)]
     for small, big in zip(results, results[1:], strict=False):
         assert not (big.worst & ~small.worst).any()
@@ -234,35 +236,36 @@ def test_result_as_dict_and_uint8_inputs(trained):
     model, x, y = trained
     x, y = x[:100], y[:100]
     cfg = _suite(FGSM(), GaussianNoise(), batch_size=32)
-    result = evaluate_robustness(model, x, y, cfg)
+    result = evaluate_robustness(model, x, y, cfg, SUITE_THREAT)
     d = result.as_dict()
     assert set(d) == {"natural_acc", "robust_acc", "robust_acc/linf", "acc/fgsm", "acc/gaussian"}
     assert all(isinstance(v, float) and 0 <= v <= 1 for v in d.values())
     assert d["robust_acc"] == result.worst_acc and result.n == 100
-    as_uint8 = evaluate_robustness(model, (x * 255).round().to(torch.uint8), y, cfg)
+    as_uint8 = evaluate_robustness(model, (x * 255).round().to(torch.uint8), y, cfg, SUITE_THREAT)
     assert as_uint8.natural_acc == pytest.approx(result.natural_acc, abs=0.02)
     assert all(p.grad is None for p in model.parameters()) and not model.training
 
 
 def test_suite_binds_radii_by_norm_and_eot_by_model():
-    cfg = SuiteConfig(threat=ThreatModel(0.03, 0.5), eot_samples=5).select(
+    threat = ThreatModel(0.03, 0.5)
+    cfg = SuiteConfig(eot_samples=5).select(
         ["fgsm", "pgd", "pgd-l2", "cw", "gaussian"]).with_budget([("pgd", "steps", "7")])
-    deterministic, stochastic = cfg.bound(stochastic=False), cfg.bound(stochastic=True)
+    deterministic, stochastic = cfg.bound(threat, stochastic=False), cfg.bound(threat, stochastic=True)
     assert list(deterministic) == list(cfg.names())
     assert deterministic["pgd"].eps == deterministic["fgsm"].eps == deterministic["gaussian"].eps == 0.03
     assert deterministic["pgd-l2"].eps == deterministic["cw"].eps == 0.5
     assert deterministic["pgd"].eot_samples == 1 and stochastic["pgd"].eot_samples == 5
     assert stochastic["cw"].eot_samples == 5 and stochastic["fgsm"].eot_samples == 5
     assert deterministic["pgd"].steps == 7 and deterministic["pgd-l2"].steps == PGDL2().steps
-    assert CarliniWagnerL2(bounded=False).bind(cfg.threat).eps is None  # a training mix's minimum-norm CW
+    assert CarliniWagnerL2(bounded=False).bind(threat).eps is None  # a training mix's minimum-norm CW
 
 
-@pytest.mark.parametrize("way", ["surrogate", "plain"])
+@pytest.mark.parametrize("way", ["surrogate", "sampled"])
 def test_suite_attacks_stochastic_models_through_the_gradients_it_names(way, noisy, trained):
     _, x, y = trained
     layer = noisy[0]
     cfg = _suite(FGSM(), eot_samples=3, predict_samples=2, gradients=(way,))
-    result = evaluate_robustness(noisy, x[:50], y[:50], cfg)
+    result = evaluate_robustness(noisy, x[:50], y[:50], cfg, SUITE_THREAT)
     grad_calls = [surrogate for grad, surrogate in layer.log if grad]
     assert result.natural.any() and len(grad_calls) == 3  # one FGSM step, three EOT draws
     assert all(s is (way == "surrogate") for s in grad_calls)
@@ -274,20 +277,20 @@ def test_both_ways_of_taking_gradients_give_one_worst_case(cascade, noisy, train
     model, x, y = trained
     x, y = x[:100], y[:100]
     both = _suite(FGSM(), PGD(steps=3), eot_samples=2, predict_samples=2, cascade=cascade,
-                  gradients=("surrogate", "plain"))
-    assert both.outcome_keys() == ("fgsm", "fgsm/plain", "pgd", "pgd/plain")
-    stochastic = evaluate_robustness(noisy, x, y, both)
+                  gradients=("surrogate", "sampled"))
+    assert both.outcome_keys() == ("fgsm", "fgsm/sampled", "pgd", "pgd/sampled")
+    stochastic = evaluate_robustness(noisy, x, y, both, SUITE_THREAT)
     assert list(stochastic.per_attack) == list(both.outcome_keys())
     worst = stochastic.natural.clone()
     for outcome in stochastic.per_attack.values():
         worst &= outcome
     assert torch.equal(worst, stochastic.worst)
-    surrogate_only = evaluate_robustness(noisy, x, y, replace(both, gradients=("surrogate",)))
+    surrogate_only = evaluate_robustness(noisy, x, y, replace(both, gradients=("surrogate",)), SUITE_THREAT)
     assert stochastic.worst_acc <= surrogate_only.worst_acc  # one more way of attacking never helps the model
-    if not cascade:  # the surrogate runs keep their own streams: the same outcomes as without the plain runs
+    if not cascade:  # the surrogate runs keep their own streams: the same outcomes as without the sampled runs
         assert torch.equal(stochastic.per_attack["pgd"], surrogate_only.per_attack["pgd"])
-    deterministic = evaluate_robustness(model, x, y, both)  # attacked once, the outcome standing for both ways
-    assert torch.equal(deterministic.per_attack["pgd/plain"], deterministic.per_attack["pgd"])
+    deterministic = evaluate_robustness(model, x, y, both, SUITE_THREAT)  # attacked once, standing for both ways
+    assert torch.equal(deterministic.per_attack["pgd/sampled"], deterministic.per_attack["pgd"])
 
 
 # -------------------------------------------------------------------------------------------- EOT
@@ -343,13 +346,13 @@ def test_attacks_run_eot_draws_only_for_stochastic_models(attack, calls, noisy, 
     (lambda: SuiteConfig(attacks=("pgd",)), "pgd"),
     (lambda: SuiteConfig(attacks=(FGSM(), FGSM())), "repeat"),
     (lambda: SuiteConfig(attacks=(FGSM(eps=0.2),)), "threat model"),
-    (lambda: SuiteConfig(threat=ThreatModel(0.1, None), attacks=(PGDL2(),)), "L2 radius"),
+    (lambda: SuiteConfig(attacks=(PGDL2(),)).check(ThreatModel(0.1, None)), "L2 radius"),
     (lambda: ThreatModel(eps=-0.2), "-0.2"),
     (lambda: ThreatModel(eps=float("inf")), "inf"),
     (lambda: ThreatModel(l2_eps=float("nan")), "nan"),
     (lambda: PGD(eps=float("inf")), "inf"),
     (lambda: SuiteConfig(eot_samples=0), "eot_samples=0"),
-    (lambda: SuiteConfig(gradients=("sampled",)), "sampled"),
+    (lambda: SuiteConfig(gradients=("adaptive",)), "adaptive"),
     (lambda: SuiteConfig(gradients="plain"), "plain"),
     (lambda: SuiteConfig().with_budget([("pgd", "stepz", "3")]), "stepz"),
     (lambda: SuiteConfig().with_budget([("pgd", "steps", "three")]), "three"),

@@ -11,7 +11,7 @@ import pytest
 from bench import bench_search
 from bench.bench_search import RunFigures, anytime_curve, best_within, summarise
 from trainables.cli import run_main
-from tuner.search.results import TrialRecord
+from tuner.trials import TrialRecord
 
 
 def _record(tid: str, epochs: int, objective: float, outcome: str = "finished", suspect: float = 0.0) -> TrialRecord:

@@ -7,13 +7,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from trainables.attacks import FGSM, PGD, AttackMix, SuiteConfig, ThreatModel, evaluate_robustness
+from trainables.attacks import FGSM, PGD, ThreatModel
 from trainables.data import DataConfig, Splits
 from trainables.data.info import DatasetInfo
+from trainables.evaluation import SuiteConfig, evaluate_robustness
 from trainables.models import ModelConfig, build_model
 from trainables.models.fused import _RelaxedPair, logistic_noise, relaxed_pair
 from trainables.models.lwta import LWTA
-from trainables.train import RunSpec, TrainConfig, fit
+from trainables.train import AttackMix, RunSpec, TrainConfig, fit
 from trainables.train.compute import Compute, resolve_compute
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -38,18 +39,9 @@ def test_unknown_choices_are_refused(field: str) -> None:
         TrainConfig(**{field: "fp8"})
 
 
-def test_specs_written_before_the_choices_read_as_they_ran() -> None:
-    raw = RunSpec().to_dict()
-    for key in ("precision", "memory_format"):
-        del raw["train"][key]
-    old = RunSpec.from_dict(raw)
-    assert (old.train.precision, old.train.memory_format) == ("fp32", "contiguous")
-    assert RunSpec.from_dict(RunSpec().to_dict()).train.precision == "auto"
-
-
 def _spec(precision: str, memory_format: str, model: str = "cnn") -> RunSpec:
     mix = AttackMix.parse("pgd:1", budgets=(PGD(steps=2),))
-    suite = SuiteConfig(threat=ThreatModel(eps=0.1), attacks=(FGSM(),), eot_samples=2, predict_samples=2)
+    suite = SuiteConfig(attacks=(FGSM(),), eot_samples=2, predict_samples=2)
     train = TrainConfig(epochs=2, batch_size=64, lr=0.05, eval_limit=100, mix=mix, precision=precision,
                         memory_format=memory_format)
     return RunSpec(data=DataConfig(), model=ModelConfig(name=model, cnn_width=8, hidden_blocks=16), train=train,
@@ -79,22 +71,22 @@ def test_scoring_channels_last_gives_the_contiguous_scores(model: str, monkeypat
     """Scoring lays a CPU model out channels-last (faster) and back: the same accuracies, the layout restored."""
     import contextlib
 
-    from trainables.attacks import evaluation
+    from trainables.evaluation import robustness
 
     torch.manual_seed(0)
     net = build_model(ModelConfig(name=model, cnn_width=8, hidden_blocks=16), INFO).eval()
     x, y = torch.rand(40, 1, 28, 28), torch.randint(0, 10, (40,))
-    suite = SuiteConfig(threat=ThreatModel(eps=0.1), attacks=(FGSM(), PGD(steps=3)), eot_samples=2,
-                        predict_samples=2, gradients=("surrogate", "plain"))
+    suite = SuiteConfig(attacks=(FGSM(), PGD(steps=3)), eot_samples=2,
+                        predict_samples=2, gradients=("surrogate", "sampled"))
     seen: list[bool] = []
     conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
     net.register_forward_pre_hook(lambda _, args: seen.append(conv.weight.is_contiguous()))
-    last = evaluate_robustness(net, x, y, suite).as_dict()
+    last = evaluate_robustness(net, x, y, suite, ThreatModel()).as_dict()
     assert seen and not any(seen)  # every forward ran on the channels-last weights
     assert all(p.is_contiguous() for p in net.parameters())  # and the model is handed back as it came
-    monkeypatch.setattr(evaluation, "scoring_layout", lambda model, device: contextlib.nullcontext(model))
+    monkeypatch.setattr(robustness, "scoring_layout", lambda model, device: contextlib.nullcontext(model))
     seen.clear()
-    plain = evaluate_robustness(net, x, y, suite).as_dict()
+    plain = evaluate_robustness(net, x, y, suite, ThreatModel()).as_dict()
     assert seen and all(seen)
     assert last == pytest.approx(plain, abs=1e-9)
 
@@ -145,7 +137,7 @@ def test_training_data_moves_once_to_the_device(fmnist: Splits) -> None:
 def test_scoring_leaves_a_channels_last_model_channels_last() -> None:
     """The training loop's model is channels-last on CPU; its per-epoch scoring must not turn it back."""
     net = build_model(ModelConfig(name="cnn", cnn_width=8), INFO).to(memory_format=torch.channels_last)
-    suite = SuiteConfig(threat=ThreatModel(eps=0.1), attacks=(FGSM(),))
-    evaluate_robustness(net, torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,)), suite)
+    suite = SuiteConfig(attacks=(FGSM(),))
+    evaluate_robustness(net, torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,)), suite, ThreatModel())
     conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()

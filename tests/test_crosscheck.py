@@ -1,4 +1,4 @@
-"""bench.crosscheck: torchattacks' check of an export's claims, its table, verdict and exit codes."""
+"""tuner.crosscheck: torchattacks' check of an export's claims, its table, verdict and exit codes."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ import pytest
 import torch
 from test_export import COMMAND, INFO, _spec, _trained_cnn
 
-from bench import crosscheck
-from trainables.attacks import FGSM, PGD, PGDL2, SuiteConfig, ThreatModel
+from trainables.attacks import FGSM, PGD, PGDL2, ThreatModel
 from trainables.cli import run_main
 from trainables.data import Splits
+from trainables.evaluation import SuiteConfig
 from trainables.models import build_model
+from tuner import crosscheck
 from tuner.export import METRICS_FILE, evaluate_for_export, export_model
 
-SUITE = SuiteConfig(threat=ThreatModel(eps=0.1, l2_eps=1.5), attacks=(FGSM(), PGD(steps=2), PGDL2(steps=2)))
+SUITE = SuiteConfig(attacks=(FGSM(), PGD(steps=2), PGDL2(steps=2)))
 ROWS = {"natural_acc", "acc/FGSM", "acc/PGD", "acc/APGD-CE", "acc/APGD-DLR", "acc/PGDL2", "acc/APGD-L2",
         "robust_acc/linf", "robust_acc/l2", "robust_acc"}
 
@@ -30,7 +31,7 @@ def tiny_export(fmnist: Splits, tmp_path_factory: pytest.TempPathFactory) -> Pat
     model = _trained_cnn(fmnist)
     out = tmp_path_factory.mktemp("crosscheck") / "best"
     export_model(model, replace(_spec(), suite=SUITE), out, info=fmnist.info,
-                 metrics=evaluate_for_export(model, small, SUITE), command=COMMAND, space="cnn")
+                 metrics=evaluate_for_export(model, small, SUITE, ThreatModel()), command=COMMAND, space="cnn")
     return out
 
 
@@ -76,7 +77,9 @@ def test_a_stochastic_export_is_attacked_with_eot_and_judged_over_several_draws(
     model = build_model(_spec("lwta-cnn").model, INFO).eval()
     small = Splits(fmnist.train, fmnist.val.head(8), fmnist.test.head(16), fmnist.info)
     out = export_model(model, replace(_spec("lwta-cnn"), suite=suite), tmp_path / "lwta", info=INFO,
-                       metrics=evaluate_for_export(model, small, suite), command=COMMAND, space="lwta")
+                       metrics=evaluate_for_export(model, small, suite, ThreatModel()), command=COMMAND,
+                       space="lwta")
+
     assert _run(out, "--limit", "8", "--eot-iter", "2", "--out", str(tmp_path / "lwta.json")) in (0, 1)
     report = json.loads((tmp_path / "lwta.json").read_text())
     assert set(report["rows"]) == ROWS | {"acc/EOTPGD"} and report["header"]["examples"] == "8 (claims on 16)"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tuner.search.resources import TrialResources
+from tuner.cluster.resources import TrialResources
 
 TINY = ["--epochs", "2", "--train-limit", "600", "--val-limit", "60", "--test-limit", "60", "--no-live",
         "--workers-per-trial", "2"]

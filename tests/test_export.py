@@ -15,9 +15,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.attacks import FGSM, PGD, SuiteConfig, ThreatModel, evaluate_robustness
+from trainables.attacks import FGSM, PGD, ThreatModel
 from trainables.cli import run_main
 from trainables.data import DATASETS, DataConfig, Splits, batches
+from trainables.evaluation import SuiteConfig, evaluate_robustness
 from trainables.models import ModelConfig, RobustModel, build_model
 from trainables.train import RunSpec, TrainConfig
 from tuner import evaluate
@@ -32,11 +33,12 @@ from tuner.export import (
     export_model,
     load_export,
     load_model,
+    recorded_threat,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 INFO = DATASETS["fashion-mnist"][0]
-SUITE = SuiteConfig(threat=ThreatModel(eps=0.1), attacks=(FGSM(), PGD(steps=3)), eot_samples=2, predict_samples=2)
+SUITE = SuiteConfig(attacks=(FGSM(), PGD(steps=3)), eot_samples=2, predict_samples=2)
 COMMAND = "python -m tuner.search --space cnn --preset quick --seed 0"
 SUMMARY = re.compile(r"natural ([\d.]+)% worst-case robust ([\d.]+)%")
 
@@ -64,7 +66,7 @@ def exported(fmnist: Splits, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     """(trained model, export directory, metrics) of one cnn export, shared by the module."""
     model = _trained_cnn(fmnist)
     small = Splits(fmnist.train, fmnist.val.head(100), fmnist.test.head(100), fmnist.info)
-    metrics = evaluate_for_export(model, small, SUITE)
+    metrics = evaluate_for_export(model, small, SUITE, ThreatModel())
     out = tmp_path_factory.mktemp("export") / "best"
     export_model(model, _spec(), out, info=fmnist.info, metrics=metrics, command=COMMAND, space="cnn",
                  params={"lr": 0.05, "mix": "none:1,fgsm:1"}, provenance={"trial": "t0"})
@@ -128,6 +130,23 @@ def test_readme_has_command_threat_model_and_table(exported) -> None:
     val, test = (f"{100 * metrics[s]['natural_acc']:.2f}%" for s in ("validation", "test"))
     assert f"| natural | {val} | {test} |" in card
     assert "| pgd |" in card and "| **worst case** |" in card and "| `lr` | `0.05` |" in card
+
+
+def test_a_format_1_export_still_loads_with_its_threat_model(exported, tmp_path: Path) -> None:
+    """Exports written before the threat model moved beside the suites (format 1) load as they were scored."""
+    _, out, metrics = exported
+    old = _copy(out, tmp_path)
+    config = json.loads((old / CONFIG_FILE).read_text())
+    spec = config["spec"]
+    spec["suite"] = {**spec["suite"], "threat": spec.pop("threat") | {"eps": 0.07}, "gradients": ["plain"]}
+    old_metrics = {**metrics, "suite": {**metrics["suite"], "threat": {"eps": 0.07, "l2_eps": 1.5}}}
+    del old_metrics["threat"]
+    (old / CONFIG_FILE).write_text(json.dumps({**config, "format": "robustune-export/1"}))
+    (old / METRICS_FILE).write_text(json.dumps(old_metrics))
+    export = load_export(old)
+    assert export.spec.threat == ThreatModel(0.07, 1.5) and export.spec.suite.gradients == ("sampled",)
+    assert recorded_threat(export.metrics, export.spec) == ThreatModel(0.07, 1.5)
+    assert export.metrics["test"] == metrics["test"]
 
 
 def test_lwta_state_dict_round_trip_and_seeded_outputs(tmp_path: Path, fmnist) -> None:
@@ -221,7 +240,8 @@ def test_cli_evaluates_and_matches_in_process_numbers(exported, fmnist) -> None:
     natural, robust = map(float, found.groups())
     assert 0.0 <= robust <= natural <= 100.0 and natural > 30.0
     test = fmnist.test.head(100)
-    expect = evaluate_robustness(model, test.floats(), test.labels, SUITE.select(["fgsm"]), device="cpu")
+    expect = evaluate_robustness(model, test.floats(), test.labels, SUITE.select(["fgsm"]), ThreatModel(),
+                                 device="cpu")
     assert natural == pytest.approx(100 * expect.natural_acc, abs=1.0)
     assert robust == pytest.approx(100 * expect.worst_acc, abs=1.0)
 
@@ -231,17 +251,18 @@ def test_a_stochastic_export_takes_the_worst_case_over_both_ways_of_taking_gradi
     torch.manual_seed(0)
     model = build_model(_spec("lwta-cnn").model, INFO).eval()
     small = Splits(fmnist.train, fmnist.val.head(20), fmnist.test.head(40), fmnist.info)
-    suite = replace(SUITE, gradients=("surrogate", "plain"))
-    metrics = evaluate_for_export(model, small, suite)
+    suite = replace(SUITE, gradients=("surrogate", "sampled"))
+    metrics = evaluate_for_export(model, small, suite, ThreatModel())
     assert metrics["examples"] == {"validation": 20, "test": 40}
     for split in ("validation", "test"):
         m = metrics[split]
-        assert {"acc/fgsm", "acc/fgsm/plain", "acc/pgd", "acc/pgd/plain"} <= set(m)
-        assert 0.0 <= m["robust_acc"] <= min(m["acc/pgd"], m["acc/pgd/plain"]) <= m["natural_acc"] <= 1.0
+        assert {"acc/fgsm", "acc/fgsm/sampled", "acc/pgd", "acc/pgd/sampled"} <= set(m)
+        assert 0.0 <= m["robust_acc"] <= min(m["acc/pgd"], m["acc/pgd/sampled"]) <= m["natural_acc"] <= 1.0
     out = export_model(model, _spec("lwta-cnn"), tmp_path / "lwta", info=fmnist.info, metrics=metrics,
                        command=COMMAND, space="lwta", params={}, provenance={})
     card = (out / README_FILE).read_text()
-    assert "| pgd/plain |" in card and "through surrogate and plain gradients" in card
+    assert "| pgd/sampled |" in card and "through surrogate and sampled gradients" in card
+
 
 
 def test_an_export_is_data_its_data_location_and_downloads_are_ignored(exported, tmp_path: Path, capsys) -> None:

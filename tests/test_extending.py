@@ -13,11 +13,13 @@ import torch
 from torch import nn
 
 import trainables.attacks
-from trainables.attacks import SuiteConfig, ThreatModel, evaluate_robustness, list_attacks, parse_assignments
+import trainables.evaluation
+from trainables.attacks import ThreatModel, list_attacks, parse_assignments
 from trainables.attacks import registry as attack_registry
 from trainables.cli import run_main
 from trainables.data import DataConfig, Splits
 from trainables.discovery import import_modules
+from trainables.evaluation import SuiteConfig, evaluate_robustness
 from trainables.models import FAMILIES, ModelConfig, build_model, list_models, register_architecture
 from trainables.models import registry as model_registry
 from trainables.train import RunSpec, TrainConfig, fit
@@ -80,7 +82,7 @@ def random_sign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[typ
         assert "random_sign" in import_modules("trainables.attacks", [str(folder)])
         yield attack_registry.attack_class("random-sign")
     finally:
-        attack_registry._ATTACKS.pop("random-sign", None)
+        attack_registry.ATTACKS.remove("random-sign")
         sys.modules.pop("trainables.attacks.random_sign", None)
 
 
@@ -91,7 +93,7 @@ def _tiny(fmnist: Splits) -> Splits:
 def test_a_new_attack_file_reaches_cli_suites_mixes_reports_and_exports(random_sign, fmnist, tmp_path, capsys):
     assert "random-sign" in list_attacks()
     assert "random-sign" in evaluate.build_parser().format_help()  # --attacks choices
-    suite = SuiteConfig(threat=ThreatModel(0.1, 1.5), eot_samples=2, predict_samples=2).select(
+    suite = SuiteConfig(eot_samples=2, predict_samples=2).select(
         ["fgsm", "random-sign"]).with_budget(parse_assignments("random-sign.tries=3"))
     assert suite.attacks[1] == random_sign(tries=3)
     assert SuiteConfig.from_dict(suite.to_dict()) == suite
@@ -104,7 +106,7 @@ def test_a_new_attack_file_reaches_cli_suites_mixes_reports_and_exports(random_s
     result = fit(spec, splits)  # trains on it, and scores every epoch with it
     assert 0.0 <= result.final["acc/random-sign"] <= result.final["natural_acc"]
 
-    robust = evaluate_robustness(result.model, splits.test.floats(), splits.test.labels, suite)
+    robust = evaluate_robustness(result.model, splits.test.floats(), splits.test.labels, suite, spec.threat)
     assert set(robust.per_attack) == {"fgsm", "random-sign"}
 
     candidate = Candidate(name="tiny", model=result.model, spec=spec, info=splits.info, test=splits.test,
@@ -116,7 +118,7 @@ def test_a_new_attack_file_reaches_cli_suites_mixes_reports_and_exports(random_s
     assert list(row.attacks) == ["fgsm", "random-sign"] and "random-sign" in gathered.examples
     assert "random-sign" in table_markdown([row], report_cfg, command="c", created="now", provenance={})
 
-    metrics = evaluate_for_export(result.model, splits, suite)  # an export
+    metrics = evaluate_for_export(result.model, splits, suite, spec.threat)  # an export
     out = export_model(result.model, spec, tmp_path / "export", info=splits.info, metrics=metrics, command="c",
                        space="test")
     card = (out / "README.md").read_text()
@@ -160,7 +162,7 @@ def test_each_architecture_is_registered_once_and_gets_every_family(monkeypatch)
         assert lwta.stochastic and lwta(torch.rand(3, 1, 28, 28)).shape == (3, 10)
         assert not build_model(ModelConfig(name="mlp"), info).stochastic
     finally:
-        model_registry._ARCHITECTURES.pop("mlp")
+        model_registry.ARCHITECTURES.remove("mlp")
 
 
 def test_bad_input_is_one_line_but_a_bug_keeps_its_traceback(capsys) -> None:
@@ -185,6 +187,6 @@ def test_bad_input_is_one_line_but_a_bug_keeps_its_traceback(capsys) -> None:
 def test_a_stochastic_model_attacked_without_eot_warns(fmnist) -> None:
     model = build_model(ModelConfig(name="lwta-cnn", cnn_width=8, cnn_kernel=3, hidden_blocks=4), fmnist.info)
     test = fmnist.test.head(8)
-    with pytest.warns(trainables.attacks.RobustnessWarning, match="without EOT"):
-        evaluate_robustness(model, test.floats(), test.labels, SuiteConfig(eot_samples=1))
+    with pytest.warns(trainables.evaluation.RobustnessWarning, match="without EOT"):
+        evaluate_robustness(model, test.floats(), test.labels, SuiteConfig(eot_samples=1), ThreatModel())
 

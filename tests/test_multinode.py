@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from search_spaces import PRESETS, get_space
-from tuner.search.study import LOST
+from tuner.trials.study import LOST
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -153,7 +153,7 @@ def _reports(experiment: Path) -> dict[str, list[dict[str, Any]]]:
 def _study_trials(experiment: Path) -> list[Any]:
     import optuna
 
-    from tuner.search.storage import study_storage
+    from tuner.cluster.storage import study_storage
 
     storage = study_storage(str(experiment))  # whichever storage the experiment's study started in
     return optuna.load_study(study_name=experiment.name, storage=storage.open()).get_trials(deepcopy=False)
@@ -184,7 +184,7 @@ def _kill_between_saves(proc: subprocess.Popen[str], experiment: Path) -> None:
     A kill within the milliseconds of a save leaves files newer than the integrity record, which
     ``--resume`` refuses by design (README, "When something dies"); anywhere else it must resume.
     """
-    from tuner.search.integrity import verify
+    from tuner.cluster.integrity import verify
 
     for _ in range(200):
         proc.send_signal(signal.SIGSTOP)

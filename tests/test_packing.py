@@ -7,7 +7,7 @@ import pytest
 from search_spaces import PRESETS, get_space
 from trainables.data.sources import DATASETS
 from trainables.train.footprint import Footprint, measure_footprint
-from tuner.search.packing import MAX_PER_GPU, gpu_share, trials_per_gpu
+from tuner.cluster.packing import MAX_PER_GPU, gpu_share, trials_per_gpu
 
 GIB = 2**30
 FMNIST = DATASETS["fashion-mnist"][0]

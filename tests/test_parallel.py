@@ -16,10 +16,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from trainables.attacks import FGSM, PGD, AttackMix, GaussianNoise, SuiteConfig, evaluate_robustness, evaluate_sharded
+from trainables.attacks import FGSM, PGD, GaussianNoise, ThreatModel
 from trainables.data import DataConfig, ImageSet, Splits
+from trainables.evaluation import SuiteConfig, evaluate_robustness, evaluate_sharded
 from trainables.models import ModelConfig, build_model
-from trainables.train import Replicas, RunSpec, TrainConfig, TrainingDiverged, fit, load_checkpoint
+from trainables.train import AttackMix, Replicas, RunSpec, TrainConfig, TrainingDiverged, fit, load_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -138,7 +139,7 @@ def test_a_diverging_loss_stops_every_replica_together(small: Splits, tmp_path: 
 def _evaluate(rank: int, model_state: dict, images: torch.Tensor, labels: torch.Tensor, info: Any) -> dict[str, Any]:
     model = build_model(ModelConfig(name="cnn", cnn_width=8, cnn_kernel=3), info)
     model.load_state_dict(model_state)
-    result = evaluate_sharded(model, images, labels, SuiteConfig(attacks=(FGSM(), GaussianNoise())))
+    result = evaluate_sharded(model, images, labels, SuiteConfig(attacks=(FGSM(), GaussianNoise())), ThreatModel())
     return {"natural": result.natural, "per_attack": result.per_attack, "worst": result.worst}
 
 
@@ -147,7 +148,7 @@ def test_sharded_evaluation_gathers_the_same_per_example_outcomes(small: Splits,
                         train=TrainConfig(epochs=1, mix=AttackMix.parse("none:1"), eval_limit=8),
                         suite=SuiteConfig(attacks=(FGSM(),))), small).model
     val: ImageSet = small.val.head(63)  # odd: the ranks get 32 and 31 examples
-    one = evaluate_robustness(model, val.images, val.labels, SuiteConfig(attacks=(FGSM(),)))
+    one = evaluate_robustness(model, val.images, val.labels, SuiteConfig(attacks=(FGSM(),)), ThreatModel())
     ranks = _on_replicas(_evaluate, model.state_dict(), val.images, val.labels, small.info, out=tmp_path / "out")
     assert torch.equal(ranks[0]["natural"], ranks[1]["natural"])
     assert torch.equal(ranks[0]["natural"], one.natural)  # deterministic model: same clean outcomes

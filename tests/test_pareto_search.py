@@ -11,9 +11,11 @@ import pytest
 
 from search_spaces import PRESETS, get_space
 from trainables.cli import run_main
-from tuner.search import SearchConfig
-from tuner.search.leaderboard import leaderboard
-from tuner.search.results import TrialRecord, best_trial, pareto_front, pick_from_front, read_trials, write_trials
+from tuner.console.leaderboard import leaderboard
+from tuner.search import SearchConfig, resolve_run
+from tuner.trials import TrialRecord, best_trial, pick_from_front, read_trials, write_trials
+from tuner.trials import front_of as pareto_front
+from tuner.trials.strategy import build_searcher
 
 TINY = ["--epochs", "1", "--train-limit", "200", "--val-limit", "50", "--test-limit", "50", "--attacks", "fgsm",
         "--no-live", "--max-concurrent", "2"]
@@ -164,13 +166,20 @@ def test_the_help_documents_the_pick_rule(capsys) -> None:
 
 # --- the searcher ------------------------------------------------------------------------------------
 
+def _searcher(cfg: SearchConfig):
+    """The searcher a search of ``cfg`` starts with (its plan's preset, strategy and study)."""
+    from tuner.cluster.storage import study_storage
+
+    plan = resolve_run(cfg)
+    study = study_storage(cfg.folder.path, cfg.study_storage, cfg.optuna_storage, remote=cfg.folder.remote)
+    return build_searcher(plan.strategy, cfg.space, plan.preset, study, cfg.folder.name)
+
+
 def test_searcher_tells_optuna_both_objectives(tmp_path: Path) -> None:
     import optuna
 
-    from tuner.search.tuner_setup import build_searcher
-
     cfg = SearchConfig(objective="pareto", storage_path=str(tmp_path / "runs"), seed=3)
-    searcher = build_searcher(cfg, PRESETS["quick"])
+    searcher = _searcher(cfg)
     assert searcher.metric == ["objective", "objective_natural"]
     first = searcher.suggest("t0")
     assert first == get_space("lwta").points_to_evaluate(PRESETS["quick"])[0]  # the known-good point first
@@ -202,10 +211,8 @@ def test_searcher_tells_optuna_both_objectives(tmp_path: Path) -> None:
 def test_robust_searcher_keeps_one_objective(tmp_path: Path) -> None:
     import optuna
 
-    from tuner.search.tuner_setup import build_searcher
-
     cfg = SearchConfig(storage_path=str(tmp_path / "runs"))
-    searcher = build_searcher(cfg, PRESETS["quick"])
+    searcher = _searcher(cfg)
     assert searcher.metric == "objective"
     searcher.suggest("t0")
     searcher.on_trial_result("t0", {"objective": 0.2, "objective_natural": 0.6, "training_iteration": 1})

@@ -1,4 +1,4 @@
-"""What a search shows: trial progress, the ETA, plain log lines, phases, evaluation progress, the results page."""
+"""What a search shows: trial progress, the ETA, log lines, phases, evaluation progress, the results page."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.attacks import FGSM, PGD, SuiteConfig, evaluate_robustness
+from trainables.attacks import FGSM, PGD, ThreatModel
+from trainables.evaluation import SuiteConfig, evaluate_robustness
+from tuner.console.callback import LiveProgress
+from tuner.console.progress import SearchProgress, TrialView, read_progress
+from tuner.console.view import Phases, _LineView, render
 from tuner.report.page import PAGE_FILE, results_page, write_results_page
-from tuner.search.progress import LiveProgress, SearchProgress, TrialView, read_progress
-from tuner.search.results import TrialRecord
-from tuner.search.view import Phases, _PlainView, render
+from tuner.trials import Outcome, TrialRecord
 
 
 def _trial(tid: str, status: str = "RUNNING", last: dict | None = None, **config) -> SimpleNamespace:
@@ -27,24 +29,24 @@ def _trial(tid: str, status: str = "RUNNING", last: dict | None = None, **config
 def test_the_model_counts_epochs_and_estimates_the_time_left() -> None:
     model = SearchProgress(num_samples=4, max_epochs=4, started=time.time() - 60)
     a, b = model.view("a"), model.view("b")
-    a.outcome, a.epoch = "running", 2
-    b.outcome, b.epoch = "pruned", 1
+    a.outcome, a.epoch = Outcome.RUNNING, 2
+    b.outcome, b.epoch = Outcome.PRUNED, 1
     assert model.counts() == {"running": 1, "pruned": 1, "pending": 2}
     assert model.epochs_done() == 3 and model.epochs_expected() == 1 + 3 * 4  # b stopped after 1 of 4
     assert model.eta_s() == pytest.approx(60 / 3 * 10, rel=0.05)
     assert b.state(4) == "pruned at epoch 1"
     a.epoch = 3
     assert a.state(4) == "running (epoch 4 and the objective)"
-    assert TrialView("c", outcome="failed", reason="loss became nan").state(4) == "failed: loss became nan"
+    assert TrialView("c", outcome=Outcome.FAILED, reason="loss became nan").state(4) == "failed: loss became nan"
     assert SearchProgress(1, 1).eta_s() is None
 
 
-def test_the_callback_follows_each_trial_into_plain_lines_and_progress_json(tmp_path: Path) -> None:
+def test_the_callback_follows_each_trial_into_lines_and_progress_json(tmp_path: Path) -> None:
     progress = tmp_path / "progress.json"
     callback = LiveProgress(progress, num_samples=2, max_epochs=2, params=("lr",), space="lwta", view="none")
     callback.setup()
     out = io.StringIO()
-    callback._view = _PlainView(callback._model(), out)
+    callback._view = _LineView(callback._model(), out)
     one, two = _trial("one", lr=0.05), _trial("two", lr=0.2)
     callback.on_trial_start(0, [one], one)
     callback.on_trial_result(0, [one], one, {"epoch": 1.0, "natural_acc": 0.7, "robust_acc": 0.4})
@@ -72,10 +74,10 @@ def test_the_live_view_shows_a_bar_and_a_row_per_trial() -> None:
 
     model = SearchProgress(num_samples=3, max_epochs=4, space="lwta · quick", started=time.time() - 30)
     running = model.view("a1b2c3d4")
-    running.outcome, running.epoch, running.natural, running.robust, running.params = "running", 2, 0.71, 0.42, \
-        {"lr": 0.05}
+    running.outcome, running.epoch, running.natural, running.robust, running.params = Outcome.RUNNING, 2, 0.71, \
+        0.42, {"lr": 0.05}
     pruned = model.view("e5f6a7b8")
-    pruned.outcome, pruned.epoch, pruned.ended_at = "pruned", 1, time.time()
+    pruned.outcome, pruned.epoch, pruned.ended_at = Outcome.PRUNED, 1, time.time()
     console = Console(record=True, width=140)
     console.print(render(model))
     text = console.export_text()
@@ -107,7 +109,7 @@ def test_evaluation_reports_each_batch_and_ends_at_its_count() -> None:
     x, y = torch.rand(90, 1, 28, 28), torch.randint(0, 10, (90,))
     heard: list[tuple[str, int, int]] = []
     suite = SuiteConfig(attacks=(FGSM(), PGD(steps=2)), batch_size=20, cascade=False)
-    evaluate_robustness(model, x, y, suite, progress=lambda *event: heard.append(event))
+    evaluate_robustness(model, x, y, suite, ThreatModel(), progress=lambda *event: heard.append(event))
     assert [label for label, _, _ in heard[:5]] == ["natural"] * 5
     assert [done for _, done, _ in heard] == list(range(1, len(heard) + 1))
     assert heard[-1][1] == heard[-1][2]  # the last batch completes the count
@@ -148,7 +150,7 @@ def test_a_trial_whose_node_died_is_one_line_retrying_from_its_checkpoint(tmp_pa
                             view="none")
     callback.setup()
     out = io.StringIO()
-    callback._view = _PlainView(callback._model(), out)
+    callback._view = _LineView(callback._model(), out)
     one = _trial("one", lr=0.05)
     callback.on_trial_start(0, [one], one)
     one.error_msg = ("Traceback (most recent call last):\n  ...\n"

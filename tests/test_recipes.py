@@ -8,12 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.attacks import FGSM, PGD, AttackMix, CarliniWagnerL2, SuiteConfig, ThreatModel
+from trainables.attacks import FGSM, PGD, CarliniWagnerL2
 from trainables.data import DataConfig
 from trainables.data.sources import DATASETS
+from trainables.evaluation import SuiteConfig
 from trainables.models import ModelConfig, build_model, pni_parameters
 from trainables.smoothing import SmoothedModel
-from trainables.train import RunSpec, TrainConfig, fit
+from trainables.train import AttackMix, RunSpec, TrainConfig, fit
 from trainables.train.recipes import DEFAULT_SIGMA, apply_recipe, get_recipe, list_recipes
 
 FMNIST = DATASETS["fashion-mnist"][0]
@@ -22,7 +23,7 @@ BASE = RunSpec(
     model=ModelConfig(name="cnn", hidden_blocks=8, depth=10),
     train=TrainConfig(epochs=1, batch_size=128, lr=0.05, eval_limit=50, mix=AttackMix().with_budget(
         [("pgd", "steps", 2), ("cw", "steps", 2)])),
-    suite=SuiteConfig(threat=ThreatModel(eps=0.1), attacks=(FGSM(), PGD(steps=2)), eot_samples=2, predict_samples=1),
+    suite=SuiteConfig(attacks=(FGSM(), PGD(steps=2)), eot_samples=2, predict_samples=1),
 )
 PAPER_TABLE = ["regular", "noise-injection", "smoothing", "smoothing+pgd", "smoothing+pgd+fgsm",
               "smoothing+pgd+fgsm+cw", "smoothing+pgd+fgsm+cw+noise-injection"]

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tuner.search.integrity import RECORD_FILE, protected_files, sign, verify
-from tuner.search.lock import LOCK_FILE, experiment_lock
-from tuner.search.progress import trial_outcome
-from tuner.search.resources import TrialResources, placeable, wait_until_placeable
+from tuner.cluster.integrity import RECORD_FILE, protected_files, sign, verify
+from tuner.cluster.lock import LOCK_FILE, experiment_lock
+from tuner.cluster.resources import TrialResources, placeable, wait_until_placeable
+from tuner.trials import TrialReport
+from tuner.trials import trial_outcome as outcome_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +28,7 @@ def test_a_second_search_on_a_locked_experiment_gets_one_line(tmp_path: Path) ->
         with pytest.raises(FileExistsError, match=f"in use by process {os.getpid()}.*first"):
             with experiment_lock(str(folder), "second"):
                 pass
-        other = subprocess.run([sys.executable, "-c", "from tuner.search.lock import experiment_lock\n"
+        other = subprocess.run([sys.executable, "-c", "from tuner.cluster.lock import experiment_lock\n"
                                 f"with experiment_lock({str(folder)!r}, 'other'): pass"],
                                capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert other.returncode != 0 and "is in use by process" in other.stderr
@@ -38,7 +39,7 @@ def test_a_second_search_on_a_locked_experiment_gets_one_line(tmp_path: Path) ->
 
 def test_the_lock_of_a_killed_search_is_taken_over_and_reported(tmp_path: Path) -> None:
     folder = tmp_path / "exp"
-    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom tuner.search.lock import experiment_lock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom tuner.cluster.lock import experiment_lock\n"
                                f"with experiment_lock({str(folder)!r}, 'doomed'):\n    print('held', flush=True)\n"
                                "    time.sleep(60)"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
@@ -112,7 +113,7 @@ def test_resume_refuses_an_experiment_folder_changed_or_not_written_here(tmp_pat
 
 
 def test_the_record_is_renewed_as_the_last_part_of_every_save_of_tunes_state(tmp_path: Path) -> None:
-    from tuner.search.integrity import IntegrityRecorder
+    from tuner.cluster.integrity import IntegrityRecorder
 
     experiment = tmp_path / "exp"
     experiment.mkdir()
@@ -126,6 +127,10 @@ def test_the_record_is_renewed_as_the_last_part_of_every_save_of_tunes_state(tmp
 
 
 # ---------------------------------------------------------------------------------------- outcomes
+def trial_outcome(status: str, last: dict, study_state: str | None = None) -> str:
+    return outcome_of(status, TrialReport.from_metrics(last), study_state)
+
+
 def test_an_interrupted_trial_is_not_called_pruned() -> None:
     last = {"final_evaluated": 0.0, "objective": 0.3}
     assert trial_outcome("TERMINATED", last) == "pruned"  # no study to ask: Tune's word
@@ -140,7 +145,7 @@ def test_the_local_ray_a_search_starts_requires_its_token(monkeypatch) -> None:
     import ray
     from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
-    from tuner.search.cluster import connect_ray
+    from tuner.cluster.connect import connect_ray
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     connect_ray("", num_cpus=1)
@@ -160,18 +165,19 @@ def test_the_local_ray_a_search_starts_requires_its_token(monkeypatch) -> None:
 def _searcher(tmp_path: Path):
     import optuna
 
-    from tuner.search.study import HonestOptunaSearch
-    from tuner.search.tuner_setup import DefineBySpace
+    from search_spaces import PRESETS
+    from tuner.trials.strategy import DefineBySpace
+    from tuner.trials.study import HonestOptunaSearch
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    searcher = HonestOptunaSearch(space=DefineBySpace("lwta", "quick"), metric="objective", mode="max",
+    searcher = HonestOptunaSearch(space=DefineBySpace("lwta", PRESETS["quick"]), metric="objective", mode="max",
                                   sampler=optuna.samplers.TPESampler(seed=0), study_name="s",
                                   storage=optuna.storages.RDBStorage(storage))
     return searcher, storage
 
 
 def test_the_study_records_finished_pruned_failed_and_suspect_trials_as_such(tmp_path: Path) -> None:
-    from tuner.search.study import study_states
+    from tuner.trials.study import study_states
 
     searcher, storage = _searcher(tmp_path)
     for tid in ("done", "stopped", "nan", "crash", "masked"):
@@ -196,7 +202,7 @@ def test_the_study_records_finished_pruned_failed_and_suspect_trials_as_such(tmp
 
 
 def test_trials_a_dead_driver_left_running_are_failed_when_the_search_ends(tmp_path: Path) -> None:
-    from tuner.search.study import LOST, settle_study, study_states
+    from tuner.trials.study import LOST, settle_study, study_states
 
     searcher, storage = _searcher(tmp_path)
     searcher.suggest("kept")
@@ -215,7 +221,7 @@ def test_trials_a_dead_driver_left_running_are_failed_when_the_search_ends(tmp_p
 def test_a_searcher_restored_from_before_its_last_tell_does_not_tell_the_study_again(tmp_path: Path) -> None:
     import pickle
 
-    from tuner.search.study import study_states
+    from tuner.trials.study import study_states
 
     searcher, storage = _searcher(tmp_path)
     searcher.suggest("a")
@@ -232,7 +238,7 @@ def test_a_searcher_restored_from_before_its_last_tell_does_not_tell_the_study_a
 
 
 def test_joining_a_token_cluster_without_the_token_mode_is_one_line(monkeypatch) -> None:
-    from tuner.search.cluster import _check_token_mode
+    from tuner.cluster.connect import _check_token_mode
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     with pytest.raises(ConnectionError, match="requires its auth token: run with RAY_AUTH_MODE=token") as caught:

@@ -9,19 +9,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.attacks import FGSM, PGD, SuiteConfig, ThreatModel
+from trainables.attacks import FGSM, PGD
 from trainables.cli import run_main
 from trainables.data import DATASETS, DataConfig, Splits, batches
+from trainables.evaluation import SuiteConfig
 from trainables.models import ModelConfig, RobustModel, build_model
 from trainables.train import RunSpec, TrainConfig
 from tuner import report
 from tuner.export import export_model
 from tuner.report import cli
-from tuner.report.figures import ParetoPoint, pareto_front
-from tuner.search.results import TrialRecord, write_trials
+from tuner.trials import ParetoPoint, TrialRecord, pareto_front, write_trials
 
 INFO = DATASETS["fashion-mnist"][0]
-SUITE = SuiteConfig(threat=ThreatModel(eps=0.1), attacks=(FGSM(), PGD(steps=2)), eot_samples=2, predict_samples=2)
+SUITE = SuiteConfig(attacks=(FGSM(), PGD(steps=2)), eot_samples=2, predict_samples=2)
 PNG = b"\x89PNG\r\n\x1a\n"
 FAST = ["--test-limit", "50", "--budget", "steps=2", "--budget", "cw.steps=3", "--eot-samples", "2",
         "--predict-samples", "2", "--certify-n0", "10", "--certify-n", "40", "--radii", "0.1,0.25",
@@ -124,9 +124,10 @@ def test_pareto_front_keeps_only_undominated_trials() -> None:
 
 
 def test_pareto_points_read_finished_trials_and_best_exportable(folder: dict[str, Path]) -> None:
-    points, best = report.pareto_points(folder["results"])
-    assert sorted(p.trial_id for p in points) == ["t0", "t1", "t2"]
-    assert best == "t1"
+    found = report.pareto_points(folder["results"])
+    assert sorted(p.trial_id for p in found.points) == ["t0", "t1", "t2"]
+    assert found.marked == "t1"
+    assert sorted(found.front) == ["t0", "t1"]  # the exportable front, by the search's own rule
 
 
 def test_check_rows_refuses_robust_above_natural() -> None:

@@ -7,20 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainables.attacks import (
-    APGDCE,
-    FGSM,
-    PGDL2,
-    CarliniWagnerL2,
-    GaussianNoise,
-    RobustResult,
-    SuiteConfig,
-    ThreatModel,
-    evaluate_robustness,
-    sharded,
-)
-from trainables.attacks.result import outcome_norm
+from trainables.attacks import APGDCE, FGSM, PGDL2, CarliniWagnerL2, GaussianNoise, ThreatModel
 from trainables.data import Splits
+from trainables.evaluation import RobustResult, SuiteConfig, evaluate_robustness, outcome_norm, sharded
 from trainables.models import ModelConfig, build_model
 
 
@@ -41,8 +30,11 @@ def cnn(fmnist: Splits) -> tuple[nn.Module, Tensor, Tensor]:
     return model.eval(), fmnist.test.floats()[:100], fmnist.test.labels[:100]
 
 
+THREAT = ThreatModel(0.08, 1.5)
+
+
 def _suite(*attacks, **settings) -> SuiteConfig:
-    return SuiteConfig(threat=ThreatModel(0.08, 1.5), attacks=tuple(attacks), **settings)
+    return SuiteConfig(attacks=tuple(attacks), **settings)
 
 
 def _check_norms(result: RobustResult) -> None:
@@ -60,7 +52,7 @@ def _check_norms(result: RobustResult) -> None:
 def test_per_norm_worst_case_lies_between_natural_and_overall_worst(cascade, cnn):
     model, x, y = cnn
     suite = _suite(FGSM(), APGDCE(steps=5), PGDL2(steps=5), CarliniWagnerL2(steps=10), cascade=cascade)
-    result = evaluate_robustness(model, x, y, suite)
+    result = evaluate_robustness(model, x, y, suite, THREAT)
     assert dict(result.norms) == {"fgsm": "linf", "apgd-ce": "linf", "pgd-l2": "l2", "cw": "l2"}
     assert result.attacked_norms == ("linf", "l2")
     _check_norms(result)
@@ -73,20 +65,20 @@ def test_per_norm_worst_case_lies_between_natural_and_overall_worst(cascade, cnn
 
 def test_only_attacked_norms_reach_as_dict(cnn):
     model, x, y = cnn
-    linf = evaluate_robustness(model, x, y, _suite(FGSM(), GaussianNoise()))  # gaussian noise lives in the L-inf ball
+    linf = evaluate_robustness(model, x, y, _suite(FGSM(), GaussianNoise()), THREAT)  # gaussian noise: the L-inf ball
     assert set(linf.as_dict()) == {"natural_acc", "robust_acc", "robust_acc/linf", "acc/fgsm", "acc/gaussian"}
     assert torch.equal(linf.worst_for("linf"), linf.worst) and torch.equal(linf.worst_for("l2"), linf.natural)
-    l2 = evaluate_robustness(model, x, y, _suite(CarliniWagnerL2(steps=5)))
+    l2 = evaluate_robustness(model, x, y, _suite(CarliniWagnerL2(steps=5)), THREAT)
     assert set(l2.as_dict()) == {"natural_acc", "robust_acc", "robust_acc/l2", "acc/cw"}
     with pytest.raises(ValueError, match="'l1'"):
         l2.worst_for("l1")
 
 
 def test_outcome_keys_name_their_attack():
-    assert [outcome_norm(k) for k in ("pgd", "pgd/plain", "cw/surrogate", "gaussian", "apgd-dlr/plain")] == \
+    assert [outcome_norm(k) for k in ("pgd", "pgd/sampled", "cw/surrogate", "gaussian", "apgd-dlr/sampled")] == \
         ["linf", "linf", "l2", "linf", "linf"]
     with pytest.raises(ValueError, match="'bogus'"):
-        outcome_norm("bogus/plain")
+        outcome_norm("bogus/sampled")
 
 
 def test_per_norm_outcomes_survive_sharding(cnn, monkeypatch):
@@ -97,8 +89,8 @@ def test_per_norm_outcomes_survive_sharding(cnn, monkeypatch):
     monkeypatch.setattr(sharded.dist, "get_backend", lambda: "gloo")
     monkeypatch.setattr(sharded, "_gather_outcomes", lambda rows, n, world: rows.repeat_interleave(world, dim=1))
     suite = _suite(FGSM(), CarliniWagnerL2(steps=10))  # deterministic: both ranks would give the same outcomes
-    gathered = sharded.evaluate_sharded(model, x, y, suite)
-    one = evaluate_robustness(model, x, y, suite)
+    gathered = sharded.evaluate_sharded(model, x, y, suite, THREAT)
+    one = evaluate_robustness(model, x, y, suite, THREAT)
     assert gathered.norms == one.norms and gathered.as_dict() == one.as_dict()
     _check_norms(gathered)
     rebuilt = RobustResult.from_outcomes(one.natural, dict(one.per_attack))
@@ -108,8 +100,8 @@ def test_per_norm_outcomes_survive_sharding(cnn, monkeypatch):
 def test_a_cascade_runs_per_threat_model(cnn):
     """An L-inf attack that breaks every example leaves the L2 ball's cascade untouched: its worst case is its own."""
     model, x, y = cnn
-    suite = SuiteConfig(threat=ThreatModel(1.0, 0.05), attacks=(FGSM(), PGDL2(steps=3)), cascade=True)
-    result = evaluate_robustness(model, x, y, suite)
+    suite = SuiteConfig(attacks=(FGSM(), PGDL2(steps=3)), cascade=True)
+    result = evaluate_robustness(model, x, y, suite, ThreatModel(1.0, 0.05))
     assert result.worst_acc_for("linf") == 0.0  # eps 1 turns every image into a sign pattern
     assert result.worst_acc_for("l2") > 0.5 * result.natural_acc  # a tiny L2 ball: most stay robust
     assert result.worst_acc == 0.0

@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from search_spaces import PRESETS, get_space, list_spaces
-from trainables.attacks import AttackMix
 from trainables.data.sources import DATASETS
 from trainables.models import build_model
 from trainables.smoothing import SmoothedModel
-from trainables.train import RunSpec
+from trainables.train import AttackMix, RunSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

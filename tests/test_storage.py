@@ -7,8 +7,8 @@ from pathlib import Path
 import optuna
 import pytest
 
+from tuner.cluster.storage import JOURNAL_FILE, SQLITE_FILE, check_shared, filesystem_type, study_storage
 from tuner.search import SearchConfig
-from tuner.search.storage import JOURNAL_FILE, SQLITE_FILE, check_shared, filesystem_type, study_storage
 
 MOUNTINFO = """\
 22 27 0:21 / /proc rw,relatime - proc proc rw

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainables.attacks import FGSM, PGD, AttackMix, SuiteConfig, ThreatModel
+from trainables.attacks import FGSM, PGD
 from trainables.data import DataConfig, Splits
 from trainables.data.info import DatasetInfo
+from trainables.evaluation import SuiteConfig
 from trainables.models import ModelConfig, build_model
-from trainables.train import CHECKPOINT_FILE, CheckpointError, RunSpec, TrainConfig, fit
+from trainables.train import CHECKPOINT_FILE, AttackMix, CheckpointError, RunSpec, TrainConfig, fit
 
-FAST_SUITE = SuiteConfig(threat=ThreatModel(eps=0.1), attacks=(FGSM(), PGD(steps=5)), eot_samples=2, predict_samples=2)
+FAST_SUITE = SuiteConfig(attacks=(FGSM(), PGD(steps=5)), eot_samples=2, predict_samples=2)
 
 
 def _mix(text: str) -> AttackMix:

@@ -16,14 +16,16 @@ import torch
 from torch import nn
 
 from search_spaces import PRESETS
-from trainables.attacks import FGSM, PGD, SuiteConfig, SuiteOverrides, ThreatModel
+from trainables.attacks import FGSM, PGD, ThreatModel
 from trainables.cli import run_main
 from trainables.data import ImageSet
+from trainables.evaluation import SuiteConfig, SuiteOverrides
 from trainables.models import RobustModel
-from tuner.search import DefineBySpace, SearchConfig, resolve_run
-from tuner.search.objective import score_objective
-from tuner.search.progress import trial_outcome
-from tuner.search.results import TrialRecord, best_trial, merge_history, read_trials, write_trials
+from tuner.search import SearchConfig, resolve_run
+from tuner.trials import DefineBySpace, TrialRecord, TrialReport, best_trial, read_trials, trial_outcome, write_trials
+from tuner.trials.objective import score_objective
+from tuner.trials.results import merge_history
+from tuner.trials.strategy import SAMPLERS, SCHEDULERS, Strategy, build_scheduler, build_searcher
 
 TINY = ["--epochs", "2", "--train-limit", "1000", "--val-limit", "100", "--test-limit", "100", "--no-live",
         "--max-concurrent", "2"]
@@ -38,7 +40,7 @@ def _suggestions(seed: int, n: int = 4) -> list[dict]:
     preset = PRESETS["quick"]
     from search_spaces import get_space
 
-    searcher = OptunaSearch(space=DefineBySpace("lwta", "quick"), metric="objective", mode="max",
+    searcher = OptunaSearch(space=DefineBySpace("lwta", preset), metric="objective", mode="max",
                             points_to_evaluate=get_space("lwta").points_to_evaluate(preset),
                             sampler=optuna.samplers.TPESampler(seed=seed))
     return [searcher.suggest(f"t{i}") for i in range(n)]
@@ -53,12 +55,31 @@ def test_same_seed_gives_the_same_suggested_configs() -> None:
     assert a[1]["lwta_layers"] == "dense" and a[1]["ibp_alpha"] == 3.0 and a[1]["mix_none"] == 1.0  # the paper's draw
 
 
+def test_the_searcher_samples_the_preset_the_search_runs() -> None:
+    """Every suggestion is drawn against the search's own preset, overrides included.
+
+    Until the architecture's second step the define-by-run function looked its preset up by name
+    (``PRESETS["quick"]``) while the starting points used the overridden one: a search whose preset
+    differs from the registered one (here its architecture) was sampled from the wrong space.
+    """
+    from dataclasses import replace
+
+    from trainables.models import ModelConfig
+
+    plan = resolve_run(SearchConfig(num_samples=6))
+    wrn = replace(plan.preset, model=ModelConfig(name="wrn", depth=10, widen=1))  # what PRESETS["quick"] is not
+    searcher = build_searcher(plan.strategy, "lwta", wrn, None, "wrn")
+    for i in range(4):  # the two starting points, then the sampler's own
+        params = searcher.suggest(f"t{i}")
+        assert "widen" in params and "hidden_blocks" not in params and "lwta_layers" not in params, params
+
+
 def test_overrides_reach_the_base_run() -> None:
     overrides = SuiteOverrides(eps=0.2, budgets=(("pgd", "steps", "12"),), cascade=False)
     plan = resolve_run(SearchConfig(epochs=3, train_limit=500, suite=overrides, seed=7))
     base, objective, export = plan.base, plan.objective_suite, plan.export_suite
     assert base.train.epochs == 3 and base.data.train_limit == 500 and base.train.seed == 7
-    assert base.threat == objective.threat == export.threat == plan.preset.threat == ThreatModel(0.2, 1.5)
+    assert base.threat == plan.threat == plan.preset.threat == ThreatModel(0.2, 1.5)  # one threat model
     assert base.train_threat.eps == 0.2  # the training attacks follow the one epsilon
     assert base.model.name == "lwta-cnn" and plan.preset.name == "quick"
     assert objective.names() == ("fgsm", "pgd")  # the objective is the L-inf ball's worst case
@@ -76,11 +97,19 @@ def test_bad_search_settings_raise_with_the_value(kwargs: dict) -> None:
 
 # --- the strategy: --sampler and --scheduler ------------------------------------------------------
 
-def test_every_strategy_name_has_a_factory() -> None:
-    from tuner.search.config import SAMPLERS, SCHEDULERS
-    from tuner.search.tuner_setup import SAMPLER_FACTORIES, SCHEDULER_FACTORIES
+def test_every_strategy_name_has_a_factory_and_a_line_of_help() -> None:
+    assert SAMPLERS.in_order() == ["tpe", "random"] and SCHEDULERS.in_order() == ["asha", "fifo"]
+    for registry in (SAMPLERS, SCHEDULERS):
+        assert all(callable(registry[name]) and registry[name].__doc__ for name in registry)
 
-    assert set(SAMPLERS) == set(SAMPLER_FACTORIES) and set(SCHEDULERS) == set(SCHEDULER_FACTORIES)
+
+def _searcher(cfg: SearchConfig):
+    """The searcher a search of ``cfg`` starts with (its plan's preset, strategy and study)."""
+    from tuner.cluster.storage import study_storage
+
+    plan = resolve_run(cfg)
+    study = study_storage(cfg.folder.path, cfg.study_storage, cfg.optuna_storage, remote=cfg.folder.remote)
+    return build_searcher(plan.strategy, cfg.space, plan.preset, study, cfg.folder.name)
 
 
 @pytest.mark.parametrize("space", ["lwta", "adversarial"])
@@ -88,11 +117,10 @@ def test_random_sampler_still_tries_the_known_good_points_first(tmp_path: Path, 
     import optuna
 
     from search_spaces import get_space
-    from tuner.search.tuner_setup import build_searcher
 
     def suggestions(seed: int, name: str) -> list[dict]:
         cfg = SearchConfig(space=space, sampler="random", seed=seed, storage_path=str(tmp_path), name=name)
-        searcher = build_searcher(cfg, PRESETS["quick"])
+        searcher = _searcher(cfg)
         assert isinstance(searcher._sampler, optuna.samplers.RandomSampler)
         return [searcher.suggest(f"t{i}") for i in range(3)]
 
@@ -107,10 +135,8 @@ def test_tpe_models_the_trials_after_a_third_of_the_search(tmp_path: Path, num_s
                                                            startup: int) -> None:
     import optuna
 
-    from tuner.search.tuner_setup import build_searcher
-
     cfg = SearchConfig(num_samples=num_samples, storage_path=str(tmp_path))  # None: the quick preset's 6
-    sampler = build_searcher(cfg, PRESETS["quick"])._sampler
+    sampler = _searcher(cfg)._sampler
     assert isinstance(sampler, optuna.samplers.TPESampler)
     assert sampler._n_startup_trials == startup and sampler._multivariate  # Optuna keeps no public getters
 
@@ -118,13 +144,11 @@ def test_tpe_models_the_trials_after_a_third_of_the_search(tmp_path: Path, num_s
 def test_scheduler_is_asha_on_robust_acc_or_fifo() -> None:
     from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
-    from tuner.search.tuner_setup import build_scheduler
-
-    asha = build_scheduler(SearchConfig(grace_period=2), epochs=3)
+    asha = build_scheduler(Strategy(grace_period=2), epochs=3)
     assert isinstance(asha, AsyncHyperBandScheduler)
     assert (asha.metric, asha._mode, asha._max_t, asha._reduction_factor) == ("robust_acc", "max", 3, 2)
     assert [milestone for milestone, _ in asha._brackets[0]._rungs] == [2]  # the grace period: its only rung
-    fifo = build_scheduler(SearchConfig(scheduler="fifo"), epochs=3)
+    fifo = build_scheduler(Strategy(scheduler="fifo"), epochs=3)
     assert type(fifo) is FIFOScheduler
 
 
@@ -146,22 +170,23 @@ class _Constant(RobustModel):
 def test_objective_flags_a_model_whose_accuracy_survives_a_huge_epsilon() -> None:
     data = ImageSet(torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8), torch.zeros(40, dtype=torch.int64))
     suite = SuiteConfig(attacks=(FGSM(), PGD(steps=3)), eot_samples=1, predict_samples=1)
-    metrics = score_objective(_Constant(), data, suite)
+    score = score_objective(_Constant(), data, suite, ThreatModel())
+    metrics = TrialReport.scored_with({}, score.metrics, score.masking, 0.0).to_metrics()
     assert metrics["objective"] == 1.0 and metrics["final/natural_acc"] == 1.0
     assert metrics["suspect"] == 1.0 and metrics["suspect_large_eps"] == 1.0
 
 
 def test_objective_of_a_trained_model_is_honest(fmnist) -> None:
-    from trainables.attacks import AttackMix
     from trainables.data import DataConfig
     from trainables.models import ModelConfig
-    from trainables.train import RunSpec, TrainConfig, fit
+    from trainables.train import AttackMix, RunSpec, TrainConfig, fit
 
     spec = RunSpec(data=DataConfig(), model=ModelConfig(name="cnn", cnn_width=16, cnn_kernel=3, hidden_blocks=32),
                    train=TrainConfig(epochs=1, mix=AttackMix.parse("none:1"), eval_limit=50),
                    suite=SuiteConfig(attacks=(FGSM(),)))
     model = fit(spec, fmnist).model
-    metrics = score_objective(model, fmnist.val.head(200), SuiteConfig(attacks=(FGSM(), PGD(steps=5))))
+    score = score_objective(model, fmnist.val.head(200), SuiteConfig(attacks=(FGSM(), PGD(steps=5))), spec.threat)
+    metrics = TrialReport.scored_with({}, score.metrics, score.masking, 0.0).to_metrics()
     assert 0.0 <= metrics["objective"] <= metrics["final/natural_acc"] <= 1.0
     assert metrics["final/natural_acc"] > 0.5
     assert metrics["final/masking_acc"] <= 0.15 and metrics["suspect"] == 0.0
@@ -184,11 +209,14 @@ def test_best_trial_skips_suspect_pruned_and_failed_trials() -> None:
 
 
 def test_trial_outcomes() -> None:
-    assert trial_outcome("TERMINATED", {"final_evaluated": 1.0, "objective": 0.3}) == "finished"
-    assert trial_outcome("TERMINATED", {"final_evaluated": 0.0, "objective": 0.3}) == "pruned"
-    assert trial_outcome("TERMINATED", {"diverged": 1.0, "objective": math.nan}) == "failed"
-    assert trial_outcome("ERROR", None) == "failed"
-    assert trial_outcome("RUNNING", {}) == "running"
+    def outcome(status: str, last: dict | None) -> str:
+        return trial_outcome(status, TrialReport.from_metrics(last))
+
+    assert outcome("TERMINATED", {"final_evaluated": 1.0, "objective": 0.3}) == "finished"
+    assert outcome("TERMINATED", {"final_evaluated": 0.0, "objective": 0.3}) == "pruned"
+    assert outcome("TERMINATED", {"diverged": 1.0, "objective": math.nan}) == "failed"
+    assert outcome("ERROR", None) == "failed"
+    assert outcome("RUNNING", {}) == "running"
 
 
 def test_trials_round_trip_through_parquet(tmp_path: Path) -> None:
@@ -212,7 +240,7 @@ def test_trials_round_trip_through_parquet(tmp_path: Path) -> None:
         (["--epsilon", "1e9"], "eps must be a finite number in [0, 1]"),
         (["--budget", "pgd.stepz=3"], "cannot set pgd.stepz"),
         (["--attacks", "fgsm,deepfool"], "unknown attack 'deepfool'"),
-        (["--gradients", "sampled", "--no-cascade"], "gradients must be distinct ways"),
+        (["--gradients", "plain", "--no-cascade"], "--gradients takes ways from surrogate, sampled, got 'plain'"),
         (["--train-limit", "0"], "--train-limit must be >= 1, got 0"),
         (["--cpus-per-trial", "nan"], "--cpus-per-trial must be a finite number > 0"),
         (["--trust-experiment"], "--trust-experiment goes with --resume"),
@@ -419,7 +447,7 @@ def test_a_restored_trial_gets_back_the_epochs_tune_forgot() -> None:
 def test_a_trial_still_pending_when_the_search_was_interrupted_is_recorded() -> None:
     from types import SimpleNamespace
 
-    from tuner.search.results import collect_trials
+    from tuner.trials import collect_trials
 
     pending = SimpleNamespace(metrics=None, config=None, path="/runs/exp/run_trial_ab12", metrics_dataframe=None,
                               checkpoint=None, error=None)
@@ -428,7 +456,7 @@ def test_a_trial_still_pending_when_the_search_was_interrupted_is_recorded() -> 
 
 
 def test_time_spent_sums_training_scoring_and_objective() -> None:
-    from tuner.search.results import TrialRecord, time_spent
+    from tuner.trials import TrialRecord, time_spent
 
     rows = [{"epoch": 1.0, "epoch_seconds": 10.0, "eval_seconds": 2.0},
             {"epoch": 2.0, "epoch_seconds": 12.0, "eval_seconds": 3.0}]

@@ -8,11 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from trainables.attacks import RobustResult, SuiteConfig, SuiteOverrides, add_suite_arguments, evaluate_robustness
+from trainables.attacks import ThreatModel
 from trainables.cli import OneLineParser, run_main
 from trainables.data import load_splits
+from trainables.evaluation import RobustResult, SuiteConfig, SuiteOverrides, add_suite_arguments, evaluate_robustness
 from trainables.train import resolve_device
-from tuner.export import Export, load_export, recorded_suite
+from tuner.export import Export, load_export, recorded_suite, recorded_threat
 
 __all__ = ["build_parser", "main"]
 
@@ -36,7 +37,7 @@ def build_parser() -> OneLineParser:
     return p
 
 
-def _print_result(export: Export, result: RobustResult, suite: SuiteConfig, split: str) -> None:
+def _print_result(export: Export, result: RobustResult, suite: SuiteConfig, threat: ThreatModel, split: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -46,14 +47,14 @@ def _print_result(export: Export, result: RobustResult, suite: SuiteConfig, spli
     table.add_column("budget")
     table.add_column("accuracy", justify="right")
     table.add_row("natural", "", f"{100 * result.natural_acc:.2f}%")
-    for key, way, attack in suite.passes(export.model.stochastic):
+    for key, way, attack in suite.passes(threat, export.model.stochastic):
         table.add_row(key, f"{attack.describe()} ({way} gradients)" if export.model.stochastic else attack.describe(),
                       f"{100 * result.attack_acc(key):.2f}%")
     table.add_row("[bold]worst case[/]", "all of the above", f"[bold]{100 * result.worst_acc:.2f}%[/]")
     console.print(table)
     eot = f"EOT {suite.eot_samples}, predict {suite.predict_samples}" if export.model.stochastic else "no EOT"
-    l2 = "none" if suite.threat.l2_eps is None else f"{suite.threat.l2_eps:g}"
-    console.print(f"suite: {', '.join(suite.names())}; eps {suite.threat.eps:g} (L-inf), l2 eps {l2}, {eot}, "
+    l2 = "none" if threat.l2_eps is None else f"{threat.l2_eps:g}"
+    console.print(f"suite: {', '.join(suite.names())}; eps {threat.eps:g} (L-inf), l2 eps {l2}, {eot}, "
                   f"{'cascade' if suite.cascade else 'independent attacks'}, seed {suite.seed}", highlight=False)
     print(f"{split} ({result.n} examples): natural {100 * result.natural_acc:.2f}% "
           f"worst-case robust {100 * result.worst_acc:.2f}%")
@@ -68,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_device(args.device)
     export = load_export(args.export_dir, device=device)
     suite = overrides.apply(recorded_suite(export.metrics, export.spec))
+    threat = overrides.threat(recorded_threat(export.metrics, export.spec))
+    suite.check(threat)
     limit_field = "test_limit" if args.split == "test" else "val_limit"
     limits: dict[str, Any] = {} if args.limit is None else {limit_field: args.limit}
     # an export is data: where the dataset lives and whether to download it come from this command line only
@@ -77,8 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ValueError(f"dataset {splits.info.name!r} (channels, size, classes)={shape} does not fit the "
                          f"export's {export.info}")
     data = splits.test if args.split == "test" else splits.val
-    result = evaluate_robustness(export.model, data.floats(), data.labels, suite, device=device)
-    _print_result(export, result, suite, args.split)
+    result = evaluate_robustness(export.model, data.floats(), data.labels, suite, threat, device=device)
+    _print_result(export, result, suite, threat, args.split)
     return 0
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["collect_provenance", "git_revision"]
+__all__ = ["collect_provenance", "git_revision", "measurement_provenance"]
 
 
 def git_revision() -> str | None:
@@ -61,3 +61,22 @@ def collect_provenance(seed: int | None = None) -> dict[str, Any]:
         "seed": seed,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def measurement_provenance(device: torch.device, **extra: Any) -> dict[str, Any]:
+    """What a measurement ran on: :func:`collect_provenance` with the device, torch's threads and the machine's load."""
+    info = collect_provenance()
+    info.pop("safetensors", None)
+    info["torchattacks"] = _version("torchattacks")
+    info["device"] = str(device)
+    info["device_name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else info["cpu"]
+    info["torch_threads"] = torch.get_num_threads()
+    info["loadavg_1_5_15"] = _loadavg()
+    return info | extra

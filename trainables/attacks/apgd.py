@@ -21,6 +21,7 @@ from .base import Attack, batch_view, check_inputs, l2_norms, project_l2
 from .cw import cw_margin
 from .gradients import LossFn, cross_entropy, input_gradient
 from .registry import register_attack
+from .threat import Norm
 
 __all__ = ["APGDCE", "APGDDLR", "APGDL2", "dlr_loss"]
 
@@ -60,7 +61,7 @@ def _where(mask: Tensor, new: tuple[Tensor, ...], old: tuple[Tensor, ...]) -> tu
 class _AutoPGD(Attack):
     """The APGD loop; subclasses choose the loss it climbs."""
 
-    norm: ClassVar[str] = "linf"
+    norm: ClassVar[Norm] = Norm.LINF
 
     steps: int = 100  # AutoAttack's budget
     restarts: int = 1  # each runs only on the examples no earlier one fooled
@@ -175,7 +176,7 @@ class APGDDLR(_AutoPGD):
 class APGDL2(_AutoPGD):
     """L2 APGD on the cross-entropy loss (AutoAttack's L2 attack): Gaussian start, normalised steps, L2 projection."""
 
-    norm: ClassVar[str] = "l2"
+    norm: ClassVar[Norm] = Norm.L2
 
     def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
         return cross_entropy(logits, y)

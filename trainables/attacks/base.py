@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from trainables.models.base import predict
 
-from .threat import NORMS, ThreatModel
+from .threat import NORMS, Norm, ThreatModel
 
 __all__ = ["SHARED_FIELDS", "Attack", "batch_view", "check_inputs", "l2_norms", "misclassified", "project_l2"]
 
@@ -35,14 +35,14 @@ class Attack(ABC):
     """
 
     name: ClassVar[str] = ""
-    norm: ClassVar[str] = "linf"
+    norm: ClassVar[Norm] = Norm.LINF
 
     eps: float | None = None  # radius in pixel units; None until bound to a threat model
     eot_samples: int = 1  # gradient draws per step (used on stochastic models only)
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
-            raise ValueError(f"{type(self).__name__}.norm must be one of {NORMS}, got {self.norm!r}")
+            raise ValueError(f"{type(self).__name__}.norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         if self.eps is not None and not (math.isfinite(self.eps) and self.eps >= 0):
             raise ValueError(f"eps must be finite and >= 0, got {self.eps=}")
         if self.eot_samples < 1:
@@ -73,7 +73,7 @@ class Attack(ABC):
 
     def describe(self) -> str:
         """One line for tables and model cards: ``"L-inf eps 0.1; steps 10, restarts 1"``."""
-        ball = "unbounded L2" if self.eps is None else f"{'L-inf' if self.norm == 'linf' else 'L2'} eps {self.eps:g}"
+        ball = "unbounded L2" if self.eps is None else f"{Norm(self.norm).title} eps {self.eps:g}"
         knobs = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.budget().items()
                           if v is not None)
         return f"{ball}; {knobs}" if knobs else ball

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from .base import Attack, check_inputs
 from .gradients import eot_logits
 from .registry import register_attack
-from .threat import ThreatModel
+from .threat import Norm, ThreatModel
 
 __all__ = ["CarliniWagnerL2", "cw_margin"]
 
@@ -37,7 +37,7 @@ class CarliniWagnerL2(Attack):
     bound to a threat model (what training mixes use).
     """
 
-    norm: ClassVar[str] = "l2"
+    norm: ClassVar[Norm] = Norm.L2
 
     c: float = 1.0
     kappa: float = 0.0

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from .base import Attack, check_inputs
 from .gradients import cross_entropy, input_gradient
 from .registry import register_attack
+from .threat import Norm
 
 __all__ = ["FGSM"]
 
@@ -19,7 +20,7 @@ __all__ = ["FGSM"]
 class FGSM(Attack):
     """L-inf FGSM: x + eps * sign(grad), EOT-averaged over ``eot_samples`` draws; no budget of its own."""
 
-    norm: ClassVar[str] = "linf"
+    norm: ClassVar[Norm] = Norm.LINF
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """One signed-gradient step, clipped to [0, 1]."""

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from .base import Attack, check_inputs
 from .registry import register_attack
+from .threat import Norm
 
 __all__ = ["GaussianNoise"]
 
@@ -19,7 +20,7 @@ __all__ = ["GaussianNoise"]
 class GaussianNoise(Attack):
     """x + clamp(sigma * N(0, 1), -eps, eps), clipped to [0, 1]; ``sigma`` defaults to eps."""
 
-    norm: ClassVar[str] = "linf"
+    norm: ClassVar[Norm] = Norm.LINF
 
     sigma: float | None = None
 

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from .base import Attack, batch_view, check_inputs, l2_norms, misclassified, project_l2
 from .gradients import cross_entropy, input_gradient
 from .registry import register_attack
+from .threat import Norm
 
 __all__ = ["PGD", "PGDL2"]
 
@@ -82,7 +83,7 @@ class _ProjectedGradient(Attack):
 class PGD(_ProjectedGradient):
     """L-inf PGD: signed-gradient steps projected onto the eps-cube around x and onto [0, 1]."""
 
-    norm: ClassVar[str] = "linf"
+    norm: ClassVar[Norm] = Norm.LINF
 
     def _random_start(self, x: Tensor) -> Tensor:
         return x + torch.empty_like(x).uniform_(-self.eps, self.eps)  # same draw as torchattacks
@@ -99,7 +100,7 @@ class PGD(_ProjectedGradient):
 class PGDL2(_ProjectedGradient):
     """L2 PGD: L2-normalised gradient steps projected onto the eps-ball around x and onto [0, 1]."""
 
-    norm: ClassVar[str] = "l2"
+    norm: ClassVar[Norm] = Norm.L2
 
     def _random_start(self, x: Tensor) -> Tensor:
         direction = torch.randn_like(x)  # (B, C, H, W)

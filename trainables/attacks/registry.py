@@ -8,29 +8,36 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import fields
-from types import MappingProxyType
 from typing import Any, TypeVar
 
+from trainables.registry import Registry
+
 from .base import SHARED_FIELDS, Attack
+from .threat import Norm
 
 __all__ = ["ATTACKS", "attack_class", "attack_from_dict", "build_attack", "list_attacks", "register_attack"]
 
 A = TypeVar("A", bound=type[Attack])
 
-_ATTACKS: dict[str, type[Attack]] = {}
-ATTACKS: Mapping[str, type[Attack]] = MappingProxyType(_ATTACKS)
+
+def _refused(name: str) -> str | None:
+    if name == "none" or any(c in name for c in ",:.="):
+        return "'none' is a clean batch in training mixes, and ',:.=' separate names in command lines"
+    return None
+
+
+ATTACKS: Registry[type[Attack]] = Registry("attack", _refused)
 
 
 def register_attack(name: str) -> Callable[[A], A]:
     """Class decorator: register an :class:`Attack` dataclass under ``name`` (also set as its ``name``)."""
 
     def decorator(cls: A) -> A:
-        if not name or name == "none" or any(c in name for c in ",:.=") or name in _ATTACKS:
-            raise ValueError(f"attack name {name!r} is empty, reserved, holds one of ',:.=' or is already registered")
         if not (isinstance(cls, type) and issubclass(cls, Attack)):
             raise TypeError(f"@register_attack needs an Attack subclass, got {cls!r}")
+        ATTACKS.add(name, cls)
         cls.name = name
-        _ATTACKS[name] = cls
+        cls.norm = Norm(cls.norm)  # a plain "linf" / "l2" works too
         return cls
 
     return decorator
@@ -38,14 +45,12 @@ def register_attack(name: str) -> Callable[[A], A]:
 
 def list_attacks() -> list[str]:
     """Registered attack names, sorted."""
-    return sorted(_ATTACKS)
+    return ATTACKS.names()
 
 
 def attack_class(name: str) -> type[Attack]:
     """The class registered as ``name``."""
-    if name not in _ATTACKS:
-        raise ValueError(f"unknown attack {name!r}; choices: {', '.join(list_attacks())}")
-    return _ATTACKS[name]
+    return ATTACKS.get(name)
 
 
 def build_attack(name: str, **params: Any) -> Attack:

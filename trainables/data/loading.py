@@ -15,9 +15,7 @@ __all__ = ["load_splits"]
 
 def load_splits(cfg: DataConfig) -> Splits:
     """Read ``cfg.name`` and carve a seeded validation split from its training set."""
-    if cfg.name not in DATASETS:
-        raise ValueError(f"unknown dataset {cfg.name!r}; choose from {', '.join(sorted(DATASETS))}")
-    info, source = DATASETS[cfg.name]
+    info, source = DATASETS.get(cfg.name)
     full_train, test = source(Path(cfg.data_dir) if cfg.data_dir else None, cfg.download)
     if cfg.val_size >= len(full_train):
         raise ValueError(f"val_size must be < {len(full_train)} training examples, got {cfg.val_size}")

@@ -11,6 +11,7 @@ import torch
 from trainables.data.idx import read_idx
 from trainables.data.images import ImageSet
 from trainables.data.info import DatasetInfo
+from trainables.registry import Registry
 
 __all__ = ["DataNotFoundError", "DATASETS", "FASHION_MNIST_DIR", "Source", "list_datasets"]
 
@@ -84,22 +85,16 @@ def _torchvision(cls_name: str, data_dir: Path | None, download: bool) -> tuple[
     return sets[0], sets[1]
 
 
-DATASETS: dict[str, tuple[DatasetInfo, Source]] = {
-    "fashion-mnist": (
-        DatasetInfo("fashion-mnist", 1, 28, 10, (0.2860,), (0.3530,), FASHION_CLASSES),
-        _fashion_mnist,
-    ),
-    "mnist": (
-        DatasetInfo("mnist", 1, 28, 10, (0.1307,), (0.3081,), tuple(str(i) for i in range(10))),
-        lambda d, dl: _torchvision("MNIST", d, dl),
-    ),
-    "cifar10": (
-        DatasetInfo("cifar10", 3, 32, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), CIFAR_CLASSES),
-        lambda d, dl: _torchvision("CIFAR10", d, dl),
-    ),
-}
+DATASETS: Registry[tuple[DatasetInfo, Source]] = Registry("dataset")
+DATASETS.add("fashion-mnist", (DatasetInfo("fashion-mnist", 1, 28, 10, (0.2860,), (0.3530,), FASHION_CLASSES),
+                               _fashion_mnist))
+DATASETS.add("mnist", (DatasetInfo("mnist", 1, 28, 10, (0.1307,), (0.3081,), tuple(str(i) for i in range(10))),
+                       lambda d, dl: _torchvision("MNIST", d, dl)))
+DATASETS.add("cifar10", (DatasetInfo("cifar10", 3, 32, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                                     CIFAR_CLASSES),
+                         lambda d, dl: _torchvision("CIFAR10", d, dl)))
 
 
 def list_datasets() -> list[str]:
     """Names of the registered datasets."""
-    return sorted(DATASETS)
+    return DATASETS.names()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-__all__ = ["LWTA_LAYERS", "ModelConfig"]
+__all__ = ["LWTA_LAYERS", "LWTAInference", "LWTALayers", "ModelConfig"]
 
-LWTA_LAYERS = ("all", "dense")  # every activation, or the small CNN's dense hidden layer only (ReLU convolutions)
+LWTALayers = Literal["all", "dense"]  # every activation, or the small CNN's dense hidden layer only (ReLU convolutions)
+LWTAInference = Literal["sample", "argmax"]  # the LWTA winner at eval: stochastic, or the strongest unit
+LWTA_LAYERS: tuple[LWTALayers, ...] = get_args(LWTALayers)
 
 
 @dataclass(frozen=True)
@@ -26,9 +29,9 @@ class ModelConfig:
     cnn_kernel: int = 5  # small CNN: conv kernel size (odd)
     cnn_pool_first: bool = False  # small CNN: conv-pool-act (ReLU: the same function; LWTA: 4x fewer competitions)
     hidden_blocks: int = 64  # LWTA blocks in the small CNN's dense layer (hidden = blocks * U)
-    lwta_layers: str = "all"  # where LWTA competes: "all" its activations, "dense" the small CNN's dense layer only
+    lwta_layers: LWTALayers = "all"  # "all" the activations compete, or "dense": the small CNN's dense layer only
     temperature: float = 0.67  # Gumbel-softmax temperature of the LWTA winner while training
-    inference: str = "sample"  # LWTA winner at eval: "sample" (stochastic) or "argmax"
+    inference: LWTAInference = "sample"  # LWTA winner at eval: "sample" (stochastic) or "argmax"
     ibp: bool = True  # IBP utility indicators over LWTA units
     ibp_alpha: float = 3.0  # Beta(alpha, 1) prior of the stick-breaking weights
     ibp_temperature: float = 0.67  # binary-Concrete temperature of the utility indicators
@@ -51,7 +54,7 @@ class ModelConfig:
             raise ValueError(f"ibp_alpha must be finite and > 0, got {self.ibp_alpha=}")
         if self.lwta_layers not in LWTA_LAYERS:
             raise ValueError(f"lwta_layers must be one of {LWTA_LAYERS}, got {self.lwta_layers=}")
-        if self.inference not in ("sample", "argmax"):
+        if self.inference not in get_args(LWTAInference):
             raise ValueError(f"inference must be 'sample' or 'argmax', got {self.inference=}")
         if not 0 <= self.pni_init < math.inf:
             raise ValueError(f"pni_init must be finite and >= 0, got {self.pni_init=}")

@@ -1,4 +1,4 @@
-"""The model families: plain ReLU networks, Stochastic LWTA (+ IBP) and Parametric Noise Injection."""
+"""The model families: ReLU networks, Stochastic LWTA (+ IBP) and Parametric Noise Injection."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .lwta import LWTA
 from .pni import NoiseInjection
 from .registry import ActivationFactory, Family, NoiseFactory, register_family
 
-__all__ = ["LWTA_FAMILY", "PLAIN", "PNI"]
+__all__ = ["LWTA_FAMILY", "PNI", "RELU"]
 
 
 def _relu(cfg: ModelConfig) -> ActivationFactory:
@@ -29,7 +29,7 @@ def _pni(cfg: ModelConfig) -> NoiseFactory:
     return lambda: NoiseInjection(cfg.pni_init)
 
 
-PLAIN = register_family(Family("", "ReLU activations, no noise", _relu, _no_noise))
+RELU = register_family(Family("relu", "ReLU activations, no noise", _relu, _no_noise, prefix=""))
 LWTA_FAMILY = register_family(Family("lwta", "stochastic LWTA (optionally IBP) wherever ReLU would be", _lwta,
                                      _no_noise))
 PNI = register_family(Family("pni", "ReLU activations with Parametric Noise Injection", _relu, _pni))

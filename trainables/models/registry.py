@@ -1,17 +1,19 @@
 """Models by name: each architecture is registered once and each family once; a name is ``[family-]arch``.
 
 An *architecture* (``cnn``, ``wrn``) lays out the layers and asks two factories where an activation
-and a noise layer go. A *family* (plain, ``lwta``, ``pni``) supplies those factories from the
-:class:`ModelConfig`. Every family x architecture pair is a model: ``cnn``, ``lwta-cnn``, ``pni-wrn``...
+and a noise layer go. A *family* (``relu``, ``lwta``, ``pni``) supplies those factories from the
+:class:`ModelConfig`. Every family x architecture pair is a model: ``cnn`` (the ReLU family's models
+carry the architecture's name alone), ``lwta-cnn``, ``pni-wrn``...
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from torch import nn
+
+from trainables.registry import Registry
 
 from ..data.info import DatasetInfo
 from .base import RobustModel
@@ -41,44 +43,38 @@ Architecture = Callable[[ModelConfig, DatasetInfo, ActivationFactory, NoiseFacto
 class Family:
     """What a family puts into any architecture: its activation and its noise layer, built from the config."""
 
-    name: str  # "" for the plain family: its models are named after the architecture alone
+    name: str  # "relu", "lwta", "pni"
     description: str
     activation: Callable[[ModelConfig], ActivationFactory]
     noise: Callable[[ModelConfig], NoiseFactory]
+    prefix: str | None = None  # of its models' names (None: the family's name; "": the architecture's name alone)
 
     def model_name(self, architecture: str) -> str:
         """The registered name of this family's variant of ``architecture``."""
-        return f"{self.name}-{architecture}" if self.name else architecture
+        prefix = self.name if self.prefix is None else self.prefix
+        return f"{prefix}-{architecture}" if prefix else architecture
 
 
-_ARCHITECTURES: dict[str, Architecture] = {}
-_FAMILIES: dict[str, Family] = {}
-ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType(_ARCHITECTURES)
-FAMILIES: Mapping[str, Family] = MappingProxyType(_FAMILIES)
+def _no_dash(name: str) -> str | None:
+    return "it holds '-', which separates family and architecture in model names" if "-" in name else None
+
+
+ARCHITECTURES: Registry[Architecture] = Registry("architecture", _no_dash)
+FAMILIES: Registry[Family] = Registry("model family", _no_dash)
 
 
 def register_architecture(name: str) -> Callable[[Architecture], Architecture]:
     """Decorator registering ``build(cfg, info, make_activation, make_noise)`` as architecture ``name``."""
-
-    def decorator(build: Architecture) -> Architecture:
-        if not name or "-" in name or name in _ARCHITECTURES:
-            raise ValueError(f"architecture name {name!r} is empty, holds '-' or is already registered")
-        _ARCHITECTURES[name] = build
-        return build
-
-    return decorator
+    return ARCHITECTURES.register(name)
 
 
 def register_family(family: Family) -> Family:
     """Register a model family under its name."""
-    if family.name in _FAMILIES or "-" in family.name:
-        raise ValueError(f"family name {family.name!r} holds '-' or is already registered")
-    _FAMILIES[family.name] = family
-    return family
+    return FAMILIES.add(family.name, family)
 
 
 def _models() -> dict[str, tuple[Family, str]]:
-    return {f.model_name(a): (f, a) for f in _FAMILIES.values() for a in _ARCHITECTURES}
+    return {FAMILIES[f].model_name(a): (FAMILIES[f], a) for f in FAMILIES for a in ARCHITECTURES}
 
 
 def architecture_of(name: str) -> str:
@@ -100,5 +96,5 @@ def build_model(cfg: ModelConfig, info: DatasetInfo) -> RobustModel:
     if cfg.name not in models:
         raise ValueError(f"unknown model {cfg.name!r}; choose from {', '.join(sorted(models))}")
     family, architecture = models[cfg.name]
-    model = _ARCHITECTURES[architecture](cfg, info, family.activation(cfg), family.noise(cfg))
+    model = ARCHITECTURES[architecture](cfg, info, family.activation(cfg), family.noise(cfg))
     return SmoothedModel(model, cfg.input_noise) if cfg.input_noise > 0 else model

@@ -6,15 +6,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from trainables.attacks import SuiteConfig, SuiteOverrides, add_suite_arguments, evaluate_robustness, parse_assignments
-from trainables.attacks.mix import parse_weights
+from trainables.attacks import ThreatModel, parse_assignments
 from trainables.cli import OneLineParser, run_main
 from trainables.data import DataConfig, list_datasets, load_splits
+from trainables.evaluation import SuiteConfig, SuiteOverrides, add_suite_arguments, evaluate_robustness
 from trainables.models import LWTA_LAYERS, ModelConfig, list_models
 from trainables.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from trainables.train.compute import MEMORY_FORMATS, PRECISIONS
 from trainables.train.config import SCHEDULES, RunSpec, TrainConfig
 from trainables.train.loop import fit, resolve_device
+from trainables.train.mix import parse_weights
 
 
 def build_parser() -> OneLineParser:
@@ -83,8 +84,9 @@ def spec_from_args(args) -> RunSpec:  # noqa: ANN001 - argparse.Namespace
                         eval_limit=args.eval_limit, seed=args.seed, label_smoothing=args.label_smoothing,
                         patience=args.patience, keep_best=not args.keep_last, precision=args.precision,
                         memory_format=args.memory_format)
-    suite = SuiteOverrides.from_args(args).apply(SuiteConfig())
-    return RunSpec(data=data, model=model, train=train, suite=suite)
+    overrides = SuiteOverrides.from_args(args)
+    return RunSpec(data=data, model=model, train=train, suite=overrides.apply(SuiteConfig()),
+                   threat=overrides.threat(ThreatModel()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{spec.threat.eps}): natural {100 * final['natural_acc']:.2f}%  worst-case robust over "
           f"[{attacks}] {100 * final['robust_acc']:.2f}%")
     if args.test:
-        test = evaluate_robustness(result.model, splits.test.floats(), splits.test.labels, spec.suite, device=device)
+        test = evaluate_robustness(result.model, splits.test.floats(), splits.test.labels, spec.suite, spec.threat,
+                                  device=device)
         print(f"test ({test.n} examples): natural {100 * test.natural_acc:.2f}%  worst-case robust "
               f"{100 * test.worst_acc:.2f}%")
     return 0

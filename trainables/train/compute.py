@@ -23,14 +23,18 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
-__all__ = ["MEMORY_FORMATS", "PRECISIONS", "Compute", "cpu_has_native_bf16", "resolve_compute"]
+__all__ = ["MEMORY_FORMATS", "PRECISIONS", "Compute", "MemoryFormat", "Precision", "cpu_has_native_bf16",
+           "resolve_compute"]
 
-PRECISIONS = ("auto", "fp32", "bf16")
-MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+Precision = Literal["auto", "fp32", "bf16"]
+MemoryFormat = Literal["auto", "contiguous", "channels_last"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+MEMORY_FORMATS: tuple[MemoryFormat, ...] = get_args(MemoryFormat)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -64,7 +68,7 @@ class Compute:
         return f"{dtype} {'channels-last' if self.channels_last else 'contiguous'}"
 
 
-def resolve_compute(precision: str, memory_format: str, device: torch.device,
+def resolve_compute(precision: Precision, memory_format: MemoryFormat, device: torch.device,
                     native_bf16: bool | None = None) -> Compute:
     """The :class:`Compute` that ``precision`` and ``memory_format`` (each a name or ``auto``) give on ``device``.
 

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
-from trainables.attacks import AttackMix, SuiteConfig, ThreatModel
-from trainables.attacks.legacy import (
-    FORMAT_2_TRAIN_ADDITIONS,
-    is_legacy_suite,
-    is_legacy_train,
-    upgrade_suite,
-    upgrade_train,
-)
+from trainables.attacks import ThreatModel
 from trainables.data.config import DataConfig
+from trainables.evaluation import SuiteConfig
 from trainables.models.config import ModelConfig
-from trainables.train.compute import MEMORY_FORMATS, PRECISIONS
+from trainables.train.compute import MEMORY_FORMATS, PRECISIONS, MemoryFormat, Precision
+from trainables.train.mix import AttackMix
 
 __all__ = ["SCHEDULES", "RunSpec", "TrainConfig"]
 
-SCHEDULES = ("cosine", "onecycle", "step", "constant")
+Schedule = Literal["cosine", "onecycle", "step", "constant"]
+SCHEDULES: tuple[Schedule, ...] = get_args(Schedule)
 
 
 @dataclass(frozen=True)
@@ -37,7 +33,7 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
-    schedule: str = "cosine"  # cosine | onecycle | step | constant (onecycle: per batch, warm-up then linear decay)
+    schedule: Schedule = "cosine"  # onecycle: per batch, warm-up then linear decay; the others per epoch
     label_smoothing: float = 0.0  # cross-entropy label smoothing of the training loss
     kl_weight: float = 1.0  # ELBO: CE + kl_weight * KL / N_train
     clean_weight: float = 0.0  # loss = clean_weight * CE(x) + (1 - clean_weight) * CE(x_train)
@@ -47,8 +43,8 @@ class TrainConfig:
     keep_best: bool = True  # the run ends with its best epoch's weights (by validation robust accuracy)
     patience: int | None = None  # stop after this many epochs without a better validation robust accuracy
     seed: int = 0
-    precision: str = "auto"  # training's autocast: auto | fp32 | bf16 (see trainables.train.compute)
-    memory_format: str = "auto"  # the model's layout while it trains and is scored: auto | contiguous | channels_last
+    precision: Precision = "auto"  # training's autocast (see trainables.train.compute)
+    memory_format: MemoryFormat = "auto"  # the model's layout while it trains and is scored
 
     def __post_init__(self) -> None:
         finite = all(math.isfinite(v) for v in (self.lr, self.weight_decay, self.kl_weight, self.eps_scale))
@@ -80,17 +76,22 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything that defines one training run: data, model, training and the per-epoch evaluation suite."""
+    """Everything that defines one training run: data, model, training, its threat model and the per-epoch suite.
+
+    ``threat`` is the run's one threat model: the per-epoch suite scores under it and the training
+    mix attacks at ``train.eps_scale`` times it.
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     suite: SuiteConfig = field(default_factory=SuiteConfig)
+    threat: ThreatModel = field(default_factory=ThreatModel)
 
-    @property
-    def threat(self) -> ThreatModel:
-        """The run's threat model: the suite scores under it, the mix trains at ``eps_scale`` times it."""
-        return self.suite.threat
+    def __post_init__(self) -> None:
+        if not isinstance(self.threat, ThreatModel):
+            raise ValueError(f"threat must be a ThreatModel, got {self.threat!r}")
+        self.suite.check(self.threat)
 
     @property
     def train_threat(self) -> ThreatModel:
@@ -100,25 +101,23 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON-safe) of every setting."""
         return {"data": asdict(self.data), "model": asdict(self.model), "train": self.train.to_dict(),
-                "suite": self.suite.to_dict()}
+                "suite": self.suite.to_dict(), "threat": asdict(self.threat)}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunSpec:
-        """Inverse of ``to_dict`` (format-1 specs are translated); unknown keys raise ValueError."""
-        suite_raw = dict(raw.get("suite", {}))
-        if is_legacy_suite(suite_raw):
-            suite_raw = upgrade_suite(suite_raw)
-        suite = SuiteConfig.from_dict(suite_raw)
+        """Inverse of ``to_dict``; unknown keys raise ValueError."""
+        extra_parts = set(raw) - {"data", "model", "train", "suite", "threat"}
+        if extra_parts:
+            raise ValueError(f"unknown run settings: {', '.join(sorted(extra_parts))}")
         train = dict(raw.get("train", {}))
-        if is_legacy_train(train):
-            train = upgrade_train(train, suite.threat.eps)
-        elif train:
-            train = {**FORMAT_2_TRAIN_ADDITIONS, **train}  # written before best-epoch keeping: it kept the last
         if "mix" in train:
             train["mix"] = AttackMix.from_dict(train["mix"])
-        built: dict[str, Any] = {"suite": suite}
+        threat = raw.get("threat", {})
+        if not isinstance(threat, dict):
+            raise ValueError(f"bad threat model {threat!r}")
+        built: dict[str, Any] = {"suite": SuiteConfig.from_dict(raw.get("suite", {}))}
         parts = (("data", DataConfig, raw.get("data", {})), ("model", ModelConfig, raw.get("model", {})),
-                 ("train", TrainConfig, train))
+                 ("train", TrainConfig, train), ("threat", ThreatModel, threat))
         for name, kind, values in parts:
             extra = set(values) - {f.name for f in fields(kind)}
             if extra:

@@ -1,6 +1,6 @@
 """How much GPU memory one run of a spec needs: one training step with each of its attacks, one scoring batch.
 
-What ``--gpus-per-trial auto`` sizes a trial's share of a GPU from (:mod:`tuner.search.packing`).
+What ``--gpus-per-trial auto`` sizes a trial's share of a GPU from (:mod:`tuner.cluster.packing`).
 Random inputs of the dataset's shape stand in for data, so no dataset has to be on the GPU node.
 """
 
@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
-from trainables.attacks import SuiteConfig
-from trainables.attacks.gradients import cross_entropy, input_gradient
+from trainables.attacks import cross_entropy, input_gradient
 from trainables.data.info import DatasetInfo
+from trainables.evaluation import SuiteConfig
 from trainables.models import build_model
 from trainables.train.compute import resolve_compute
 from trainables.train.config import RunSpec

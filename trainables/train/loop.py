@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainables.attacks import Attack, evaluate_sharded
+from trainables.attacks import Attack
 from trainables.data.images import ImageSet, Splits, batches
+from trainables.evaluation import evaluate_sharded
 from trainables.models import RobustModel, StochasticModule, build_model
 from trainables.train.checkpoint import CHECKPOINT_FILE, CheckpointError, TrainState, load_checkpoint, save_checkpoint
 from trainables.train.compute import Compute, resolve_compute
@@ -192,7 +193,7 @@ def _train_epoch(
 
 def _evaluate(model: RobustModel, val: ImageSet, spec: RunSpec, device: torch.device) -> dict[str, float]:
     subset = val.head(spec.train.eval_limit)
-    result = evaluate_sharded(model, subset.floats(), subset.labels, spec.suite, device=device)
+    result = evaluate_sharded(model, subset.floats(), subset.labels, spec.suite, spec.threat, device=device)
     return result.as_dict()
 
 

@@ -1,28 +1,24 @@
 """Training recipes: named settings of the one training loop (model family, attack mix, loss, input noise).
 
 A recipe never trains; it rewrites a :class:`RunSpec` and hands it to :func:`trainables.train.fit`.
-The first seven rows are the paper's table (plain, PNI, randomized smoothing and its combinations with
-attacks and PNI); ``pgd-at`` (Madry et al.) and ``lwta`` complete it. A recipe keeps the base's data,
-suite, optimiser and size settings, and the base model's architecture: a recipe picks the family (plain,
-PNI, LWTA), the base picks cnn or wrn.
+The first seven rows are the paper's table (regular training, PNI, randomized smoothing and its
+combinations with attacks and PNI); ``pgd-at`` (Madry et al.) and ``lwta`` complete it. A recipe keeps
+the base's data, suite, optimiser and size settings, and the base model's architecture: a recipe picks
+the model family (relu, pni, lwta), the base picks cnn or wrn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from types import MappingProxyType
 
-from trainables.attacks import AttackMix
-from trainables.attacks.mix import parse_weights
 from trainables.models import FAMILIES, architecture_of
+from trainables.registry import Registry
 from trainables.train.config import RunSpec
+from trainables.train.mix import AttackMix, parse_weights
 
 __all__ = ["DEFAULT_SIGMA", "RECIPES", "Recipe", "apply_recipe", "get_recipe", "list_recipes", "register_recipe"]
 
 DEFAULT_SIGMA = 0.25  # smoothing noise when the base model has none (Cohen et al.'s middle setting)
-
-PLAIN = "plain"  # the recipes' name for the model family registered as ""
 
 
 @dataclass(frozen=True)
@@ -31,24 +27,18 @@ class Recipe:
 
     name: str
     description: str
-    family: str = PLAIN  # "plain" or a registered model family (lwta, pni)
+    family: str = "relu"  # a registered model family (relu, lwta, pni)
     mix: str = "none:1"  # weights "name:w,..." over the base run's mix (its attacks keep their budgets)
     clean_weight: float = 0.0  # loss = w * CE(x) + (1 - w) * CE(x_attacked)
     smoothing: bool = False  # Gaussian input noise: the base's input_noise, else DEFAULT_SIGMA
 
     def __post_init__(self) -> None:
-        if self._family not in FAMILIES:
-            raise ValueError(f"recipe family must be one of {', '.join(sorted(f or PLAIN for f in FAMILIES))}, "
-                             f"got {self.family=}")
+        FAMILIES.get(self.family)  # raises ValueError on an unknown family
         AttackMix.parse(self.mix)  # raises ValueError on a bad mix
-
-    @property
-    def _family(self) -> str:
-        return "" if self.family == PLAIN else self.family
 
     def model_name(self, base_name: str) -> str:
         """The registered model for this family in the base model's architecture (cnn or wrn)."""
-        return FAMILIES[self._family].model_name(architecture_of(base_name))
+        return FAMILIES[self.family].model_name(architecture_of(base_name))
 
     def apply(self, base: RunSpec) -> RunSpec:
         """``base`` with this recipe's model, mix, clean weight and input noise."""
@@ -59,28 +49,22 @@ class Recipe:
         return replace(base, model=model, train=train)
 
 
-_RECIPES: dict[str, Recipe] = {}
-RECIPES: Mapping[str, Recipe] = MappingProxyType(_RECIPES)
+RECIPES: Registry[Recipe] = Registry("recipe")
 
 
 def register_recipe(recipe: Recipe) -> Recipe:
     """Register ``recipe`` under its name (names are unique)."""
-    if not recipe.name or recipe.name in _RECIPES:
-        raise ValueError(f"recipe name {recipe.name!r} is empty or already registered")
-    _RECIPES[recipe.name] = recipe
-    return recipe
+    return RECIPES.add(recipe.name, recipe)
 
 
 def list_recipes() -> list[str]:
     """Names of the registered recipes, in registration order (the paper's table first)."""
-    return list(_RECIPES)
+    return RECIPES.in_order()
 
 
 def get_recipe(name: str) -> Recipe:
     """The recipe registered as ``name``."""
-    if name not in _RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(_RECIPES)}")
-    return _RECIPES[name]
+    return RECIPES.get(name)
 
 
 def apply_recipe(name: str, base: RunSpec) -> RunSpec:

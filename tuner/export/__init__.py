@@ -7,7 +7,8 @@ Loading reads JSON and safetensors only, never pickle, and refuses weights whose
 from the one recorded in config.json.
 """
 
-from tuner.export.card import accuracy_table, model_card, recorded_suite
+from tuner.export.best import LATEST, ExportRequest, export_best
+from tuner.export.card import accuracy_table, model_card, recorded_suite, recorded_threat
 from tuner.export.files import (
     CONFIG_FILE,
     EXPORT_FORMAT,
@@ -19,22 +20,25 @@ from tuner.export.files import (
     export_model,
 )
 from tuner.export.load import load_export, load_model
-from tuner.export.scoring import PLAIN_SPLIT, evaluate_for_export
+from tuner.export.scoring import evaluate_for_export
 
 __all__ = [
     "CONFIG_FILE",
     "EXPORT_FORMAT",
+    "LATEST",
     "METRICS_FILE",
-    "PLAIN_SPLIT",
     "README_FILE",
     "WEIGHTS_FILE",
     "Export",
     "ExportError",
+    "ExportRequest",
     "accuracy_table",
     "evaluate_for_export",
+    "export_best",
     "export_model",
     "load_export",
     "load_model",
     "model_card",
     "recorded_suite",
+    "recorded_threat",
 ]

@@ -1,4 +1,4 @@
-"""The model card (README.md) of an export, and the suite an export was scored with."""
+"""The model card (README.md) of an export, and the suite and threat model an export was scored with."""
 
 from __future__ import annotations
 
@@ -6,16 +6,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from trainables.attacks import SuiteConfig
+from trainables.attacks import NORMS, ThreatModel
 from trainables.data import DatasetInfo
+from trainables.evaluation import GradientWay, SuiteConfig
 from trainables.models import RobustModel, is_stochastic
 from trainables.train.config import RunSpec
 
-from .scoring import PLAIN_SPLIT
-
-__all__ = ["accuracy_table", "model_card", "recorded_suite"]
-
-_SPLIT_TITLES = {PLAIN_SPLIT: "test, plain gradients"}
+__all__ = ["accuracy_table", "model_card", "recorded_suite", "recorded_threat"]
 
 
 def recorded_suite(metrics: dict[str, Any], spec: RunSpec) -> SuiteConfig:
@@ -24,22 +21,28 @@ def recorded_suite(metrics: dict[str, Any], spec: RunSpec) -> SuiteConfig:
     return SuiteConfig.from_dict(raw) if isinstance(raw, dict) else spec.suite
 
 
+def recorded_threat(metrics: dict[str, Any], spec: RunSpec) -> ThreatModel:
+    """The threat model an export was scored under: metrics["threat"] when present, else ``spec.threat``."""
+    raw = metrics.get("threat")
+    return ThreatModel(**raw) if isinstance(raw, dict) else spec.threat
+
+
 def _percent(value: Any) -> str:
     return f"{100 * value:.2f}%" if isinstance(value, (int, float)) else "–"
 
 
 def accuracy_table(metrics: dict[str, Any]) -> str:
     """Markdown: a row per accuracy (natural, each attack, worst case per ball and overall), a column per split."""
-    splits = [s for s in ("validation", "test", PLAIN_SPLIT) if isinstance(metrics.get(s), dict)]
+    splits = [s for s in ("validation", "test") if isinstance(metrics.get(s), dict)]
     if not splits:
         return "_No accuracies recorded._"
     attacks: list[str] = []
     for split in splits:
         attacks += [k for k in metrics[split] if k.startswith("acc/") and k not in attacks]
     examples = metrics.get("examples", {})
-    header = [_SPLIT_TITLES.get(s, s) + (f" ({examples[s]} examples)" if s in examples else "") for s in splits]
+    header = [s + (f" ({examples[s]} examples)" if s in examples else "") for s in splits]
     rows = [("natural", "natural_acc")] + [(k.removeprefix("acc/"), k) for k in attacks]
-    norms = [(f"worst case, {title} ball", f"robust_acc/{norm}") for norm, title in (("linf", "L-inf"), ("l2", "L2"))
+    norms = [(f"worst case, {norm.title} ball", f"robust_acc/{norm}") for norm in NORMS
              if any(f"robust_acc/{norm}" in metrics[s] for s in splits)]
     rows += norms if len(norms) > 1 else []  # with one threat model its worst case is the row below
     rows.append(("**worst case**" + (", every attack" if len(norms) > 1 else ""), "robust_acc"))
@@ -49,13 +52,14 @@ def accuracy_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _threat_lines(suite: SuiteConfig, stochastic: bool) -> str:
-    threat = suite.threat
-    attacks = "\n".join(f"  - `{name}`: {attack.describe()}" for name, attack in suite.bound(stochastic).items())
+def _threat_lines(suite: SuiteConfig, threat: ThreatModel, stochastic: bool) -> str:
+    attacks = "\n".join(f"  - `{name}`: {attack.describe()}"
+                        for name, attack in suite.bound(threat, stochastic).items())
     if stochastic:
-        attacks += (f"\n  - each through {' and '.join(suite.gradients)} gradients: `surrogate` back-propagates "
-                    "through the expectation of each stochastic layer (straight-through, adaptive), `plain` through "
-                    "the sampled forward pass; rows `<attack>/plain` are the second way")
+        attacks += (f"\n  - each through {' and '.join(suite.gradients)} gradients: `{GradientWay.SURROGATE}` "
+                    "back-propagates through the expectation of each stochastic layer (straight-through, adaptive), "
+                    f"`{GradientWay.SAMPLED}` through the sampled forward pass; rows `<attack>/<way>` name every way "
+                    "after the first")
     eot = (f"{suite.eot_samples} gradient draws per attack step, predictions averaged over "
            f"{suite.predict_samples} draws" if stochastic else "not used (the model is deterministic)")
     order = ("in a cascade per threat model: each attack runs on the examples every earlier attack of its ball "
@@ -77,7 +81,7 @@ def model_card(
     location: Path,
 ) -> str:
     """The README.md of an export: model, data, threat model, accuracies, hyperparameters, usage."""
-    suite = recorded_suite(metrics, spec)
+    suite, threat = recorded_suite(metrics, spec), recorded_threat(metrics, spec)
     stochastic = is_stochastic(model)
     n_params = sum(p.numel() for p in model.parameters())
     model_settings = ", ".join(f"{k}={v}" for k, v in asdict(spec.model).items())
@@ -87,9 +91,6 @@ def model_card(
     train = spec.train.to_dict() | {"mix": str(spec.train.mix)}
     train_md = ", ".join(f"{k}={v}" for k, v in train.items())
     prov = config.get("provenance", {})
-    plain_note = ("\n- The column \"test, plain gradients\" (exports before plain gradients joined the suite) "
-                  "attacks the sampled\n  forward pass directly; it is shown for comparison."
-                  if PLAIN_SPLIT in metrics else "")
     return f"""# {spec.model.name} on {info.name}
 
 Adversarially robust classifier exported by robustune from the search space `{config.get("space")}`.
@@ -105,9 +106,9 @@ pixels in [0, 1], normalisation (mean {info.mean}, std {info.std}) happens insid
 
 ## Threat model
 
-{_threat_lines(suite, stochastic)}
+{_threat_lines(suite, threat, stochastic)}
 - Robust accuracy is the per-example worst case: an example counts only when it is classified correctly
-  without attack and under every attack.{plain_note}
+  without attack and under every attack.
 
 ## Accuracy
 
@@ -139,5 +140,5 @@ model = load_model("{location}")  # eval mode; refuses weights whose sha256 diff
 ```
 
 Re-evaluate under another suite: `python -m tuner.evaluate {location} --attacks {",".join(suite.names())} \
---epsilon {suite.threat.eps:g}`.
+--epsilon {threat.eps:g}`.
 """

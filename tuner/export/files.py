@@ -27,7 +27,7 @@ from .card import model_card
 __all__ = ["CONFIG_FILE", "EXPORT_FORMAT", "METRICS_FILE", "README_FILE", "WEIGHTS_FILE", "Export", "ExportError",
            "export_model", "json_bytes"]
 
-EXPORT_FORMAT = "robustune-export/1"
+EXPORT_FORMAT = "robustune-export/2"  # /2: the run's threat model beside its suites, not inside them
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"

@@ -46,15 +46,44 @@ def _read_json(directory: Path, name: str) -> dict[str, Any]:
     return data
 
 
-def _read_config(directory: Path) -> dict[str, Any]:
+FORMAT_1 = "robustune-export/1"  # what robustune wrote until 2026-12: still read, see _from_format_1
+
+
+def _from_format_1(config: dict[str, Any], metrics: dict[str, Any] | None = None) -> None:
+    """Bring a format-1 export's config (and metrics) to format 2, in place.
+
+    Format 1 kept the threat model inside each suite and called sampled gradients "plain". Exports
+    of that format were handed to users (the main job's), so they still load; older run-spec
+    formats were never exported by a released main job and are not read.
+    """
+    def move(holder: dict[str, Any]) -> None:
+        suite = holder.get("suite")
+        if isinstance(suite, dict):
+            if "threat" in suite:
+                holder.setdefault("threat", suite.pop("threat"))
+            if isinstance(suite.get("gradients"), list):
+                suite["gradients"] = ["sampled" if w == "plain" else w for w in suite["gradients"]]
+
+    if isinstance(config.get("spec"), dict):
+        move(config["spec"])
+    if metrics is not None:
+        move(metrics)
+    config["format"] = EXPORT_FORMAT
+
+
+def _read_config(directory: Path) -> tuple[dict[str, Any], bool]:
+    """The export's config.json in the current format, and whether it was written in format 1."""
     config = _read_json(directory, CONFIG_FILE)
+    format_1 = config.get("format") == FORMAT_1
+    if format_1:
+        _from_format_1(config)
     if config.get("format") != EXPORT_FORMAT:
         raise ExportError(f"{directory / CONFIG_FILE} has format {config.get('format')!r}, "
                           f"expected {EXPORT_FORMAT!r}")
     missing = [k for k in ("spec", "dataset_info", "sha256") if k not in config]
     if missing or not isinstance(config["spec"], dict) or not isinstance(config["spec"].get("model"), dict):
         raise ExportError(f"{directory / CONFIG_FILE} lacks {', '.join(missing) or 'spec.model'}")
-    return config
+    return config, format_1
 
 
 def _dataset_info(raw: Any) -> DatasetInfo:
@@ -104,18 +133,20 @@ def _build(directory: Path, config: dict[str, Any], device: torch.device | str) 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> RobustModel:
     """The exported model in eval mode, from the export directory or its config.json."""
     directory = _export_dir(path)
-    return _build(directory, _read_config(directory), device)
+    return _build(directory, _read_config(directory)[0], device)
 
 
 def load_export(path: str | Path, device: torch.device | str = "cpu") -> Export:
     """Model, run spec, dataset info, metrics and raw config of an export directory."""
     directory = _export_dir(path)
-    config = _read_config(directory)
+    config, format_1 = _read_config(directory)
+    metrics = _read_json(directory, METRICS_FILE)
+    if format_1:
+        _from_format_1({}, metrics)
     try:
         spec = RunSpec.from_dict(config["spec"])
     except (TypeError, ValueError) as exc:
         raise ExportError(f"bad spec in {directory / CONFIG_FILE}: {exc}") from None
-    metrics = _read_json(directory, METRICS_FILE)
     model = _build(directory, config, device)
     return Export(model=model, spec=spec, info=_dataset_info(config["dataset_info"]), metrics=metrics,
                   config=config)

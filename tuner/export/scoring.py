@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import torch
 
-from trainables.attacks import SuiteConfig, evaluate_robustness
-from trainables.attacks.evaluation import ProgressFn
+from trainables.attacks import ThreatModel
 from trainables.data import Splits
+from trainables.evaluation import ProgressFn, SuiteConfig, evaluate_robustness
 from trainables.models import RobustModel
 
-__all__ = ["PLAIN_SPLIT", "evaluate_for_export"]
-
-PLAIN_SPLIT = "test_plain"  # exports before gradients were part of the suite: the test split, plain gradients
+__all__ = ["evaluate_for_export"]
 
 
 def evaluate_for_export(
     model: RobustModel,
     splits: Splits,
     suite: SuiteConfig,
+    threat: ThreatModel,
     device: torch.device | str | None = None,
     val_limit: int | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """Validation (first ``val_limit``) and test accuracies under ``suite``: {"validation", "test", ...}.
+    """Validation (first ``val_limit``) and test accuracies under ``suite`` at ``threat``: {"validation", "test", ...}.
 
     ``robust_acc`` is the per-example worst case over every attack of the suite, through every way
     of taking gradients it lists (an export suite attacks a stochastic model both through its
@@ -35,12 +35,13 @@ def evaluate_for_export(
     examples: dict[str, int] = {}
     for key, data in (("validation", splits.val.head(val_limit)), ("test", splits.test)):
         heard = None if progress is None else _labelled(progress, key)
-        result = evaluate_robustness(model, data.floats(), data.labels, suite, device=device, progress=heard)
+        result = evaluate_robustness(model, data.floats(), data.labels, suite, threat, device=device, progress=heard)
         metrics = result.as_dict()
         assert 0.0 <= metrics["robust_acc"] <= metrics["natural_acc"] <= 1.0, (key, metrics)
         out[key] = metrics
         examples[key] = result.n
     out["suite"] = suite.to_dict()
+    out["threat"] = asdict(threat)
     out["examples"] = examples
     return out
 

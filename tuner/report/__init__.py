@@ -6,15 +6,14 @@ rendering (:mod:`.table`, :mod:`.figures`).
 
 from tuner.report.candidates import Candidate, exported_candidates, quick_base, recipe_candidates
 from tuner.report.config import ReportConfig, default_suite
-from tuner.report.figures import ParetoPoint, pareto_front
-from tuner.report.pareto import pareto_inputs, pareto_points
+from tuner.report.pareto import ParetoInputs, pareto_inputs, pareto_points
 from tuner.report.scoring import FigureData, ReportRow, check_rows, evaluate_candidate, max_certified_radius
 from tuner.report.table import column_titles, print_table, table_markdown, write_table
 
 __all__ = [
     "Candidate",
     "FigureData",
-    "ParetoPoint",
+    "ParetoInputs",
     "ReportConfig",
     "ReportRow",
     "check_rows",
@@ -23,7 +22,6 @@ __all__ = [
     "evaluate_candidate",
     "exported_candidates",
     "max_certified_radius",
-    "pareto_front",
     "pareto_inputs",
     "pareto_points",
     "print_table",

@@ -39,11 +39,11 @@ def quick_base(*, epochs: int | None = None, train_limit: int | None = None, tes
     """The quick preset's run: small ``cnn`` at its width/kernel, its data, training and per-epoch suite."""
     preset = PRESETS["quick"]
     if epsilon is not None:
-        preset = preset.with_threat(replace(preset.threat, eps=epsilon))
+        preset = replace(preset, threat=replace(preset.threat, eps=epsilon))
     data = replace(preset.data, test_limit=test_limit, data_dir=data_dir,
                    train_limit=preset.data.train_limit if train_limit is None else train_limit)
     train = replace(preset.train, epochs=preset.train.epochs if epochs is None else epochs, seed=seed)
-    return RunSpec(data=data, model=preset_model(preset), train=train, suite=preset.epoch_suite)
+    return RunSpec(data=data, model=preset_model(preset), train=train, suite=preset.epoch_suite, threat=preset.threat)
 
 
 def recipe_candidates(names: Sequence[str], base: RunSpec, device: torch.device,

@@ -11,20 +11,21 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from trainables.attacks import SuiteConfig, SuiteOverrides, add_suite_arguments
+from search_spaces.presets import PRESETS
+from trainables.attacks import ThreatModel
 from trainables.cli import OneLineParser
+from trainables.evaluation import SuiteConfig, SuiteOverrides, add_suite_arguments
 from trainables.train import resolve_device
 from trainables.train.recipes import get_recipe, list_recipes
-from tuner.export import load_export, recorded_suite
+from tuner.export import load_export, recorded_threat
 
 from . import figures
 from .candidates import exported_candidates, quick_base, recipe_candidates
 from .config import ReportConfig, default_suite
-from .pareto import pareto_inputs
+from .pareto import ParetoInputs, pareto_inputs
 from .scoring import FigureData, ReportRow, evaluate_candidate
 from .table import print_table, write_table
 
@@ -70,13 +71,13 @@ def build_parser() -> OneLineParser:
     return p
 
 
-def _report_config(args: Any, suite: SuiteConfig) -> ReportConfig:
+def _report_config(args: Any, suite: SuiteConfig, threat: ThreatModel) -> ReportConfig:
     for flag in ("test_limit", "epochs", "train_limit"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
-    return ReportConfig(suite=suite, radii=_floats(args.radii), certify_n0=args.certify_n0, certify_n=args.certify_n,
-                        certify_alpha=args.certify_alpha, certify_limit=args.certify_limit,
+    return ReportConfig(suite=suite, threat=threat, radii=_floats(args.radii), certify_n0=args.certify_n0,
+                        certify_n=args.certify_n, certify_alpha=args.certify_alpha, certify_limit=args.certify_limit,
                         figure_limit=args.figure_limit)
 
 
@@ -89,19 +90,21 @@ def _recipe_names(text: str) -> list[str]:
     return names
 
 
-def _draw_figures(gathered: FigureData, out: Path, points: Sequence[figures.ParetoPoint], marked: str | None,
-                  export_trials: Sequence[str], explicit: bool) -> list[Path]:
+def _draw_figures(gathered: FigureData, out: Path, pareto: ParetoInputs, export_trials: Sequence[str],
+                  explicit: bool) -> list[Path]:
     written = [
         figures.plot_true_class_probability(gathered.probabilities, out / FIGURE_FILES["probability"]),
         figures.plot_adversarial_examples(gathered.examples, gathered.class_names, out / FIGURE_FILES["examples"],
                                           title=f"Adversarial examples against {gathered.first_model} "
                                                 "(green: correct, red: wrong)"),
     ]
-    if points:
-        ids = {p.trial_id for p in points}
+    if pareto.points:
+        ids = {p.trial_id for p in pareto.points}
+        marked = pareto.marked
         if not explicit:  # an export of this search beats the best exportable trial as the marked one
             marked = next((t for t in export_trials if t in ids), marked)
-        written.append(figures.plot_pareto(points, out / FIGURE_FILES["pareto"], marked=marked,
+        written.append(figures.plot_pareto(pareto.points, out / FIGURE_FILES["pareto"], marked=marked,
+                                           front=pareto.front,
                                            title="Search trials: validation natural vs objective (worst case)"))
     return written
 
@@ -112,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = f"{PROG} {shlex.join(argv)}"
     overrides = SuiteOverrides.from_args(args)
-    points, marked = pareto_inputs(args.results, args.export)
+    pareto = pareto_inputs(args.results, args.export)
     device = resolve_device(args.device)
     base_suite = default_suite()
     if args.exports is not None:
@@ -123,11 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if missing:
             raise FileNotFoundError(f"no export directory at {', '.join(missing)}")
         first = load_export(args.exports[0])
-        base_suite = replace(base_suite, threat=recorded_suite(first.metrics, first.spec).threat)
-        cfg = _report_config(args, overrides.apply(base_suite))
+        threat = overrides.threat(recorded_threat(first.metrics, first.spec))
+        cfg = _report_config(args, overrides.apply(base_suite), threat)
         candidates = exported_candidates(args.exports, args.test_limit, device, args.data_dir, args.download)
     else:
-        cfg = _report_config(args, overrides.apply(base_suite))
+        cfg = _report_config(args, overrides.apply(base_suite), overrides.threat(PRESETS["quick"].threat))
         base = quick_base(epochs=args.epochs, train_limit=args.train_limit, test_limit=args.test_limit,
                           seed=args.seed, epsilon=args.epsilon, data_dir=args.data_dir)
         candidates = recipe_candidates(_recipe_names(args.recipes), base, device)
@@ -141,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             export_trials.append(cand.trial_id)
         print(f"    {row.name}: natural {row.natural:.1f}% worst case {row.worst:.1f}% ({row.seconds:.0f}s)")
     md, parquet = write_table(rows, cfg, args.out, command=command)
-    pngs = _draw_figures(gathered, args.out, points, marked, export_trials, explicit=args.export is not None)
+    pngs = _draw_figures(gathered, args.out, pareto, export_trials, explicit=args.export is not None)
     print_table(rows, cfg)
     print(f"wrote {md}, {parquet}, {', '.join(str(p) for p in pngs)}")
     return 0

@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass, field, replace
 
 from search_spaces.presets import PRESETS
-from trainables.attacks import SuiteConfig
+from trainables.attacks import Norm, ThreatModel
+from trainables.evaluation import SuiteConfig
 
 __all__ = ["ReportConfig", "default_suite"]
 
@@ -17,15 +18,16 @@ def default_suite() -> SuiteConfig:
     The objective suite is L-inf only; the table keeps its PGD-L2 and CW columns from the export suite.
     """
     quick = PRESETS["quick"]
-    l2 = tuple(a for a in quick.export_suite.attacks if a.norm == "l2")
+    l2 = tuple(a for a in quick.export_suite.attacks if a.norm == Norm.L2)
     return replace(quick.objective_suite, attacks=quick.objective_suite.attacks + l2, cascade=False)
 
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """The attack suite, certification budget (smoothing models) and figure sizes of a report."""
+    """The attack suite and its threat model, certification budget (smoothing models) and figure sizes of a report."""
 
     suite: SuiteConfig = field(default_factory=default_suite)
+    threat: ThreatModel = field(default_factory=lambda: PRESETS["quick"].threat)
     radii: tuple[float, ...] = (0.25, 0.5)  # L2 radii of certified accuracy (smoothing models only)
     certify_n0: int = 50
     certify_n: int = 200
@@ -37,6 +39,7 @@ class ReportConfig:
     def __post_init__(self) -> None:
         if not self.suite.attacks:
             raise ValueError("a report needs at least one attack in its suite")
+        self.suite.check(self.threat)
         bad = [r for r in self.radii if not (r >= 0 and math.isfinite(r))]
         if bad or not self.radii:
             raise ValueError(f"radii must be a non-empty list of finite values >= 0, got {self.radii=}")

@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 
 from trainables.atomic import atomic_write
+from tuner.trials.pareto import ParetoPoint, pareto_front
 
 __all__ = [
     "AdversarialExample",
-    "ParetoPoint",
-    "pareto_front",
     "plot_adversarial_examples",
     "plot_epoch_curves",
     "plot_pareto",
@@ -39,15 +38,6 @@ class AdversarialExample:
     label: int
     clean_pred: int
     adv_pred: int
-
-
-@dataclass(frozen=True)
-class ParetoPoint:
-    """One finished trial on the natural / robust plane (accuracies in [0, 1])."""
-
-    trial_id: str
-    natural: float
-    robust: float
 
 
 def _pyplot() -> Any:
@@ -143,15 +133,6 @@ def plot_adversarial_examples(
     fig.suptitle(title or "Adversarial examples (green: correct, red: wrong)")
     fig.tight_layout()
     return _save(fig, path)
-
-
-def pareto_front(points: Sequence[ParetoPoint]) -> list[ParetoPoint]:
-    """The points no other point beats on both natural and robust accuracy, by rising natural accuracy."""
-    def beaten(p: ParetoPoint) -> bool:
-        return any(q.natural >= p.natural and q.robust >= p.robust and (q.natural, q.robust) != (p.natural, p.robust)
-                   for q in points)
-
-    return sorted((p for p in points if not beaten(p)), key=lambda p: (p.natural, -p.robust))
 
 
 def plot_pareto(

@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from trainables.atomic import atomic_write_text
-from tuner.search.results import TrialRecord
+from tuner.experiment import ExperimentFolder
+from tuner.trials.outcome import Outcome
+from tuner.trials.pareto import ParetoPoint
+from tuner.trials.record import TrialRecord
 
 from . import figures
 
 __all__ = ["PAGE_FILE", "results_page", "write_results_page"]
 
-PAGE_FILE = "report.html"
+PAGE_FILE = ExperimentFolder.PAGE
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222}
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
@@ -61,8 +64,9 @@ def _leaderboard(records: Sequence[TrialRecord], params: Sequence[str]) -> str:
 
     rows = []
     for rank, r in enumerate(sorted(records, key=key, reverse=True), start=1):
-        natural = r.final.get("final/natural_acc", r.final.get("natural_acc"))
-        outcome = r.outcome + (" (suspect)" if r.final.get("suspect") else "")
+        report = r.report
+        natural = report.natural
+        outcome = r.outcome + (" (suspect)" if report.suspect else "")
         rows.append([rank, r.trial_id, outcome, _pct(r.objective), _pct(natural), len(r.history),
                      *(r.params.get(p, "-") if not isinstance(r.params.get(p), float) else f"{r.params[p]:.3g}"
                        for p in params)])
@@ -85,18 +89,18 @@ def results_page(records: Sequence[TrialRecord], *, title: str, command: str, pa
                  exported: str | None = None, export_metrics: dict[str, Any] | None = None,
                  export_path: Path | None = None, front: Sequence[str] | None = None) -> str:
     """The page as HTML text (figures embedded as PNG data); ``front``: a Pareto search's front, drawn as such."""
-    finished = [r for r in records if r.outcome == "finished" and math.isfinite(r.objective)
-                and isinstance(r.final.get("final/natural_acc"), float)]
-    early = [r for r in records if r.outcome != "finished" and r.history]
+    finished = [r for r in records if r.outcome == Outcome.FINISHED and math.isfinite(r.objective)
+                and math.isfinite(r.natural)]
+    early = [r for r in records if r.outcome != Outcome.FINISHED and r.history]
     sections = [f"<h1>{html.escape(title)}</h1>",
                 f"<p>Reproduce: <code>{html.escape(command)}</code></p>",
                 "<h2>Leaderboard</h2>", _leaderboard(records, params),
                 "<p class=note>Robust = per-example worst case over the objective suite on the validation split; "
                 "a suspect trial (gradient masking) is never exported.</p>"]
     if finished:
-        points = [figures.ParetoPoint(r.trial_id, r.final["final/natural_acc"], r.objective) for r in finished]
-        others = [figures.ParetoPoint(r.trial_id, r.history[-1].get("natural_acc", 0.0),
-                                      r.history[-1].get("robust_acc", 0.0)) for r in early]
+        points = [ParetoPoint(r.trial_id, r.natural, r.objective) for r in finished]
+        others = [ParetoPoint(r.trial_id, r.history[-1].get("natural_acc", 0.0), r.history[-1].get("robust_acc", 0.0))
+                  for r in early]
         src = _png(figures.plot_pareto, points, marked=exported, others=others, front=front,
                    title="Natural vs robust accuracy of every trial (validation)")
         sections += ["<h2>Natural vs robust</h2>", f'<img alt="natural vs robust accuracy" src="{src}">']
@@ -110,7 +114,8 @@ def results_page(records: Sequence[TrialRecord], *, title: str, command: str, pa
                  if export_metrics.get("suite", {}).get("cascade") else "each attack on every correct example")
         sections += [f"<h2>The exported model: trial {html.escape(str(exported))}{where}</h2>",
                      _export_table(export_metrics), f"<p class=note>Export suite, {order}; "
-                     "<code>/plain</code>: the same attack through the model's sampled gradients.</p>"]
+                     "<code>&lt;attack&gt;/sampled</code>: the same attack through the model's sampled gradients."
+                     "</p>"]
     else:
         sections.append("<h2>No export</h2><p>No trial finished without failing or being flagged as suspect, or "
                         "the search was interrupted.</p>")

@@ -15,7 +15,7 @@ import torch
 from scipy.stats import norm
 from torch import Tensor
 
-from trainables.attacks import RobustResult, evaluate_robustness
+from trainables.evaluation import RobustResult, evaluate_robustness
 from trainables.models import RobustModel, predict_proba
 from trainables.rng import private_rng
 from trainables.smoothing import SmoothingConfig, certified_accuracy
@@ -109,7 +109,7 @@ def evaluate_candidate(cand: Candidate, cfg: ReportConfig, device: torch.device,
     """
     began = time.perf_counter()
     model = cand.model
-    result = evaluate_robustness(model, cand.test.floats(), cand.test.labels, cfg.suite, device=device,
+    result = evaluate_robustness(model, cand.test.floats(), cand.test.labels, cfg.suite, cfg.threat, device=device,
                                  keep_adversarial=gathered is not None)
     certified: dict[float, float] = {}
     sigma = float(cand.spec.model.input_noise)

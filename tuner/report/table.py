@@ -58,15 +58,15 @@ def _provenance_lines(command: str, created: str, prov: dict[str, Any]) -> list[
 
 def _notes(rows: Sequence[ReportRow], cfg: ReportConfig) -> list[str]:
     suite = cfg.suite
-    attacks = "; ".join(f"{name}: {attack.describe()}" for name, attack in suite.bound(False).items())
+    attacks = "; ".join(f"{name}: {attack.describe()}" for name, attack in suite.bound(cfg.threat, False).items())
     order = ("in a cascade, each attack on the examples still robust (its column is the accuracy after it)"
              if suite.cascade else "each attack on every correctly classified example")
     notes = [
         f"- Test examples per model: {', '.join(map(str, sorted({row.examples for row in rows})))}; accuracies in "
         "percent.",
         f"- Threat model and attacks ({order}): {attacks}; stochastic models attacked with EOT "
-        f"{suite.eot_samples} through {' and '.join(suite.gradients)} gradients (`<attack>/plain`: the same "
-        f"attack through the sampled gradients), predictions averaged over {suite.predict_samples} draws.",
+        f"{suite.eot_samples} through {' and '.join(suite.gradients)} gradients (`<attack>/<way>`: the same "
+        f"attack through every way after the first), predictions averaged over {suite.predict_samples} draws.",
         "- Worst case = correct on clean inputs and under every attack.",
     ]
     sigmas = sorted({row.sigma for row in rows if row.sigma > 0})
@@ -117,9 +117,9 @@ def write_table(rows: Sequence[ReportRow], cfg: ReportConfig, out: Path, *, comm
         columns[_cert_key(radius)] = pa.array([r.certified.get(radius) if r.certified else None for r in rows],
                                               type=pa.float64())
     columns["seconds"] = pa.array([r.seconds for r in rows])
-    l2 = cfg.suite.threat.l2_eps
+    l2 = cfg.threat.l2_eps
     meta = {"command": command, "created": created, "cpu": str(prov.get("cpu")), "gpu": str(prov.get("gpu")),
-            "torch": str(prov.get("torch")), "eps": f"{cfg.suite.threat.eps:g}",
+            "torch": str(prov.get("torch")), "eps": f"{cfg.threat.eps:g}",
             "l2_eps": "none" if l2 is None else f"{l2:g}", "cascade": str(cfg.suite.cascade)}
     table = pa.table(columns).replace_schema_metadata({k: v.encode() for k, v in meta.items()})
     parquet = atomic_write(out / TABLE_PARQUET, lambda f: pq.write_table(table, f))
@@ -131,7 +131,7 @@ def print_table(rows: Sequence[ReportRow], cfg: ReportConfig) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    threat = cfg.suite.threat
+    threat = cfg.threat
     l2 = "no" if threat.l2_eps is None else f"{threat.l2_eps:g}"
     table = Table(title=f"test accuracy (%), eps {threat.eps:g} L-inf / {l2} L2")
     table.add_column("model")

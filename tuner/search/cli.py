@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from search_spaces import PRESETS, list_spaces
-from trainables.attacks import SuiteOverrides, add_suite_arguments
 from trainables.cli import OneLineParser
 from trainables.data import list_datasets
+from trainables.evaluation import SuiteOverrides, add_suite_arguments
 from trainables.train.compute import MEMORY_FORMATS, PRECISIONS
-from tuner.search.config import OBJECTIVES, SAMPLERS, SCHEDULERS, SearchConfig
+from tuner.cluster.storage import STUDY_STORAGES
+from tuner.console.status import show_status
+from tuner.search.config import SearchConfig
 from tuner.search.run import run_search
-from tuner.search.status import show_status
-from tuner.search.storage import STUDY_STORAGES
+from tuner.trials.strategy import OBJECTIVES, SAMPLERS, SCHEDULERS, describe
 
 __all__ = ["PROG", "build_parser", "main"]
 
@@ -28,7 +28,7 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     """The search command line, and the destinations of its suite flags."""
     p = OneLineParser(prog=PROG, description="Search robust classifiers with Ray Tune + Optuna.")
     p.add_argument("--space", default="lwta", choices=list_spaces())
-    p.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+    p.add_argument("--preset", default="quick", choices=PRESETS.names())
     p.add_argument("--dataset", default=None, choices=list_datasets(), help="override the preset's dataset")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--download", action="store_true")
@@ -44,12 +44,11 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--objective", default="robust", choices=list(OBJECTIVES),
                    help="robust: maximise worst-case robust validation accuracy; pareto: maximise it and natural "
                         "validation accuracy together (Optuna's multi-objective TPE), a Pareto front of trials")
-    p.add_argument("--sampler", default="tpe", choices=list(SAMPLERS),
-                   help="how Optuna proposes trials after the space's known-good points: "
-                        + "; ".join(f"{k}: {v}" for k, v in SAMPLERS.items()) + " (--resume keeps the search's own)")
-    p.add_argument("--scheduler", default="asha", choices=list(SCHEDULERS),
-                   help="which trials train to the end: " + "; ".join(f"{k}: {v}" for k, v in SCHEDULERS.items())
+    p.add_argument("--sampler", default="tpe", choices=SAMPLERS.in_order(),
+                   help="how Optuna proposes trials after the space's known-good points: " + describe(SAMPLERS)
                         + " (--resume keeps the search's own)")
+    p.add_argument("--scheduler", default="asha", choices=SCHEDULERS.in_order(),
+                   help="which trials train to the end: " + describe(SCHEDULERS) + " (--resume keeps the search's own)")
     p.add_argument("--pick-min-natural", type=float, default=None, metavar="X",
                    help="with --objective pareto: export the most robust Pareto trial whose natural validation "
                         "accuracy is >= X (in [0, 1]); default: the most robust on the front")
@@ -112,8 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: no trial finished without failing or being flagged as suspect; nothing exported",
               file=sys.stderr)
         return 1
-    metrics = json.loads((outcome.export_path / "metrics.json").read_text())
-    test = metrics["test"]
+    test = (outcome.export_metrics or {})["test"]
     best = outcome.best
     if cfg.pareto:
         chosen = (f"trial {best.trial_id}, picked from {len(outcome.front)} on the Pareto front: validation robust "

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from trainables.attacks import SuiteOverrides
-from tuner.search.storage import STUDY_STORAGES
+from trainables.evaluation import SuiteOverrides
+from trainables.train.compute import MemoryFormat, Precision
+from tuner.cluster.storage import STUDY_STORAGES, StudyChoice
+from tuner.experiment import ExperimentFolder
+from tuner.trials.strategy import OBJECTIVES, SAMPLERS, SCHEDULERS, ObjectiveMode, Strategy
 
-__all__ = ["OBJECTIVES", "SAMPLERS", "SCHEDULERS", "SearchConfig", "is_uri"]
-
-# --objective: the metrics of every trial report that Optuna maximises (ASHA always compares robust_acc)
-OBJECTIVES: dict[str, tuple[str, ...]] = {
-    "robust": ("objective",),  # worst-case robust validation accuracy
-    "pareto": ("objective", "objective_natural"),  # and natural validation accuracy: a Pareto front
-}
-
-# --sampler and --scheduler: the search's strategy, by name (built in tuner.search.tuner_setup), in words for --help
-SAMPLERS: dict[str, str] = {
-    "tpe": "Optuna's multivariate TPE, random for its first max(2, trials // 3) trials",
-    "random": "Optuna's random sampler",
-}
-SCHEDULERS: dict[str, str] = {
-    "asha": "ASHA stops a trial at epoch 1, 2, 4, ... unless its per-epoch robust accuracy is in the top half "
-            "reached there so far",
-    "fifo": "every trial runs all its epochs",
-}
-
-
-def is_uri(path: str) -> bool:
-    """True for pyarrow filesystem URIs such as s3://bucket/runs (not local paths)."""
-    return "://" in path and not path.startswith("file://")
+__all__ = ["SearchConfig", "read_points"]
 
 
 @dataclass(frozen=True)
@@ -49,9 +33,9 @@ class SearchConfig:
     gpus_per_trial: float | str | None = None  # a share, N GPUs, or "auto" (None: auto when the cluster has GPUs)
     workers_per_trial: int | None = None  # None: one per GPU when a trial has several, else 1
     seed: int = 0
-    objective: str = "robust"  # a key of OBJECTIVES
-    sampler: str = "tpe"  # a key of SAMPLERS
-    scheduler: str = "asha"  # a key of SCHEDULERS
+    objective: ObjectiveMode = "robust"  # a key of tuner.trials.strategy.OBJECTIVES
+    sampler: str = "tpe"  # a name in tuner.trials.strategy.SAMPLERS
+    scheduler: str = "asha"  # a name in tuner.trials.strategy.SCHEDULERS
     pick_min_natural: float | None = None  # pareto: export the most robust front trial with natural acc >= this
     storage_path: str = "runs"
     name: str | None = None  # None: "<space>-<preset>"
@@ -59,11 +43,11 @@ class SearchConfig:
     address: str = ""  # '' starts a local Ray; 'auto' or host:port joins a cluster
     export_dir: str = "exports"
     optuna_storage: str | None = None  # an RDB URL; None: the study is kept in the experiment folder (local storage)
-    study_storage: str = "auto"  # a key of tuner.search.storage.STUDY_STORAGES (without --optuna-storage)
+    study_storage: StudyChoice = "auto"  # how the study is kept without --optuna-storage
     suite: SuiteOverrides = field(default_factory=SuiteOverrides)  # threat model and suite changes to the preset's
     epochs: int | None = None
-    precision: str | None = None  # training's autocast (None: the preset's, auto); see trainables.train.compute
-    memory_format: str | None = None  # the model's layout (None: the preset's, auto)
+    precision: Precision | None = None  # training's autocast (None: the preset's, auto); see trainables.train.compute
+    memory_format: MemoryFormat | None = None  # the model's layout (None: the preset's, auto)
     train_limit: int | None = None
     val_limit: int | None = None
     test_limit: int | None = None
@@ -94,9 +78,9 @@ class SearchConfig:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.sampler not in SAMPLERS:
-            raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+            raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS.in_order())}, got {self.sampler!r}")
         if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+            raise ValueError(f"--scheduler must be one of {', '.join(SCHEDULERS.in_order())}, got {self.scheduler!r}")
         floor = self.pick_min_natural
         if floor is not None and not (math.isfinite(floor) and 0 <= floor <= 1):
             raise ValueError(f"--pick-min-natural must be an accuracy in [0, 1], got {floor}")
@@ -119,22 +103,39 @@ class SearchConfig:
         return float(self.gpus_per_trial) if isinstance(self.gpus_per_trial, (int, float)) else 0.0
 
     @property
-    def metrics(self) -> tuple[str, ...]:
-        """The report metrics the searcher maximises: one, or two for a Pareto search."""
-        return OBJECTIVES[self.objective]
-
-    @property
     def pareto(self) -> bool:
         """Whether the search looks for a front of robust and natural accuracy rather than one best trial."""
-        return len(self.metrics) > 1
+        return len(OBJECTIVES[self.objective]) > 1
+
+    @property
+    def folder(self) -> ExperimentFolder:
+        """The experiment folder: storage_path/name."""
+        return ExperimentFolder(self.storage_path, self.name or f"{self.space}-{self.preset}")
 
     @property
     def experiment_name(self) -> str:
         """The experiment folder's name."""
-        return self.name or f"{self.space}-{self.preset}"
+        return self.folder.name
 
     @property
     def experiment_path(self) -> str:
         """storage_path/name, absolute for local storage."""
-        base = self.storage_path if is_uri(self.storage_path) else str(Path(self.storage_path).resolve())
-        return f"{base.rstrip('/')}/{self.experiment_name}"
+        return self.folder.path
+
+    def strategy(self, num_samples: int) -> Strategy:
+        """How the search explores (``num_samples``: the trials, ``--num-samples`` or the preset's)."""
+        return Strategy(objective=self.objective, sampler=self.sampler, scheduler=self.scheduler, seed=self.seed,
+                        num_samples=num_samples, grace_period=self.grace_period, points=read_points(self.points))
+
+
+def read_points(path: str | None) -> tuple[Mapping[str, Any], ...]:
+    """The configurations of a ``--points`` JSON file (a list of objects); ValueError (one line) otherwise."""
+    if not path:
+        return ()
+    try:
+        points = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read --points {path}: {exc}") from None
+    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+        raise ValueError(f"--points {path} must hold a JSON list of objects")
+    return tuple(points)

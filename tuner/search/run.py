@@ -1,11 +1,11 @@
 """A search end to end: Ray Tune runs the trials, Optuna proposes them, the best honest one is exported.
 
-Data flow: preset + space (tuner.search.plan) -> Optuna define-by-run suggestions -> one Ray Tune
-trial each (tuner.search.trial: train, report and checkpoint every epoch, ASHA stops the weak
-ones) -> the objective (tuner.search.objective) ranks them -> results.parquet + leaderboard -> the
-best honest trial (``--objective pareto``: the pick from the front of robust vs natural accuracy) is
-re-evaluated on the test split and exported (tuner.export) into ``exports/<experiment>/``, with
-``exports/latest`` pointing at the newest export.
+Data flow: preset + space (:mod:`tuner.search.plan`) -> Optuna define-by-run suggestions -> one
+Ray Tune trial each (:mod:`tuner.trials`: train, report and checkpoint every epoch, ASHA stops the
+weak ones, the objective ranks the rest) -> results.parquet + leaderboard (:mod:`tuner.console`) ->
+the best honest trial (``--objective pareto``: the pick from the front of robust vs natural
+accuracy) is re-evaluated on the test split and exported (:mod:`tuner.export`) into
+``exports/<experiment>/``, with ``exports/latest`` pointing at the newest export.
 
 Everything the command line says is checked before Ray starts; the experiment is locked for the
 whole search; every trial's resources are checked against the cluster before the first trial.
@@ -13,47 +13,41 @@ whole search; every trial's resources are checked against the cluster before the
 
 from __future__ import annotations
 
-import logging
+import json
 import os
 import signal
-import tempfile
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search_spaces import Preset, get_space
-from trainables.attacks import SuiteConfig
-from trainables.attacks.evaluation import ProgressFn
+import pyarrow.fs
+import ray
+
+from search_spaces import get_space
 from trainables.data import Splits, load_splits
-from trainables.data.info import DatasetInfo
-from trainables.models import build_model
-from trainables.train import RunSpec, load_checkpoint
-from tuner.search.config import SearchConfig, is_uri
-from tuner.search.leaderboard import leaderboard
-from tuner.search.lock import experiment_lock
-from tuner.search.packing import gpu_share
+from tuner.cluster.connect import check_address, connect_ray
+from tuner.cluster.integrity import IntegrityRecorder
+from tuner.cluster.lock import experiment_lock
+from tuner.cluster.storage import StudyStorage, study_storage
+from tuner.console.callback import LiveProgress
+from tuner.console.leaderboard import leaderboard
+from tuner.console.progress import write_phase
+from tuner.console.view import Phases, ViewKind
+from tuner.export import METRICS_FILE, ExportRequest, export_best
+from tuner.report.page import write_results_page
+from tuner.search.config import SearchConfig
+from tuner.search.logs import quiet_libraries, route_ray_logs
+from tuner.search.placement import place_trials
 from tuner.search.plan import SearchPlan, resolve_run
-from tuner.search.progress import write_phase
-from tuner.search.resources import TrialResources, request_from_autoscaler, wait_until_placeable
-from tuner.search.results import (
-    ParetoPick,
-    TrialRecord,
-    best_trial,
-    collect_trials,
-    pick_from_front,
-    time_spent,
-    write_trials,
-)
-from tuner.search.storage import check_shared
-from tuner.search.tuner_setup import build_tuner, check_experiment, optuna_storage
-from tuner.search.view import Phases
+from tuner.trials.pareto import ParetoPick, best_trial, pick_from_front
+from tuner.trials.record import TrialRecord
+from tuner.trials.results import collect_trials, time_spent, write_trials
+from tuner.trials.study import settle_study, study_states
+from tuner.trials.trial import TrialContext
+from tuner.trials.tune_run import build_tuner, check_experiment, make_trainable
 
-__all__ = ["LATEST", "SearchOutcome", "export_best", "run_search"]
-
-LATEST = "latest"  # exports/latest -> the newest export's folder
+__all__ = ["SearchOutcome", "run_search"]
 
 
 @dataclass
@@ -66,92 +60,12 @@ class SearchOutcome:
     best: TrialRecord | None  # the exported trial: the best, or a Pareto search's pick
     export_path: Path | None
     front: list[TrialRecord] = field(default_factory=list)  # a Pareto search's front, most robust first
+    export_metrics: dict[str, Any] | None = None  # the export's metrics.json
 
 
-def _point_latest(export_dir: Path, name: str) -> None:
-    """Make ``export_dir/latest`` a symlink to ``name``, atomically."""
-    link = export_dir / LATEST
-    tmp = export_dir / f".{LATEST}-{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(name, target_is_directory=True)
-    os.replace(tmp, link)
-
-
-def export_best(record: TrialRecord, splits: Splits, preset: Preset, suite: SuiteConfig, cfg: SearchConfig,
-                command: str, progress: ProgressFn | None = None, pick: ParetoPick | None = None) -> Path:
-    """Re-evaluate the best trial's final checkpoint with ``suite`` and export it to exports/<experiment>/.
-
-    ``pick``: the Pareto front ``record`` was picked from, recorded with the rule in metrics.json.
-    """
-    from tuner.export import evaluate_for_export, export_model
-    from tuner.provenance import collect_provenance
-
-    with tempfile.TemporaryDirectory() as tmp:
-        record.checkpoint.to_directory(tmp)
-        state = load_checkpoint(Path(tmp))
-    spec = RunSpec.from_dict(state.spec)
-    model = build_model(spec.model, splits.info)
-    model.load_state_dict(state.model)
-    model.eval()
-    metrics = evaluate_for_export(model, splits, suite, val_limit=preset.export_val_limit, progress=progress)
-    metrics["search"] = {"trial_id": record.trial_id, "objective": record.objective, "natural": record.natural,
-                         "experiment": cfg.experiment_path, "objective_mode": cfg.objective,
-                         "pick": {"rule": "the trial with the highest objective"} if pick is None else
-                         {"rule": pick.rule, "min_natural": pick.min_natural, "met": pick.met},
-                         "objective_metrics": {k: v for k, v in record.final.items() if k.startswith("final/")}}
-    if pick is not None:
-        metrics["search"]["front"] = [{"trial_id": r.trial_id, "objective": r.objective, "natural": r.natural}
-                                      for r in pick.front]
-    export_dir = Path(cfg.export_dir)
-    out = export_model(model, spec, export_dir / cfg.experiment_name, info=splits.info, metrics=metrics,
-                       command=command, space=cfg.space, params=record.params,
-                       provenance=collect_provenance(spec.train.seed))
-    _point_latest(export_dir, cfg.experiment_name)
-    return out
-
-
-def _gpus_per_trial(cfg: SearchConfig, plan: SearchPlan, info: DatasetInfo, phases: Phases) -> float:
-    """``--gpus-per-trial`` as a number: as given, or sized by a memory probe for auto (also when unset)."""
-    import ray
-
-    if cfg.gpus_per_trial not in (None, "auto"):
-        return cfg.fixed_gpus_per_trial
-    space = get_space(cfg.space)
-    specs = [plan.base, *(space.apply(plan.base, p) for p in space.points_to_evaluate(plan.preset))]
-    share = gpu_share(specs, info, [plan.base.suite, plan.objective_suite, plan.export_suite],
-                      has_gpu=ray.cluster_resources().get("GPU", 0) > 0, fallback=plan.preset.gpus_per_trial)
-    if share.fraction or cfg.gpus_per_trial == "auto":
-        phases.say(share.reason)
-    return share.fraction
-
-
-def _layout(cfg: SearchConfig, plan: SearchPlan, info: DatasetInfo, phases: Phases
-            ) -> tuple[TrialResources, int | None]:
-    """Each trial's workers and resources, checked against the cluster, and the trials to run at once."""
-    import ray
-
-    gpus = _gpus_per_trial(cfg, plan, info, phases)
-    layout = TrialResources.resolve(cfg.cpus_per_trial, gpus, cfg.workers_per_trial)
-    joined = cfg.address != ""
-    if joined:  # nodes on other hosts must see the experiment folder to checkpoint into it
-        check_shared(cfg.experiment_path, is_uri(cfg.storage_path), ray.nodes())
-    wait_s = cfg.resource_wait_s if cfg.resource_wait_s is not None else (600.0 if joined else 0.0)
-    wait_until_placeable(layout, ray.nodes, timeout_s=wait_s, request=request_from_autoscaler if joined else None,
-                         notify=phases.say)
-    max_concurrent = cfg.max_concurrent
-    if layout.data_parallel:  # Tune cannot see Train's workers: never start more trials than the cluster holds
-        fits = layout.concurrency(ray.cluster_resources())
-        max_concurrent = min(max_concurrent or fits, fits)
-    return layout, max_concurrent
-
-
-def _filesystem(storage_path: str) -> Any:
-    """The pyarrow filesystem of remote storage (s3://, gs://), None for a local folder."""
-    if not is_uri(storage_path):
-        return None
-    import pyarrow.fs
-
-    return pyarrow.fs.FileSystem.from_uri(storage_path)[0]
+def _study_storage(cfg: SearchConfig) -> StudyStorage | None:
+    """Where the study is kept (:mod:`tuner.cluster.storage`); None: remote storage, no ``--optuna-storage``."""
+    return study_storage(cfg.folder.path, cfg.study_storage, cfg.optuna_storage, remote=cfg.folder.remote)
 
 
 def _fit_watching_sigint(tuner: Any) -> tuple[Any, bool]:
@@ -173,124 +87,64 @@ def _fit_watching_sigint(tuner: Any) -> tuple[Any, bool]:
     return grid, watching and after is before
 
 
-@contextmanager
-def _quiet(cfg: SearchConfig) -> Iterator[Path | None]:
-    """Keep Ray's, Tune's and Optuna's own output off the terminal (``--verbose`` keeps it); yields the log file.
-
-    The log's handler goes on the "optuna" logger now and on Ray's loggers once Ray is up
-    (:func:`_route_ray_logs`); it is taken off every logger and closed when the search ends.
-    """
-    import optuna
-
-    if cfg.verbose:
-        yield None
-        return
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's banner and tables; read when the run starts
-    optuna.logging.disable_default_handler()
-    if is_uri(cfg.storage_path):
-        yield None
-        return
-    log = Path(cfg.experiment_path) / "search.log"
-    handler = logging.FileHandler(log)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    logging.getLogger("optuna").addHandler(handler)
-    try:
-        yield log
-    finally:
-        for name in _LOGGERS:
-            logging.getLogger(name).removeHandler(handler)
-        handler.close()
+def _callbacks(cfg: SearchConfig, plan: SearchPlan) -> list[Any]:
+    """Tune callbacks of a new experiment: the live view and progress.json, and the integrity record (local storage)."""
+    folder, preset = cfg.folder, plan.preset
+    callbacks: list[Any] = [LiveProgress(folder.progress, plan.strategy.num_samples, preset.train.epochs,
+                                         params=get_space(cfg.space).leaderboard, space=f"{cfg.space} · {preset.name}",
+                                         view=ViewKind.LIVE if cfg.live else ViewKind.LINES)]
+    if not folder.remote:
+        callbacks.append(IntegrityRecorder(folder.path))
+    return callbacks
 
 
-_LOGGERS = ("optuna", "ray", "ray.tune", "ray.train")
-
-
-class _NotTune(logging.Filter):
-    """Keeps Tune's controller records (a trial's traceback when it fails or its node dies) off the terminal.
-
-    The search says the same in one line per trial event; the traceback stays in ``search.log``.
-    Tune's other errors (saving the experiment's state, syncing it) still reach the terminal.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.name != "ray.tune.execution.tune_controller"
-
-
-def _route_ray_logs(log: Path | None) -> None:
-    """Ray's Python loggers at INFO into ``log``, its terminal handlers at ERROR (after ``ray.init`` set them up)."""
-    if log is None:
-        return
-    handler = next(h for h in logging.getLogger("optuna").handlers if isinstance(h, logging.FileHandler)
-                   and Path(h.baseFilename) == log.resolve())
-    for name in _LOGGERS[1:]:
-        logger = logging.getLogger(name)
-        for existing in logger.handlers:
-            if existing is handler:
-                continue
-            existing.setLevel(max(existing.level, logging.ERROR))
-            if not any(isinstance(f, _NotTune) for f in existing.filters):
-                existing.addFilter(_NotTune())
-        logger.setLevel(logging.INFO)
-        if handler not in logger.handlers:
-            logger.addHandler(handler)
-
-
-def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases,
-           log: Path | None) -> tuple[Any, bool]:
+def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, log: Path | None,
+           study: StudyStorage | None) -> tuple[Any, bool]:
     """Start or join Ray, check the trials fit, run Tune; the result grid and whether Ctrl-C stopped it."""
-    import ray
-
-    from tuner.search.cluster import connect_ray
-
     preset, base = plan.preset, plan.base
     where = "starting a local Ray" if cfg.address == "" else f"joining the Ray cluster at {cfg.address}"
     with phases.phase(where):  # Ray Train's clean-up of stopped trials needs the dashboard (see data_parallel)
         connect_ray(cfg.address, object_store_memory=1 << 30, log_to_driver=cfg.verbose,
                     dashboard=cfg.data_parallel or preset.gpus_per_trial > 1)
-        _route_ray_logs(log)
+        route_ray_logs(log)
     try:
-        layout, max_concurrent = _layout(cfg, plan, splits.info, phases)
+        layout, max_concurrent = place_trials(cfg, plan, splits.info, phases.say)
         workers = (f", {layout.workers} data-parallel workers per trial "
                    f"({'NCCL' if layout.gpus_per_worker else 'gloo'})") if layout.data_parallel else ""
         phases.say(f"[bold]training[/]: space {cfg.space}, preset {preset.name}, {base.model.name} on {base.data.name} "
                    f"({len(splits.train)} train / {len(splits.val)} val), {base.train.epochs} epochs, eps "
-                   f"{base.threat.eps:g}{workers}; experiment {cfg.experiment_path}")
-        return _fit_watching_sigint(build_tuner(cfg, plan, splits, layout, max_concurrent))
+                   f"{base.threat.eps:g}{workers}; experiment {cfg.folder.path}")
+        context = TrialContext(space=cfg.space, base=base, objective_suite=plan.objective_suite)
+        tuner = build_tuner(make_trainable(context, splits, layout, cfg.folder), cfg.folder, resume=cfg.resume,
+                            strategy=plan.strategy, space=cfg.space, preset=preset, study=study,
+                            callbacks=_callbacks(cfg, plan), max_concurrent=max_concurrent,
+                            reuse_actors=not layout.data_parallel)  # Train's workers are not reusable
+        return _fit_watching_sigint(tuner)
     finally:
         if cfg.address == "":
             with phases.phase("stopping the local Ray"):
                 ray.shutdown()
 
 
-def _study(cfg: SearchConfig, interrupted: bool) -> dict[str, str]:
+def _study_states(cfg: SearchConfig, study: StudyStorage | None, interrupted: bool) -> dict[str, str]:
     """The study's state per Tune trial; once the search is over, no trial is left RUNNING."""
-    from tuner.search.study import settle_study, study_states
-
-    storage = optuna_storage(cfg)
-    if storage is None:
+    if study is None:
         return {}
-    opened = storage.open()
+    opened = study.open()
     if not interrupted:  # every trial is over: one still RUNNING was asked for by a driver that died
-        settle_study(opened, cfg.experiment_name, live=set())
-    return study_states(opened, cfg.experiment_name)
+        settle_study(opened, cfg.folder.name, live=set())
+    return study_states(opened, cfg.folder.name)
 
 
-def _results_page(cfg: SearchConfig, records: list[TrialRecord], params: tuple[str, ...], command: str,
-                  best: TrialRecord | None, export_path: Path | None, pick: ParetoPick | None) -> list[Path]:
-    """The results page, in the experiment folder (local storage) and the export folder."""
-    import json
-
-    from tuner.report.page import write_results_page
-
-    folders = [] if is_uri(cfg.storage_path) else [Path(cfg.experiment_path)]
-    metrics = None
-    if export_path is not None:
-        folders.append(export_path)
-        metrics = json.loads((export_path / "metrics.json").read_text())
-    return write_results_page(folders, records, title=f"robustune search {cfg.experiment_name} ({cfg.space})",
-                              command=command, params=params, exported=None if best is None else best.trial_id,
-                              export_metrics=metrics, export_path=export_path,
-                              front=None if pick is None else [r.trial_id for r in pick.front])
+def _collect(cfg: SearchConfig, grid: Any, study: StudyStorage | None, interrupted: bool) -> tuple[list[TrialRecord],
+                                                                                                  Path]:
+    """Every trial as a record, written to results.parquet (beside the exports on remote storage)."""
+    folder = cfg.folder
+    filesystem = pyarrow.fs.FileSystem.from_uri(cfg.storage_path)[0] if folder.remote else None
+    records = collect_trials(grid, filesystem=filesystem, study=_study_states(cfg, study, interrupted))
+    path = folder.results or Path(cfg.export_dir) / f"{folder.name}-{folder.RESULTS}"
+    write_trials(records, path)
+    return records, path
 
 
 def _show_pick(pick: ParetoPick, exported: bool, phases: Phases) -> None:
@@ -308,52 +162,74 @@ def _show_pick(pick: ParetoPick, exported: bool, phases: Phases) -> None:
         phases.say(f"exporting {pick.rule}: trial {pick.trial.trial_id}")
 
 
+def _summarise(records: list[TrialRecord], params: tuple[str, ...], results: Path, pick: ParetoPick | None,
+               best: TrialRecord | None, phases: Phases) -> None:
+    """The leaderboard, where every trial is, where the trials' time went, and a Pareto search's front."""
+    phases.console.print(leaderboard(records, params, front=None if pick is None else [r.trial_id for r in pick.front],
+                                     picked=None if best is None else best.trial_id))
+    phases.say(f"all trials: {results}")
+    spent = time_spent(records)
+    phases.say(f"trials' time, summed over them: training {spent['training']:.0f} s "
+               f"({spent['trial_epochs']:.0f} trial-epochs), per-epoch scoring {spent['epoch_scoring']:.0f} s, "
+               f"objective {spent['objective']:.0f} s")
+    if pick is not None:
+        _show_pick(pick, best is not None, phases)
+
+
+def _export(cfg: SearchConfig, plan: SearchPlan, best: TrialRecord, splits: Splits, command: str,
+            pick: ParetoPick | None, phases: Phases) -> tuple[Path, dict[str, Any]]:
+    """Score the chosen trial with the export suite and export it; its folder and metrics."""
+    request = ExportRequest(export_dir=Path(cfg.export_dir), experiment=cfg.folder.name,
+                            experiment_path=cfg.folder.path, space=cfg.space, objective_mode=cfg.objective,
+                            command=command, suite=plan.export_suite, threat=plan.threat,
+                            val_limit=plan.preset.export_val_limit)
+    with phases.counted(f"scoring trial {best.trial_id} for export (validation and test)") as heard:
+        path = export_best(best, splits, request, heard, pick)
+    return path, json.loads((path / METRICS_FILE).read_text())
+
+
+def _results_page(cfg: SearchConfig, records: list[TrialRecord], params: tuple[str, ...], command: str,
+                  best: TrialRecord | None, export: tuple[Path, dict[str, Any]] | None,
+                  pick: ParetoPick | None) -> list[Path]:
+    """The results page, in the experiment folder (local storage) and the export folder."""
+    folders = [] if cfg.folder.remote else [Path(cfg.folder.path)]
+    if export is not None:
+        folders.append(export[0])
+    return write_results_page(folders, records, title=f"robustune search {cfg.folder.name} ({cfg.space})",
+                              command=command, params=params, exported=None if best is None else best.trial_id,
+                              export_metrics=None if export is None else export[1],
+                              export_path=None if export is None else export[0],
+                              front=None if pick is None else [r.trial_id for r in pick.front])
+
+
 def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> SearchOutcome:
     """Run (or resume) one search end to end and export its best honest model."""
-    from tuner.search.cluster import check_address
-
     plan = resolve_run(cfg)  # every setting is checked here, before Ray starts
     check_address(cfg.address)  # a cluster that is not there: one line, before anything else is shown
-    local = not is_uri(cfg.storage_path)
-    phases = Phases(live=cfg.live, progress_file=Path(cfg.experiment_path) / "progress.json" if local else None)
-    with experiment_lock(cfg.experiment_path, command, remote=not local):
-        check_experiment(cfg)
-        with _quiet(cfg) as log:
+    folder = cfg.folder
+    phases = Phases(live=cfg.live, progress_file=folder.progress)
+    with experiment_lock(folder.path, command, remote=folder.remote):
+        study = _study_storage(cfg)  # refuses SQLite on a network filesystem, or another storage than it started in
+        check_experiment(folder, plan.strategy, study, resume=cfg.resume, trust=cfg.trust_experiment)
+        with quiet_libraries(folder.log, cfg.verbose) as log:
             if log is not None:
                 phases.say(f"Ray's, Tune's and Optuna's own messages: {log}")
             with phases.phase(f"loading {plan.base.data.name}"):
                 splits = load_splits(plan.base.data)
-            grid, stopped_by_signal = _train(cfg, plan, splits, phases, log)
-            num_samples = cfg.num_samples or plan.preset.num_samples
+            grid, stopped_by_signal = _train(cfg, plan, splits, phases, log, study)
             finished = grid.num_terminated + grid.num_errors
-            interrupted = stopped_by_signal or finished < len(grid) or (not cfg.resume and len(grid) < num_samples)
+            interrupted = stopped_by_signal or finished < len(grid) or (
+                not cfg.resume and len(grid) < plan.strategy.num_samples)
             with phases.phase("collecting the trials' results"):
-                records = collect_trials(grid, filesystem=_filesystem(cfg.storage_path),
-                                         study=_study(cfg, interrupted))
-                results_path = (Path(cfg.experiment_path) / "results.parquet") if local else \
-                    Path(cfg.export_dir) / f"{cfg.experiment_name}-results.parquet"
-                write_trials(records, results_path)
+                records, results = _collect(cfg, grid, study, interrupted)
             params = tuple(k for k in get_space(cfg.space).leaderboard if any(k in r.params for r in records))
             pick = pick_from_front(records, cfg.pick_min_natural) if cfg.pareto else None
             best = None if interrupted else best_trial(records) if pick is None else pick.trial
-            phases.console.print(leaderboard(records, params, front=None if pick is None else
-                                             [r.trial_id for r in pick.front],
-                                             picked=None if best is None else best.trial_id))
-            phases.say(f"all trials: {results_path}")
-            spent = time_spent(records)
-            phases.say(f"trials' time, summed over them: training {spent['training']:.0f} s "
-                       f"({spent['trial_epochs']:.0f} trial-epochs), per-epoch scoring {spent['epoch_scoring']:.0f} s, "
-                       f"objective {spent['objective']:.0f} s")
-            if pick is not None:
-                _show_pick(pick, best is not None, phases)
-            export_path = None
-            if best is not None:
-                with phases.counted(f"scoring trial {best.trial_id} for export (validation and test)") as heard:
-                    export_path = export_best(best, splits, plan.preset, plan.export_suite, cfg, command, heard,
-                                              pick)
+            _summarise(records, params, results, pick, best, phases)
+            export = None if best is None else _export(cfg, plan, best, splits, command, pick, phases)
             with phases.phase("writing the results page"):
-                pages = _results_page(cfg, records, params, command, best, export_path, pick)
+                pages = _results_page(cfg, records, params, command, best, export, pick)
             phases.say(f"results page: {pages[0]}" if pages else "no results page (remote storage, nothing exported)")
             write_phase(phases.progress_file, "interrupted" if interrupted else "done")
-    return SearchOutcome(cfg.experiment_path, records, interrupted, best, export_path,
-                         [] if pick is None else list(pick.front))
+    return SearchOutcome(folder.path, records, interrupted, best, None if export is None else export[0],
+                         [] if pick is None else list(pick.front), None if export is None else export[1])

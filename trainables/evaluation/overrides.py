@@ -6,10 +6,9 @@ import argparse
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .options import Assignment, parse_assignments
-from .registry import list_attacks
-from .suite import GRADIENTS, SuiteConfig
-from .threat import ThreatModel
+from trainables.attacks import Assignment, ThreatModel, list_attacks, parse_assignments
+
+from .suite import GRADIENT_WAYS, GradientWay, SuiteConfig
 
 __all__ = ["SuiteOverrides", "add_suite_arguments"]
 
@@ -25,7 +24,7 @@ class SuiteOverrides:
     eot_samples: int | None = None
     predict_samples: int | None = None
     cascade: bool | None = None
-    gradients: tuple[str, ...] | None = None
+    gradients: tuple[GradientWay, ...] | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SuiteOverrides:
@@ -35,7 +34,7 @@ class SuiteOverrides:
             names = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
             if not names:
                 raise ValueError(f"--attacks needs at least one of {', '.join(list_attacks())}, got {args.attacks!r}")
-        ways = None if args.gradients is None else tuple(w.strip() for w in args.gradients.split(",") if w.strip())
+        ways = None if args.gradients is None else _ways(args.gradients)
         return cls(attacks=names, eps=args.epsilon, l2_eps=args.l2_epsilon,
                    budgets=parse_assignments(args.budget or ()), eot_samples=args.eot_samples,
                    predict_samples=args.predict_samples, cascade=args.cascade, gradients=ways)
@@ -46,8 +45,9 @@ class SuiteOverrides:
                            base.l2_eps if self.l2_eps is None else self.l2_eps)
 
     def apply(self, suite: SuiteConfig, *, attacks: bool = True) -> SuiteConfig:
-        """``suite`` with every override; ``attacks=False`` keeps its attacks and budgets (a cheap per-epoch suite)."""
-        out = replace(suite, threat=self.threat(suite.threat))
+        """``suite`` with every override but the radii (:meth:`threat`); ``attacks=False`` keeps its attacks and
+        budgets (a cheap per-epoch suite)."""
+        out = suite
         if attacks and self.attacks is not None:
             out = out.select(self.attacks)
         if attacks and self.budgets:
@@ -77,7 +77,16 @@ def add_suite_arguments(parser: argparse.ArgumentParser, eps_aliases: tuple[str,
                            help="run each attack only on the examples still robust (AutoAttack's way); "
                                 "--no-cascade runs every attack on every correct example"),
         group.add_argument("--gradients", default=None, metavar="WAYS",
-                           help=f"how stochastic models are attacked, from {','.join(GRADIENTS)} (both: the worst "
+                           help=f"how stochastic models are attacked, from {','.join(GRADIENT_WAYS)} (both: the worst "
                                 "case over both)"),
     ]
     return tuple(action.dest for action in actions)
+
+
+def _ways(text: str) -> tuple[GradientWay, ...]:
+    """``--gradients surrogate,sampled`` as ways (ValueError, one line, for an unknown one)."""
+    names = [w.strip() for w in text.split(",") if w.strip()]
+    unknown = [w for w in names if w not in GRADIENT_WAYS]
+    if unknown or not names:
+        raise ValueError(f"--gradients takes ways from {', '.join(GRADIENT_WAYS)}, got {text!r}")
+    return tuple(GradientWay(w) for w in names)

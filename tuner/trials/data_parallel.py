@@ -11,7 +11,7 @@ Checkpoints live in Ray Train's own storage, ``<experiment>/train-runs/train-<tr
 run name is fixed per trial, so a trial that Tune retries (FailureConfig) or resumes (``--resume``)
 builds the same run, whose checkpoint manager reloads its last checkpoint, and the workers resume
 from it. Tune sees the checkpoint as the ``checkpoint_path`` metric
-(:func:`tuner.search.results.collect_trials` turns it back into a checkpoint for the export).
+(:func:`tuner.trials.results.collect_trials` turns it back into a checkpoint for the export).
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainables.data import Splits
-from tuner.search.resources import TrialResources
-from tuner.search.trial import TrainSession, TrialContext, train_trial, trial_spec
+from tuner.cluster.resources import TrialResources
+from tuner.trials.trial import TrainSession, TrialContext, train_trial, trial_spec
 
-__all__ = ["TRAIN_RUNS", "SplitsRef", "run_data_parallel_trial", "train_run_name"]
+__all__ = ["SplitsRef", "run_data_parallel_trial", "train_run_name"]
 
-TRAIN_RUNS = "train-runs"  # folder of the experiment that holds Ray Train's runs
 WORKER_START_TIMEOUT_S = "600"  # Train's default 60 s is shorter than an autoscaler's GPU node start
 
 

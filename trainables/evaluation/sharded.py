@@ -11,8 +11,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .evaluation import evaluate_robustness
+from trainables.attacks import ThreatModel
+
 from .result import RobustResult
+from .robustness import evaluate_robustness
 from .suite import SuiteConfig
 
 __all__ = ["evaluate_sharded"]
@@ -42,18 +44,19 @@ def evaluate_sharded(
     model: nn.Module,
     images: Tensor,
     labels: Tensor,
-    suite: SuiteConfig | None = None,
+    suite: SuiteConfig,
+    threat: ThreatModel,
+    *,
     device: torch.device | str | None = None,
 ) -> RobustResult:
     """``evaluate_robustness`` with the examples shared out over the process group's ranks."""
     rank, world = _world()
     if world == 1:
-        return evaluate_robustness(model, images, labels, suite, device)
-    cfg = SuiteConfig() if suite is None else suite
+        return evaluate_robustness(model, images, labels, suite, threat, device=device)
     n = images.shape[0]
     if n < world:
         raise ValueError(f"cannot share {n} examples among {world} ranks")
-    part = evaluate_robustness(model, images[rank::world], labels[rank::world], cfg, device)
+    part = evaluate_robustness(model, images[rank::world], labels[rank::world], suite, threat, device=device)
     names = list(part.per_attack)
     rows = torch.stack([part.natural, *(part.per_attack[a] for a in names)])  # (1 + attacks, n_rank)
     on = torch.device(device) if device is not None else torch.device("cpu")

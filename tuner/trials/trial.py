@@ -8,7 +8,6 @@ objective. Where the reports go is a :class:`TrialSession`: Tune's (one process)
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 import time
@@ -19,11 +18,12 @@ from typing import Any, Protocol
 import torch
 
 from search_spaces import get_space
-from trainables.attacks import SuiteConfig
 from trainables.data import ImageSet, Splits
+from trainables.evaluation import SuiteConfig
 from trainables.models import RobustModel
 from trainables.train import RunSpec, TrainingDiverged, fit, resolve_device
-from tuner.search.objective import score_objective
+from tuner.trials.objective import score_objective
+from tuner.trials.outcome import TrialReport
 
 __all__ = ["TrainSession", "TrialContext", "TrialSession", "TuneSession", "diverged_report", "epoch_report",
            "run_trial", "train_trial", "trial_spec"]
@@ -47,8 +47,8 @@ class TrialSession(Protocol):
     def restore_into(self, folder: Path) -> None:
         """Copy the checkpoint to resume from (if any) into ``folder``."""
 
-    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
-        """Report one epoch's metrics, with the checkpoint folder when this process wrote one."""
+    def report(self, report: TrialReport, checkpoint_dir: Path | None) -> None:
+        """Report one epoch, with the checkpoint folder when this process wrote one."""
 
 
 @dataclass(frozen=True)
@@ -65,12 +65,12 @@ class TuneSession:
         if restored is not None:
             restored.to_directory(str(folder))
 
-    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+    def report(self, report: TrialReport, checkpoint_dir: Path | None) -> None:
         """``tune.report`` with the epoch's checkpoint."""
         from ray import tune
 
         checkpoint = None if checkpoint_dir is None else tune.Checkpoint.from_directory(str(checkpoint_dir))
-        tune.report(metrics, checkpoint=checkpoint)
+        tune.report(report.to_metrics(), checkpoint=checkpoint)
 
 
 @dataclass(frozen=True)
@@ -87,12 +87,12 @@ class TrainSession:
         if restored is not None:
             restored.to_directory(str(folder))
 
-    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+    def report(self, report: TrialReport, checkpoint_dir: Path | None) -> None:
         """``ray.train.report``; the TuneReportCallback hands rank 0's report to Tune."""
         import ray.train
 
         checkpoint = None if checkpoint_dir is None else ray.train.Checkpoint.from_directory(str(checkpoint_dir))
-        ray.train.report(metrics, checkpoint=checkpoint)
+        ray.train.report(report.to_metrics(), checkpoint=checkpoint)
 
 
 def trial_spec(context: TrialContext, config: dict[str, Any]) -> RunSpec:
@@ -101,33 +101,23 @@ def trial_spec(context: TrialContext, config: dict[str, Any]) -> RunSpec:
 
 
 def epoch_report(metrics: dict[str, float], model: RobustModel, spec: RunSpec, context: TrialContext, val: ImageSet,
-                 device: torch.device) -> dict[str, Any]:
+                 device: torch.device) -> TrialReport:
     """What a trial reports after an epoch: the epoch's metrics, and the full objective after the last.
 
     After the last epoch (the scheduled one, or the one early stopping ended on) ``model`` holds the
-    run's kept weights, its best epoch's by default, and the objective scores those.
-
-    Intermediate epochs report the cheap per-epoch suite as ``objective`` (what ASHA compares).
-    ``objective_natural`` is the natural accuracy beside it (the second objective of a Pareto search).
+    run's kept weights, its best epoch's by default, and the objective scores those. Intermediate
+    epochs report the cheap per-epoch suite's robust accuracy as the objective (what ASHA compares).
     """
-    report: dict[str, Any] = dict(metrics)
     if metrics.get("last_epoch", float(int(metrics["epoch"]) >= spec.train.epochs)):
         began = time.perf_counter()
-        report |= score_objective(model, val, context.objective_suite, device)
-        report["objective_natural"] = report["final/natural_acc"]
-        report["objective_seconds"] = time.perf_counter() - began
-    else:
-        report |= {"objective": metrics["robust_acc"], "objective_natural": metrics["natural_acc"],
-                   "final_evaluated": 0.0, "suspect": 0.0}
-    report["diverged"] = 0.0
-    return report
+        score = score_objective(model, val, context.objective_suite, spec.threat, device)
+        return TrialReport.scored_with(metrics, score.metrics, score.masking, time.perf_counter() - began)
+    return TrialReport(epoch=metrics, objective=metrics["robust_acc"], objective_natural=metrics["natural_acc"])
 
 
-def diverged_report(exc: TrainingDiverged) -> dict[str, Any]:
+def diverged_report(exc: TrainingDiverged) -> TrialReport:
     """The report of a trial whose loss diverged: a NaN objective, which Optuna records as failed."""
-    return {"objective": math.nan, "objective_natural": math.nan, "robust_acc": math.nan, "natural_acc": math.nan,
-            "diverged": 1.0,
-            "final_evaluated": 0.0, "suspect": 0.0, "error": str(exc)}
+    return TrialReport(epoch={"robust_acc": float("nan"), "natural_acc": float("nan")}, diverged=True, error=str(exc))
 
 
 def train_trial(config: dict[str, Any], context: TrialContext, splits: Splits, session: TrialSession) -> None:

@@ -1,14 +1,10 @@
-"""Every trial of a search as records: outcome, config, per-epoch and final metrics; written as Parquet.
-
-Which trial is exported: the best by objective (``--objective robust``), or, for a Pareto search,
-the most robust trial of the front of robust vs natural validation accuracy that meets the pick rule.
-"""
+"""Every trial of a search as records, collected from Tune's result grid and written to (and read from) Parquet."""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,45 +12,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trainables.atomic import atomic_write
-from tuner.search.progress import trial_outcome
+from trainables.train import CheckpointError, load_checkpoint
+from tuner.trials.outcome import TrialReport, trial_outcome
+from tuner.trials.pareto import front_of
+from tuner.trials.record import TrialRecord
 
-__all__ = ["ParetoPick", "TrialRecord", "best_trial", "collect_trials", "merge_history", "pareto_front", "time_spent",
-           "pick_from_front", "read_trials", "write_trials"]
+__all__ = ["collect_trials", "merge_history", "read_records", "read_trials", "time_spent", "write_trials"]
 
 _INTERNAL = {"timestamp", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
              "iterations_since_restore", "checkpoint_dir_name", "done", "training_iteration", "date", "trial_id",
              "error"}
-
-
-@dataclass
-class TrialRecord:
-    """One trial: its outcome (finished, pruned, failed), sampled params and metrics."""
-
-    trial_id: str
-    outcome: str
-    params: dict[str, Any]
-    history: list[dict[str, float]] = field(default_factory=list)
-    final: dict[str, float] = field(default_factory=dict)
-    checkpoint: Any = None  # ray.tune.Checkpoint of the last epoch (Tune's, or Train's for data-parallel trials)
-    error: str | None = None
-    study_state: str | None = None  # the Optuna study's state of this trial (COMPLETE, PRUNED, FAIL, RUNNING)
-
-    @property
-    def objective(self) -> float:
-        """Worst-case robust validation accuracy (NaN when the trial never finished its evaluation)."""
-        value = self.final.get("objective", math.nan)
-        return float(value) if self.final.get("final_evaluated") else math.nan
-
-    @property
-    def natural(self) -> float:
-        """Natural validation accuracy beside the objective (NaN when the trial never finished its evaluation)."""
-        value = self.final.get("objective_natural", self.final.get("final/natural_acc", math.nan))
-        return float(value) if self.final.get("final_evaluated") else math.nan
-
-    @property
-    def exportable(self) -> bool:
-        """Finished, evaluated with the full objective, finite and not flagged as suspect."""
-        return self.outcome == "finished" and math.isfinite(self.objective) and not self.final.get("suspect")
 
 
 def _numbers(row: dict[str, Any]) -> dict[str, float]:
@@ -89,10 +56,6 @@ def merge_history(reported: list[dict[str, float]], trained: list[dict[str, floa
 
 def _trained_history(checkpoint: Any) -> list[dict[str, float]]:
     """The per-epoch metrics a training checkpoint holds ([] when there is none or it cannot be read)."""
-    import tempfile
-
-    from trainables.train import CheckpointError, load_checkpoint
-
     if checkpoint is None:
         return []
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,81 +89,26 @@ def collect_trials(grid: Any, filesystem: Any = None, study: dict[str, str] | No
             error = (str(result.error).strip().splitlines() or [type(result.error).__name__])[-1][:500]
         elif last.get("error"):
             error = str(last["error"])
-        records.append(TrialRecord(trial_id=trial_id, outcome=trial_outcome(status, last, study.get(trial_id)),
+        outcome = trial_outcome(status, TrialReport.from_metrics(last), study.get(trial_id))
+        records.append(TrialRecord(trial_id=trial_id, outcome=outcome,
                                    params=dict(result.config or {}), history=history, final=_numbers(last), error=error,
                                    checkpoint=checkpoint, study_state=study.get(trial_id)))
     return sorted(records, key=lambda r: r.trial_id)
 
 
-def best_trial(records: list[TrialRecord]) -> TrialRecord | None:
-    """The exportable trial with the highest objective (ties: higher natural accuracy)."""
-    candidates = [r for r in records if r.exportable]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda r: (r.objective, r.final.get("final/natural_acc", 0.0)))
-
-
-def pareto_front(records: list[TrialRecord]) -> list[TrialRecord]:
-    """The exportable trials no other exportable trial beats on both objective and natural accuracy, most robust first.
-
-    Trials at the same point are all on the front (in ``records``' order); a trial without a finite
-    natural accuracy is left out. Suspect, pruned and failed trials never shape the front.
-    """
-    from tuner.report.figures import ParetoPoint  # here: tuner.report imports this module
-    from tuner.report.figures import pareto_front as front_of
-
-    candidates = {r.trial_id: r for r in records if r.exportable and math.isfinite(r.natural)}
-    points = [ParetoPoint(r.trial_id, r.natural, r.objective) for r in candidates.values()]
-    return [candidates[p.trial_id] for p in front_of(points)]  # by rising natural: falling objective
-
-
-@dataclass(frozen=True)
-class ParetoPick:
-    """A Pareto search's front (most robust first), the trial picked from it, and the pick rule."""
-
-    front: tuple[TrialRecord, ...]
-    trial: TrialRecord | None
-    min_natural: float | None = None
-
-    @property
-    def met(self) -> bool:
-        """Whether the picked trial meets the rule (False when none did and the pick fell back)."""
-        return self.trial is not None and (self.min_natural is None or self.trial.natural >= self.min_natural)
-
-    @property
-    def rule(self) -> str:
-        """The pick rule in words."""
-        floor = "" if self.min_natural is None else f" with natural accuracy >= {self.min_natural:g}"
-        return f"the most robust trial of the Pareto front{floor}"
-
-
-def pick_from_front(records: list[TrialRecord], min_natural: float | None = None) -> ParetoPick:
-    """The most robust front trial whose natural accuracy is >= ``min_natural`` (None: the most robust).
-
-    That is the most robust of all exportable trials meeting the floor (any of them is matched or
-    beaten by a front trial). When no front trial meets it, the pick falls back on the most robust
-    one, with ``met`` False for the caller to say so: a search is not thrown away for a floor set
-    before its results were known.
-    """
-    if min_natural is not None and not (math.isfinite(min_natural) and 0 <= min_natural <= 1):
-        raise ValueError(f"min_natural must be an accuracy in [0, 1], got {min_natural}")
-    front = pareto_front(records)
-    qualified = [r for r in front if min_natural is None or r.natural >= min_natural]
-    return ParetoPick(tuple(front), (qualified or front or [None])[0], min_natural)
-
-
 def write_trials(records: list[TrialRecord], path: Path) -> Path:
     """All trials as one Parquet file: outcome, params, final metrics and the per-epoch history.
 
-    ``pareto`` tells the trials on the front of robust vs natural validation accuracy (see :func:`pareto_front`).
+    ``pareto`` tells the trials on the front of robust vs natural validation accuracy (see
+    :func:`~tuner.trials.pareto.front_of`).
     """
-    on_front = {r.trial_id for r in pareto_front(records)}
+    on_front = {r.trial_id for r in front_of(records)}
     history_keys = sorted({k for r in records for row in r.history for k in row}) or ["epoch"]  # Parquet needs a field
     final_keys = sorted({k for r in records for k in r.final})
     param_keys = sorted({k for r in records for k in r.params})
     columns: dict[str, list[Any]] = {
         "trial_id": [r.trial_id for r in records],
-        "outcome": [r.outcome for r in records],
+        "outcome": [str(r.outcome) for r in records],
         "objective": [r.objective for r in records],
         "exportable": [r.exportable for r in records],
         "natural": [r.natural for r in records],
@@ -229,6 +137,19 @@ def write_trials(records: list[TrialRecord], path: Path) -> Path:
 def read_trials(path: Path) -> pa.Table:
     """The Parquet table ``write_trials`` wrote."""
     return pq.read_table(path)
+
+
+def read_records(path: Path) -> list[TrialRecord]:
+    """The records ``write_trials`` wrote (without checkpoints), so that every screen ranks them by one rule."""
+    records = []
+    for row in read_trials(path).to_pylist():
+        final = {k.removeprefix("final_metric/"): v for k, v in row.items()
+                 if k.startswith("final_metric/") and v is not None}
+        history = [{k: v for k, v in epoch.items() if v is not None} for epoch in row.get("history") or []]
+        records.append(TrialRecord(trial_id=str(row["trial_id"]), outcome=row["outcome"],
+                                   params=json.loads(row.get("config_json") or "{}"), history=history, final=final,
+                                   error=row.get("error"), study_state=row.get("study_state")))
+    return records
 
 
 def time_spent(records: list[TrialRecord]) -> dict[str, float]:

@@ -17,22 +17,18 @@ PRUNED without them.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+import optuna
 from ray.tune.search.optuna import OptunaSearch
 
-from tuner.search.progress import trial_outcome
+from tuner.trials.outcome import Outcome, TrialReport, finite, trial_outcome
 
 __all__ = ["LOST", "TUNE_ID", "HonestOptunaSearch", "settle_study", "study_states"]
 
 TUNE_ID = "tune_trial_id"
 OUTCOME = "outcome"
 LOST = "lost: the driver ended before this trial was recorded"
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 class HonestOptunaSearch(OptunaSearch):
@@ -71,41 +67,37 @@ class HonestOptunaSearch(OptunaSearch):
             return
         if self._told_before(trial_id):
             return
-        if _finite(result.get(self.metric)):
+        if finite(result.get(self.metric)):
             super().on_trial_result(trial_id, result)
             self._last_steps[trial_id] = result.get("training_iteration")
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Tell Optuna COMPLETE, PRUNED or FAIL by the trial's robustune outcome."""
-        import optuna
-
         if trial_id in self._completed_trials or trial_id not in self._ot_trials or self._told_before(trial_id):
             return
         ot_trial = self._ot_trials[trial_id]
-        outcome = trial_outcome("ERROR" if error else "TERMINATED", result)
+        report = TrialReport.from_metrics(result)
+        outcome = trial_outcome("ERROR" if error else "TERMINATED", report)
         values = [(result or {}).get(m) for m in (self.metric if self._multi else [self.metric])]
-        suspect = bool((result or {}).get("suspect"))
         told: float | list[float] | None
-        if outcome == "finished" and all(map(_finite, values)) and not suspect:
+        if outcome == Outcome.FINISHED and all(map(finite, values)) and not report.suspect:
             told = [float(v) for v in values] if self._multi else float(values[0])
             state = optuna.trial.TrialState.COMPLETE
-        elif outcome == "pruned":  # Tune passes the result ASHA stopped on to no on_trial_result: report it here
+        elif outcome == Outcome.PRUNED:  # Tune passes the result ASHA stopped on to no on_trial_result: report it
             step, value = (result or {}).get("training_iteration"), values[0]
-            if not self._multi and _finite(value) and step is not None and self._last_steps.get(trial_id) != step:
+            if not self._multi and finite(value) and step is not None and self._last_steps.get(trial_id) != step:
                 ot_trial.report(float(value), int(step))
             state, told = optuna.trial.TrialState.PRUNED, None
         else:
             state, told = optuna.trial.TrialState.FAIL, None
-            outcome = "suspect" if outcome == "finished" and suspect else "failed"
-        ot_trial.set_user_attr(OUTCOME, outcome)
+            outcome = Outcome.SUSPECT if outcome == Outcome.FINISHED and report.suspect else Outcome.FAILED
+        ot_trial.set_user_attr(OUTCOME, str(outcome))
         self._ot_study.tell(ot_trial, told, state=state)
         self._completed_trials.add(trial_id)
 
 
 def study_states(storage: Any, study_name: str) -> dict[str, str]:
     """Tune trial id -> Optuna state name (COMPLETE, PRUNED, FAIL, RUNNING) of a study (an Optuna storage or URL)."""
-    import optuna
-
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:  # no such study (yet)
@@ -116,8 +108,6 @@ def study_states(storage: Any, study_name: str) -> dict[str, str]:
 
 def settle_study(storage: Any, study_name: str, live: set[str]) -> list[int]:
     """FAIL every RUNNING trial whose Tune trial is not in ``live`` (lost by a driver that died); their numbers."""
-    import optuna
-
     study = optuna.load_study(study_name=study_name, storage=storage)
     lost = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):

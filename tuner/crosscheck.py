@@ -1,4 +1,4 @@
-"""``python -m bench.crosscheck EXPORT_DIR``: check an export's claimed test accuracies with torchattacks' attacks.
+"""``python -m tuner.crosscheck EXPORT_DIR``: check an export's claimed test accuracies with torchattacks' attacks.
 
 The export is loaded as it was scored (``tuner.export.load_export``: the model, its metrics.json and
 the recorded suite's threat model), on the same first ``examples["test"]`` images of the test split.
@@ -11,6 +11,7 @@ defect: the command prints DISAGREE and exits 1.
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -21,20 +22,21 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bench.common import provenance, render, write_json
-from trainables.attacks import RobustnessWarning, SuiteConfig
-from trainables.attacks.threat import NORMS
+from trainables.atomic import atomic_write_text
+from trainables.attacks import NORMS, Norm
 from trainables.cli import OneLineParser, run_main
 from trainables.data import ImageSet, load_splits
+from trainables.evaluation import RobustnessWarning, SuiteConfig
 from trainables.models.base import predict
 from trainables.rng import private_rng
 from trainables.train import resolve_device
-from tuner.export import Export, load_export, recorded_suite
+from tuner.export import Export, load_export, recorded_suite, recorded_threat
+from tuner.provenance import measurement_provenance
 
 __all__ = ["CLAIMED", "TOLERANCE", "CrosscheckConfig", "build_attacks", "build_parser", "disagreements", "main",
            "measure"]
 
-PROG = "python -m bench.crosscheck"
+PROG = "python -m tuner.crosscheck"
 TOLERANCE = 2.0  # points a claimed robust accuracy may lie above torchattacks' figure
 CLAIMED = ("robust_acc/linf", "robust_acc/l2", "robust_acc")  # the claims checked, in the order reported
 _STEP_PEERS = ("pgd", "pgd-l2", "apgd-ce", "apgd-dlr")  # our attacks whose steps --steps takes by default
@@ -59,7 +61,7 @@ class CrosscheckConfig:
 
 
 def build_attacks(model: nn.Module, eps: float, l2_eps: float | None, cfg: CrosscheckConfig,
-                  stochastic: bool) -> dict[str, tuple[str, TorchAttack]]:
+                  stochastic: bool) -> dict[str, tuple[Norm, TorchAttack]]:
     """torchattacks' attacks on ``model`` by row name: (norm, attack); PGD steps of 2.5 * eps / steps."""
     try:
         import torchattacks as ta
@@ -69,17 +71,17 @@ def build_attacks(model: nn.Module, eps: float, l2_eps: float | None, cfg: Cross
 
     s, eot = cfg.steps, cfg.eot_iter if stochastic else 1
     apgd = dict(steps=s, n_restarts=1, seed=cfg.seed, eot_iter=eot)
-    attacks: dict[str, tuple[str, TorchAttack]] = {
-        "FGSM": ("linf", ta.FGSM(model, eps=eps)),
-        "PGD": ("linf", ta.PGD(model, eps=eps, alpha=2.5 * eps / s, steps=s, random_start=True)),
-        "APGD-CE": ("linf", ta.APGD(model, norm="Linf", eps=eps, loss="ce", **apgd)),
-        "APGD-DLR": ("linf", ta.APGD(model, norm="Linf", eps=eps, loss="dlr", **apgd)),
+    attacks: dict[str, tuple[Norm, TorchAttack]] = {
+        "FGSM": (Norm.LINF, ta.FGSM(model, eps=eps)),
+        "PGD": (Norm.LINF, ta.PGD(model, eps=eps, alpha=2.5 * eps / s, steps=s, random_start=True)),
+        "APGD-CE": (Norm.LINF, ta.APGD(model, norm="Linf", eps=eps, loss="ce", **apgd)),
+        "APGD-DLR": (Norm.LINF, ta.APGD(model, norm="Linf", eps=eps, loss="dlr", **apgd)),
     }
     if stochastic:
-        attacks["EOTPGD"] = ("linf", ta.EOTPGD(model, eps=eps, alpha=2.5 * eps / s, steps=s, eot_iter=eot))
+        attacks["EOTPGD"] = (Norm.LINF, ta.EOTPGD(model, eps=eps, alpha=2.5 * eps / s, steps=s, eot_iter=eot))
     if l2_eps is not None:
-        attacks["PGDL2"] = ("l2", ta.PGDL2(model, eps=l2_eps, alpha=2.5 * l2_eps / s, steps=s, random_start=True))
-        attacks["APGD-L2"] = ("l2", ta.APGD(model, norm="L2", eps=l2_eps, loss="ce", **apgd))
+        attacks["PGDL2"] = (Norm.L2, ta.PGDL2(model, eps=l2_eps, alpha=2.5 * l2_eps / s, steps=s, random_start=True))
+        attacks["APGD-L2"] = (Norm.L2, ta.APGD(model, norm="L2", eps=l2_eps, loss="ce", **apgd))
     return attacks
 
 
@@ -98,13 +100,13 @@ def _perturbed(attack: TorchAttack, x: Tensor, y: Tensor, norm: str, eps: float,
     x_adv = torch.cat([attack(x[i:i + cfg.batch_size].to(device), y[i:i + cfg.batch_size].to(device)).detach().cpu()
                        for i in range(0, len(y), cfg.batch_size)])
     delta = (x_adv - x).flatten(1)  # (N, C*H*W)
-    size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+    size = delta.abs().amax(1) if norm == Norm.LINF else delta.norm(dim=1)
     if x_adv.isnan().any() or x_adv.min() < 0 or x_adv.max() > 1 or (size > eps + 1e-4).any():
         raise RuntimeError(f"torchattacks returned inputs outside the {norm} ball of radius {eps:g} or [0, 1]")
     return x_adv
 
 
-def measure(model: nn.Module, data: ImageSet, attacks: dict[str, tuple[str, TorchAttack]], radii: dict[str, float],
+def measure(model: nn.Module, data: ImageSet, attacks: dict[str, tuple[Norm, TorchAttack]], radii: dict[str, float],
             norms: Sequence[str], cfg: CrosscheckConfig, device: torch.device) -> dict[str, float]:
     """natural_acc, acc/<attack>, robust_acc/<norm> and robust_acc (worst case over the attacks of ``norms``)."""
     x, y = data.floats(), data.labels  # (N, C, H, W), (N,)
@@ -186,13 +188,26 @@ def _rows(claims: dict[str, Any], measured: dict[str, float]) -> dict[str, dict[
 def _report(header: dict[str, Any], rows: dict[str, dict[str, float | None]], verdict: str, device: torch.device,
             out: Path | None) -> None:
     """Print the provenance header, the table and the verdict line; write them to ``out`` as JSON."""
-    prov = provenance(device)
-    render("torchattacks cross-check of an export's test claims", header | prov, (),
-           rows=[(k, _percent(r["claim"]), _percent(r["torchattacks"]),
-                  "–" if r["difference"] is None else f"{r['difference']:+.2f}") for k, r in rows.items()],
-           columns=("metric", "export claims", "torchattacks", "difference (points)"))
+    from rich.console import Console
+    from rich.table import Table
+
+    prov = measurement_provenance(device)
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    console.print("[bold]torchattacks cross-check of an export's test claims[/]")
+    for key, value in (header | prov).items():
+        console.print(f"  {key}: {value}", highlight=False)
+    table = Table()
+    for column in ("metric", "export claims", "torchattacks", "difference (points)"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key, row in rows.items():
+        table.add_row(key, _percent(row["claim"]), _percent(row["torchattacks"]),
+                      "–" if row["difference"] is None else f"{row['difference']:+.2f}")
+    console.print(table)
     print(verdict)
-    write_json(out, {"header": header, "rows": rows, "verdict": verdict, "provenance": prov})
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps({"header": header, "rows": rows, "verdict": verdict, "provenance": prov},
+                                          indent=2, default=str) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     claims = export.metrics.get("test")
     if not isinstance(claims, dict):
         raise ValueError(f"{args.export_dir} has no test accuracies in metrics.json to check")
-    suite = recorded_suite(export.metrics, export.spec)
+    suite, threat = recorded_suite(export.metrics, export.spec), recorded_threat(export.metrics, export.spec)
     cfg = _config(args, suite)
     scored = export.metrics.get("examples", {}).get("test", export.spec.data.test_limit)
     data = _test_images(export, scored if args.limit is None else args.limit, args.data_dir)
@@ -213,11 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if stochastic and cfg.eot_iter == 1:
         warnings.warn("stochastic model attacked without EOT (--eot-iter 1): torchattacks' figures are likely "
                       "too high", RobustnessWarning, stacklevel=1)
-    threat = suite.threat
     attacks = build_attacks(export.model, threat.eps, threat.l2_eps, cfg, stochastic)
     norms = [norm for norm in NORMS if any(a.norm == norm for a in suite.attacks)]
-    measured = measure(export.model, data, attacks, {"linf": threat.eps, "l2": threat.l2_eps or 0.0}, norms, cfg,
-                       device)
+    measured = measure(export.model, data, attacks, {Norm.LINF: threat.eps, Norm.L2: threat.l2_eps or 0.0}, norms,
+                       cfg, device)
     wrong = disagreements(claims, measured)
     judged = (f"predictions averaged over {cfg.predict_samples} draws (as our suite); attacks through the sampled "
               f"forward pass, EOT {cfg.eot_iter}" if stochastic else "deterministic model: one forward pass")

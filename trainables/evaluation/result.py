@@ -7,14 +7,13 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from .registry import ATTACKS, attack_class
-from .threat import NORMS
+from trainables.attacks import ATTACKS, NORMS, Norm, attack_class
 
 __all__ = ["RobustResult", "outcome_norm"]
 
 
-def outcome_norm(key: str) -> str:
-    """The norm ("linf" or "l2") of the registered attack behind outcome ``key`` (``<attack>[/<way>]``)."""
+def outcome_norm(key: str) -> Norm:
+    """The norm of the registered attack behind outcome ``key`` (``<attack>[/<way>]``)."""
     return attack_class(key if key in ATTACKS else key.rpartition("/")[0] or key).norm
 
 
@@ -31,7 +30,7 @@ class RobustResult:
     natural: Tensor  # (N,) bool
     per_attack: dict[str, Tensor]  # name -> (N,) bool
     worst: Tensor  # (N,) bool: natural AND every attack
-    norms: Mapping[str, str]  # name -> "linf" or "l2"
+    norms: Mapping[str, Norm]  # name -> the ball its attack stays in
     adversarial: dict[str, Tensor] | None = None  # name -> (N, C, H, W), CPU
 
     def __post_init__(self) -> None:
@@ -41,12 +40,13 @@ class RobustResult:
     @classmethod
     def from_outcomes(cls, natural: Tensor, per_attack: dict[str, Tensor],
                       adversarial: dict[str, Tensor] | None = None,
-                      norms: Mapping[str, str] | None = None) -> RobustResult:
+                      norms: Mapping[str, Norm] | None = None) -> RobustResult:
         """The result of per-example outcomes; worst = natural AND every attack; norms from the registry if None."""
         worst = natural.clone()
         for robust in per_attack.values():
             worst &= robust
-        norms = {key: outcome_norm(key) for key in per_attack} if norms is None else dict(norms)
+        norms = {key: outcome_norm(key) for key in per_attack} if norms is None else \
+            {key: Norm(norm) for key, norm in norms.items()}
         return cls(n=natural.shape[0], natural=natural, per_attack=per_attack, worst=worst, norms=norms,
                    adversarial=adversarial)
 
@@ -67,11 +67,11 @@ class RobustResult:
         return self.worst.float().mean().item()
 
     @property
-    def attacked_norms(self) -> tuple[str, ...]:
+    def attacked_norms(self) -> tuple[Norm, ...]:
         """The norms at least one outcome's attack has, in the order of ``NORMS``."""
         return tuple(norm for norm in NORMS if norm in self.norms.values())
 
-    def worst_for(self, norm: str) -> Tensor:
+    def worst_for(self, norm: Norm | str) -> Tensor:
         """(N,) bool: natural AND every outcome whose attack has ``norm`` (natural when none has)."""
         if norm not in NORMS:
             raise ValueError(f"unknown norm {norm!r}; choose from {', '.join(NORMS)}")
@@ -81,7 +81,7 @@ class RobustResult:
                 worst &= robust
         return worst
 
-    def worst_acc_for(self, norm: str) -> float:
+    def worst_acc_for(self, norm: Norm | str) -> float:
         """Robust accuracy under the attacks of ``norm`` only (the worst case in that threat model)."""
         return self.worst_for(norm).float().mean().item()
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from trainables.attacks import ThreatModel
 from trainables.models.base import (
     evaluating,
     is_stochastic,
@@ -18,25 +20,47 @@ from trainables.models.base import (
 )
 from trainables.rng import private_rng
 
-from .checks import warn_if_unreliable
 from .result import RobustResult
-from .suite import SuiteConfig
+from .suite import GradientWay, SuiteConfig
 
-__all__ = ["ProgressFn", "evaluate_robustness"]
+__all__ = ["ProgressFn", "RobustnessWarning", "evaluate_robustness", "stream_key", "warn_if_unreliable"]
 
 ProgressFn = Callable[[str, int, int], None]  # (what runs now, batches done, batches expected)
+
+
+class RobustnessWarning(UserWarning):
+    """An evaluation whose robust accuracy is likely overestimated."""
+
+
+def warn_if_unreliable(model: nn.Module, suite: SuiteConfig) -> None:
+    """Warn (``RobustnessWarning``) when a stochastic model is attacked with a single gradient draw."""
+    if suite.attacks and suite.eot_samples == 1 and is_stochastic(model):
+        warnings.warn("stochastic model attacked without EOT (eot_samples 1): its robust accuracy is likely "
+                      "overestimated", RobustnessWarning, stacklevel=3)
+
+
+def stream_key(outcome: str) -> str:
+    """The name of an outcome's private random stream: the outcome key, with the sampled way under its first name.
+
+    Sampled gradients were once called "plain"; their streams keep that name, so that a seed scores
+    exactly as it did before the rename.
+    """
+    name, sep, way = outcome.partition("/")
+    return f"{name}/plain" if sep and way == GradientWay.SAMPLED else outcome
 
 
 def evaluate_robustness(
     model: nn.Module,
     images: Tensor,
     labels: Tensor,
-    suite: SuiteConfig | None = None,
+    suite: SuiteConfig,
+    threat: ThreatModel,
+    *,
     device: torch.device | str | None = None,
     keep_adversarial: bool = False,
     progress: ProgressFn | None = None,
 ) -> RobustResult:
-    """Evaluate ``model`` on images (N, C, H, W) in [0, 1] (or uint8) under every attack of the suite.
+    """Evaluate ``model`` on images (N, C, H, W) in [0, 1] (or uint8) under every attack of the suite at ``threat``.
 
     Attacks run on the naturally correct examples, or in a cascade only on those still robust in
     the attack's own threat model (its norm), so that each ball's worst case (``worst_for``) is a
@@ -47,7 +71,7 @@ def evaluate_robustness(
     batch (the expected count assumes each later run attacks what is still robust now). The model
     runs in eval mode; its training flag is restored afterwards.
     """
-    cfg = SuiteConfig() if suite is None else suite
+    cfg = suite
     if images.shape[0] != labels.shape[0] or images.shape[0] == 0:
         raise ValueError(f"need a non-empty batch with one label per image, got "
                          f"{tuple(images.shape)=}, {tuple(labels.shape)=}")
@@ -58,7 +82,7 @@ def evaluate_robustness(
     stochastic = is_stochastic(model)
     warn_if_unreliable(model, cfg)
     adversarial: dict[str, Tensor] | None = {} if keep_adversarial else None
-    passes = cfg.passes(stochastic)
+    passes = cfg.passes(threat, stochastic)
     waiting = [key for key, way, _ in passes if stochastic or way == cfg.gradients[0]]  # runs not started yet
     done = 0
 
@@ -88,7 +112,8 @@ def evaluate_robustness(
             robust = torch.zeros(n, dtype=torch.bool)
             kept = x_all.clone() if adversarial is not None else None
             waiting.remove(key)
-            with private_rng(cfg.seed, device, key=key), surrogate_gradients(model, way == "surrogate" and stochastic):
+            surrogate = way == GradientWay.SURROGATE and stochastic
+            with private_rng(cfg.seed, device, key=stream_key(key)), surrogate_gradients(model, surrogate):
                 for i in range(0, targets.numel(), bs):
                     idx = targets[i:i + bs]
                     xb, yb = x_all[idx].to(device), y_all[idx].to(device)

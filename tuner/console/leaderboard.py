@@ -6,7 +6,7 @@ import math
 from collections.abc import Collection
 from typing import Any
 
-from tuner.search.results import TrialRecord
+from tuner.trials.record import TrialRecord
 
 __all__ = ["leaderboard"]
 
@@ -31,8 +31,9 @@ def leaderboard(records: list[TrialRecord], params: tuple[str, ...] = (), top: i
     for rank, r in enumerate(sorted(records, key=key, reverse=True), start=1):
         if rank > top and r.trial_id not in on_front:
             continue
-        natural = r.final.get("final/natural_acc", r.final.get("natural_acc"))
-        outcome = r.outcome + (" (suspect)" if r.final.get("suspect") else "")
+        report = r.report
+        natural = report.natural
+        outcome = r.outcome + (" (suspect)" if report.suspect else "")
         cells = [str(rank), r.trial_id, outcome,
                  "-" if not math.isfinite(r.objective) else f"{100 * r.objective:.2f}%",
                  "-" if natural is None else f"{100 * natural:.2f}%", str(len(r.history))]

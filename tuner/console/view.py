@@ -1,4 +1,4 @@
-"""How a search shows itself: a live rich view, or one plain line per event (``--no-live``), and its phases.
+"""How a search shows itself: a live rich view, or one line per event (``--no-live``), and its phases.
 
 The live view holds an overall bar over trial-epochs with the elapsed time and an ETA, and a row per
 running or recently ended trial: its id, its main parameters, a bar over its epochs, its latest
@@ -12,12 +12,31 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from tuner.search.progress import ENDED, SearchProgress, TrialView, write_phase
+from tuner.console.progress import SearchProgress, TrialView, write_phase
+from tuner.trials.outcome import Outcome
 
-__all__ = ["Phases", "TrialEventView", "make_view", "render"]
+__all__ = ["Phases", "TrialEvent", "TrialEventView", "ViewKind", "make_view", "render"]
+
+
+class ViewKind(StrEnum):
+    """How a search shows its trials on the terminal."""
+
+    LIVE = "live"  # a rich view redrawn twice a second
+    LINES = "lines"  # one line per event (--no-live: logs, CI)
+    NONE = "none"
+
+
+class TrialEvent(StrEnum):
+    """What just happened to a trial."""
+
+    STARTED = "started"
+    EPOCH = "epoch"  # an epoch ended (the last one with the objective)
+    RETRYING = "retrying"  # it crashed or lost its node, and starts again from its last checkpoint
+    ENDED = "ended"  # finished, pruned, failed (its view's outcome says which)
 
 RECENT = 6  # ended trials kept in the live view
 
@@ -41,8 +60,8 @@ def _params(view: TrialView) -> str:
 class TrialEventView(Protocol):
     """Where the search's trial events go."""
 
-    def event(self, kind: str, view: TrialView) -> None:
-        """A trial ``started``, ended an ``epoch``, is ``retrying`` after a crash, or ended (``finished``, ...)."""
+    def event(self, kind: TrialEvent, view: TrialView) -> None:
+        """Something happened to the trial ``view`` shows."""
 
     def close(self) -> None:
         """Training is over."""
@@ -62,21 +81,21 @@ def render(model: SearchProgress) -> Any:
     head.add_row(Text(f"robustune {model.space}: {model.phase}", style="bold"),
                  Text(f"elapsed {_duration(time.time() - model.started)}  ETA {_duration(model.eta_s())}"))
     head.add_row(ProgressBar(total=expected, completed=done, width=40), Text(f"{done}/{expected} trial-epochs"))
-    summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("running", "finished", "pruned", "failed", "pending")
-                        if counts.get(k))
+    shown = (Outcome.RUNNING, Outcome.FINISHED, Outcome.PRUNED, Outcome.FAILED, Outcome.PENDING)
+    summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in shown if counts.get(k))
     best_text = "" if best is None else f"; best {_pct(best.objective)} ({best.trial_id})"
     head.add_row(Text(f"{summary}{best_text}"), Text(""))
     table = Table(show_header=True, header_style="bold", expand=False)
     for column, justify in (("trial", "left"), ("parameters", "left"), ("epochs", "left"), ("natural", "right"),
                             ("robust", "right"), ("state", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    running = [t for t in model.trials.values() if t.outcome == "running"]
-    ended = sorted((t for t in model.trials.values() if t.outcome in ENDED), key=lambda t: t.ended_at or 0.0)
+    running = [t for t in model.trials.values() if t.outcome == Outcome.RUNNING]
+    ended = sorted((t for t in model.trials.values() if t.outcome.ended), key=lambda t: t.ended_at or 0.0)
     for view in running + ended[-RECENT:]:
         bar = Table.grid(padding=(0, 1))
         bar.add_row(ProgressBar(total=model.max_epochs, completed=view.epoch, width=12),
                     Text(f"{view.epoch}/{model.max_epochs}"))
-        shown = view.objective if view.outcome == "finished" else view.robust
+        shown = view.objective if view.outcome == Outcome.FINISHED else view.robust
         table.add_row(view.trial_id, _params(view), bar, _pct(view.natural), _pct(shown), view.state(model.max_epochs))
     return Group(head, table)
 
@@ -93,30 +112,30 @@ class _LiveView:
                          refresh_per_second=2, transient=False)
         self.live.start()
 
-    def event(self, kind: str, view: TrialView) -> None:
+    def event(self, kind: TrialEvent, view: TrialView) -> None:
         self.live.refresh()
 
     def close(self) -> None:
         self.live.stop()
 
 
-class _PlainView:
+class _LineView:
     """One line per event on stderr, for logs and CI."""
 
     def __init__(self, model: SearchProgress, stream: Any = None) -> None:
         self.model, self.stream = model, stream or sys.stderr
 
-    def event(self, kind: str, view: TrialView) -> None:
+    def event(self, kind: TrialEvent, view: TrialView) -> None:
         m = self.model
-        if kind == "started":
+        if kind == TrialEvent.STARTED:
             what = f"started: {_params(view)}"
-        elif kind == "epoch":
+        elif kind == TrialEvent.EPOCH:
             what = f"epoch {view.epoch}/{m.max_epochs}: natural {_pct(view.natural)} robust {_pct(view.robust)}"
-        elif kind == "retrying":
+        elif kind == TrialEvent.RETRYING:
             what = f"stopped ({view.reason or 'its worker was lost'}); retrying from its last checkpoint"
         else:
             what = view.state(m.max_epochs)
-        if kind != "started" and view.objective is not None:
+        if kind != TrialEvent.STARTED and view.objective is not None:
             what += f", objective {_pct(view.objective)}"
         print(f"[{_duration(time.time() - m.started)}] trial {view.trial_id} {what} "
               f"({m.epochs_done()}/{m.epochs_expected()} trial-epochs, ETA {_duration(m.eta_s())})",
@@ -127,19 +146,19 @@ class _PlainView:
 
 
 class _NoView:
-    def event(self, kind: str, view: TrialView) -> None:
+    def event(self, kind: TrialEvent, view: TrialView) -> None:
         pass
 
     def close(self) -> None:
         pass
 
 
-def make_view(kind: str, model: SearchProgress) -> TrialEventView:
-    """``live`` (rich), ``plain`` (one line per event) or ``none``."""
-    if kind == "live":
+def make_view(kind: ViewKind, model: SearchProgress) -> TrialEventView:
+    """The view of ``kind`` drawing ``model``."""
+    if kind == ViewKind.LIVE:
         return _LiveView(model)
-    if kind == "plain":
-        return _PlainView(model)
+    if kind == ViewKind.LINES:
+        return _LineView(model)
     return _NoView()
 
 

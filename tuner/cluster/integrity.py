@@ -28,10 +28,11 @@ from typing import Any
 from ray.tune import Callback
 
 from trainables.atomic import atomic_write_text
+from tuner.experiment import ExperimentFolder
 
 __all__ = ["RECORD_FILE", "IntegrityRecorder", "key_file", "protected_files", "sign", "verify"]
 
-RECORD_FILE = "integrity.json"
+RECORD_FILE = ExperimentFolder.INTEGRITY
 _ROOT_STATE = ("tuner.pkl", "experiment_state-", "search_gen_state-", "searcher-state-")  # Tune's own state
 
 
@@ -55,7 +56,7 @@ def protected_files(experiment: Path) -> list[Path]:
     """Files ``Tuner.restore`` may unpickle: Tune's state at the top, every ``*.pkl``, Ray Train's run state."""
     found = {p for p in experiment.iterdir() if p.is_file() and p.name.startswith(_ROOT_STATE)}
     found |= set(experiment.rglob("*.pkl"))
-    found |= {p for p in experiment.glob("train-runs/*/*.json")}
+    found |= set(experiment.glob(f"{ExperimentFolder.TRAIN_RUNS}/*/*.json"))
     return sorted(found)
 
 

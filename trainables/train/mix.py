@@ -10,16 +10,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Attack
-from .cw import CarliniWagnerL2
-from .fgsm import FGSM
-from .gaussian import GaussianNoise
-from .options import Assignment, set_budget
-from .pgd import PGD
-from .registry import attack_class, attack_from_dict
-from .threat import ThreatModel
+from trainables.attacks import (
+    FGSM,
+    PGD,
+    Assignment,
+    Attack,
+    CarliniWagnerL2,
+    GaussianNoise,
+    ThreatModel,
+    attack_class,
+    attack_from_dict,
+    set_budget,
+)
 
-__all__ = ["CLEAN", "AttackMix", "MixEntry", "paper_mix"]
+__all__ = ["CLEAN", "AttackMix", "MixEntry", "paper_mix", "parse_weights"]
 
 CLEAN = "none"  # the mix's name for a batch trained on as it is
 

@@ -20,16 +20,21 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["JOURNAL_FILE", "NETWORK_FILESYSTEMS", "SQLITE_FILE", "STUDY_STORAGES", "StudyStorage", "check_shared",
-           "filesystem_type", "host_addresses", "study_storage"]
+from tuner.experiment import ExperimentFolder
 
-SQLITE_FILE = "optuna.db"
-JOURNAL_FILE = "optuna-journal.log"
+__all__ = ["JOURNAL_FILE", "NETWORK_FILESYSTEMS", "SQLITE_FILE", "STUDY_STORAGES", "StudyChoice", "StudyKind",
+           "StudyStorage", "check_shared", "filesystem_type", "host_addresses", "study_storage"]
+
+SQLITE_FILE = ExperimentFolder.SQLITE
+JOURNAL_FILE = ExperimentFolder.JOURNAL
+
+StudyChoice = Literal["auto", "sqlite", "journal"]  # --study-storage
+StudyKind = Literal["sqlite", "journal", "url"]  # where a study is kept once chosen
 
 # --study-storage: how the study is kept, in words for --help
-STUDY_STORAGES: dict[str, str] = {
+STUDY_STORAGES: dict[StudyChoice, str] = {
     "auto": "SQLite on a local disk, Optuna's journal file on a network filesystem",
     "sqlite": f"SQLite ({SQLITE_FILE}); refused on a network filesystem",
     "journal": f"Optuna's journal file ({JOURNAL_FILE}), safe on NFS",
@@ -77,7 +82,7 @@ def filesystem_type(path: str | Path, mountinfo: str | None = None) -> str:
 class StudyStorage:
     """Where the Optuna study is kept: an RDB URL (SQLite included) or a journal file."""
 
-    kind: str  # "sqlite", "journal" or "url"
+    kind: StudyKind
     location: str  # the RDB URL, or the journal file's path
 
     def open(self) -> Any:
@@ -92,15 +97,16 @@ class StudyStorage:
                                                                  lock_obj=JournalFileOpenLock(self.location)))
 
 
-def _started_with(folder: Path) -> str | None:
+def _started_with(folder: Path) -> StudyKind | None:
     """The storage an existing experiment's study is in, by its file; None when it has none."""
-    for kind, name in (("journal", JOURNAL_FILE), ("sqlite", SQLITE_FILE)):
+    kinds: tuple[tuple[StudyKind, str], ...] = (("journal", JOURNAL_FILE), ("sqlite", SQLITE_FILE))
+    for kind, name in kinds:
         if (folder / name).is_file():
             return kind
     return None
 
 
-def study_storage(experiment_path: str, choice: str = "auto", url: str | None = None, remote: bool = False,
+def study_storage(experiment_path: str, choice: StudyChoice = "auto", url: str | None = None, remote: bool = False,
                   fs_type: Callable[[str], str] = filesystem_type) -> StudyStorage | None:
     """The study's storage for an experiment folder; None for remote storage without ``url``.
 

@@ -21,9 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["LOCK_FILE", "ExperimentLock", "experiment_lock"]
+from tuner.experiment import ExperimentFolder
 
-LOCK_FILE = ".robustune.lock"
+__all__ = ["LOCK_FILE", "ExperimentLock", "experiment_lock", "lock_holder"]
+
+LOCK_FILE = ExperimentFolder.LOCK
 
 
 def _lock_path(experiment_path: str, remote: bool) -> Path:
@@ -90,3 +92,20 @@ def experiment_lock(experiment_path: str, command: str, remote: bool = False) ->
         yield lock
     finally:
         lock.release()
+
+
+def lock_holder(experiment: Path) -> dict[str, Any] | None:
+    """Who holds the experiment's lock (pid, host, command), or None when no search runs it."""
+    path = experiment / LOCK_FILE
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return json.loads(handle.read() or "{}") or {"pid": "?"}
+            except json.JSONDecodeError:
+                return {"pid": "?"}
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None

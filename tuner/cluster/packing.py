@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from trainables.attacks import SuiteConfig
 from trainables.data.info import DatasetInfo
+from trainables.evaluation import SuiteConfig
 from trainables.train import RunSpec
-from trainables.train.footprint import Footprint
+from trainables.train.footprint import Footprint, measure_footprint
 
 __all__ = ["MAX_PER_GPU", "GpuShare", "gpu_share", "probe_on_cluster", "trials_per_gpu"]
 
@@ -67,8 +67,6 @@ def gpu_share(specs: list[RunSpec], info: DatasetInfo, suites: list[SuiteConfig]
 
 def _probe_task(specs: list[dict[str, Any]], info: DatasetInfo, suites: list[dict[str, Any]]) -> Footprint:
     """Runs on a GPU node: the footprint of the specs (sent as dicts) there."""
-    from trainables.train.footprint import measure_footprint
-
     return measure_footprint([RunSpec.from_dict(s) for s in specs], info,
                              [SuiteConfig.from_dict(s) for s in suites])
 

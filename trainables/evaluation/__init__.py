@@ -1,0 +1,37 @@
+"""Scoring a model under attack: suites, their command-line overrides, per-example worst cases, gradient-masking flags.
+
+A :class:`SuiteConfig` lists attacks and how they run; it is bound to the run's one
+:class:`~trainables.attacks.ThreatModel` when it scores (:func:`evaluate_robustness`, or
+:func:`evaluate_sharded` across data-parallel ranks). The result keeps per-example outcomes, so the
+robust accuracy is a per-example worst case over attacks and gradient ways. :mod:`.masking` owns
+the gradient-masking checks and the rule that makes a model ``suspect``.
+"""
+
+from .masking import MASKING_ACC_LIMIT, MASKING_EPS, MASKING_EXAMPLES, MaskingFlags, check_masking, large_eps_accuracy
+from .overrides import SuiteOverrides, add_suite_arguments
+from .result import RobustResult, outcome_norm
+from .robustness import ProgressFn, RobustnessWarning, evaluate_robustness, warn_if_unreliable
+from .sharded import evaluate_sharded
+from .suite import GRADIENT_WAYS, GradientWay, SuiteConfig, outcome_key
+
+__all__ = [
+    "GRADIENT_WAYS",
+    "MASKING_ACC_LIMIT",
+    "MASKING_EPS",
+    "MASKING_EXAMPLES",
+    "GradientWay",
+    "MaskingFlags",
+    "ProgressFn",
+    "RobustResult",
+    "RobustnessWarning",
+    "SuiteConfig",
+    "SuiteOverrides",
+    "add_suite_arguments",
+    "check_masking",
+    "evaluate_robustness",
+    "evaluate_sharded",
+    "large_eps_accuracy",
+    "outcome_key",
+    "outcome_norm",
+    "warn_if_unreliable",
+]

@@ -1,0 +1,142 @@
+"""The Tune callback that feeds a search's progress from Tune's events to a view and to progress.json."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from tuner.console.progress import SearchProgress, TrialView, write_progress
+from tuner.console.view import TrialEvent, TrialEventView, ViewKind, make_view
+from tuner.trials.outcome import Outcome, TrialReport, finite, trial_outcome
+
+__all__ = ["LiveProgress"]
+
+
+def _one_line(text: Any, limit: int = 160) -> str:
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else "")[:limit]
+
+
+class LiveProgress(Callback):
+    """Tune callback: each trial's start, epochs, end and failure go to the view and to progress.json.
+
+    The callback is pickled into the experiment (``tuner.pkl``) before anything happens, so it keeps
+    only what it needs to start over: on ``--resume`` it rebuilds the trials from Tune's own state.
+    """
+
+    def __init__(self, progress_file: Path | None, num_samples: int, max_epochs: int, params: tuple[str, ...] = (),
+                 space: str = "", view: ViewKind = ViewKind.LIVE) -> None:
+        self.progress_file = progress_file
+        self.num_samples, self.max_epochs, self.params, self.space = num_samples, max_epochs, params, space
+        self.view_kind = ViewKind(view)
+        self._progress: SearchProgress | None = None
+        self._view: TrialEventView | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_progress"] = None
+        state["_view"] = None  # a terminal is not pickled; made anew after a restore
+        return state
+
+    def _model(self) -> SearchProgress:
+        if self._progress is None:
+            self._progress = SearchProgress(self.num_samples, self.max_epochs, space=self.space)
+        return self._progress
+
+    def setup(self, **info: Any) -> None:
+        """Start the view when the experiment starts (or resumes)."""
+        if self._view is None:
+            self._view = make_view(self.view_kind, self._model())
+
+    def _sync(self, trial: Any, result: dict[str, Any] | None = None) -> TrialView:
+        """The trial's view, brought up to date with Tune's trial: its config and ``result`` (else its last one)."""
+        view = self._model().view(trial.trial_id)
+        if not view.params:
+            config = getattr(trial, "config", {}) or {}
+            view.params = {k: config[k] for k in self.params if k in config}
+        report = TrialReport.from_metrics(result if result is not None else trial.last_result)
+        if report.epoch_number is not None:
+            view.epoch = report.epoch_number
+        for name, attribute in (("natural_acc", "natural"), ("robust_acc", "robust")):
+            value = report.epoch_metric(name)
+            if value is not None:
+                setattr(view, attribute, value)
+        return view
+
+    def _emit(self, event: TrialEvent, view: TrialView) -> None:
+        if self._view is not None:
+            self._view.event(event, view)
+        write_progress(self.progress_file, self._model())
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """A trial started (or restarted)."""
+        for other in trials:  # on a resume, the trials Tune restored
+            if other.trial_id not in self._model().trials and other is not trial:
+                past = self._sync(other)
+                past.outcome = trial_outcome(other.status, TrialReport.from_metrics(other.last_result))
+        view = self._sync(trial)
+        view.outcome = Outcome.RUNNING
+        self._emit(TrialEvent.STARTED, view)
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
+        """An epoch ended (Tune calls this before it updates the trial's last result)."""
+        view = self._sync(trial, result)
+        view.outcome = Outcome.RUNNING
+        report = TrialReport.from_metrics(result)
+        if report.scored and finite(report.objective):
+            view.objective = report.objective  # the objective suite's figures, not the epoch's
+            view.natural = report.natural
+            view.suspect = report.suspect
+        self._emit(TrialEvent.EPOCH, view)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """A trial finished, or ASHA stopped it, or its loss diverged."""
+        view = self._sync(trial)
+        report = TrialReport.from_metrics(trial.last_result)
+        view.outcome = trial_outcome("TERMINATED", report)
+        view.reason = _one_line(report.error or "") if view.outcome == Outcome.FAILED else ""
+        view.ended_at = time.time()
+        self._emit(TrialEvent.ENDED, view)
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """A trial raised or lost its worker (its node died) and Tune starts it again from its last checkpoint."""
+        view = self._sync(trial)
+        view.outcome = Outcome.RUNNING
+        view.reason = _one_line(getattr(trial, "error_msg", None) or _error_of(trial), limit=120)
+        self._emit(TrialEvent.RETRYING, view)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """A trial raised (after Tune's retries)."""
+        view = self._sync(trial)
+        view.outcome, view.ended_at = Outcome.FAILED, time.time()
+        view.reason = _one_line(getattr(trial, "error_msg", None) or _error_of(trial))
+        self._emit(TrialEvent.ENDED, view)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        """Training is over (or interrupted): trials still running were interrupted; stop the view."""
+        model = self._model()
+        for trial in trials:
+            view = self._sync(trial)
+            if view.outcome in (Outcome.RUNNING, Outcome.PENDING):
+                view.outcome = Outcome.INTERRUPTED if trial.status != "ERROR" else Outcome.FAILED
+        model.phase = "training done"
+        write_progress(self.progress_file, model)
+        if self._view is not None:
+            self._view.close()
+            self._view = None
+        counts = model.counts()
+        ended = (Outcome.FINISHED, Outcome.PRUNED, Outcome.FAILED, Outcome.INTERRUPTED)
+        print("training done: " + ", ".join(f"{counts[k]} {k}" for k in ended if counts.get(k))
+              + f" ({model.epochs_done()} trial-epochs)", file=sys.stderr, flush=True)
+
+
+def _error_of(trial: Any) -> str:
+    path = getattr(trial, "error_file", None) or getattr(getattr(trial, "run_metadata", None), "error_filename", None)
+    try:
+        return Path(path).read_text() if path else ""
+    except OSError:
+        return ""

@@ -1,0 +1,156 @@
+"""A trial's words: its outcome, and the report it sends Tune after every epoch, typed.
+
+Tune carries a report as flat metrics (a dict of numbers); :class:`TrialReport` is the one place
+that knows their keys, so the searcher, the scheduler, the results, the live view and the study
+read typed fields (``report.suspect``), never magic keys.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from trainables.evaluation import MaskingFlags
+
+__all__ = ["Outcome", "TrialReport", "finite", "trial_outcome"]
+
+
+class Outcome(StrEnum):
+    """How a trial stands or ended."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"  # trained all its epochs (or stopped early by its patience) and scored the objective
+    PRUNED = "pruned"  # the scheduler stopped it
+    FAILED = "failed"  # diverged, crashed, or its objective was not finite
+    INTERRUPTED = "interrupted"  # Ctrl-C or a dead driver stopped it; --resume continues it
+    SUSPECT = "suspect"  # the study's word for a finished trial flagged for gradient masking (never exported)
+
+    @property
+    def ended(self) -> bool:
+        """Whether the trial will train no more in this run."""
+        return self in (Outcome.FINISHED, Outcome.PRUNED, Outcome.FAILED, Outcome.INTERRUPTED, Outcome.SUSPECT)
+
+
+def finite(value: Any) -> bool:
+    """A real, finite number (a bool is not one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# the report's own keys beside the epoch's metrics; "final/<metric>" holds the objective suite's metrics
+_OBJECTIVE, _NATURAL, _SCORED, _SUSPECT = "objective", "objective_natural", "final_evaluated", "suspect"
+_ABOVE, _LARGE_EPS, _MASKING_ACC = "suspect_robust_above_natural", "suspect_large_eps", "final/masking_acc"
+_SECONDS, _DIVERGED, _ERROR, _FINAL = "objective_seconds", "diverged", "error", "final/"
+_OWN = {_OBJECTIVE, _NATURAL, _SCORED, _SUSPECT, _ABOVE, _LARGE_EPS, _SECONDS, _DIVERGED, _ERROR}
+
+
+@dataclass(frozen=True)
+class TrialReport:
+    """What a trial tells Tune after an epoch: the epoch's metrics, what the searcher ranks, and the final scores.
+
+    ``objective`` is what ASHA and Optuna compare: the per-epoch suite's robust accuracy, or, after
+    the last epoch, the objective suite's worst case (``final`` then holds that suite's metrics and
+    ``masking`` its gradient-masking flags).
+    """
+
+    epoch: Mapping[str, float] = field(default_factory=dict)  # fit's metrics of the epoch (and Tune's own)
+    objective: float = math.nan
+    objective_natural: float = math.nan  # natural accuracy beside it (a Pareto search's second objective)
+    final: Mapping[str, float] | None = None  # the objective suite's metrics, once scored
+    masking: MaskingFlags | None = None  # its gradient-masking checks, once scored
+    suspect: bool = False  # flagged for gradient masking (the checks' verdict): reported, never exported
+    objective_seconds: float | None = None
+    diverged: bool = False
+    error: str | None = None
+
+    @property
+    def scored(self) -> bool:
+        """Whether the objective suite scored the trial (its last epoch)."""
+        return self.final is not None
+
+    @classmethod
+    def scored_with(cls, epoch: Mapping[str, float], final: Mapping[str, float], masking: MaskingFlags,
+                    seconds: float) -> TrialReport:
+        """The last epoch's report: the objective suite's metrics (its worst case the objective) and masking checks."""
+        return cls(epoch=epoch, objective=final["robust_acc"], objective_natural=final["natural_acc"], final=final,
+                   masking=masking, suspect=masking.suspect, objective_seconds=seconds)
+
+    @property
+    def epoch_number(self) -> int | None:
+        """The 1-based epoch this report ends (None for a report without one)."""
+        value = self.epoch.get("epoch")
+        return int(value) if finite(value) else None
+
+    def epoch_metric(self, name: str) -> float | None:
+        """A finite metric of the epoch (``natural_acc``, ``robust_acc``, ...), else None."""
+        value = self.epoch.get(name)
+        return float(value) if finite(value) else None
+
+    @property
+    def natural(self) -> float | None:
+        """The natural validation accuracy to show: the objective suite's once scored, else the epoch's."""
+        if self.final is not None and finite(self.final.get("natural_acc")):
+            return float(self.final["natural_acc"])
+        return self.epoch_metric("natural_acc")
+
+    def to_metrics(self) -> dict[str, Any]:
+        """The flat metrics Tune carries."""
+        out: dict[str, Any] = dict(self.epoch)
+        if self.final is not None:
+            out |= {f"{_FINAL}{k}": v for k, v in self.final.items()}
+        out |= {_OBJECTIVE: self.objective}
+        if self.masking is not None:
+            out |= {_MASKING_ACC: self.masking.large_eps_acc, _SUSPECT: float(self.suspect),
+                    _ABOVE: float(self.masking.robust_above_natural), _LARGE_EPS: float(self.masking.large_eps)}
+        out |= {_SCORED: float(self.scored), _NATURAL: self.objective_natural}
+        if self.masking is None:
+            out[_SUSPECT] = float(self.suspect)
+        if self.objective_seconds is not None:
+            out[_SECONDS] = self.objective_seconds
+        out[_DIVERGED] = float(self.diverged)
+        if self.error is not None:
+            out[_ERROR] = self.error
+        return out
+
+    @classmethod
+    def from_metrics(cls, metrics: Mapping[str, Any] | None) -> TrialReport:
+        """The report behind Tune's flat metrics (an empty report for None or {})."""
+        m = dict(metrics or {})
+        scored = bool(m.get(_SCORED))
+        final = {k[len(_FINAL):]: float(v) for k, v in m.items() if k.startswith(_FINAL) and k != _MASKING_ACC
+                 and finite(v)} if scored else None
+        masking = MaskingFlags(large_eps_acc=float(m[_MASKING_ACC]), robust_above_natural=bool(m.get(_ABOVE))) \
+            if scored and _MASKING_ACC in m else None
+        epoch = {k: v for k, v in m.items() if k not in _OWN and not k.startswith(_FINAL)}
+        seconds = m.get(_SECONDS)
+        natural = m.get(_NATURAL, (final or {}).get("natural_acc"))  # the same figure, once scored
+        return cls(epoch=epoch, objective=_number(m.get(_OBJECTIVE)), objective_natural=_number(natural),
+
+                   final=final, masking=masking, suspect=bool(m.get(_SUSPECT)),
+                   objective_seconds=float(seconds) if finite(seconds) else None,
+                   diverged=bool(m.get(_DIVERGED)), error=str(m[_ERROR]) if m.get(_ERROR) else None)
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def trial_outcome(status: str, report: TrialReport | None, study_state: str | None = None) -> Outcome:
+    """The outcome from Tune's status (TERMINATED, ERROR, RUNNING, ...) and the trial's last report.
+
+    Tune reads TERMINATED both for a trial ASHA stopped and for one a Ctrl-C stopped; the study's
+    state (``study_state``, when known) tells them apart: PRUNED, or still RUNNING (interrupted).
+    """
+    report = report or TrialReport()
+    if status == "ERROR" or report.diverged or (report.scored and not finite(report.objective)):
+        return Outcome.FAILED
+    if status == "TERMINATED":
+        if report.scored:
+            return Outcome.FINISHED
+        return Outcome.INTERRUPTED if study_state in ("RUNNING", "WAITING") else Outcome.PRUNED
+    return {"RUNNING": Outcome.RUNNING, "PENDING": Outcome.PENDING, "PAUSED": Outcome.PAUSED}.get(status,
+                                                                                                  Outcome.PENDING)
