@@ -80,7 +80,7 @@ def creation_order(cfg: SearchConfig) -> dict[str, int]:
     storage = study_storage(cfg.folder.path, cfg.study_storage, cfg.optuna_storage, remote=cfg.folder.remote)
     if storage is None:
         return {}
-    study = optuna.load_study(study_name=cfg.experiment_name, storage=storage.open())
+    study = optuna.load_study(study_name=cfg.folder.name, storage=storage.open())
     return {str(t.user_attrs[TUNE_ID]): t.number for t in study.get_trials(deepcopy=False) if TUNE_ID in t.user_attrs}
 
 

@@ -33,16 +33,7 @@ from typing import Any
 
 import torch
 
-from bench.common import (
-    Comparison,
-    add_common_options,
-    check_counts,
-    compare,
-    provenance,
-    render,
-    resolve_bench_device,
-    write_json,
-)
+import bench.common as common
 from search_spaces.presets import QUICK
 from trainables.cli import OneLineParser, run_main
 from trainables.data import Splits, load_splits
@@ -182,29 +173,30 @@ def build_parser() -> OneLineParser:
     p.add_argument("--cpus", type=int, default=2, help="Ray's num_cpus, and each trial's cpus (one at a time)")
     p.add_argument("--no-checkpoint", action="store_true", help="trials write and report no checkpoint")
     p.add_argument("--data-dir", default=None)
-    add_common_options(p, repeats=3, warmup=1, threads_help="torch threads per trial, both sides (default: --cpus)")
+    common.add_common_options(p, repeats=3, warmup=1,
+                              threads_help="torch threads per trial, both sides (default: --cpus)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, start Ray (timed), measure both sides interleaved, print the table, write the JSON."""
     args = build_parser().parse_args(argv)
-    check_counts(args.repeats, args.warmup)
+    common.check_counts(args.repeats, args.warmup)
     if args.trials < 1 or args.cpus < 1:
         raise ValueError(f"--trials and --cpus must be >= 1, got {args.trials=}, {args.cpus=}")
-    device = resolve_bench_device(args.device)
+    device = common.resolve_bench_device(args.device)
     threads = args.threads or args.cpus  # the same on both sides: Ray's worker would get OMP threads = cpus
     torch.set_num_threads(threads)
     base = tiny_base_from_args(args)
     base = replace(base, data=replace(base.data, data_dir=args.data_dir))
     setup = TinyTrials(base=base, device=str(device), threads=threads, checkpoint=not args.no_checkpoint)
     splits = load_splits(base.data)
-    header = provenance(device, trials=args.trials, repeats=args.repeats, warmup=args.warmup, ray_cpus=args.cpus,
-                        cpus_per_trial=args.cpus, max_concurrent_trials=1, reuse_actors=True,
-                        checkpoint=setup.checkpoint,
-                        trial=f"{base.model.name} w{base.model.cnn_width} k{base.model.cnn_kernel}, "
-                              f"{base.train.epochs} epoch on {len(splits.train)} train, "
-                              f"suite {base.suite.attacks} on {len(splits.val)} val")
+    header = common.provenance(device, trials=args.trials, repeats=args.repeats, warmup=args.warmup,
+                               ray_cpus=args.cpus, cpus_per_trial=args.cpus, max_concurrent_trials=1, reuse_actors=True,
+                               checkpoint=setup.checkpoint,
+                               trial=f"{base.model.name} w{base.model.cnn_width} k{base.model.cnn_kernel}, "
+                                     f"{base.train.epochs} epoch on {len(splits.train)} train, "
+                                     f"suite {base.suite.attacks} on {len(splits.val)} val")
 
     import ray
 
@@ -222,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for _ in range(args.warmup):  # untimed: one trial per side
             run_loop(1, setup, splits)
             run_tune(1, setup, splits, args.cpus, storage)
-        comparison = compare(
+        comparison = common.compare(
             f"{args.trials} trials",
             ("tune", lambda: run_tune(args.trials, setup, splits, args.cpus, storage, tune_log)),
             ("loop", lambda: run_loop(args.trials, setup, splits, loop_log)), device, args.repeats, warmup=0)
@@ -235,16 +227,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     header |= {"import_ray_tune_s": round(import_s, 2), "ray_init_s": round(init_s, 2),
                "ray_shutdown_s": round(shutdown_s, 2), "trial_torch_threads_tune": sorted(tune_log.threads),
                "trial_torch_threads_loop": sorted(loop_log.threads),
-               "loadavg_after": provenance(device)["loadavg_1_5_15"]}
+               "loadavg_after": common.provenance(device)["loadavg_1_5_15"]}
     rows = [(k, v) for k, v in figures["table"]]
-    render("robustune bench: Ray Tune overhead (ratio = tune / loop, median of paired repeats)", header,
-           [comparison], rows, ("figure", "value"))
-    write_json(args.json, {"benchmark": "tune", "provenance": header, "settings": vars(args) | {"json": str(args.json)},
-                           "comparison": comparison.as_dict(), "figures": figures["values"]})
+    common.render("robustune bench: Ray Tune overhead (ratio = tune / loop, median of paired repeats)", header,
+                  [comparison], rows, ("figure", "value"))
+    settings = vars(args) | {"json": str(args.json)}
+    common.write_json(args.json, {"benchmark": "tune", "provenance": header, "settings": settings,
+                                  "comparison": comparison.as_dict(), "figures": figures["values"]})
     return 0
 
 
-def tune_figures(c: Comparison, trials: int, init_s: float, tune_log: SideLog, loop_log: SideLog) -> dict[str, Any]:
+def tune_figures(c: common.Comparison, trials: int, init_s: float, tune_log: SideLog,
+                 loop_log: SideLog) -> dict[str, Any]:
     """Ratios with and without ``ray.init``, per-trial overhead, and time spent outside trial bodies."""
     tune_s, loop_s = statistics.median(c.ours_s), statistics.median(c.reference_s)
     values = {

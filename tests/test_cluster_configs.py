@@ -542,7 +542,7 @@ def test_resumed_rayjob_resumes_the_same_experiment(monkeypatch: pytest.MonkeyPa
     started = parse_search(entrypoint_arguments(first), monkeypatch)
     resumed = parse_search(entrypoint_arguments(again), monkeypatch)
     assert resumed.resume and not started.resume
-    assert resumed.experiment_path == started.experiment_path
+    assert resumed.folder.path == started.folder.path
 
 
 RAY_COMMANDS = ray_invocations()

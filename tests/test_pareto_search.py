@@ -198,7 +198,7 @@ def test_searcher_tells_optuna_both_objectives(tmp_path: Path) -> None:
                                    "final_evaluated": 1.0, "suspect": 0.0}) | {"training_iteration": 2}
         searcher.on_trial_result(tid, result)  # no intermediate values for two objectives: no error either
         searcher.on_trial_complete(tid, result)
-    study = optuna.load_study(study_name=cfg.experiment_name, storage=f"sqlite:///{cfg.experiment_path}/optuna.db")
+    study = optuna.load_study(study_name=cfg.folder.name, storage=f"sqlite:///{cfg.folder.path}/optuna.db")
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE] * 2
     trials = {t.user_attrs["tune_trial_id"]: t for t in study.get_trials()}
     assert trials["t0"].state.name == "COMPLETE" and trials["t0"].values == [0.30, 0.70]
@@ -218,7 +218,7 @@ def test_robust_searcher_keeps_one_objective(tmp_path: Path) -> None:
     searcher.on_trial_result("t0", {"objective": 0.2, "objective_natural": 0.6, "training_iteration": 1})
     searcher.on_trial_complete("t0", {"objective": 0.3, "objective_natural": 0.7, "final_evaluated": 1.0,
                                       "suspect": 0.0, "training_iteration": 2})
-    study = optuna.load_study(study_name=cfg.experiment_name, storage=f"sqlite:///{cfg.experiment_path}/optuna.db")
+    study = optuna.load_study(study_name=cfg.folder.name, storage=f"sqlite:///{cfg.folder.path}/optuna.db")
     (trial,) = [t for t in study.get_trials() if t.user_attrs.get("tune_trial_id") == "t0"]  # others: enqueued
     assert trial.values == [0.3] and trial.intermediate_values == {1: 0.2}
 

@@ -164,7 +164,7 @@ def _scripted_scores(monkeypatch: pytest.MonkeyPatch, robust: list[float]) -> No
     from trainables.train import loop
 
     calls = iter(robust)
-    monkeypatch.setattr(loop, "_evaluate", lambda *args: {"natural_acc": 0.9, "robust_acc": next(calls)})
+    monkeypatch.setattr(loop, "evaluate_epoch", lambda *args: {"natural_acc": 0.9, "robust_acc": next(calls)})
 
 
 def test_best_epoch_is_kept_and_patience_stops_the_run(fmnist, tmp_path: Path, monkeypatch) -> None:

@@ -7,14 +7,21 @@ name is one clear ``ValueError`` listing the choices.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "check_choice"]
 
 T = TypeVar("T")
 E = TypeVar("E")
+
+
+def check_choice(setting: str, value: object, choices: Iterable[object]) -> None:
+    """ValueError (one line, the setting, its choices and the value) unless ``value`` is one of ``choices``."""
+    options = list(choices)
+    if value not in options:
+        raise ValueError(f"{setting} must be one of {', '.join(map(str, options))}, got {value!r}")
 
 
 class Registry(Generic[T]):

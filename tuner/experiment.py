@@ -57,25 +57,10 @@ class ExperimentFolder:
         """The local path of the experiment's file ``name``; None on remote storage."""
         return None if self.remote else Path(self.path) / name
 
-    @property
-    def progress(self) -> Path | None:
-        """progress.json (None on remote storage)."""
-        return self.local(self.PROGRESS)
-
-    @property
-    def results(self) -> Path | None:
-        """results.parquet (None on remote storage)."""
-        return self.local(self.RESULTS)
-
-    @property
-    def log(self) -> Path | None:
-        """search.log (None on remote storage)."""
-        return self.local(self.LOG)
-
-    @property
-    def page(self) -> Path | None:
-        """report.html (None on remote storage)."""
-        return self.local(self.PAGE)
+    progress = property(lambda self: self.local(self.PROGRESS), doc="progress.json (None on remote storage)")
+    results = property(lambda self: self.local(self.RESULTS), doc="results.parquet (None on remote storage)")
+    log = property(lambda self: self.local(self.LOG), doc="search.log (None on remote storage)")
+    page = property(lambda self: self.local(self.PAGE), doc="report.html (None on remote storage)")
 
     @property
     def train_runs(self) -> str:

@@ -15,13 +15,17 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from trainables.models.base import predict
 
 from .threat import NORMS, Norm, ThreatModel
 
-__all__ = ["SHARED_FIELDS", "Attack", "batch_view", "check_inputs", "l2_norms", "misclassified", "project_l2"]
+__all__ = ["SHARED_FIELDS", "Attack", "Radius", "batch_view", "check_inputs", "l2_norms", "misclassified", "project_l2",
+           "spread"]
+
+Radius = float | Tensor  # one radius, or one per example (B,) when a bundle's members each attack at their own
 
 SHARED_FIELDS = ("eps", "eot_samples")  # what the suite sets; every other field is the attack's own budget
 
@@ -36,6 +40,7 @@ class Attack(ABC):
 
     name: ClassVar[str] = ""
     norm: ClassVar[Norm] = Norm.LINF
+    per_example_radii: ClassVar[bool] = False  # whether perturb honours one radius per example (per_example)
 
     eps: float | None = None  # radius in pixel units; None until bound to a threat model
     eot_samples: int = 1  # gradient draws per step (used on stochastic models only)
@@ -56,12 +61,29 @@ class Attack(ABC):
         return self.perturb(model, x, y)
 
     @property
-    def radius(self) -> float:
-        """``eps``; ValueError when the attack was never given one."""
+    def radius(self) -> Radius:
+        """``eps`` (or the per-example radii of :meth:`per_example`); ValueError when it was never given one."""
+        radii = self.__dict__.get("_radii")
+        if radii is not None:
+            return radii
         if self.eps is None:
             raise ValueError(f"attack {self.name or type(self).__name__} has no eps: pass eps=... or bind it to "
                              "a threat model")
         return self.eps
+
+    def per_example(self, radii: Tensor) -> Attack:
+        """This attack with one radius per example (B,) instead of ``eps``: each member of a bundle at its own.
+
+        The copy keeps ``eps`` (its spec is unchanged); ValueError for an attack that does not support it.
+        """
+        if not self.per_example_radii:
+            raise ValueError(f"attack {self.name} takes one radius for all examples: members of a bundle that "
+                             "train on it need the same eps_scale")
+        if radii.dim() != 1 or not bool(torch.isfinite(radii).all()) or bool((radii < 0).any()):
+            raise ValueError(f"per-example radii must be finite, >= 0 and of shape (B,), got {tuple(radii.shape)}")
+        clone = replace(self)
+        object.__setattr__(clone, "_radii", radii)
+        return clone
 
     def bind(self, threat: ThreatModel, eot_samples: int = 1) -> Attack:
         """This attack at ``threat``'s radius for its norm, with ``eot_samples`` gradient draws per step."""
@@ -98,8 +120,8 @@ def l2_norms(t: Tensor) -> Tensor:
     return t.flatten(1).norm(p=2, dim=1)
 
 
-def project_l2(x_adv: Tensor, x: Tensor, eps: float) -> Tensor:
-    """``x_adv`` projected onto the L2 ball of radius ``eps`` around ``x``, then onto [0, 1]."""
+def project_l2(x_adv: Tensor, x: Tensor, eps: Radius) -> Tensor:
+    """``x_adv`` projected onto the L2 ball of radius ``eps`` (or per-example radii (B,)) around ``x``, then [0, 1]."""
     delta = x_adv - x  # (B, C, H, W)
     factor = (eps / l2_norms(delta).clamp_min(1e-12)).clamp(max=1.0)  # (B,)
     return (x + delta * batch_view(factor, delta)).clamp(0, 1)
@@ -108,6 +130,11 @@ def project_l2(x_adv: Tensor, x: Tensor, eps: float) -> Tensor:
 def misclassified(model: nn.Module, x: Tensor, y: Tensor, samples: int = 1) -> Tensor:
     """Bool (B,): the (sample-averaged) prediction on ``x`` differs from ``y``."""
     return predict(model, x, samples) != y
+
+
+def spread(value: Radius, like: Tensor) -> Radius:
+    """A radius to broadcast against ``like`` (B, ...): a float as it is, per-example values (B,) as (B, 1, ...)."""
+    return value if isinstance(value, (int, float)) else batch_view(value, like)
 
 
 def batch_view(t: Tensor, like: Tensor) -> Tensor:

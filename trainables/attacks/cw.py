@@ -38,6 +38,7 @@ class CarliniWagnerL2(Attack):
     """
 
     norm: ClassVar[Norm] = Norm.L2
+    per_example_radii: ClassVar[bool] = True
 
     c: float = 1.0
     kappa: float = 0.0
@@ -66,7 +67,7 @@ class CarliniWagnerL2(Attack):
         x = x.detach()
         best = x.clone()  # (B, C, H, W)
         best_sq = torch.full((x.shape[0],), math.inf, device=x.device, dtype=x.dtype)  # (B,)
-        max_sq = math.inf if self.eps is None else self.eps**2
+        max_sq = math.inf if self.eps is None else self.radius**2  # (B,) with per-example radii
         w = torch.atanh((2 * x - 1) * _TANH_SHRINK).requires_grad_(True)  # (B, C, H, W)
         optimizer = torch.optim.Adam([w], lr=self.lr)
         with torch.enable_grad():

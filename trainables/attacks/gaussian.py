@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from .base import Attack, check_inputs
+from .base import Attack, check_inputs, spread
 from .registry import register_attack
 from .threat import Norm
 
@@ -21,6 +21,7 @@ class GaussianNoise(Attack):
     """x + clamp(sigma * N(0, 1), -eps, eps), clipped to [0, 1]; ``sigma`` defaults to eps."""
 
     norm: ClassVar[Norm] = Norm.LINF
+    per_example_radii: ClassVar[bool] = True
 
     sigma: float | None = None
 
@@ -32,7 +33,8 @@ class GaussianNoise(Attack):
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """Noisy copy of ``x``; the model is not queried."""
         check_inputs(x, y)
-        eps = self.radius
+        eps = spread(self.radius, x)
         sigma = eps if self.sigma is None else self.sigma
-        noise = (sigma * torch.randn_like(x)).clamp(-eps, eps)  # (B, C, H, W)
+        noise = sigma * torch.randn_like(x)  # (B, C, H, W)
+        noise = noise.clamp(-eps, eps) if isinstance(eps, float) else torch.maximum(torch.minimum(noise, eps), -eps)
         return (x.detach() + noise).clamp(0, 1)

@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from .base import Attack, batch_view, check_inputs, l2_norms, misclassified, project_l2
+from .base import Attack, Radius, batch_view, check_inputs, l2_norms, misclassified, project_l2, spread
 from .gradients import cross_entropy, input_gradient
 from .registry import register_attack
 from .threat import Norm
@@ -19,8 +19,12 @@ __all__ = ["PGD", "PGDL2"]
 
 @dataclass(frozen=True, kw_only=True)
 class _ProjectedGradient(Attack):
-    """Shared PGD loop; subclasses define the random start, the step and the projection."""
+    """Shared PGD loop; subclasses define the random start, the step and the projection.
 
+    Radii may be one per example (:meth:`~.base.Attack.per_example`); the step size follows each.
+    """
+
+    per_example_radii: ClassVar[bool] = True
     steps: int = 10
     step_size: float | None = None  # pixel units; None: step_ratio * eps / steps
     step_ratio: float = 2.5  # step size as a multiple of eps / steps (Madry et al.'s 2.5)
@@ -39,15 +43,18 @@ class _ProjectedGradient(Attack):
             raise ValueError(f"restarts must be >= 1, got {self.restarts=}")
 
     @property
-    def alpha(self) -> float:
+    def alpha(self) -> Radius:
         """The step size in use: ``step_size``, or step_ratio * eps / steps when it is None."""
-        return self.step_ratio * self.radius / self.steps if self.step_size is None else self.step_size
+        return self._alpha(self.radius)
+
+    def _alpha(self, eps: Radius) -> Radius:
+        return self.step_ratio * eps / self.steps if self.step_size is None else self.step_size
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """Per example, the first restart that fools the model, else the last restart."""
         check_inputs(x, y)
-        x = x.detach()
-        if self.radius == 0:
+        x, eps = x.detach(), self.radius
+        if isinstance(eps, float) and eps == 0:
             return x.clone()
         best = x.clone()  # (B, C, H, W)
         todo = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)  # (B,) not yet fooled
@@ -55,27 +62,27 @@ class _ProjectedGradient(Attack):
             idx = todo.nonzero().squeeze(1)  # (b,)
             if idx.numel() == 0:
                 break
-            x_adv = self._run(model, x[idx], y[idx])
+            x_adv = self._run(model, x[idx], y[idx], eps if isinstance(eps, float) else eps[idx])
             best[idx] = x_adv
             if restart < self.restarts - 1:
                 todo[idx] = ~misclassified(model, x_adv, y[idx], self.eot_samples)
         return best
 
-    def _run(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        x_adv = self._project(self._random_start(x), x) if self.random_start else x.clone()
+    def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: Radius) -> Tensor:
+        x_adv = self._project(self._random_start(x, eps), x, eps) if self.random_start else x.clone()
         for _ in range(self.steps):
             grad, _ = input_gradient(model, x_adv, y, cross_entropy, self.eot_samples)
-            x_adv = self._project(self._step(x_adv, grad), x)
+            x_adv = self._project(self._step(x_adv, grad, eps), x, eps)
         return x_adv
 
     @abstractmethod
-    def _random_start(self, x: Tensor) -> Tensor: ...
+    def _random_start(self, x: Tensor, eps: Radius) -> Tensor: ...
 
     @abstractmethod
-    def _step(self, x_adv: Tensor, grad: Tensor) -> Tensor: ...
+    def _step(self, x_adv: Tensor, grad: Tensor, eps: Radius) -> Tensor: ...
 
     @abstractmethod
-    def _project(self, x_adv: Tensor, x: Tensor) -> Tensor: ...
+    def _project(self, x_adv: Tensor, x: Tensor, eps: Radius) -> Tensor: ...
 
 
 @register_attack("pgd")
@@ -85,14 +92,20 @@ class PGD(_ProjectedGradient):
 
     norm: ClassVar[Norm] = Norm.LINF
 
-    def _random_start(self, x: Tensor) -> Tensor:
-        return x + torch.empty_like(x).uniform_(-self.eps, self.eps)  # same draw as torchattacks
+    def _random_start(self, x: Tensor, eps: Radius) -> Tensor:
+        if isinstance(eps, float):
+            return x + torch.empty_like(x).uniform_(-eps, eps)  # same draw as torchattacks
+        return x + torch.empty_like(x).uniform_(-1, 1) * spread(eps, x)
 
-    def _step(self, x_adv: Tensor, grad: Tensor) -> Tensor:
-        return x_adv + self.alpha * grad.sign()
+    def _step(self, x_adv: Tensor, grad: Tensor, eps: Radius) -> Tensor:
+        return x_adv + spread(self._alpha(eps), grad) * grad.sign()
 
-    def _project(self, x_adv: Tensor, x: Tensor) -> Tensor:
-        return (x + (x_adv - x).clamp(-self.eps, self.eps)).clamp(0, 1)
+    def _project(self, x_adv: Tensor, x: Tensor, eps: Radius) -> Tensor:
+        ball = spread(eps, x)
+        if isinstance(ball, Tensor):
+            ball = ball.to(x.dtype)
+            return (x + torch.maximum(torch.minimum(x_adv - x, ball), -ball)).clamp(0, 1)
+        return (x + (x_adv - x).clamp(-ball, ball)).clamp(0, 1)
 
 
 @register_attack("pgd-l2")
@@ -102,15 +115,15 @@ class PGDL2(_ProjectedGradient):
 
     norm: ClassVar[Norm] = Norm.L2
 
-    def _random_start(self, x: Tensor) -> Tensor:
+    def _random_start(self, x: Tensor, eps: Radius) -> Tensor:
         direction = torch.randn_like(x)  # (B, C, H, W)
-        radius = torch.rand(x.shape[0], device=x.device, dtype=x.dtype) * self.eps  # (B,)
+        radius = torch.rand(x.shape[0], device=x.device, dtype=x.dtype) * eps  # (B,)
         scale = radius / l2_norms(direction).clamp_min(1e-12)  # (B,)
         return x + direction * batch_view(scale, x)
 
-    def _step(self, x_adv: Tensor, grad: Tensor) -> Tensor:
-        scale = self.alpha / l2_norms(grad).clamp_min(1e-12)  # (B,)
+    def _step(self, x_adv: Tensor, grad: Tensor, eps: Radius) -> Tensor:
+        scale = self._alpha(eps) / l2_norms(grad).clamp_min(1e-12)  # (B,)
         return x_adv + grad * batch_view(scale, grad)
 
-    def _project(self, x_adv: Tensor, x: Tensor) -> Tensor:
-        return project_l2(x_adv, x, self.eps)
+    def _project(self, x_adv: Tensor, x: Tensor, eps: Radius) -> Tensor:
+        return project_l2(x_adv, x, eps)

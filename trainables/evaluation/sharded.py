@@ -40,15 +40,8 @@ def _gather_outcomes(rows: Tensor, n: int, world: int) -> Tensor:
     return full
 
 
-def evaluate_sharded(
-    model: nn.Module,
-    images: Tensor,
-    labels: Tensor,
-    suite: SuiteConfig,
-    threat: ThreatModel,
-    *,
-    device: torch.device | str | None = None,
-) -> RobustResult:
+def evaluate_sharded(model: nn.Module, images: Tensor, labels: Tensor, suite: SuiteConfig, threat: ThreatModel, *,
+                     device: torch.device | str | None = None) -> RobustResult:
     """``evaluate_robustness`` with the examples shared out over the process group's ranks."""
     rank, world = _world()
     if world == 1:

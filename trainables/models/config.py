@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from trainables.registry import check_choice
+
 __all__ = ["LWTA_LAYERS", "LWTAInference", "LWTALayers", "ModelConfig"]
 
 LWTALayers = Literal["all", "dense"]  # every activation, or the small CNN's dense hidden layer only (ReLU convolutions)
@@ -52,10 +54,8 @@ class ModelConfig:
             raise ValueError(f"temperatures must be finite and > 0, got {self.temperature=}, {self.ibp_temperature=}")
         if not 0 < self.ibp_alpha < math.inf:
             raise ValueError(f"ibp_alpha must be finite and > 0, got {self.ibp_alpha=}")
-        if self.lwta_layers not in LWTA_LAYERS:
-            raise ValueError(f"lwta_layers must be one of {LWTA_LAYERS}, got {self.lwta_layers=}")
-        if self.inference not in get_args(LWTAInference):
-            raise ValueError(f"inference must be 'sample' or 'argmax', got {self.inference=}")
+        check_choice("lwta_layers", self.lwta_layers, LWTA_LAYERS)
+        check_choice("inference", self.inference, get_args(LWTAInference))
         if not 0 <= self.pni_init < math.inf:
             raise ValueError(f"pni_init must be finite and >= 0, got {self.pni_init=}")
         if not 0 <= self.input_noise < math.inf:

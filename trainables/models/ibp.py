@@ -31,11 +31,15 @@ def _inverse_softplus(value: float) -> float:
     return math.log(math.expm1(value))
 
 
-def kumaraswamy_beta_kl(a: Tensor, b: Tensor, alpha: float) -> Tensor:
-    """Elementwise KL(Kumaraswamy(a, b) || Beta(alpha, 1)) in closed form (Nalisnick & Smyth 2017)."""
+def kumaraswamy_beta_kl(a: Tensor, b: Tensor, alpha: float | Tensor) -> Tensor:
+    """Elementwise KL(Kumaraswamy(a, b) || Beta(alpha, 1)) in closed form (Nalisnick & Smyth 2017).
+
+    ``alpha``: one prior for all sticks, or a tensor broadcasting against ``a`` (a bundle's members, each its own).
+    """
     # With prior beta = 1 the infinite Taylor series vanishes and log B(alpha, 1) = -log(alpha).
     digamma_term = -_EULER_GAMMA - torch.digamma(b) - 1.0 / b
-    return ((a - alpha) / a * digamma_term + torch.log(a * b) - math.log(alpha) - (b - 1.0) / b)
+    log_alpha = math.log(alpha) if isinstance(alpha, (int, float)) else torch.log(alpha)
+    return ((a - alpha) / a * digamma_term + torch.log(a * b) - log_alpha - (b - 1.0) / b)
 
 
 def kumaraswamy_log_sample(a: Tensor, b: Tensor, generator: torch.Generator | None = None) -> Tensor:

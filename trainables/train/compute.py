@@ -28,6 +28,8 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
+from trainables.registry import check_choice
+
 __all__ = ["MEMORY_FORMATS", "PRECISIONS", "Compute", "MemoryFormat", "Precision", "cpu_has_native_bf16",
            "resolve_compute"]
 
@@ -74,10 +76,8 @@ def resolve_compute(precision: Precision, memory_format: MemoryFormat, device: t
 
     ``native_bf16`` stands for :func:`cpu_has_native_bf16` (None: ask the CPU).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if memory_format not in MEMORY_FORMATS:
-        raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}")
+    check_choice("precision", precision, PRECISIONS)
+    check_choice("memory_format", memory_format, MEMORY_FORMATS)
     cpu = device.type == "cpu"
     if precision == "auto":
         native = cpu_has_native_bf16() if native_bf16 is None else native_bf16

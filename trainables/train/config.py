@@ -10,6 +10,7 @@ from trainables.attacks import ThreatModel
 from trainables.data.config import DataConfig
 from trainables.evaluation import SuiteConfig
 from trainables.models.config import ModelConfig
+from trainables.registry import check_choice
 from trainables.train.compute import MEMORY_FORMATS, PRECISIONS, MemoryFormat, Precision
 from trainables.train.mix import AttackMix
 
@@ -60,12 +61,8 @@ class TrainConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"invalid training setting {name}={getattr(self, name)!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule=}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision=}")
-        if self.memory_format not in MEMORY_FORMATS:
-            raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {self.memory_format=}")
+        for setting, choices in (("schedule", SCHEDULES), ("precision", PRECISIONS), ("memory_format", MEMORY_FORMATS)):
+            check_choice(setting, getattr(self, setting), choices)
         if not isinstance(self.mix, AttackMix):
             raise ValueError(f"mix must be an AttackMix, got {self.mix!r}")
 

@@ -35,7 +35,8 @@ from trainables.train.compute import Compute, resolve_compute
 from trainables.train.config import RunSpec, TrainConfig
 from trainables.train.replicas import Replicas
 
-__all__ = ["FitResult", "TrainingDiverged", "fit", "resolve_device"]
+__all__ = ["BestEpoch", "FitResult", "OneCycle", "TrainingDiverged", "epoch_score", "evaluate_epoch", "fit",
+           "no_decay", "resolve_device", "schedule_factor", "seeded_epoch"]
 
 EpochCallback = Callable[[dict[str, float], Path | None, RobustModel], None]  # (metrics, checkpoint dir, model)
 BatchCallback = Callable[[int, int], None]  # (batch index, batches in the epoch)
@@ -69,7 +70,7 @@ def resolve_device(name: str | None = None) -> torch.device:
     return torch.device(name)
 
 
-def _no_decay(model: nn.Module) -> set[int]:
+def no_decay(model: nn.Module) -> set[int]:
     """Ids of parameters kept out of weight decay: variational/noise ones, biases and norms."""
     ids = {id(p) for m in model.modules() if isinstance(m, StochasticModule) for p in m.parameters()}
     ids |= {id(p) for p in model.parameters() if p.dim() <= 1}
@@ -77,7 +78,7 @@ def _no_decay(model: nn.Module) -> set[int]:
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    skip = _no_decay(model)
+    skip = no_decay(model)
     groups = [
         {"params": [p for p in model.parameters() if id(p) not in skip], "weight_decay": cfg.weight_decay},
         {"params": [p for p in model.parameters() if id(p) in skip], "weight_decay": 0.0},
@@ -89,15 +90,32 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, batches_per_epoch: 
                ) -> torch.optim.lr_scheduler.LRScheduler:
     """The learning-rate schedule; ``onecycle`` steps every batch, the others every epoch."""
     if cfg.schedule == "onecycle":  # Smith & Topin; the schedule of fast adversarial training (Wong et al. 2020)
-        return torch.optim.lr_scheduler.LambdaLR(opt, _OneCycle(cfg.epochs * batches_per_epoch))
+        return torch.optim.lr_scheduler.LambdaLR(opt, OneCycle(cfg.epochs * batches_per_epoch))
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=_milestones(cfg), gamma=0.1)
+
+
+def _milestones(cfg: TrainConfig) -> list[int]:
+    """The epochs at which the ``step`` schedule divides the learning rate by 10 (none for the others)."""
     milestones = [cfg.epochs // 2, (3 * cfg.epochs) // 4] if cfg.schedule == "step" else []
-    return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[m for m in milestones if m > 0], gamma=0.1)
+    return [m for m in milestones if m > 0]
+
+
+def schedule_factor(cfg: TrainConfig, epoch: int, step: int, batches_per_epoch: int) -> float:
+    """The factor of ``cfg.lr`` the schedule gives batch ``step`` of the run (in ``epoch``), in closed form.
+
+    What :func:`_scheduler`'s torch schedulers set, for loops that step their own optimiser (bundles).
+    """
+    if cfg.schedule == "onecycle":
+        return OneCycle(cfg.epochs * batches_per_epoch)(step)
+    if cfg.schedule == "cosine":
+        return (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
+    return 0.1 ** sum(epoch >= m for m in _milestones(cfg))
 
 
 @dataclass(frozen=True)
-class _OneCycle:
+class OneCycle:
     """One-cycle learning-rate factor per batch: linear warm-up from 4% over a quarter of the steps, linear decay to 0.
 
     A callable object rather than torch's OneCycleLR, which divides by zero on runs of four steps
@@ -114,7 +132,7 @@ class _OneCycle:
         return max(0.0, (self.total - step) / max(1, self.total - warmup))
 
 
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+def seeded_epoch(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
@@ -157,7 +175,7 @@ def _train_epoch(
     train: ImageSet, cfg: TrainConfig, epoch: int, attacks: tuple[Attack | None, ...], device: torch.device,
     on_batch: BatchCallback | None, replicas: Replicas, compute: Compute,
 ) -> dict[str, float]:
-    gen = _epoch_generator(cfg.seed, epoch)
+    gen = seeded_epoch(cfg.seed, epoch)
     n_batches = math.ceil(len(train) / cfg.batch_size)
     draws = cfg.mix.draw(n_batches, gen)  # (n_batches,) index into the mix
     step.train()
@@ -191,7 +209,7 @@ def _train_epoch(
             "kl": kl_sum / (steps * replicas.world_size)}
 
 
-def _evaluate(model: RobustModel, val: ImageSet, spec: RunSpec, device: torch.device) -> dict[str, float]:
+def evaluate_epoch(model: RobustModel, val: ImageSet, spec: RunSpec, device: torch.device) -> dict[str, float]:
     subset = val.head(spec.train.eval_limit)
     result = evaluate_sharded(model, subset.floats(), subset.labels, spec.suite, spec.threat, device=device)
     return result.as_dict()
@@ -200,9 +218,9 @@ def _evaluate(model: RobustModel, val: ImageSet, spec: RunSpec, device: torch.de
 def _resume(
     checkpoint_dir: Path | None, spec: RunSpec, model: nn.Module, opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler, replicas: Replicas,
-) -> tuple[int, list[dict[str, float]], _Best]:
+) -> tuple[int, list[dict[str, float]], BestEpoch]:
     if checkpoint_dir is None or not (checkpoint_dir / CHECKPOINT_FILE).exists():
-        return 0, [], _Best()
+        return 0, [], BestEpoch()
     state = load_checkpoint(checkpoint_dir)
     try:
         theirs = RunSpec.from_dict(dict(state.spec)).to_dict()
@@ -224,27 +242,28 @@ def _resume(
         replicas.seed(spec.train.seed + state.epoch)
     if state.cuda_rng and torch.cuda.is_available() and not replicas.parallel:
         torch.cuda.set_rng_state_all(state.cuda_rng)
-    best = _Best(state.best_model, state.best_epoch, _epoch_score(state.history[state.best_epoch - 1])
+    best = BestEpoch(state.best_model, state.best_epoch, epoch_score(state.history[state.best_epoch - 1])
                  if state.best_epoch else None)
     return (spec.train.epochs if state.stopped else state.epoch), list(state.history), best
 
 
-def _epoch_score(metrics: dict[str, float]) -> tuple[float, float]:
+def epoch_score(metrics: dict[str, float]) -> tuple[float, float]:
     """How epochs rank for ``keep_best`` and ``patience``: validation robust accuracy, then natural."""
     return metrics["robust_acc"], metrics["natural_acc"]
 
 
 @dataclass
-class _Best:
+class BestEpoch:
     """The best epoch so far: its weights (CPU copies), 1-based number and score."""
 
     weights: dict[str, Tensor] | None = None
     epoch: int = 0
     score: tuple[float, float] | None = None
 
+
     def offer(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> None:
         """Keep ``model``'s weights when ``epoch`` scores at least as well as the best so far (later wins ties)."""
-        score = _epoch_score(metrics)
+        score = epoch_score(metrics)
         if self.score is None or score >= self.score:
             self.weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             self.epoch, self.score = epoch, score
@@ -291,7 +310,7 @@ def fit(
             sched.step()
         replicas.broadcast_buffers(model, dev)
         scored = time.perf_counter()
-        metrics |= _evaluate(model, splits.val, spec, dev)
+        metrics |= evaluate_epoch(model, splits.val, spec, dev)
         metrics["eval_seconds"] = time.perf_counter() - scored
         metrics["epoch_seconds"] = time.perf_counter() - began  # training and the per-epoch scoring
         history.append(metrics)

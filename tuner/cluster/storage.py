@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from trainables.registry import check_choice
 from tuner.experiment import ExperimentFolder
 
 __all__ = ["JOURNAL_FILE", "NETWORK_FILESYSTEMS", "SQLITE_FILE", "STUDY_STORAGES", "StudyChoice", "StudyKind",
@@ -113,8 +114,7 @@ def study_storage(experiment_path: str, choice: StudyChoice = "auto", url: str |
     ValueError (one line) for SQLite on a network filesystem, or for a choice that differs from
     the storage the experiment's study was started in.
     """
-    if choice not in STUDY_STORAGES:
-        raise ValueError(f"--study-storage must be one of {', '.join(STUDY_STORAGES)}, got {choice!r}")
+    check_choice("--study-storage", choice, STUDY_STORAGES)
     folder = Path(experiment_path)
     if url:
         if url.startswith("sqlite:///"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,7 @@ def write_table(rows: Sequence[ReportRow], cfg: ReportConfig, out: Path, *, comm
                 created: str | None = None) -> tuple[Path, Path]:
     """Check the rows, then write ``table.md`` and ``table.parquet`` into ``out`` (each atomically)."""
     check_rows(rows)
-    created = created or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    created = created or datetime.now(UTC).isoformat(timespec="seconds")
     prov = collect_provenance()
     out.mkdir(parents=True, exist_ok=True)
     md = atomic_write_text(out / TABLE_MD, table_markdown(rows, cfg, command=command, created=created,

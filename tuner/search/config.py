@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.evaluation import SuiteOverrides
+from trainables.registry import check_choice
 from trainables.train.compute import MemoryFormat, Precision
 from tuner.cluster.storage import STUDY_STORAGES, StudyChoice
 from tuner.experiment import ExperimentFolder
@@ -75,20 +76,16 @@ class SearchConfig:
         wait = self.resource_wait_s
         if wait is not None and not (math.isfinite(wait) and wait >= 0):
             raise ValueError(f"--wait-for-resources must be a finite number of seconds >= 0, got {wait}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS.in_order())}, got {self.sampler!r}")
-        if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"--scheduler must be one of {', '.join(SCHEDULERS.in_order())}, got {self.scheduler!r}")
+        for flag, value, choices in (("--objective", self.objective, OBJECTIVES), ("--sampler", self.sampler, SAMPLERS),
+                                     ("--scheduler", self.scheduler, SCHEDULERS),
+                                     ("--study-storage", self.study_storage, STUDY_STORAGES)):
+            check_choice(flag, value, choices)
         floor = self.pick_min_natural
         if floor is not None and not (math.isfinite(floor) and 0 <= floor <= 1):
             raise ValueError(f"--pick-min-natural must be an accuracy in [0, 1], got {floor}")
         if floor is not None and not self.pareto:
             raise ValueError(f"--pick-min-natural picks from the Pareto front and goes with --objective pareto, "
                              f"got --objective {self.objective}")
-        if self.study_storage not in STUDY_STORAGES:
-            raise ValueError(f"--study-storage must be one of {', '.join(STUDY_STORAGES)}, got {self.study_storage!r}")
         if self.trust_experiment and not self.resume:
             raise ValueError("--trust-experiment goes with --resume")
 
@@ -109,18 +106,8 @@ class SearchConfig:
 
     @property
     def folder(self) -> ExperimentFolder:
-        """The experiment folder: storage_path/name."""
+        """The experiment folder: storage_path/name (default name: SPACE-PRESET)."""
         return ExperimentFolder(self.storage_path, self.name or f"{self.space}-{self.preset}")
-
-    @property
-    def experiment_name(self) -> str:
-        """The experiment folder's name."""
-        return self.folder.name
-
-    @property
-    def experiment_path(self) -> str:
-        """storage_path/name, absolute for local storage."""
-        return self.folder.path
 
     def strategy(self, num_samples: int) -> Strategy:
         """How the search explores (``num_samples``: the trials, ``--num-samples`` or the preset's)."""

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import optuna
 
 from search_spaces import Preset, get_space
-from trainables.registry import Registry
+from trainables.registry import Registry, check_choice
 from tuner.cluster.storage import StudyStorage
 from tuner.trials.study import HonestOptunaSearch
 
@@ -52,8 +52,7 @@ class Strategy:
     points: tuple[Mapping[str, Any], ...] = field(default=())  # tried after the space's own starting points
 
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        check_choice("--objective", self.objective, OBJECTIVES)
         SAMPLERS.get(self.sampler)
         SCHEDULERS.get(self.scheduler)
         if self.num_samples < 1 or self.grace_period < 1:
