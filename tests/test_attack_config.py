@@ -64,7 +64,8 @@ def test_budget_assignments_parse_and_set_only_existing_settings() -> None:
     assert by_name["pgd"] == PGD(steps=20, restarts=2) and by_name["pgd-l2"] == PGDL2(restarts=2)
     assert by_name["cw"] == CarliniWagnerL2(bounded=False) and by_name["fgsm"] == FGSM()
     for bad, match in (("steps", "SETTING=VALUE"), (".steps=1", "SETTING=VALUE"), ("fgsm.steps=3", "fgsm.steps"),
-                       ("pgd.restarts=1.5", "takes int"), ("cw.bounded=maybe", "takes bool")):
+                       ("pgd.restarts=1.5", "takes int"), ("cw.bounded=maybe", "takes bool"),
+                       ("pgd.step_size=inf", "pgd.step_size must be finite"), ("cw.c=nan", "cw.c must be finite")):
         with pytest.raises(ValueError, match=match):
             suite.with_budget(parse_assignments(bad))
 

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -192,6 +193,31 @@ def test_flipped_byte_is_refused_by_load_and_cli(exported, tmp_path: Path) -> No
     assert done.returncode == 2 and done.stdout == ""
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "sha256" in lines[0]
+
+
+def _edit_model(directory: Path, **sizes: int) -> None:
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    config["spec"]["model"].update(sizes)  # the weights and their sha256 stay as they were
+    (directory / CONFIG_FILE).write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("sizes, needle", [
+    ({"hidden_blocks": 10**6}, "hidden_blocks must be in [1, 16384], got 1000000"),
+    ({"depth": 6 * 10**6 + 4, "name": "wrn"}, "depth must be 6n + 4"),
+    # within the bounds, but 3.3 billion weights (13 GB) if built: refused from the shapes alone
+    ({"cnn_width": 1024, "hidden_blocks": 16384}, "does not fit model.safetensors: "),
+])
+def test_an_export_whose_sizes_were_edited_is_refused_before_anything_is_allocated(
+        exported, tmp_path: Path, sizes: dict, needle: str) -> None:
+    copy = _copy(exported[1], tmp_path)
+    _edit_model(copy, **sizes)
+    began = time.perf_counter()
+    with pytest.raises(ExportError, match=re.escape(needle)):
+        load_model(copy)
+    assert time.perf_counter() - began < 5
+    done = _cli(copy)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and needle in lines[0], lines
 
 
 @pytest.mark.parametrize("mutate, match", [

@@ -160,3 +160,33 @@ def test_a_trial_whose_node_died_is_one_line_retrying_from_its_checkpoint(tmp_pa
     assert "trial one stopped (ray.exceptions.ActorDiedError: The actor died unexpectedly); retrying from its last " \
            "checkpoint" in line
     assert read_progress(tmp_path / "progress.json")["counts"].get("running") == 1
+
+
+def _status(experiment: Path, capsys) -> tuple[int, str, str]:
+    from trainables.cli import run_main
+    from tuner.search import cli
+
+    code = run_main(cli.main, ["--storage-path", str(experiment.parent), "--status", experiment.name], prog=cli.PROG)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_status_shows_a_found_progress_file_as_text_never_as_markup_or_escapes(tmp_path: Path, capsys) -> None:
+    experiment = tmp_path / "found"
+    experiment.mkdir()
+    crafted = {"counts": {"running": 1}, "space": "[blink]lwta[/blink]", "phase": "\x1b[2J\x1b[31mtraining",
+               "num_samples": 1, "max_epochs": 2, "updated": time.time(),
+               "trials": [{"trial_id": "[bold red]t0\x1b]0;title\x07", "params": {"lr": "[link=x]0.1"}, "epoch": 1,
+                           "outcome": "failed", "reason": "\x1b[1Aboom [red]"}]}
+    (experiment / "progress.json").write_text(json.dumps(crafted))
+    code, out, err = _status(experiment, capsys)
+    assert code == 0, err
+    assert "\x1b" not in out and "\x07" not in out
+    assert "[bold red]t0" in out and "[blink]lwta[/blink]" in out and "boom [red]" in out  # shown as text
+    for bad, needle in (({"epoch": "many"}, "not a readable robustune progress file"),
+                        ({"params": "lr=1"}, "params must be an object"),
+                        ({"outcome": "exploded"}, "not a readable robustune progress file")):
+        (experiment / "progress.json").write_text(json.dumps(crafted | {"trials": [{"trial_id": "t", **bad}]}))
+        code, _, err = _status(experiment, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and needle in lines[0], lines

@@ -7,6 +7,7 @@ attack's budget without knowing which attacks exist.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import fields, replace
 from typing import Any
@@ -47,11 +48,14 @@ def _convert(attack: Attack, key: str, value: Any) -> Any:
             return value.lower() in ("true", "1")
         if "int" in annotation:
             return int(value)
-        if "float" in annotation:
-            return float(value)
+        if "float" not in annotation:
+            return value
+        number = float(value)
     except ValueError:
         raise ValueError(f"{attack.name}.{key} takes {annotation}, got {value!r}") from None
-    return value
+    if not math.isfinite(number):  # e.g. an infinite step: the attack breaks, and robustness reads higher
+        raise ValueError(f"{attack.name}.{key} must be finite, got {value!r}")
+    return number
 
 
 def set_budget(attacks: Sequence[Attack], assignments: Iterable[Assignment]) -> tuple[Attack, ...]:

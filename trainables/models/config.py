@@ -8,7 +8,12 @@ from typing import Literal, get_args
 
 from trainables.registry import check_choice
 
-__all__ = ["LWTA_LAYERS", "LWTAInference", "LWTALayers", "ModelConfig"]
+__all__ = ["LWTA_LAYERS", "MAX_SIZES", "LWTAInference", "LWTALayers", "ModelConfig"]
+
+# Upper bounds of the architecture sizes, well above any robust model in the literature (WRN-106-16,
+# U = 4): a config that asks for more (an edited export) is refused before anything is built.
+MAX_SIZES = {"depth": 112, "widen": 32, "competitors": 16, "hidden_blocks": 16384, "cnn_width": 1024,
+             "cnn_kernel": 15}
 
 LWTALayers = Literal["all", "dense"]  # every activation, or the small CNN's dense hidden layer only (ReLU convolutions)
 LWTAInference = Literal["sample", "argmax"]  # the LWTA winner at eval: stochastic, or the strongest unit
@@ -41,15 +46,16 @@ class ModelConfig:
     input_noise: float = 0.0  # randomized smoothing sigma: > 0 wraps the model in Gaussian input noise
 
     def __post_init__(self) -> None:
-        if self.competitors < 2:
-            raise ValueError(f"competitors must be >= 2, got {self.competitors=}")
-        if self.depth < 10 or (self.depth - 4) % 6:
-            raise ValueError(f"WideResNet depth must be 6n + 4 (10, 16, 22, 28, 34, ...), got {self.depth=}")
-        if self.widen < 1 or self.hidden_blocks < 1:
-            raise ValueError(
-                f"widen and hidden_blocks must be >= 1, got {self.widen=}, {self.hidden_blocks=}")
-        if self.cnn_width < 1 or self.cnn_kernel < 1 or self.cnn_kernel % 2 == 0:
-            raise ValueError(f"cnn_width must be >= 1 and cnn_kernel odd, got {self.cnn_width=}, {self.cnn_kernel=}")
+        if not 2 <= self.competitors <= MAX_SIZES["competitors"]:
+            raise ValueError(f"competitors must be in [2, {MAX_SIZES['competitors']}], got {self.competitors=}")
+        if not 10 <= self.depth <= MAX_SIZES["depth"] or (self.depth - 4) % 6:
+            raise ValueError(f"WideResNet depth must be 6n + 4 (10, 16, 22, 28, 34, ..., {MAX_SIZES['depth']}), "
+                             f"got {self.depth=}")
+        for name in ("widen", "hidden_blocks", "cnn_width", "cnn_kernel"):
+            if not 1 <= getattr(self, name) <= MAX_SIZES[name]:
+                raise ValueError(f"{name} must be in [1, {MAX_SIZES[name]}], got {getattr(self, name)}")
+        if self.cnn_kernel % 2 == 0:
+            raise ValueError(f"cnn_kernel must be odd, got {self.cnn_kernel=}")
         if not (0 < self.temperature < math.inf and 0 < self.ibp_temperature < math.inf):
             raise ValueError(f"temperatures must be finite and > 0, got {self.temperature=}, {self.ibp_temperature=}")
         if not 0 < self.ibp_alpha < math.inf:

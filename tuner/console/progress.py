@@ -133,11 +133,25 @@ def from_json(data: dict[str, Any]) -> SearchProgress:
                            space=str(data.get("space", "")), phase=str(data.get("phase", "")),
                            started=float(data.get("updated", time.time())) - float(data.get("elapsed_s", 0.0)))
     for row in data.get("trials", []):
-        values = {k: v for k, v in row.items() if k in known}
-        values["outcome"] = Outcome(values.get("outcome", Outcome.PENDING))
-        view = TrialView(**values)
+        view = _view({k: v for k, v in row.items() if k in known})
         model.trials[view.trial_id] = view
     return model
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _view(values: dict[str, Any]) -> TrialView:
+    """A trial's view from a progress.json row, every field of its type (ValueError or TypeError otherwise)."""
+    params = values.get("params", {})
+    if not isinstance(params, dict):
+        raise TypeError(f"a trial's params must be an object, got {type(params).__name__}")
+    return TrialView(trial_id=str(values["trial_id"]), params=params, epoch=int(values.get("epoch", 0)),
+                     natural=_number(values.get("natural")), robust=_number(values.get("robust")),
+                     objective=_number(values.get("objective")), outcome=Outcome(values.get("outcome", "pending")),
+                     suspect=bool(values.get("suspect", False)), reason=str(values.get("reason", "")),
+                     ended_at=_number(values.get("ended_at")))
 
 
 def write_phase(path: Path | None, phase: str) -> None:

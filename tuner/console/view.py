@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from tuner.console.progress import SearchProgress, TrialView, write_phase
 from tuner.trials.outcome import Outcome
 
-__all__ = ["Phases", "TrialEvent", "TrialEventView", "ViewKind", "make_view", "render"]
+__all__ = ["Phases", "TrialEvent", "TrialEventView", "ViewKind", "make_view", "plain", "render"]
 
 
 class ViewKind(StrEnum):
@@ -53,6 +53,15 @@ def _duration(seconds: float | None) -> str:
         f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def plain(value: object) -> str:
+    """``value`` as printable text: control characters (terminal escape sequences) dropped.
+
+    Shown through ``rich.text.Text`` it is never read as markup either: a progress.json found on
+    shared storage is data, not instructions to the terminal.
+    """
+    return "".join(ch for ch in str(value) if ch.isprintable())
+
+
 def _params(view: TrialView) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in view.params.items())
 
@@ -78,13 +87,13 @@ def render(model: SearchProgress) -> Any:
     counts = model.counts()
     best = model.best()
     head = Table.grid(padding=(0, 2))
-    head.add_row(Text(f"robustune {model.space}: {model.phase}", style="bold"),
+    head.add_row(Text(plain(f"robustune {model.space}: {model.phase}"), style="bold"),
                  Text(f"elapsed {_duration(time.time() - model.started)}  ETA {_duration(model.eta_s())}"))
     head.add_row(ProgressBar(total=expected, completed=done, width=40), Text(f"{done}/{expected} trial-epochs"))
     shown = (Outcome.RUNNING, Outcome.FINISHED, Outcome.PRUNED, Outcome.FAILED, Outcome.PENDING)
     summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in shown if counts.get(k))
     best_text = "" if best is None else f"; best {_pct(best.objective)} ({best.trial_id})"
-    head.add_row(Text(f"{summary}{best_text}"), Text(""))
+    head.add_row(Text(plain(f"{summary}{best_text}")), Text(""))
     table = Table(show_header=True, header_style="bold", expand=False)
     for column, justify in (("trial", "left"), ("parameters", "left"), ("epochs", "left"), ("natural", "right"),
                             ("robust", "right"), ("state", "left")):
@@ -96,7 +105,8 @@ def render(model: SearchProgress) -> Any:
         bar.add_row(ProgressBar(total=model.max_epochs, completed=view.epoch, width=12),
                     Text(f"{view.epoch}/{model.max_epochs}"))
         shown = view.objective if view.outcome == Outcome.FINISHED else view.robust
-        table.add_row(view.trial_id, _params(view), bar, _pct(view.natural), _pct(shown), view.state(model.max_epochs))
+        table.add_row(Text(plain(view.trial_id)), Text(plain(_params(view))), bar, _pct(view.natural), _pct(shown),
+                      Text(plain(view.state(model.max_epochs))))
     return Group(head, table)
 
 

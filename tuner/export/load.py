@@ -114,13 +114,48 @@ def _verified_tensors(directory: Path, sha256: str) -> dict[str, Tensor]:
         raise ExportError(f"{path} is not a readable safetensors file: {exc}") from None
 
 
+def _weight_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape in the export's weights, from the safetensors header alone (no tensor is read)."""
+    path = directory / WEIGHTS_FILE
+    if not path.is_file():
+        raise ExportError(f"{WEIGHTS_FILE} is missing from the export at {directory}")
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118 - not a dict
+    except (safetensors.SafetensorError, OSError, ValueError) as exc:
+        raise ExportError(f"{path} is not a readable safetensors file: {exc}") from None
+
+
+def _check_fit(directory: Path, config: ModelConfig, info: DatasetInfo) -> None:
+    """The model config.json describes holds exactly the weights' tensors, checked before any is allocated.
+
+    The model is built on the meta device (shapes, no memory), so an edited size (``hidden_blocks``
+    10^6) is refused in one line instead of allocating what it asks for.
+    """
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(config, info)
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"cannot build the model described in {directory / CONFIG_FILE}: {exc}") from None
+    wanted = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    held = _weight_shapes(directory)
+    for name in sorted(wanted.keys() | held.keys()):
+        if wanted.get(name) != held.get(name):
+            said = "absent" if name not in wanted else f"{list(wanted[name])}"
+            has = "absent" if name not in held else f"{list(held[name])}"
+            raise ExportError(f"spec.model in {directory / CONFIG_FILE} does not fit {WEIGHTS_FILE}: {name} is "
+                              f"{said} by the config, {has} in the weights")
+
+
 def _build(directory: Path, config: dict[str, Any], device: torch.device | str) -> RobustModel:
     info = _dataset_info(config["dataset_info"])
     try:
-        with private_rng(0):  # the initial weights are overwritten; keep the caller's RNG stream
-            model = build_model(ModelConfig(**config["spec"]["model"]), info)
+        model_config = ModelConfig(**config["spec"]["model"])
     except (TypeError, ValueError) as exc:
         raise ExportError(f"cannot build the model described in {directory / CONFIG_FILE}: {exc}") from None
+    _check_fit(directory, model_config, info)
+    with private_rng(0):  # the initial weights are overwritten; keep the caller's RNG stream
+        model = build_model(model_config, info)
     tensors = _verified_tensors(directory, str(config["sha256"]))
     try:
         model.load_state_dict(tensors, strict=True)
