@@ -41,6 +41,7 @@ from bench.common import provenance, render, write_json
 from search_spaces import list_spaces
 from trainables.cli import OneLineParser, run_main
 from trainables.evaluation import SuiteOverrides, add_suite_arguments
+from tuner.bundles import parse_fuse
 from tuner.cluster.storage import study_storage
 from tuner.search import SearchConfig, SearchPlan, resolve_run, run_search
 from tuner.trials import TrialRecord, best_trial, read_trials
@@ -163,6 +164,8 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--max-concurrent", type=int, default=None, help="default: as many trials as the CPUs hold")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--fuse", default="off", type=parse_fuse, metavar="K|auto|off",
+                   help="trials per bundle, both strategies (default off: the strategies compared trial by trial)")
     p.add_argument("--storage-path", type=Path, default=None,
                    help="keep the searches (experiments, exports) here; default: a temporary folder, removed")
     p.add_argument("--out", "--json", dest="out", type=Path, default=None, metavar="PATH",
@@ -185,7 +188,7 @@ def _configs(args: Any, storage: Path) -> list[tuple[str, SearchConfig]]:
                                sampler=sampler, scheduler=scheduler, storage_path=str(storage / "runs"),
                                name=f"{strategy.replace('+', '-')}-seed{seed}", export_dir=str(storage / "exports"),
                                suite=suite, epochs=args.epochs, train_limit=args.train_limit,
-                               val_limit=args.val_limit, test_limit=args.test_limit, live=False)
+                               val_limit=args.val_limit, test_limit=args.test_limit, live=False, fuse=args.fuse)
             resolve_run(cfg)
             configs.append((strategy, cfg))
     return configs

@@ -114,6 +114,42 @@ def _packing(folder: Path) -> list[Row]:
                 f"({data.get('trial_steps')} steps a trial)") for r in data.get("rows", [])]
 
 
+_FUSED_TARGETS = {("wrn16", 8): 4.0, ("paper", 8): 3.0}  # issue 21's, on a GPU: k = 8 fused against 8 trials apart
+
+
+def _fused(folder: Path, packed: dict[int, float]) -> list[Row]:
+    """bench_fused's rows; the quick shape's also against the same number of packed processes (bench_packing)."""
+    path = folder / "fused.json"
+    if not path.exists():
+        return []
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return [Row("fused", f"unreadable: {exc}")]
+    gpu = str(data.get("provenance", {}).get("device", "")).startswith("cuda")
+    rows = []
+    for r in data.get("rows", []):
+        fused, apart, shape, k = r["fused_trials_per_hour"], r["apart_trials_per_hour"], r["shape"], r["k"]
+        detail = f"{apart:.1f}/h apart: {fused / apart:.2f}x" if apart else ""
+        if shape == "quick" and packed.get(k):
+            detail += f"; {packed[k]:.1f}/h as {k} packed processes: {fused / packed[k]:.2f}x"
+        limit = _FUSED_TARGETS.get((shape, k))
+        target = ""
+        if limit is not None and gpu and apart:
+            target = f">= {limit:g}x apart: {'met' if fused / apart >= limit else 'NOT met'}"
+        rows.append(Row(f"fused: {shape} k={k}", f"{fused:.1f} trials/h", detail, target))
+    return rows
+
+
+def _packed(folder: Path) -> dict[int, float]:
+    """bench_packing's trials per hour by the number of trials sharing the device."""
+    try:
+        data: dict[str, Any] = json.loads((folder / "packing.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {int(r["trials"]): float(r["trials_per_hour"]) for r in data.get("rows", [])}
+
+
 def _search(folder: Path) -> list[Row]:
     log = folder / "search.log"
     if not log.exists():
@@ -121,7 +157,9 @@ def _search(folder: Path) -> list[Row]:
     lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
     best = next((ln for ln in reversed(lines) if ln.startswith("best trial") or "Pareto front" in ln), None)
     share = next((ln for ln in lines if ln.startswith("--gpus-per-trial auto")), None)
+    fuse = next((ln for ln in lines if ln.startswith("--fuse auto")), None)
     rows = [Row("search: GPU share", share[:160])] if share else []
+    rows += [Row("search: bundles", fuse[:160])] if fuse else []
     return [*rows, Row("search result", (best or (lines[-1] if lines else "(empty log)"))[:160])]
 
 
@@ -131,6 +169,7 @@ def summary_rows(folder: Path, quick: bool = False) -> list[Row]:
     for path in sorted(folder.glob("trainables-*.json")):
         rows += _bench(path)
     rows += _packing(folder)
+    rows += _fused(folder, _packed(folder))
     rows += _search(folder)
     if quick:
         rows = [Row(r.check, r.result, r.detail, "(QUICK sizes: not judged)" if r.target.endswith("met") else r.target)

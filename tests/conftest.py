@@ -56,9 +56,9 @@ class SearchCommand:
     folder: Path
 
     def argv(self, *args: str) -> list[str]:
-        """The command line with ``args``."""
+        """The command line with ``args``; trials alone unless ``args`` give ``--fuse`` (auto measures, may bundle)."""
         return [sys.executable, "-m", "tuner.search", "--storage-path", str(self.folder / "runs"),
-                "--export-dir", str(self.folder / "exports"), *args]
+                "--export-dir", str(self.folder / "exports"), "--fuse", "off", *args]
 
     def run(self, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
         """Run to the end and capture its output."""

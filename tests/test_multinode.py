@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 WORKER_NODES = 3
 SMALL = ["--train-limit", "300", "--val-limit", "60", "--test-limit", "60", "--no-live", "--sampler", "random",
-         "--scheduler", "fifo", "--attacks", "fgsm"]
+         "--scheduler", "fifo", "--attacks", "fgsm", "--fuse", "off"]  # --fuse auto would measure, and may bundle
 TRIAL = "ray::ImplicitFunc"  # the process title of a Tune function trial's actor
 TRAIN_WORKER = "ray::RayTrainWorker"  # a data-parallel trial's Ray Train worker
 RAYS_OWN = {"AutoscalingCoordinator"}  # Ray Train's detached per-cluster singleton, outliving every job by design
@@ -260,9 +260,10 @@ def test_a_killed_worker_node_s_trial_goes_on_elsewhere_from_its_checkpoint(sear
 
 
 def test_a_search_whose_driver_was_killed_resumes_without_losing_or_rerunning_trials(search, cluster, tmp_path) -> None:
+    """Fused: two bundles of two trials, one after the other; the driver dies after the first."""
     experiment = tmp_path / "runs" / "kill-driver"
-    args = ["--space", "lwta", "--num-samples", "4", "--epochs", "2", "--max-concurrent", "2", *SMALL,
-            "--study-storage", "journal", "--name", "kill-driver"]
+    args = ["--space", "lwta", "--num-samples", "4", "--epochs", "2", "--max-concurrent", "1", *SMALL,
+            "--fuse", "2", "--study-storage", "journal", "--name", "kill-driver"]
     proc = _search(search, cluster, *args)
 
     def one_finished() -> bool:
@@ -281,11 +282,16 @@ def test_a_search_whose_driver_was_killed_resumes_without_losing_or_rerunning_tr
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "ended without releasing its lock" in resumed.stderr
     rows = _results(experiment)
-    assert len(rows) == 4 and {r["outcome"] for r in rows.values()} == {"finished"}
+    assert len(rows) == 4, rows
+    outcomes = {tid: (r["outcome"], r["error"]) for tid, r in rows.items()}
+    assert {outcome for outcome, _ in outcomes.values()} == {"finished"}, outcomes
     reports = _reports(experiment)
-    for tid, trial in before.items():  # finished before the kill: kept, not run again
-        assert rows[tid]["objective"] == trial["objective"]
-        assert [r["training_iteration"] for r in reports[tid]] == [1, 2]
+    assert all("." in tid for tid in rows), rows  # each trial a bundle's member: "<bundle>.<member>"
+    for tid, trial in before.items():  # finished before the kill: kept; replayed from Tune's last saved checkpoint
+        assert rows[tid]["objective"] == trial["objective"]  # at most, and to the same end
+        bundle, member = tid.split(".")
+        epochs = [r[f"member/{member}/epoch"] for r in reports[bundle] if f"member/{member}/epoch" in r]
+        assert epochs[:2] == [1, 2] and set(epochs) <= {1, 2}, epochs
     trials = _study_trials(experiment)
     assert "RUNNING" not in {t.state.name for t in trials}
     counted = [t for t in trials if t.user_attrs.get("outcome") != LOST]  # lost: asked for, never started

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -253,6 +254,12 @@ def test_trials_round_trip_through_parquet(tmp_path: Path) -> None:
         (["--gpus-per-trial", "lots"], "must be 'auto' or a number, got 'lots'"),
         (["--sampler", "grid"], "invalid choice: 'grid'"),
         (["--scheduler", "pbt"], "invalid choice: 'pbt'"),
+        (["--name", "../../x"], "--name must be a plain name"),
+        (["--name", "/tmp/abs"], "--name must be a plain name"),
+        (["--name", "x" * 101], "at most 100 characters"),
+        (["--status", "../elsewhere"], "--status must be a plain name"),
+        (["--budget", "pgd.step_size=inf"], "pgd.step_size must be finite"),
+        (["--fuse", "many"], "--fuse must be off, auto or a number of trials >= 1, got 'many'"),
     ],
 )
 def test_cli_bad_input_is_one_line_before_ray_starts(tmp_path: Path, capsys, args: list[str], needle: str) -> None:
@@ -323,11 +330,12 @@ def test_search_end_to_end_with_failing_trials_then_export_and_evaluate(search, 
                                    "mix_pgd": 0.0, "mix_cw": 0.0},  # diverges: NaN loss
                                   {"eps_scale": -1.0}]))  # raises: negative training epsilon
     proc = search.run("--space", "lwta", "--num-samples", "4", "--points", str(points), "--gpus-per-trial", "auto",
-                      *TINY)
+                      "--fuse", "auto", *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best trial" in proc.stdout
     said = " ".join(proc.stderr.split())  # the phases, on stderr; rich wraps long lines at the terminal's width
     assert "--gpus-per-trial auto: no GPU in the cluster, trials train on CPUs" in said
+    assert re.search(r"--fuse auto: (bundles of \d trials|every trial alone) \(.*k=2 \d+\.\d\dx", said), said
     assert "trials' time, summed over them: training " in said
     experiment = tmp_path / "runs" / "lwta-quick"
     rows = pq.read_table(experiment / "results.parquet").to_pylist()

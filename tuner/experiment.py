@@ -8,11 +8,23 @@ there and the local files have no folder (their properties are None).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-__all__ = ["ExperimentFolder", "is_uri"]
+__all__ = ["ExperimentFolder", "check_name", "is_uri"]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a folder name on every filesystem and in s3:// keys
+
+
+def check_name(name: str, flag: str = "--name") -> str:
+    """``name`` when it is a plain experiment name; ValueError (one line) for a path, ``..`` or an odd character."""
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"{flag} must be a plain name: letters, digits, '.', '_' and '-', starting with a letter "
+                         f"or digit, at most 100 characters, no '..' (it names folders under --storage-path and "
+                         f"--export-dir), got {name!r}")
+    return name
 
 
 def is_uri(path: str) -> bool:
@@ -36,6 +48,7 @@ class ExperimentFolder:
     SQLITE: ClassVar[str] = "optuna.db"  # the study on a local disk
     JOURNAL: ClassVar[str] = "optuna-journal.log"  # the study on a network filesystem
     TRAIN_RUNS: ClassVar[str] = "train-runs"  # Ray Train's runs of data-parallel trials
+    FUSION: ClassVar[str] = "fusion.json"  # how many trials train as one bundle (--fuse), for --resume
 
     @property
     def remote(self) -> bool:
@@ -61,6 +74,7 @@ class ExperimentFolder:
     results = property(lambda self: self.local(self.RESULTS), doc="results.parquet (None on remote storage)")
     log = property(lambda self: self.local(self.LOG), doc="search.log (None on remote storage)")
     page = property(lambda self: self.local(self.PAGE), doc="report.html (None on remote storage)")
+    fusion = property(lambda self: self.local(self.FUSION), doc="fusion.json (None on remote storage)")
 
     @property
     def train_runs(self) -> str:

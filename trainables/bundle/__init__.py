@@ -7,7 +7,16 @@ single model it is (:mod:`.loop`). Which runs may share a bundle: :mod:`.members
 """
 
 from .attack import MemberBatch, attack_members
-from .loop import BUNDLE_CHECKPOINT, BundleCheckpointError, MemberEnd, MemberEpoch, MemberOutcome, fit_bundle
+from .loop import (
+    BUNDLE_CHECKPOINT,
+    BundleCheckpointError,
+    MemberEnd,
+    MemberEpoch,
+    MemberOutcome,
+    fit_bundle,
+    load_member,
+)
+from .measure import FusionCost, fusion_costs
 from .members import MEMBER_MODEL_FIELDS, MEMBER_TRAIN_FIELDS, bundle_key, check_bundle
 from .model import BundledModel, bundle_models
 from .optim import MemberSGD
@@ -18,6 +27,7 @@ __all__ = [
     "MEMBER_TRAIN_FIELDS",
     "BundleCheckpointError",
     "BundledModel",
+    "FusionCost",
     "MemberBatch",
     "MemberEnd",
     "MemberEpoch",
@@ -28,4 +38,6 @@ __all__ = [
     "bundle_models",
     "check_bundle",
     "fit_bundle",
+    "fusion_costs",
+    "load_member",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -46,7 +46,8 @@ from .members import check_bundle
 from .model import BundledModel, bundle_models
 from .optim import MemberSGD
 
-__all__ = ["BUNDLE_CHECKPOINT", "BundleCheckpointError", "MemberEnd", "MemberEpoch", "MemberOutcome", "fit_bundle"]
+__all__ = ["BUNDLE_CHECKPOINT", "BundleCheckpointError", "MemberEnd", "MemberEpoch", "MemberOutcome", "fit_bundle",
+           "load_member"]
 
 BUNDLE_CHECKPOINT = "bundle.pt"
 _FORMAT = "robustune-bundle/1"
@@ -232,15 +233,19 @@ def _kept(member: _Member) -> dict[str, Tensor]:
 
 def fit_bundle(specs: Sequence[RunSpec], splits: Splits, *, checkpoint_dir: Path | None = None,
                on_epoch: EpochCallback | None = None, device: torch.device | str | None = None,
-               ) -> list[MemberOutcome]:
+               ended: Collection[int] = ()) -> list[MemberOutcome]:
     """Train the runs of ``specs`` as one bundle; every member's outcome, in the order of ``specs``.
 
     ``on_epoch`` hears each epoch's members (and the folder of the checkpoint written for it) and
-    returns the members to drop. Resumes from ``checkpoint_dir`` when a bundle checkpoint is there.
+    returns the members to drop. Resumes from ``checkpoint_dir`` when a bundle checkpoint is there;
+    ``ended``: members that ended elsewhere (a resumed search's study knows them) and train no more.
     """
     check_bundle(specs)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     members, epoch, step = _resume(checkpoint_dir, specs, splits)
+    for member in members:
+        if member.active and member.index in ended:
+            member.active, member.outcome.ended = False, "dropped"
     bundle: BundledModel | None = None
     while epoch < specs[0].train.epochs and any(m.active for m in members):
         active = [m for m in members if m.active]
@@ -301,6 +306,18 @@ def _resume(directory: Path | None, specs: Sequence[RunSpec], splits: Splits) ->
 
 class BundleCheckpointError(ValueError):
     """A bundle checkpoint that cannot be read or belongs to other runs."""
+
+
+def load_member(directory: Path, member: int) -> tuple[RunSpec, dict[str, Tensor]]:
+    """A member of the bundle checkpointed in ``directory``: its run and the weights it stands for."""
+    payload = _load(directory / BUNDLE_CHECKPOINT)
+    members = payload["members"]
+    if not 0 <= member < len(members):
+        raise BundleCheckpointError(f"no member {member} in the bundle checkpoint in {directory}")
+    raw = members[member]
+    spec = RunSpec.from_dict(raw["spec"])
+    keep_best = spec.train.keep_best and raw["best_weights"] is not None
+    return spec, raw["best_weights"] if keep_best else raw["state"]
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from ray.tune import Callback
 
 from tuner.console.progress import SearchProgress, TrialView, write_progress
 from tuner.console.view import TrialEvent, TrialEventView, ViewKind, make_view
-from tuner.trials.outcome import Outcome, TrialReport, finite, trial_outcome
+from tuner.trials.outcome import Outcome, TrialReport, finite, member_reports, member_trial_id, trial_outcome
 
 __all__ = ["LiveProgress"]
 
@@ -52,19 +52,34 @@ class LiveProgress(Callback):
         if self._view is None:
             self._view = make_view(self.view_kind, self._model())
 
-    def _sync(self, trial: Any, result: dict[str, Any] | None = None) -> TrialView:
-        """The trial's view, brought up to date with Tune's trial: its config and ``result`` (else its last one)."""
-        view = self._model().view(trial.trial_id)
+    def _units(self, trial: Any, result: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any],
+                                                                                  TrialReport | None]]:
+        """(view id, parameters, report in ``result``, else its last one) of a trial, or of each member of a bundle."""
+        config = getattr(trial, "config", {}) or {}
+        metrics = result if result is not None else (trial.last_result or {})
+        if "members" not in config:
+            return [(trial.trial_id, config, TrialReport.from_metrics(metrics))]
+        reports = member_reports(metrics)
+        return [(member_trial_id(trial.trial_id, m), member["params"], reports.get(m))
+                for m, member in enumerate(config["members"])]
+
+    def _sync(self, unit: str, params: dict[str, Any], report: TrialReport | None) -> TrialView:
+        """The view of a trial (or member), brought up to date with its parameters and ``report``."""
+        view = self._model().view(unit)
         if not view.params:
-            config = getattr(trial, "config", {}) or {}
-            view.params = {k: config[k] for k in self.params if k in config}
-        report = TrialReport.from_metrics(result if result is not None else trial.last_result)
+            view.params = {k: params[k] for k in self.params if k in params}
+        if report is None:
+            return view
         if report.epoch_number is not None:
             view.epoch = report.epoch_number
         for name, attribute in (("natural_acc", "natural"), ("robust_acc", "robust")):
             value = report.epoch_metric(name)
             if value is not None:
                 setattr(view, attribute, value)
+        if report.scored and finite(report.objective):
+            view.objective = report.objective  # the objective suite's figures, not the epoch's
+            view.natural = report.natural
+            view.suspect = report.suspect
         return view
 
     def _emit(self, event: TrialEvent, view: TrialView) -> None:
@@ -72,57 +87,71 @@ class LiveProgress(Callback):
             self._view.event(event, view)
         write_progress(self.progress_file, self._model())
 
+    def _end(self, view: TrialView, outcome: Outcome, reason: str = "") -> None:
+        view.outcome, view.reason, view.ended_at = outcome, _one_line(reason), time.time()
+        self._emit(TrialEvent.ENDED, view)
+
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """A trial started (or restarted)."""
         for other in trials:  # on a resume, the trials Tune restored
-            if other.trial_id not in self._model().trials and other is not trial:
-                past = self._sync(other)
-                past.outcome = trial_outcome(other.status, TrialReport.from_metrics(other.last_result))
-        view = self._sync(trial)
-        view.outcome = Outcome.RUNNING
-        self._emit(TrialEvent.STARTED, view)
+            if other is trial:
+                continue
+            for unit, params, report in self._units(other):
+                if unit not in self._model().trials:
+                    self._sync(unit, params, report).outcome = trial_outcome(other.status, report)
+        for unit, params, report in self._units(trial):
+            view = self._sync(unit, params, report)
+            if not view.outcome.ended:
+                view.outcome = Outcome.RUNNING
+                self._emit(TrialEvent.STARTED, view)
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
         """An epoch ended (Tune calls this before it updates the trial's last result)."""
-        view = self._sync(trial, result)
-        view.outcome = Outcome.RUNNING
-        report = TrialReport.from_metrics(result)
-        if report.scored and finite(report.objective):
-            view.objective = report.objective  # the objective suite's figures, not the epoch's
-            view.natural = report.natural
-            view.suspect = report.suspect
-        self._emit(TrialEvent.EPOCH, view)
+        bundle = "members" in (getattr(trial, "config", {}) or {})
+        for unit, params, report in self._units(trial, result):
+            if report is None:
+                continue
+            view = self._sync(unit, params, report)
+            ended = bundle and (report.scored or report.pruned or report.diverged)
+            if ended:  # a member's last report: the bundle goes on without it
+                self._end(view, trial_outcome("TERMINATED", report), report.error or "")
+            else:
+                view.outcome = Outcome.RUNNING
+                self._emit(TrialEvent.EPOCH, view)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        """A trial finished, or ASHA stopped it, or its loss diverged."""
-        view = self._sync(trial)
-        report = TrialReport.from_metrics(trial.last_result)
-        view.outcome = trial_outcome("TERMINATED", report)
-        view.reason = _one_line(report.error or "") if view.outcome == Outcome.FAILED else ""
-        view.ended_at = time.time()
-        self._emit(TrialEvent.ENDED, view)
+        """A trial finished, or ASHA stopped it, or its loss diverged (a bundle: when its last member ended)."""
+        for unit, params, report in self._units(trial):
+            view = self._sync(unit, params, report)
+            if not view.outcome.ended:
+                outcome = trial_outcome("TERMINATED", report)
+                self._end(view, outcome, (report.error or "") if report is not None and outcome == Outcome.FAILED
+                          else "")
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """A trial raised or lost its worker (its node died) and Tune starts it again from its last checkpoint."""
-        view = self._sync(trial)
-        view.outcome = Outcome.RUNNING
-        view.reason = _one_line(getattr(trial, "error_msg", None) or _error_of(trial), limit=120)
-        self._emit(TrialEvent.RETRYING, view)
+        for unit, params, report in self._units(trial):
+            view = self._sync(unit, params, report)
+            if not view.outcome.ended:
+                view.outcome = Outcome.RUNNING
+                view.reason = _one_line(getattr(trial, "error_msg", None) or _error_of(trial), limit=120)
+                self._emit(TrialEvent.RETRYING, view)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """A trial raised (after Tune's retries)."""
-        view = self._sync(trial)
-        view.outcome, view.ended_at = Outcome.FAILED, time.time()
-        view.reason = _one_line(getattr(trial, "error_msg", None) or _error_of(trial))
-        self._emit(TrialEvent.ENDED, view)
+        for unit, params, report in self._units(trial):
+            view = self._sync(unit, params, report)
+            if not view.outcome.ended:
+                self._end(view, Outcome.FAILED, getattr(trial, "error_msg", None) or _error_of(trial))
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         """Training is over (or interrupted): trials still running were interrupted; stop the view."""
         model = self._model()
         for trial in trials:
-            view = self._sync(trial)
-            if view.outcome in (Outcome.RUNNING, Outcome.PENDING):
-                view.outcome = Outcome.INTERRUPTED if trial.status != "ERROR" else Outcome.FAILED
+            for unit, params, report in self._units(trial):
+                view = self._sync(unit, params, report)
+                if view.outcome in (Outcome.RUNNING, Outcome.PENDING):
+                    view.outcome = Outcome.INTERRUPTED if trial.status != "ERROR" else Outcome.FAILED
         model.phase = "training done"
         write_progress(self.progress_file, model)
         if self._view is not None:

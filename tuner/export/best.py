@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from trainables.attacks import ThreatModel
+from trainables.bundle import load_member
 from trainables.data import Splits
 from trainables.evaluation import ProgressFn, SuiteConfig
 from trainables.models import build_model
 from trainables.train import RunSpec, load_checkpoint
-from tuner.export.files import export_model
+from tuner.export.files import ExportError, export_model
 from tuner.export.scoring import evaluate_for_export
 from tuner.provenance import collect_provenance
 from tuner.trials.pareto import ParetoPick
@@ -68,12 +69,17 @@ def export_best(record: TrialRecord, splits: Splits, request: ExportRequest, pro
 
     ``pick``: the Pareto front ``record`` was picked from, recorded with the rule in metrics.json.
     """
+    if record.checkpoint is None:
+        raise ExportError(f"trial {record.trial_id} has no checkpoint left in its experiment folder: nothing to export")
     with tempfile.TemporaryDirectory() as tmp:
         record.checkpoint.to_directory(tmp)
-        state = load_checkpoint(Path(tmp))
-    spec = RunSpec.from_dict(state.spec)
+        if record.member is None:
+            state = load_checkpoint(Path(tmp))
+            spec, weights = RunSpec.from_dict(state.spec), state.trained_weights()  # what the objective scored
+        else:  # a fused trial's member: its own run and kept weights from the bundle's checkpoint
+            spec, weights = load_member(Path(tmp), record.member)
     model = build_model(spec.model, splits.info)
-    model.load_state_dict(state.model)
+    model.load_state_dict(weights)
     model.eval()
     metrics = evaluate_for_export(model, splits, request.suite, request.threat, val_limit=request.val_limit,
                                   progress=progress)

@@ -13,8 +13,10 @@ from trainables.cli import OneLineParser
 from trainables.data import list_datasets
 from trainables.evaluation import SuiteOverrides, add_suite_arguments
 from trainables.train.compute import MEMORY_FORMATS, PRECISIONS
+from tuner.bundles import parse_fuse
 from tuner.cluster.storage import STUDY_STORAGES
 from tuner.console.status import show_status
+from tuner.experiment import check_name
 from tuner.search.config import SearchConfig
 from tuner.search.run import run_search
 from tuner.trials.strategy import OBJECTIVES, SAMPLERS, SCHEDULERS, describe
@@ -75,6 +77,9 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--val-limit", type=int, default=None, help="override the preset's validation subset")
     p.add_argument("--test-limit", type=int, default=None, help="override the preset's test subset")
     p.add_argument("--points", default=None, help="JSON list of configurations to evaluate first")
+    p.add_argument("--fuse", default="auto", metavar="K|auto|off",
+                   help="train up to K trials of one shape as one model in one Ray trial (each still its own Optuna "
+                        "trial); auto: measured on the trials' hardware, used where it pays (default auto)")
     p.add_argument("--no-live", action="store_true", help="one plain line per event instead of the live view")
     p.add_argument("--verbose", action="store_true", help="Ray's, Tune's and Optuna's own output on the terminal too")
     p.add_argument("--status", metavar="NAME", default=None,
@@ -98,9 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, suite_flags = build_parser()
     args = parser.parse_args(argv)
     if args.status is not None:
-        return show_status(Path(args.storage_path) / args.status)
-    values = {k: v for k, v in vars(args).items() if k not in ("no_live", "status") and k not in suite_flags}
-    cfg = SearchConfig(**values, suite=SuiteOverrides.from_args(args), live=not args.no_live)
+        return show_status(Path(args.storage_path) / check_name(args.status, "--status"))
+    values = {k: v for k, v in vars(args).items() if k not in ("no_live", "status", "fuse") and k not in suite_flags}
+    cfg = SearchConfig(**values, fuse=parse_fuse(args.fuse), suite=SuiteOverrides.from_args(args),
+                       live=not args.no_live)
     command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     outcome = run_search(cfg, command)
     if outcome.interrupted:

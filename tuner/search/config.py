@@ -12,8 +12,9 @@ from typing import Any
 from trainables.evaluation import SuiteOverrides
 from trainables.registry import check_choice
 from trainables.train.compute import MemoryFormat, Precision
+from tuner.bundles import FuseChoice
 from tuner.cluster.storage import STUDY_STORAGES, StudyChoice
-from tuner.experiment import ExperimentFolder
+from tuner.experiment import ExperimentFolder, check_name
 from tuner.trials.strategy import OBJECTIVES, SAMPLERS, SCHEDULERS, ObjectiveMode, Strategy
 
 __all__ = ["SearchConfig", "read_points"]
@@ -54,12 +55,15 @@ class SearchConfig:
     test_limit: int | None = None
     points: str | None = None  # JSON file of extra configurations to evaluate first
     grace_period: int = 1
+    fuse: FuseChoice = "auto"  # trials of one shape trained as one bundle: a bundle size (1: off) or measured
     resource_wait_s: float | None = None  # None: 0 for a local Ray, 600 s for a joined cluster (its autoscaler)
     trust_experiment: bool = False  # resume without checking the experiment's integrity record
     live: bool = True  # a live rich view; False: one plain line per event
     verbose: bool = False  # Ray's, Tune's and Optuna's own output on the terminal too
 
     def __post_init__(self) -> None:
+        if self.name is not None:
+            check_name(self.name)
         at_least_one = {"--num-samples": self.num_samples, "--max-concurrent": self.max_concurrent,
                         "--workers-per-trial": self.workers_per_trial, "--epochs": self.epochs,
                         "--train-limit": self.train_limit, "--val-limit": self.val_limit,
@@ -86,6 +90,8 @@ class SearchConfig:
         if floor is not None and not self.pareto:
             raise ValueError(f"--pick-min-natural picks from the Pareto front and goes with --objective pareto, "
                              f"got --objective {self.objective}")
+        if not (self.fuse == "auto" or (isinstance(self.fuse, int) and self.fuse >= 1)):
+            raise ValueError(f"--fuse must be auto or a number of trials >= 1 (1: off), got {self.fuse!r}")
         if self.trust_experiment and not self.resume:
             raise ValueError("--trust-experiment goes with --resume")
 

@@ -14,6 +14,7 @@ whole search; every trial's resources are checked against the cluster before the
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import threading
@@ -23,12 +24,15 @@ from typing import Any
 
 import pyarrow.fs
 import ray
+from ray.tune.schedulers import FIFOScheduler
 
 from search_spaces import get_space
 from trainables.data import Splits, load_splits
+from tuner.bundles import Fusion, bundle_searcher, bundle_trainable, resolve_fusion
 from tuner.cluster.connect import check_address, connect_ray
 from tuner.cluster.integrity import IntegrityRecorder
 from tuner.cluster.lock import experiment_lock
+from tuner.cluster.resources import TrialResources
 from tuner.cluster.storage import StudyStorage, study_storage
 from tuner.console.callback import LiveProgress
 from tuner.console.leaderboard import leaderboard
@@ -43,6 +47,7 @@ from tuner.search.plan import SearchPlan, resolve_run
 from tuner.trials.pareto import ParetoPick, best_trial, pick_from_front
 from tuner.trials.record import TrialRecord
 from tuner.trials.results import collect_trials, time_spent, write_trials
+from tuner.trials.strategy import build_scheduler, build_searcher, sampler_of, starting_points
 from tuner.trials.study import settle_study, study_states
 from tuner.trials.trial import TrialContext
 from tuner.trials.tune_run import build_tuner, check_experiment, make_trainable
@@ -115,15 +120,56 @@ def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, 
                    f"({len(splits.train)} train / {len(splits.val)} val), {base.train.epochs} epochs, eps "
                    f"{base.threat.eps:g}{workers}; experiment {cfg.folder.path}")
         context = TrialContext(space=cfg.space, base=base, objective_suite=plan.objective_suite)
-        tuner = build_tuner(make_trainable(context, splits, layout, cfg.folder), cfg.folder, resume=cfg.resume,
-                            strategy=plan.strategy, space=cfg.space, preset=preset, study=study,
-                            callbacks=_callbacks(cfg, plan), max_concurrent=max_concurrent,
+        fusion = _fusion(cfg, plan, splits, layout, study)
+        if fusion.reason:
+            phases.say(fusion.reason)
+        if fusion.k > 1:
+            assert study is not None, "bundles need a study storage (_fusion checks it)"
+            layout = _bundle_layout(layout, fusion.k)
+            trainable = bundle_trainable(context, plan.strategy, study, cfg.folder.name, splits, layout)
+            searcher = None if cfg.resume else bundle_searcher(
+                plan.strategy, cfg.space, preset, context, study, cfg.folder.name, sampler_of(plan.strategy),
+                starting_points(plan.strategy, cfg.space, preset), fusion.k)
+            scheduler = FIFOScheduler()  # members are pruned inside their bundle, by the study's pruner
+        else:
+            trainable = make_trainable(context, splits, layout, cfg.folder)
+            searcher = None if cfg.resume else build_searcher(plan.strategy, cfg.space, preset, study,
+                                                               cfg.folder.name)
+            scheduler = build_scheduler(plan.strategy, preset.train.epochs)
+        tuner = build_tuner(trainable, cfg.folder, resume=cfg.resume, searcher=searcher, scheduler=scheduler,
+                            num_samples=plan.strategy.num_samples, callbacks=_callbacks(cfg, plan),
+                            max_concurrent=max_concurrent,
                             reuse_actors=not layout.data_parallel)  # Train's workers are not reusable
         return _fit_watching_sigint(tuner)
     finally:
         if cfg.address == "":
             with phases.phase("stopping the local Ray"):
                 ray.shutdown()
+
+
+def _fusion(cfg: SearchConfig, plan: SearchPlan, splits: Splits, layout: TrialResources,
+            study: StudyStorage | None) -> Fusion:
+    """Trials per bundle: as the experiment started (``--resume``), else ``--fuse``'s (kept in the experiment)."""
+    record = cfg.folder.fusion
+    if cfg.resume:
+        return Fusion(int(json.loads(record.read_text())["k"]) if record is not None and record.is_file() else 1)
+    if study is None and cfg.fuse != 1:
+        fusion = Fusion(1, "--fuse: every trial alone (bundles tell their members to a study storage: give remote "
+                           "storage an --optuna-storage)")
+    else:
+        space = get_space(cfg.space)
+        first = space.apply(plan.base, space.points_to_evaluate(plan.preset)[0])
+        fusion = resolve_fusion(cfg.fuse, first, splits.info, layout)
+    if record is not None:
+        record.write_text(json.dumps({"k": fusion.k}))
+    return fusion
+
+
+def _bundle_layout(layout: TrialResources, k: int) -> TrialResources:
+    """A bundle of k trials takes k shares of a GPU a trial alone would share (at most one GPU)."""
+    if not 0 < layout.gpus_per_worker < 1:
+        return layout
+    return TrialResources(1, layout.cpus_per_worker, min(1.0, math.floor(layout.gpus_per_worker * k * 1e4) / 1e4))
 
 
 def _study_states(cfg: SearchConfig, study: StudyStorage | None, interrupted: bool) -> dict[str, str]:
@@ -218,8 +264,9 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
                 splits = load_splits(plan.base.data)
             grid, stopped_by_signal = _train(cfg, plan, splits, phases, log, study)
             finished = grid.num_terminated + grid.num_errors
+            trials = sum(len((result.config or {}).get("members", [None])) for result in grid)  # a bundle's members
             interrupted = stopped_by_signal or finished < len(grid) or (
-                not cfg.resume and len(grid) < plan.strategy.num_samples)
+                not cfg.resume and trials < plan.strategy.num_samples)
             with phases.phase("collecting the trials' results"):
                 records, results = _collect(cfg, grid, study, interrupted)
             params = tuple(k for k in get_space(cfg.space).leaderboard if any(k in r.params for r in records))

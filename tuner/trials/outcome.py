@@ -15,7 +15,7 @@ from typing import Any
 
 from trainables.evaluation import MaskingFlags
 
-__all__ = ["Outcome", "TrialReport", "finite", "trial_outcome"]
+__all__ = ["Outcome", "TrialReport", "bundle_metrics", "finite", "member_reports", "member_trial_id", "trial_outcome"]
 
 
 class Outcome(StrEnum):
@@ -44,8 +44,9 @@ def finite(value: Any) -> bool:
 # the report's own keys beside the epoch's metrics; "final/<metric>" holds the objective suite's metrics
 _OBJECTIVE, _NATURAL, _SCORED, _SUSPECT = "objective", "objective_natural", "final_evaluated", "suspect"
 _ABOVE, _LARGE_EPS, _MASKING_ACC = "suspect_robust_above_natural", "suspect_large_eps", "final/masking_acc"
-_SECONDS, _DIVERGED, _ERROR, _FINAL = "objective_seconds", "diverged", "error", "final/"
-_OWN = {_OBJECTIVE, _NATURAL, _SCORED, _SUSPECT, _ABOVE, _LARGE_EPS, _SECONDS, _DIVERGED, _ERROR}
+_SECONDS, _DIVERGED, _ERROR, _FINAL, _PRUNED = "objective_seconds", "diverged", "error", "final/", "pruned"
+_OWN = {_OBJECTIVE, _NATURAL, _SCORED, _SUSPECT, _ABOVE, _LARGE_EPS, _SECONDS, _DIVERGED, _ERROR, _PRUNED}
+_MEMBER = "member/"  # a bundle's report holds each member's under member/<index>/
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class TrialReport:
     objective_seconds: float | None = None
     diverged: bool = False
     error: str | None = None
+    pruned: bool = False  # a bundle's member the search stopped (a single trial's scheduler stops it instead)
 
     @property
     def scored(self) -> bool:
@@ -114,6 +116,8 @@ class TrialReport:
         out[_DIVERGED] = float(self.diverged)
         if self.error is not None:
             out[_ERROR] = self.error
+        if self.pruned:
+            out[_PRUNED] = 1.0
         return out
 
     @classmethod
@@ -129,10 +133,35 @@ class TrialReport:
         seconds = m.get(_SECONDS)
         natural = m.get(_NATURAL, (final or {}).get("natural_acc"))  # the same figure, once scored
         return cls(epoch=epoch, objective=_number(m.get(_OBJECTIVE)), objective_natural=_number(natural),
-
                    final=final, masking=masking, suspect=bool(m.get(_SUSPECT)),
                    objective_seconds=float(seconds) if finite(seconds) else None,
-                   diverged=bool(m.get(_DIVERGED)), error=str(m[_ERROR]) if m.get(_ERROR) else None)
+                   diverged=bool(m.get(_DIVERGED)), error=str(m[_ERROR]) if m.get(_ERROR) else None,
+                   pruned=bool(m.get(_PRUNED)))
+
+
+def bundle_metrics(reports: Mapping[int, TrialReport]) -> dict[str, Any]:
+    """What a bundle tells Tune after an epoch: each member's report under ``member/<index>/``."""
+    return {f"{_MEMBER}{member}/{key}": value for member, report in reports.items()
+            for key, value in report.to_metrics().items()}
+
+
+def member_reports(metrics: Mapping[str, Any] | None) -> dict[int, TrialReport]:
+    """The members' reports in a bundle's flat metrics (those with an epoch: a table row holds every column).
+
+    Missing values (None, or NaN in a table row) are left out: a report reads them as absent.
+    """
+    found: dict[int, dict[str, Any]] = {}
+    for key, value in (metrics or {}).items():
+        member, _, name = key.removeprefix(_MEMBER).partition("/")
+        if key.startswith(_MEMBER) and member.isdigit() and value is not None and value == value:
+            found.setdefault(int(member), {})[name] = value
+    return {member: TrialReport.from_metrics(values) for member, values in sorted(found.items())
+            if finite(values.get("epoch"))}
+
+
+def member_trial_id(tune_trial_id: str, member: int) -> str:
+    """The id of a bundle's member: its Tune trial's id and its place in the bundle."""
+    return f"{tune_trial_id}.{member}"
 
 
 def _number(value: Any) -> float:
@@ -148,6 +177,8 @@ def trial_outcome(status: str, report: TrialReport | None, study_state: str | No
     report = report or TrialReport()
     if status == "ERROR" or report.diverged or (report.scored and not finite(report.objective)):
         return Outcome.FAILED
+    if report.pruned:
+        return Outcome.PRUNED
     if status == "TERMINATED":
         if report.scored:
             return Outcome.FINISHED

@@ -23,6 +23,7 @@ class TrialRecord:
     checkpoint: Any = None  # ray.tune.Checkpoint of the last epoch (Tune's, or Train's for data-parallel trials)
     error: str | None = None
     study_state: str | None = None  # the Optuna study's state of this trial (COMPLETE, PRUNED, FAIL, RUNNING)
+    member: int | None = None  # its place in a fused trial (its checkpoint holds the whole bundle); None: alone
 
     def __post_init__(self) -> None:
         self.outcome = Outcome(self.outcome)

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from trainables.atomic import atomic_write
 from trainables.train import CheckpointError, load_checkpoint
-from tuner.trials.outcome import TrialReport, trial_outcome
+from tuner.trials.outcome import TrialReport, member_reports, member_trial_id, trial_outcome
 from tuner.trials.pareto import front_of
 from tuner.trials.record import TrialRecord
 
@@ -79,8 +79,13 @@ def collect_trials(grid: Any, filesystem: Any = None, study: dict[str, str] | No
         last = dict(result.metrics or {})
         trial_id = str(last.get("trial_id") or Path(result.path).name)
         frame = result.metrics_dataframe
-        history = [_numbers(r) for r in frame.to_dict("records")] if frame is not None else []
+        rows = frame.to_dict("records") if frame is not None else []
         checkpoint = _checkpoint(result, last, filesystem)
+        if "members" in (result.config or {}):  # a fused trial: one record per member
+            status = "ERROR" if result.error else statuses.get(trial_id, "TERMINATED")
+            records += _member_records(result.config["members"], trial_id, status, rows, checkpoint, study)
+            continue
+        history = [_numbers(r) for r in rows]
         if history and not any(row.get("epoch") == 1.0 for row in history):  # restored: earlier rows are gone
             history = merge_history(history, _trained_history(checkpoint))
         status = "ERROR" if result.error else statuses.get(trial_id, "TERMINATED")
@@ -94,6 +99,28 @@ def collect_trials(grid: Any, filesystem: Any = None, study: dict[str, str] | No
                                    params=dict(result.config or {}), history=history, final=_numbers(last), error=error,
                                    checkpoint=checkpoint, study_state=study.get(trial_id)))
     return sorted(records, key=lambda r: r.trial_id)
+
+
+def _member_records(members: list[dict[str, Any]], trial_id: str, status: str, rows: list[dict[str, Any]],
+                    checkpoint: Any, study: dict[str, str]) -> list[TrialRecord]:
+    """A fused trial's members as records: each its own history, last report, outcome and study state."""
+    histories: dict[int, list[dict[str, float]]] = {m: [] for m in range(len(members))}
+    finals: dict[int, dict[str, Any]] = {m: {} for m in range(len(members))}
+    for row in rows:
+        for m, report in member_reports(row).items():
+            finals[m] = report.to_metrics()
+            if histories[m] and histories[m][-1].get("epoch") == finals[m].get("epoch"):
+                histories[m].pop()  # an epoch reported again (a resumed bundle repeats its ended members')
+            histories[m].append(_numbers(finals[m]))
+    records = []
+    for m, member in enumerate(members):
+        member_id = member_trial_id(trial_id, m)
+        report = TrialReport.from_metrics(finals[m])
+        records.append(TrialRecord(trial_id=member_id, outcome=trial_outcome(status, report, study.get(member_id)),
+                                   params=dict(member["params"]), history=histories[m], final=_numbers(finals[m]),
+                                   error=report.error, checkpoint=checkpoint, study_state=study.get(member_id),
+                                   member=m))
+    return records
 
 
 def write_trials(records: list[TrialRecord], path: Path) -> Path:

@@ -27,7 +27,7 @@ from tuner.cluster.storage import StudyStorage
 from tuner.trials.study import HonestOptunaSearch
 
 __all__ = ["OBJECTIVES", "RUNG_METRIC", "SAMPLERS", "SCHEDULERS", "DefineBySpace", "ObjectiveMode", "Strategy",
-           "build_scheduler", "build_searcher", "describe", "tpe_startup_trials"]
+           "build_scheduler", "build_searcher", "describe", "sampler_of", "starting_points", "tpe_startup_trials"]
 
 ObjectiveMode = Literal["robust", "pareto"]
 
@@ -137,16 +137,25 @@ class DefineBySpace:
         get_space(self.space).define(trial, self.preset)
 
 
+def starting_points(strategy: Strategy, space: str, preset: Preset) -> list[dict[str, Any]]:
+    """The configurations tried first: the space's known-good points, then ``--points``."""
+    return [*get_space(space).points_to_evaluate(preset), *map(dict, strategy.points)]
+
+
+def sampler_of(strategy: Strategy) -> optuna.samplers.BaseSampler:
+    """The ``--sampler`` of ``strategy``."""
+    return SAMPLERS[strategy.sampler](strategy)
+
+
 def build_searcher(strategy: Strategy, space: str, preset: Preset, study: StudyStorage | None,
                    study_name: str) -> HonestOptunaSearch:
     """Optuna's searcher of a new experiment: the space's known-good points (and ``strategy.points``) first."""
-    points = [*get_space(space).points_to_evaluate(preset), *map(dict, strategy.points)]
+    points = starting_points(strategy, space, preset)
     metrics = list(strategy.metrics)  # a list of several: Ray's OptunaSearch makes a multi-objective study
     return HonestOptunaSearch(
         space=DefineBySpace(space, preset), metric=metrics if strategy.pareto else metrics[0],
         mode=["max"] * len(metrics) if strategy.pareto else "max", points_to_evaluate=points or None,
-        sampler=SAMPLERS[strategy.sampler](strategy), storage=None if study is None else study.open(),
-        study_name=study_name,
+        sampler=sampler_of(strategy), storage=None if study is None else study.open(), study_name=study_name,
     )
 
 

@@ -24,7 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tuner.trials.outcome import Outcome, TrialReport, finite, trial_outcome
 
-__all__ = ["LOST", "TUNE_ID", "HonestOptunaSearch", "settle_study", "study_states"]
+__all__ = ["LOST", "OUTCOME", "TUNE_ID", "HonestOptunaSearch", "settle_study", "study_states", "verdict"]
 
 TUNE_ID = "tune_trial_id"
 OUTCOME = "outcome"
@@ -77,23 +77,31 @@ class HonestOptunaSearch(OptunaSearch):
             return
         ot_trial = self._ot_trials[trial_id]
         report = TrialReport.from_metrics(result)
-        outcome = trial_outcome("ERROR" if error else "TERMINATED", report)
-        values = [(result or {}).get(m) for m in (self.metric if self._multi else [self.metric])]
-        told: float | list[float] | None
-        if outcome == Outcome.FINISHED and all(map(finite, values)) and not report.suspect:
-            told = [float(v) for v in values] if self._multi else float(values[0])
-            state = optuna.trial.TrialState.COMPLETE
-        elif outcome == Outcome.PRUNED:  # Tune passes the result ASHA stopped on to no on_trial_result: report it
-            step, value = (result or {}).get("training_iteration"), values[0]
+        metrics = self.metric if self._multi else [self.metric]
+        outcome, state, told = verdict(trial_outcome("ERROR" if error else "TERMINATED", report), report,
+                                       [(result or {}).get(m) for m in metrics])
+        if outcome == Outcome.PRUNED:  # Tune passes the result ASHA stopped on to no on_trial_result: report it
+            step, value = (result or {}).get("training_iteration"), (result or {}).get(metrics[0])
             if not self._multi and finite(value) and step is not None and self._last_steps.get(trial_id) != step:
                 ot_trial.report(float(value), int(step))
-            state, told = optuna.trial.TrialState.PRUNED, None
-        else:
-            state, told = optuna.trial.TrialState.FAIL, None
-            outcome = Outcome.SUSPECT if outcome == Outcome.FINISHED and report.suspect else Outcome.FAILED
         ot_trial.set_user_attr(OUTCOME, str(outcome))
-        self._ot_study.tell(ot_trial, told, state=state)
+        self._ot_study.tell(ot_trial, told if not isinstance(told, list) or self._multi else told[0], state=state)
         self._completed_trials.add(trial_id)
+
+
+def verdict(outcome: Outcome, report: TrialReport, values: list[Any]
+            ) -> tuple[Outcome, optuna.trial.TrialState, list[float] | None]:
+    """What the study records of a trial that ended: its outcome word, Optuna state and values (COMPLETE only).
+
+    Finished with finite values and not suspect: COMPLETE; stopped by the scheduler or pruner: PRUNED;
+    anything else FAIL, a finished but suspect trial's outcome saying so.
+    """
+    if outcome == Outcome.FINISHED and all(map(finite, values)) and not report.suspect:
+        return outcome, optuna.trial.TrialState.COMPLETE, [float(v) for v in values]
+    if outcome == Outcome.PRUNED:
+        return outcome, optuna.trial.TrialState.PRUNED, None
+    word = Outcome.SUSPECT if outcome == Outcome.FINISHED and report.suspect else Outcome.FAILED
+    return word, optuna.trial.TrialState.FAIL, None
 
 
 def study_states(storage: Any, study_name: str) -> dict[str, str]:

@@ -16,14 +16,13 @@ import optuna
 import ray
 from ray import tune
 
-from search_spaces import Preset
 from trainables.data import Splits
 from tuner.cluster.integrity import verify
 from tuner.cluster.resources import DRIVER_MEMORY, TrialResources
 from tuner.cluster.storage import StudyStorage
 from tuner.experiment import ExperimentFolder
 from tuner.trials.data_parallel import SplitsRef, run_data_parallel_trial
-from tuner.trials.strategy import OBJECTIVES, Strategy, build_scheduler, build_searcher
+from tuner.trials.strategy import OBJECTIVES, Strategy
 from tuner.trials.trial import TrialContext, run_trial
 
 __all__ = ["build_tuner", "check_experiment", "make_trainable"]
@@ -71,24 +70,23 @@ def make_trainable(context: TrialContext, splits: Splits, layout: TrialResources
     return tune.with_resources(driver, {"cpu": 0, "memory": DRIVER_MEMORY})  # Train places the workers
 
 
-def build_tuner(trainable: Any, folder: ExperimentFolder, *, resume: bool, strategy: Strategy, space: str,
-                preset: Preset, study: StudyStorage | None, callbacks: Sequence[Any], max_concurrent: int | None,
-                reuse_actors: bool) -> Any:
-    """A new ``tune.Tuner`` for the search, or the restored one for ``resume``."""
+def build_tuner(trainable: Any, folder: ExperimentFolder, *, resume: bool, searcher: Any, scheduler: Any,
+                num_samples: int, callbacks: Sequence[Any], max_concurrent: int | None, reuse_actors: bool) -> Any:
+    """A new ``tune.Tuner`` for the search (its searcher and scheduler built by the caller), or the restored one."""
     if resume:
         return tune.Tuner.restore(folder.path, trainable, resume_unfinished=True, resume_errored=True)
-    searcher = build_searcher(strategy, space, preset, study, folder.name)
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=build_scheduler(strategy, preset.train.epochs),
-                                    num_samples=strategy.num_samples, max_concurrent_trials=max_concurrent,
-                                    reuse_actors=reuse_actors),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
+                                    max_concurrent_trials=max_concurrent, reuse_actors=reuse_actors),
         run_config=tune.RunConfig(
             name=folder.name, storage_path=folder.parent, verbose=0, callbacks=list(callbacks),
             failure_config=tune.FailureConfig(max_failures=2),
-            # one checkpoint per trial (it holds the best epoch's weights too); Tune then saves the
-            # experiment's state with every checkpoint, so a killed driver's --resume finds a trial
-            # that had reported its last epoch at that epoch, and does not train it again
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # two checkpoints per trial (each holds the best epoch's weights too): Tune deletes the
+            # oldest when a trial registers a new one, and saves its experiment state only at its
+            # loop's next turn; with one kept, a driver killed in between left a state naming a
+            # deleted checkpoint, and --resume failed that trial ("does not exist on storage anymore").
+            # With two, the state's checkpoint outlives the next one (Tune forces a save after two).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         ),
     )
