@@ -123,8 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = [(f"{r.shape} k={r.k}", f"{r.fused_trials_per_hour:.2f}", f"{r.apart_trials_per_hour:.2f}",
               f"{1 / r.comparison.ratio:.2f}x") for r in found]
     common.render("robustune bench: fused trials (ratio = bundle / apart per step; trials per hour per device)", header,
-           [r.comparison for r in found])
-    common.render("trials per hour", {}, (), rows=table, columns=("shape, k", "fused", "apart", "fused / apart, paired"))
+                  [r.comparison for r in found])
+    common.render("trials per hour", {}, (), rows=table,
+                  columns=("shape, k", "fused", "apart", "fused / apart, paired"))
     common.write_json(args.json, {"benchmark": "fused", "provenance": header, "rows": [
         {"shape": r.shape, "k": r.k, "fused_trials_per_hour": r.fused_trials_per_hour,
          "apart_trials_per_hour": r.apart_trials_per_hour, "comparison": r.comparison.as_dict()} for r in found]})

@@ -100,14 +100,21 @@ def _bench(path: Path) -> list[Row]:
     return rows
 
 
-def _packing(folder: Path) -> list[Row]:
-    path = folder / "packing.json"
+def _output(folder: Path, name: str) -> dict[str, Any] | list[Row]:
+    """A step's JSON output: its data, or the rows to show instead (none when the step left no file)."""
+    path = folder / f"{name}.json"
     if not path.exists():
         return []
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        return [Row("packing", f"unreadable: {exc}")]
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        return [Row(name, f"unreadable: {exc}")]
+
+
+def _packing(folder: Path) -> list[Row]:
+    data = _output(folder, "packing")
+    if isinstance(data, list):
+        return data
     device = str(data.get("provenance", {}).get("device", "device")).split(":")[0]
     return [Row(f"packing: {r['trials']} trial(s) on one {device}", f"{r['trials_per_hour']:.1f} trials/h",
                 f"{r['steps_per_s']:.1f} steps/s together, {r['speedup']:.2f}x one trial "
@@ -119,13 +126,9 @@ _FUSED_TARGETS = {("wrn16", 8): 4.0, ("paper", 8): 3.0}  # issue 21's, on a GPU:
 
 def _fused(folder: Path, packed: dict[int, float]) -> list[Row]:
     """bench_fused's rows; the quick shape's also against the same number of packed processes (bench_packing)."""
-    path = folder / "fused.json"
-    if not path.exists():
-        return []
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        return [Row("fused", f"unreadable: {exc}")]
+    data = _output(folder, "fused")
+    if isinstance(data, list):
+        return data
     gpu = str(data.get("provenance", {}).get("device", "")).startswith("cuda")
     rows = []
     for r in data.get("rows", []):
@@ -143,9 +146,8 @@ def _fused(folder: Path, packed: dict[int, float]) -> list[Row]:
 
 def _packed(folder: Path) -> dict[int, float]:
     """bench_packing's trials per hour by the number of trials sharing the device."""
-    try:
-        data: dict[str, Any] = json.loads((folder / "packing.json").read_text())
-    except (OSError, ValueError):
+    data = _output(folder, "packing")
+    if isinstance(data, list):
         return {}
     return {int(r["trials"]): float(r["trials_per_hour"]) for r in data.get("rows", [])}
 
