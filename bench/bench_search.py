@@ -42,7 +42,7 @@ from search_spaces import list_spaces
 from trainables.cli import OneLineParser, run_main
 from trainables.evaluation import SuiteOverrides, add_suite_arguments
 from tuner.bundles import parse_fuse
-from tuner.cluster.storage import study_storage
+from tuner.cluster.storage import study_name, study_storage
 from tuner.search import SearchConfig, SearchPlan, resolve_run, run_search
 from tuner.trials import TrialRecord, best_trial, read_trials
 from tuner.trials.study import TUNE_ID
@@ -81,7 +81,7 @@ def creation_order(cfg: SearchConfig) -> dict[str, int]:
     storage = study_storage(cfg.folder.path, cfg.study_storage, cfg.optuna_storage, remote=cfg.folder.remote)
     if storage is None:
         return {}
-    study = optuna.load_study(study_name=cfg.folder.name, storage=storage.open())
+    study = optuna.load_study(study_name=study_name(storage, cfg.folder.name), storage=storage.open())
     return {str(t.user_attrs[TUNE_ID]): t.number for t in study.get_trials(deepcopy=False) if TUNE_ID in t.user_attrs}
 
 

@@ -86,12 +86,15 @@ QUICK = Preset(
     num_samples=6,  # within 15 minutes even when both starting points run all their epochs
 )
 
+# the paper's PGD step, 0.007 at eps 8/255 over 20 steps, as a multiple of eps / steps: --epsilon moves it along
+_PAPER_STEP_RATIO = 0.007 * 20 / (8 / 255)
+
 PAPER = Preset(  # the paper's setting: WRN-34 widen 1, 30 epochs, SGD lr 0.1, PGD eps 8/255 step 0.007 x 20
     name="paper",
     data=DataConfig(name="cifar10", val_size=5000),
     model=ModelConfig(name="wrn", depth=34, widen=1),
     train=TrainConfig(epochs=30, batch_size=128, lr=0.1, schedule="step", weight_decay=5e-4, eval_limit=1000,
-                      mix=_mix(PGD(steps=20, step_size=0.007)).reweighted({"pgd": 1.0})),
+                      mix=_mix(PGD(steps=20, step_ratio=_PAPER_STEP_RATIO)).reweighted({"pgd": 1.0})),
     threat=ThreatModel(eps=8 / 255, l2_eps=0.5),
     epoch_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=10)), eot_samples=8, predict_samples=8),
     objective_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=20), APGDCE(steps=50)), gradients=_BOTH,

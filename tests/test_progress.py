@@ -190,3 +190,29 @@ def test_status_shows_a_found_progress_file_as_text_never_as_markup_or_escapes(t
         code, _, err = _status(experiment, capsys)
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and needle in lines[0], lines
+
+
+def test_status_of_a_search_that_holds_its_experiment_but_wrote_no_progress_says_it_is_starting(
+        tmp_path: Path, capsys) -> None:
+    from tuner.cluster.lock import experiment_lock
+
+    experiment = tmp_path / "starting"
+    with experiment_lock(str(experiment), "python -m tuner.search"):  # loading data, starting Ray: no progress.json
+        code, out, err = _status(experiment, capsys)
+    assert code == 0, err
+    assert "starting (process" in out and "no trial has started yet" in out
+    code, _, err = _status(experiment, capsys)  # nobody holds it and it has no progress: nothing to show
+    assert code == 2 and "no readable progress" in err
+
+
+def test_resuming_a_finished_search_shows_its_trials_as_they_ended_not_interrupted(tmp_path: Path, capsys) -> None:
+    callback = LiveProgress(tmp_path / "progress.json", num_samples=3, max_epochs=2, view="none")
+    callback.setup()
+    finished = _trial("done", "TERMINATED", {"epoch": 2.0, "natural_acc": 0.8, "robust_acc": 0.5, "objective": 0.45,
+                                             "final_evaluated": 1.0})
+    pruned = _trial("stopped", "TERMINATED", {"epoch": 1.0, "natural_acc": 0.5, "robust_acc": 0.2, "pruned": 1.0})
+    running = _trial("cut", "RUNNING", {"epoch": 1.0, "natural_acc": 0.6, "robust_acc": 0.3})
+    callback.on_experiment_end([finished, pruned, running])  # Tune restored them; nothing was left to run
+    assert "training done: 1 finished, 1 pruned, 1 interrupted" in capsys.readouterr().err
+    counts = read_progress(tmp_path / "progress.json")["counts"]
+    assert {k: n for k, n in counts.items() if n} == {"finished": 1, "pruned": 1, "interrupted": 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -260,6 +261,10 @@ def test_trials_round_trip_through_parquet(tmp_path: Path) -> None:
         (["--status", "../elsewhere"], "--status must be a plain name"),
         (["--budget", "pgd.step_size=inf"], "pgd.step_size must be finite"),
         (["--fuse", "many"], "--fuse must be off, auto or a number of trials >= 1, got 'many'"),
+        (["--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
+        (["--storage-path", "/proc/robustune-runs"], "--storage-path /proc/robustune-runs: cannot write in /proc"),
+        (["--export-dir", "/proc/robustune-exports"], "--export-dir /proc/robustune-exports: cannot write in /proc"),
+        (["--optuna-storage", "nosuchdb://x"], "cannot open the study storage nosuchdb://x"),
     ],
 )
 def test_cli_bad_input_is_one_line_before_ray_starts(tmp_path: Path, capsys, args: list[str], needle: str) -> None:
@@ -276,6 +281,7 @@ def test_cli_bad_input_is_one_line_before_ray_starts(tmp_path: Path, capsys, arg
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], lines
     assert not ray.is_initialized()
+    assert not any((tmp_path / "runs").glob("*")), "a refused run left an experiment folder"
 
 
 @pytest.mark.parametrize(
@@ -294,6 +300,7 @@ def test_cli_refuses_trials_the_local_ray_cannot_hold_in_one_line(search, args: 
     errors = [line for line in lines if "error" in line.lower() or "Traceback" in line]
     assert errors == [lines[-1]] and needle in lines[-1], proc.stderr
     assert all(line.startswith(("[", "Ray's, Tune's")) for line in lines[:-1]), proc.stderr
+    assert not (search.folder / "runs" / "lwta-quick").exists(), "a refused run left its experiment folder"
 
 
 def test_joining_an_address_that_is_not_ray_fails_in_bounded_time(search) -> None:
@@ -316,7 +323,9 @@ def _study(experiment: Path) -> dict[str, tuple[str, dict, dict]]:
     """Tune trial id -> (Optuna state, user attributes, intermediate values) of the search's study."""
     import optuna
 
-    study = optuna.load_study(study_name=experiment.name, storage=f"sqlite:///{experiment / 'optuna.db'}")
+    storage = f"sqlite:///{experiment / 'optuna.db'}"
+    [name] = optuna.get_all_study_names(storage)  # the experiment's name when it began (a copy keeps it)
+    study = optuna.load_study(study_name=name, storage=storage)
     return {t.user_attrs.get("tune_trial_id", f"#{t.number}"): (t.state.name, t.user_attrs, t.intermediate_values)
             for t in study.get_trials()}
 
@@ -425,8 +434,15 @@ def test_interrupted_search_resumes_without_losing_or_rerunning_trials(search, t
     assert refused.returncode == 2 and "changed since this machine's search wrote it" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
 
-    resumed = search.run("--space", "lwta", "--num-samples", "3", "--resume", *TINY)
+    # the experiment resumes where it now is: a copy under another name, never writing into the original
+    moved = tmp_path / "runs" / "moved"
+    shutil.copytree(experiment, moved)
+    untouched = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in experiment.iterdir() if p.is_file()}
+    resumed = search.run("--space", "lwta", "--num-samples", "3", "--resume", "--name", "moved", *TINY)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert untouched == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in experiment.iterdir()
+                         if p.is_file()}
+    experiment = moved
     final = {r["trial_id"]: r for r in pq.read_table(experiment / "results.parquet").to_pylist()}
     assert len(final) == 3
     for tid, row in done.items():  # finished trials kept as they were, not run again
@@ -435,7 +451,7 @@ def test_interrupted_search_resumes_without_losing_or_rerunning_trials(search, t
     for row in final.values():  # no epoch lost from a trial that Tune restored
         assert [h["epoch"] for h in row["history"]] == [float(e) for e in range(1, row["epochs"] + 1)], row
     assert "RUNNING" not in {state for state, _, _ in _study(experiment).values()}  # none left behind
-    assert (tmp_path / "exports" / "lwta-quick" / "model.safetensors").exists()
+    assert (tmp_path / "exports" / "moved" / "model.safetensors").exists()
 
 
 def test_trials_without_any_report_still_write_parquet(tmp_path: Path) -> None:

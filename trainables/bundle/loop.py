@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trainables.atomic import atomic_write
 from trainables.data import Splits, batches
 from trainables.models import RobustModel, build_model, is_stochastic
+from trainables.sealed import SealError, load_sealed, save_sealed
 from trainables.train import RunSpec
 from trainables.train.compute import resolve_compute
 from trainables.train.loop import (
@@ -278,7 +278,7 @@ def _checkpoint(directory: Path | None, members: Sequence[_Member], epoch: int, 
                      "history": m.outcome.history, "ended": m.outcome.ended, "error": m.outcome.error,
                      "best_weights": m.best.weights, "best_epoch": m.best.epoch} for m in members],
     }
-    atomic_write(directory / BUNDLE_CHECKPOINT, lambda f: torch.save(payload, f))
+    save_sealed(directory / BUNDLE_CHECKPOINT, payload)
 
 
 def _resume(directory: Path | None, specs: Sequence[RunSpec], splits: Splits) -> tuple[list[_Member], int, int]:
@@ -322,9 +322,9 @@ def load_member(directory: Path, member: int) -> tuple[RunSpec, dict[str, Tensor
 
 def _load(path: Path) -> dict[str, Any]:
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is one error
-        raise BundleCheckpointError(f"bundle checkpoint {path} is corrupt or truncated: {exc}") from None
+        payload = load_sealed(path)
+    except SealError as exc:
+        raise BundleCheckpointError(f"bundle checkpoint {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise BundleCheckpointError(f"{path} is not a robustune bundle checkpoint")
     return payload

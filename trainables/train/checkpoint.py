@@ -1,16 +1,14 @@
-"""Atomic training checkpoints that resume a run exactly where it stopped."""
+"""Atomic, sealed training checkpoints that resume a run exactly where it stopped (a corrupt one is refused)."""
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from trainables.atomic import atomic_write
+from trainables.sealed import SealError, load_sealed, save_sealed
 
 __all__ = ["CHECKPOINT_FILE", "CheckpointError", "TrainState", "load_checkpoint", "save_checkpoint"]
 
@@ -45,25 +43,21 @@ class TrainState:
 
 
 def save_checkpoint(directory: Path, state: TrainState) -> Path:
-    """Write ``state`` to directory/checkpoint.pt atomically (temp file, fsync, rename)."""
+    """Write ``state`` to directory/checkpoint.pt atomically (temp file, fsync, rename), sealed with its sha256."""
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / CHECKPOINT_FILE
-    payload = {"format": _FORMAT, **state.__dict__}
-    atomic_write(target, lambda f: torch.save(payload, f))
-    return target
+    return save_sealed(directory / CHECKPOINT_FILE, {"format": _FORMAT, **state.__dict__})
 
 
 def load_checkpoint(path: Path) -> TrainState:
-    """Read a checkpoint written by ``save_checkpoint`` (tensors and plain data only, never code)."""
+    """Read a checkpoint written by ``save_checkpoint`` (tensors and plain data only, never code), its seal checked."""
     if path.is_dir():
         path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated: {first}") from None
+        payload = load_sealed(path)
+    except SealError as exc:
+        raise CheckpointError(f"checkpoint {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise CheckpointError(f"{path} is not a robustune checkpoint")
     payload.pop("format")

@@ -112,6 +112,10 @@ class BundleSearch(Searcher):
                 optuna.trial.Trial(study, trial._trial_id).set_user_attr(OUTCOME, str(Outcome.FAILED))
                 study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
+    def use_study(self, storage: StudyStorage) -> None:
+        """Keep the study in ``storage`` from now on (a moved or copied experiment resumes with its own copy)."""
+        self.storage, self._study_obj = storage, None
+
     def save(self, checkpoint_path: str) -> None:
         """The pool, the count of asked trials and the bundles handed out (the study keeps itself)."""
         with open(checkpoint_path, "wb") as f:

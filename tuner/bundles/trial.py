@@ -32,6 +32,7 @@ from trainables.bundle import MemberEpoch, fit_bundle
 from trainables.data import Splits
 from trainables.train import resolve_device
 from tuner.cluster.storage import StudyStorage
+from tuner.trials.checkpoints import restore_intact
 from tuner.trials.objective import score_objective
 from tuner.trials.outcome import TrialReport, bundle_metrics, trial_outcome
 from tuner.trials.study import OUTCOME, verdict
@@ -124,9 +125,7 @@ def run_bundle_trial(config: dict[str, Any], context: BundleContext, splits: Spl
     told = _Members(context, [int(m["number"]) for m in members], splits)
     device = resolve_device(context.trial.device)
     work = Path(tempfile.mkdtemp(prefix="robustune-bundle-"))
-    restored = tune.get_checkpoint()
-    if restored is not None:
-        restored.to_directory(str(work))
+    restore_intact(tune.get_checkpoint(), work)  # FIFO: an epoch reported again changes no decision
     latest = _settled(work)  # members done by the checkpoint: trained no more, their ends reported once again
     unsent = set(latest)
 

@@ -125,6 +125,10 @@ class IntegrityRecorder(Callback):
     def __getstate__(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "_seen": {}, "_digests": {}}
 
+    def resume_at(self, experiment: str) -> None:
+        """Keep the record of ``experiment`` from now on: a resumed search's folder, wherever it now is."""
+        self.experiment = experiment
+
     def _renew(self) -> None:
         folder = Path(self.experiment)
         if not folder.is_dir():

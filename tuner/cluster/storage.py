@@ -16,17 +16,22 @@ experiment folder from its own node: a local folder of the driver's disk is refu
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from trainables.registry import check_choice
-from tuner.experiment import ExperimentFolder
+from tuner.experiment import ExperimentFolder, is_uri
 
 __all__ = ["JOURNAL_FILE", "NETWORK_FILESYSTEMS", "SQLITE_FILE", "STUDY_STORAGES", "StudyChoice", "StudyKind",
-           "StudyStorage", "check_shared", "filesystem_type", "host_addresses", "study_storage"]
+           "StudyStorage", "check_shared", "check_writable", "filesystem_type", "host_addresses", "study_name",
+           "study_storage"]
+
+MIN_FREE_BYTES = 256 << 20  # a search's first checkpoints, its study and its logs, with room to spare
 
 SQLITE_FILE = ExperimentFolder.SQLITE
 JOURNAL_FILE = ExperimentFolder.JOURNAL
@@ -96,6 +101,70 @@ class StudyStorage:
 
         return optuna.storages.JournalStorage(JournalFileBackend(self.location,
                                                                  lock_obj=JournalFileOpenLock(self.location)))
+
+    def check(self) -> None:
+        """ValueError (one line) unless the storage opens: a malformed URL, a missing driver, no server."""
+        try:
+            self.open()
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy's and the drivers' errors alike become one line
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"cannot open the study storage {_shown(self.location)}: {first}") from None
+
+    @property
+    def in_experiment(self) -> bool:
+        """Whether the study is a file of the experiment folder (it moves with it), not a database elsewhere."""
+        return self.kind != "url"
+
+
+def _shown(url: str) -> str:
+    """``url`` with its password hidden."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: shown as it is
+        return url
+
+
+def check_writable(path: str, flag: str, free_bytes: int = MIN_FREE_BYTES) -> None:
+    """ValueError (one line) when the local folder ``path`` cannot be made and written, or its disk is nearly full.
+
+    Checked on the nearest folder of ``path`` that exists, by writing a file there (permissions,
+    read-only mounts and full quotas alike), before a search starts Ray; remote URIs are left to pyarrow.
+    """
+    if is_uri(path):
+        return
+    here = Path(path).absolute()
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        raise ValueError(f"{flag} {path}: {here} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=here, prefix=".robustune-probe-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{flag} {path}: cannot write in {here} ({exc.strerror or exc})") from None
+    free = shutil.disk_usage(here).free
+    if free < free_bytes:
+        raise ValueError(f"{flag} {path}: only {free >> 20} MiB free on its disk; a search needs at least "
+                         f"{free_bytes >> 20} MiB for its first checkpoints, study and logs")
+
+
+def study_name(storage: StudyStorage | None, default: str) -> str:
+    """The name of the study an experiment keeps: ``default`` (the experiment's name) for a new one.
+
+    A study file of the experiment folder holds one study, named after the experiment when it began;
+    a copied or renamed experiment keeps that name inside its copy of the file.
+    """
+    if storage is None or not storage.in_experiment:
+        return default
+    location = Path(storage.location.removeprefix("sqlite:///"))
+    if not location.is_file():
+        return default
+    import optuna
+
+    names = optuna.get_all_study_names(storage.open())
+    return names[0] if len(names) == 1 else default
 
 
 def _started_with(folder: Path) -> StudyKind | None:

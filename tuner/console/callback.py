@@ -42,6 +42,10 @@ class LiveProgress(Callback):
         state["_view"] = None  # a terminal is not pickled; made anew after a restore
         return state
 
+    def resume_at(self, progress_file: Path | None, view: ViewKind) -> None:
+        """Write ``progress_file`` and show ``view`` from now on: a resumed search's, wherever its experiment now is."""
+        self.progress_file, self.view_kind = progress_file, ViewKind(view)
+
     def _model(self) -> SearchProgress:
         if self._progress is None:
             self._progress = SearchProgress(self.num_samples, self.max_epochs, space=self.space)
@@ -93,17 +97,19 @@ class LiveProgress(Callback):
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """A trial started (or restarted)."""
-        for other in trials:  # on a resume, the trials Tune restored
-            if other is trial:
-                continue
-            for unit, params, report in self._units(other):
-                if unit not in self._model().trials:
-                    self._sync(unit, params, report).outcome = trial_outcome(other.status, report)
+        self._adopt(other for other in trials if other is not trial)
         for unit, params, report in self._units(trial):
             view = self._sync(unit, params, report)
             if not view.outcome.ended:
                 view.outcome = Outcome.RUNNING
                 self._emit(TrialEvent.STARTED, view)
+
+    def _adopt(self, trials: Any) -> None:
+        """Trials Tune restored on a resume and this view has not seen yet, each as Tune's state says it is."""
+        for trial in trials:
+            for unit, params, report in self._units(trial):
+                if unit not in self._model().trials:
+                    self._sync(unit, params, report).outcome = trial_outcome(trial.status, report)
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
         """An epoch ended (Tune calls this before it updates the trial's last result)."""
@@ -147,6 +153,7 @@ class LiveProgress(Callback):
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         """Training is over (or interrupted): trials still running were interrupted; stop the view."""
         model = self._model()
+        self._adopt(trials)  # a resumed search with nothing left to run started none of them
         for trial in trials:
             for unit, params, report in self._units(trial):
                 view = self._sync(unit, params, report)

@@ -17,10 +17,18 @@ __all__ = ["show_status"]
 
 
 def show_status(experiment: Path) -> int:
-    """Print the experiment's phase, counts, ETA and trials; exit status 0."""
+    """Print the experiment's phase, counts, ETA and trials; exit status 0.
+
+    A search that holds the experiment but has written no progress yet (loading data, starting Ray)
+    is shown as starting.
+    """
     path = experiment / ExperimentFolder.PROGRESS
+    running = lock_holder(experiment) if experiment.is_dir() else None
+    if running is not None and not path.is_file():
+        Console().print(plain(f"{experiment}: starting (process {running.get('pid')} on {running.get('host')}); "
+                              "no trial has started yet"), highlight=False, markup=False, soft_wrap=True)
+        return 0
     data = read_progress(path)
-    running = lock_holder(experiment)
     try:
         model = from_json(data)
         age = time.time() - float(data.get("updated", time.time()))

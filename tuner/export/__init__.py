@@ -7,7 +7,7 @@ Loading reads JSON and safetensors only, never pickle, and refuses weights whose
 from the one recorded in config.json.
 """
 
-from tuner.export.best import LATEST, ExportRequest, export_best
+from tuner.export.best import LATEST, DamagedCheckpoint, ExportRequest, export_best
 from tuner.export.card import accuracy_table, model_card, recorded_suite, recorded_threat
 from tuner.export.files import (
     CONFIG_FILE,
@@ -28,6 +28,7 @@ __all__ = [
     "LATEST",
     "METRICS_FILE",
     "README_FILE",
+    "DamagedCheckpoint",
     "WEIGHTS_FILE",
     "Export",
     "ExportError",

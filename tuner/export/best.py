@@ -9,20 +9,24 @@ from pathlib import Path
 from typing import Any
 
 from trainables.attacks import ThreatModel
-from trainables.bundle import load_member
+from trainables.bundle import BundleCheckpointError, load_member
 from trainables.data import Splits
 from trainables.evaluation import ProgressFn, SuiteConfig
 from trainables.models import build_model
-from trainables.train import RunSpec, load_checkpoint
+from trainables.train import CheckpointError, RunSpec, TrainState, load_checkpoint
 from tuner.export.files import ExportError, export_model
 from tuner.export.scoring import evaluate_for_export
 from tuner.provenance import collect_provenance
 from tuner.trials.pareto import ParetoPick
 from tuner.trials.record import TrialRecord
 
-__all__ = ["LATEST", "ExportRequest", "export_best"]
+__all__ = ["LATEST", "DamagedCheckpoint", "ExportRequest", "export_best"]
 
 LATEST = "latest"  # exports/latest -> the newest export's folder
+
+
+class DamagedCheckpoint(ExportError):
+    """The chosen trial's checkpoint cannot be read (truncated, corrupt, fails its sha256): nothing was exported."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,20 @@ def _search_record(record: TrialRecord, request: ExportRequest, pick: ParetoPick
     return search
 
 
+def _trained(record: TrialRecord) -> tuple[RunSpec, dict[str, Any]]:
+    """The run and the weights the trial stands for (what its objective scored), from its checkpoint."""
+    with tempfile.TemporaryDirectory() as tmp:
+        record.checkpoint.to_directory(tmp)
+        try:
+            if record.member is not None:  # a fused trial's member: its own run and weights from the bundle's
+                return load_member(Path(tmp), record.member)
+            state: TrainState = load_checkpoint(Path(tmp))
+            return RunSpec.from_dict(state.spec), state.trained_weights()
+        except (CheckpointError, BundleCheckpointError) as exc:
+            where = str(record.checkpoint.path)
+            raise DamagedCheckpoint(f"trial {record.trial_id}: {str(exc).replace(tmp, where)}") from None
+
+
 def export_best(record: TrialRecord, splits: Splits, request: ExportRequest, progress: ProgressFn | None = None,
                 pick: ParetoPick | None = None) -> Path:
     """Re-evaluate ``record``'s final checkpoint with the export suite and export it to exports/<experiment>/.
@@ -71,13 +89,7 @@ def export_best(record: TrialRecord, splits: Splits, request: ExportRequest, pro
     """
     if record.checkpoint is None:
         raise ExportError(f"trial {record.trial_id} has no checkpoint left in its experiment folder: nothing to export")
-    with tempfile.TemporaryDirectory() as tmp:
-        record.checkpoint.to_directory(tmp)
-        if record.member is None:
-            state = load_checkpoint(Path(tmp))
-            spec, weights = RunSpec.from_dict(state.spec), state.trained_weights()  # what the objective scored
-        else:  # a fused trial's member: its own run and kept weights from the bundle's checkpoint
-            spec, weights = load_member(Path(tmp), record.member)
+    spec, weights = _trained(record)
     model = build_model(spec.model, splits.info)
     model.load_state_dict(weights)
     model.eval()

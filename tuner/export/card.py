@@ -70,6 +70,16 @@ def _threat_lines(suite: SuiteConfig, threat: ThreatModel, stochastic: bool) -> 
             f"- Attacks ({order}):\n{attacks or '  - none'}\n- EOT samples: {eot}")
 
 
+def _predict_lines(suite: SuiteConfig, stochastic: bool) -> str:
+    """How to predict as the reported figures did: a stochastic model's forward pass is one random draw."""
+    if not stochastic:
+        return "labels = model(images).argmax(1)  # images: (B, C, H, W) pixels in [0, 1]\n"
+    n = suite.predict_samples
+    return (f"from trainables.models import predict\n\n"
+            f"labels = predict(model, images, samples={n})  # as every figure above: {n} draws averaged\n"
+            f"# model(images) is ONE random draw: its accuracy is lower and two calls disagree on some images\n")
+
+
 def model_card(
     model: RobustModel,
     spec: RunSpec,
@@ -137,7 +147,7 @@ created {prov.get("created")}.
 from tuner.export import load_model
 
 model = load_model("{location}")  # eval mode; refuses weights whose sha256 differs from config.json
-```
+{_predict_lines(suite, stochastic)}```
 
 Re-evaluate under another suite: `python -m tuner.evaluate {location} --attacks {",".join(suite.names())} \
 --epsilon {threat.eps:g}`.

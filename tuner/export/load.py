@@ -166,7 +166,11 @@ def _build(directory: Path, config: dict[str, Any], device: torch.device | str) 
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> RobustModel:
-    """The exported model in eval mode, from the export directory or its config.json."""
+    """The exported model in eval mode, from the export directory or its config.json.
+
+    A stochastic model's (LWTA, PNI) forward pass is one random draw; the export's figures average
+    ``predict_samples`` draws (its README's "Load" section): ``trainables.models.predict(model, x, samples=N)``.
+    """
     directory = _export_dir(path)
     return _build(directory, _read_config(directory)[0], device)
 

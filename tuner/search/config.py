@@ -71,6 +71,8 @@ class SearchConfig:
         for flag, value in at_least_one.items():
             if value is not None and value < 1:
                 raise ValueError(f"{flag} must be >= 1, got {value}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"--seed must be in [0, 2**32), got {self.seed}")
         if not (math.isfinite(self.cpus_per_trial) and self.cpus_per_trial > 0):
             raise ValueError(f"--cpus-per-trial must be a finite number > 0, got {self.cpus_per_trial}")
         gpus = self.gpus_per_trial

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -24,33 +25,34 @@ from typing import Any
 
 import pyarrow.fs
 import ray
+from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
 from search_spaces import get_space
 from trainables.data import Splits, load_splits
-from tuner.bundles import Fusion, bundle_searcher, bundle_trainable, resolve_fusion
+from tuner.bundles import BundleSearch, Fusion, bundle_searcher, bundle_trainable, resolve_fusion
 from tuner.cluster.connect import check_address, connect_ray
 from tuner.cluster.integrity import IntegrityRecorder
 from tuner.cluster.lock import experiment_lock
 from tuner.cluster.resources import TrialResources
-from tuner.cluster.storage import StudyStorage, study_storage
+from tuner.cluster.storage import StudyStorage, check_writable, study_name, study_storage
 from tuner.console.callback import LiveProgress
 from tuner.console.leaderboard import leaderboard
 from tuner.console.progress import write_phase
-from tuner.console.view import Phases, ViewKind
-from tuner.export import METRICS_FILE, ExportRequest, export_best
+from tuner.console.view import Phases, ViewKind, plain
+from tuner.export import METRICS_FILE, DamagedCheckpoint, ExportError, ExportRequest, export_best
 from tuner.report.page import write_results_page
 from tuner.search.config import SearchConfig
 from tuner.search.logs import quiet_libraries, route_ray_logs
 from tuner.search.placement import place_trials
 from tuner.search.plan import SearchPlan, resolve_run
-from tuner.trials.pareto import ParetoPick, best_trial, pick_from_front
+from tuner.trials.pareto import ParetoPick, pick_from_front, ranked_trials
 from tuner.trials.record import TrialRecord
 from tuner.trials.results import collect_trials, time_spent, write_trials
 from tuner.trials.strategy import build_scheduler, build_searcher, sampler_of, starting_points
-from tuner.trials.study import settle_study, study_states
+from tuner.trials.study import HonestOptunaSearch, settle_study, study_states
 from tuner.trials.trial import TrialContext
-from tuner.trials.tune_run import build_tuner, check_experiment, make_trainable
+from tuner.trials.tune_run import build_tuner, check_experiment, make_trainable, restored_parts
 
 __all__ = ["SearchOutcome", "run_search"]
 
@@ -123,28 +125,49 @@ def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, 
         fusion = _fusion(cfg, plan, splits, layout, study)
         if fusion.reason:
             phases.say(fusion.reason)
+        name = study_name(study, cfg.folder.name)
         if fusion.k > 1:
             assert study is not None, "bundles need a study storage (_fusion checks it)"
             layout = _bundle_layout(layout, fusion.k)
-            trainable = bundle_trainable(context, plan.strategy, study, cfg.folder.name, splits, layout)
+            trainable = bundle_trainable(context, plan.strategy, study, name, splits, layout)
             searcher = None if cfg.resume else bundle_searcher(
-                plan.strategy, cfg.space, preset, context, study, cfg.folder.name, sampler_of(plan.strategy),
+                plan.strategy, cfg.space, preset, context, study, name, sampler_of(plan.strategy),
                 starting_points(plan.strategy, cfg.space, preset), fusion.k)
             scheduler = FIFOScheduler()  # members are pruned inside their bundle, by the study's pruner
         else:
             trainable = make_trainable(context, splits, layout, cfg.folder)
-            searcher = None if cfg.resume else build_searcher(plan.strategy, cfg.space, preset, study,
-                                                               cfg.folder.name)
+            searcher = None if cfg.resume else build_searcher(plan.strategy, cfg.space, preset, study, name)
             scheduler = build_scheduler(plan.strategy, preset.train.epochs)
         tuner = build_tuner(trainable, cfg.folder, resume=cfg.resume, searcher=searcher, scheduler=scheduler,
                             num_samples=plan.strategy.num_samples, callbacks=_callbacks(cfg, plan),
                             max_concurrent=max_concurrent,
                             reuse_actors=not layout.data_parallel)  # Train's workers are not reusable
+        if cfg.resume:
+            _repoint(tuner, cfg, study)
         return _fit_watching_sigint(tuner)
     finally:
         if cfg.address == "":
             with phases.phase("stopping the local Ray"):
                 ray.shutdown()
+
+
+def _repoint(tuner: Any, cfg: SearchConfig, study: StudyStorage | None) -> None:
+    """A restored run's searcher and callbacks pointed at where the experiment is now, shown as this command asks.
+
+    A moved or copied experiment then resumes in place: its trials go into its own study file, its
+    progress and integrity record into its own folder, never into the original's.
+    """
+    searcher, callbacks = restored_parts(tuner)
+    if study is not None and study.in_experiment:
+        if isinstance(searcher, HonestOptunaSearch):
+            searcher.use_study(study.open())
+        elif isinstance(searcher, BundleSearch):
+            searcher.use_study(study)
+    for callback in callbacks:
+        if isinstance(callback, LiveProgress):
+            callback.resume_at(cfg.folder.progress, ViewKind.LIVE if cfg.live else ViewKind.LINES)
+        elif isinstance(callback, IntegrityRecorder):
+            callback.resume_at(cfg.folder.path)
 
 
 def _fusion(cfg: SearchConfig, plan: SearchPlan, splits: Splits, layout: TrialResources,
@@ -176,10 +199,10 @@ def _study_states(cfg: SearchConfig, study: StudyStorage | None, interrupted: bo
     """The study's state per Tune trial; once the search is over, no trial is left RUNNING."""
     if study is None:
         return {}
-    opened = study.open()
+    opened, name = study.open(), study_name(study, cfg.folder.name)
     if not interrupted:  # every trial is over: one still RUNNING was asked for by a driver that died
-        settle_study(opened, cfg.folder.name, live=set())
-    return study_states(opened, cfg.folder.name)
+        settle_study(opened, name, live=set())
+    return study_states(opened, name)
 
 
 def _collect(cfg: SearchConfig, grid: Any, study: StudyStorage | None, interrupted: bool) -> tuple[list[TrialRecord],
@@ -234,6 +257,20 @@ def _export(cfg: SearchConfig, plan: SearchPlan, best: TrialRecord, splits: Spli
     return path, json.loads((path / METRICS_FILE).read_text())
 
 
+def _export_intact(cfg: SearchConfig, plan: SearchPlan, ranked: list[TrialRecord], splits: Splits, command: str,
+                   pick: ParetoPick | None, phases: Phases) -> tuple[TrialRecord | None, tuple[Path, dict[str, Any]]
+                                                                     | None]:
+    """Export the first of ``ranked`` whose checkpoint is intact, saying which were passed over; (None, None): none."""
+    for record in ranked:
+        try:
+            return record, _export(cfg, plan, record, splits, command, pick, phases)
+        except DamagedCheckpoint as exc:
+            phases.say(f"[yellow]warning[/]: {plain(str(exc))}; exporting the next best trial instead")
+    if ranked:
+        raise ExportError(f"no finished trial of {cfg.folder.path} has an intact checkpoint: nothing was exported")
+    return None, None
+
+
 def _results_page(cfg: SearchConfig, records: list[TrialRecord], params: tuple[str, ...], command: str,
                   best: TrialRecord | None, export: tuple[Path, dict[str, Any]] | None,
                   pick: ParetoPick | None) -> list[Path]:
@@ -249,13 +286,33 @@ def _results_page(cfg: SearchConfig, records: list[TrialRecord], params: tuple[s
 
 
 def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> SearchOutcome:
-    """Run (or resume) one search end to end and export its best honest model."""
+    """Run (or resume) one search end to end and export its best honest model.
+
+    A run refused or failed before Tune began (a bad setting, a cluster too small) leaves no
+    experiment folder behind when it made one.
+    """
     plan = resolve_run(cfg)  # every setting is checked here, before Ray starts
     check_address(cfg.address)  # a cluster that is not there: one line, before anything else is shown
+    for path, flag in ((cfg.storage_path, "--storage-path"), (cfg.export_dir, "--export-dir")):
+        check_writable(path, flag)
+    folder = cfg.folder
+    made = not folder.remote and not Path(folder.path).exists()
+    try:
+        return _search(cfg, plan, command)
+    except BaseException:
+        if made and not tune.Tuner.can_restore(folder.path):
+            shutil.rmtree(folder.path, ignore_errors=True)
+        raise
+
+
+def _search(cfg: SearchConfig, plan: SearchPlan, command: str) -> SearchOutcome:
+    """The search of :func:`run_search`, its settings checked."""
     folder = cfg.folder
     phases = Phases(live=cfg.live, progress_file=folder.progress)
     with experiment_lock(folder.path, command, remote=folder.remote):
         study = _study_storage(cfg)  # refuses SQLite on a network filesystem, or another storage than it started in
+        if study is not None and not study.in_experiment:
+            study.check()  # a database elsewhere (--optuna-storage): reachable before Ray starts
         check_experiment(folder, plan.strategy, study, resume=cfg.resume, trust=cfg.trust_experiment)
         with quiet_libraries(folder.log, cfg.verbose) as log:
             if log is not None:
@@ -271,9 +328,12 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
                 records, results = _collect(cfg, grid, study, interrupted)
             params = tuple(k for k in get_space(cfg.space).leaderboard if any(k in r.params for r in records))
             pick = pick_from_front(records, cfg.pick_min_natural) if cfg.pareto else None
-            best = None if interrupted else best_trial(records) if pick is None else pick.trial
+            ranked = [] if interrupted else ranked_trials(records)
+            if pick is not None and pick.trial is not None:
+                ranked = [pick.trial, *(r for r in ranked if r is not pick.trial)]
+            best = ranked[0] if ranked else None
             _summarise(records, params, results, pick, best, phases)
-            export = None if best is None else _export(cfg, plan, best, splits, command, pick, phases)
+            best, export = _export_intact(cfg, plan, ranked, splits, command, pick, phases)
             with phases.phase("writing the results page"):
                 pages = _results_page(cfg, records, params, command, best, export, pick)
             phases.say(f"results page: {pages[0]}" if pages else "no results page (remote storage, nothing exported)")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from tuner.trials.record import TrialRecord
 
-__all__ = ["ParetoPick", "ParetoPoint", "best_trial", "front_of", "pareto_front", "pick_from_front"]
+__all__ = ["ParetoPick", "ParetoPoint", "best_trial", "front_of", "pareto_front", "pick_from_front", "ranked_trials"]
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,17 @@ def pareto_front(points: Sequence[ParetoPoint]) -> list[ParetoPoint]:
     return sorted((p for p in points if not beaten(p)), key=lambda p: (p.natural, -p.robust))
 
 
+def ranked_trials(records: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """The exportable trials, highest objective first (ties: higher natural accuracy, then ``records``' order)."""
+    candidates = [r for r in records if r.exportable]
+    return sorted(candidates, key=lambda r: (r.objective, r.natural if math.isfinite(r.natural) else 0.0),
+                  reverse=True)
+
+
 def best_trial(records: Sequence[TrialRecord]) -> TrialRecord | None:
     """The exportable trial with the highest objective (ties: higher natural accuracy)."""
-    candidates = [r for r in records if r.exportable]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda r: (r.objective, r.natural if math.isfinite(r.natural) else 0.0))
+    ranked = ranked_trials(records)
+    return ranked[0] if ranked else None
 
 
 def front_of(records: Sequence[TrialRecord]) -> list[TrialRecord]:

@@ -37,6 +37,27 @@ class HonestOptunaSearch(OptunaSearch):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._last_steps: dict[str, Any] = {}  # the last step reported per trial (saved with the searcher)
+        self._moved_to: Any = None  # the study storage of this run, when --resume found it elsewhere (use_study)
+
+    def use_study(self, storage: Any) -> None:
+        """Ask and tell through ``storage`` (an Optuna storage), also once :meth:`restore` brought back the saved state.
+
+        The saved state names the study file where the experiment was when it began; a moved or
+        copied experiment resumes with its own copy of the file, and never writes to the original.
+        """
+        self._moved_to = storage
+
+    def restore(self, checkpoint_path: str) -> None:
+        """The saved state, its study (and the trials asked of it) reopened in :meth:`use_study`'s storage."""
+        moved_to = self._moved_to
+        super().restore(checkpoint_path)
+        self._moved_to = moved_to
+        if moved_to is None or self._ot_study is None:
+            return
+        self._storage = moved_to
+        self._ot_study = optuna.load_study(study_name=self._ot_study.study_name, storage=moved_to,
+                                           sampler=self._ot_study.sampler, pruner=self._ot_study.pruner)
+        self._ot_trials = {tid: optuna.Trial(self._ot_study, t._trial_id) for tid, t in self._ot_trials.items()}
 
     def suggest(self, trial_id: str) -> dict | None:
         """The suggestion, its Optuna trial tagged with the Tune trial id."""

@@ -22,6 +22,7 @@ from trainables.data import ImageSet, Splits
 from trainables.evaluation import SuiteConfig
 from trainables.models import RobustModel
 from trainables.train import RunSpec, TrainingDiverged, fit, resolve_device
+from tuner.trials.checkpoints import Restored, restore_intact
 from tuner.trials.objective import score_objective
 from tuner.trials.outcome import TrialReport
 
@@ -44,7 +45,7 @@ class TrialSession(Protocol):
 
     device: torch.device
 
-    def restore_into(self, folder: Path) -> None:
+    def restore_into(self, folder: Path) -> Restored:
         """Copy the checkpoint to resume from (if any) into ``folder``."""
 
     def report(self, report: TrialReport, checkpoint_dir: Path | None) -> None:
@@ -57,13 +58,11 @@ class TuneSession:
 
     device: torch.device
 
-    def restore_into(self, folder: Path) -> None:
-        """Tune's checkpoint of this trial, when it was restored or retried."""
+    def restore_into(self, folder: Path) -> Restored:
+        """Tune's checkpoint of this trial, when it was restored or retried (its newest intact one)."""
         from ray import tune
 
-        restored = tune.get_checkpoint()
-        if restored is not None:
-            restored.to_directory(str(folder))
+        return restore_intact(tune.get_checkpoint(), folder)
 
     def report(self, report: TrialReport, checkpoint_dir: Path | None) -> None:
         """``tune.report`` with the epoch's checkpoint."""
@@ -79,13 +78,14 @@ class TrainSession:
 
     device: torch.device
 
-    def restore_into(self, folder: Path) -> None:
-        """The Train run's last checkpoint, when the trial was retried or resumed."""
+    def restore_into(self, folder: Path) -> Restored:
+        """The Train run's last checkpoint, when the trial was retried or resumed (a damaged one fails the trial)."""
         import ray.train
 
         restored = ray.train.get_checkpoint()
         if restored is not None:
             restored.to_directory(str(folder))
+        return Restored()
 
     def report(self, report: TrialReport, checkpoint_dir: Path | None) -> None:
         """``ray.train.report``; the TuneReportCallback hands rank 0's report to Tune."""
@@ -128,9 +128,11 @@ def train_trial(config: dict[str, Any], context: TrialContext, splits: Splits, s
     """
     spec = trial_spec(context, config)
     work = Path(tempfile.mkdtemp(prefix="robustune-trial-"))
-    session.restore_into(work)
+    restored = session.restore_into(work)
 
     def on_epoch(metrics: dict[str, float], checkpoint_dir: Path | None, model: RobustModel) -> None:
+        if restored.silent(int(metrics["epoch"])):
+            return  # retrained after a damaged checkpoint: Tune holds this epoch's report already
         session.report(epoch_report(metrics, model, spec, context, splits.val, session.device), checkpoint_dir)
 
     try:

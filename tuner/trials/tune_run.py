@@ -19,13 +19,13 @@ from ray import tune
 from trainables.data import Splits
 from tuner.cluster.integrity import verify
 from tuner.cluster.resources import DRIVER_MEMORY, TrialResources
-from tuner.cluster.storage import StudyStorage
+from tuner.cluster.storage import StudyStorage, study_name
 from tuner.experiment import ExperimentFolder
 from tuner.trials.data_parallel import SplitsRef, run_data_parallel_trial
 from tuner.trials.strategy import OBJECTIVES, Strategy
 from tuner.trials.trial import TrialContext, run_trial
 
-__all__ = ["build_tuner", "check_experiment", "make_trainable"]
+__all__ = ["build_tuner", "check_experiment", "make_trainable", "restored_parts"]
 
 
 def check_experiment(folder: ExperimentFolder, strategy: Strategy, study: StudyStorage | None, *, resume: bool,
@@ -51,7 +51,7 @@ def _check_objective(folder: ExperimentFolder, strategy: Strategy, study: StudyS
     if study is None:
         return
     try:
-        directions = optuna.load_study(study_name=folder.name, storage=study.open()).directions
+        directions = optuna.load_study(study_name=study_name(study, folder.name), storage=study.open()).directions
     except KeyError:  # the searcher never created its study
         return
     if len(directions) != len(strategy.metrics):
@@ -68,6 +68,19 @@ def make_trainable(context: TrialContext, splits: Splits, layout: TrialResources
     driver = tune.with_parameters(run_data_parallel_trial, context=context, data=SplitsRef(ray.put(splits)),
                                   layout=layout, storage_path=folder.train_runs)
     return tune.with_resources(driver, {"cpu": 0, "memory": DRIVER_MEMORY})  # Train places the workers
+
+
+def restored_parts(tuner: Any) -> tuple[Any, list[Any]]:
+    """The searcher and the callbacks a restored ``tune.Tuner`` will run with, as ``tuner.pkl`` kept them.
+
+    They hold the paths of where the experiment was when it began (its study file, progress.json,
+    the folder the integrity record covers) and the view it began with; Tune has no public way to
+    give a restored run new ones, so the caller re-points these objects before ``fit``. Reached
+    through Tune's internal tuner: tests/test_tuner.py resumes a copied experiment and fails if a
+    Ray release moves them.
+    """
+    internal = tuner._local_tuner  # noqa: SLF001 - see above
+    return internal._tune_config.search_alg, internal._run_config.callbacks  # noqa: SLF001
 
 
 def build_tuner(trainable: Any, folder: ExperimentFolder, *, resume: bool, searcher: Any, scheduler: Any,
