@@ -157,8 +157,25 @@ def test_the_local_ray_a_search_starts_requires_its_token(monkeypatch) -> None:
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         token = Path.home() / ".ray" / "auth_token"
         assert (token.stat().st_mode & 0o777) == 0o600
+        import http.client
+        import urllib.request
+
+        for port in _listening_ports(ray):  # no plain HTTP endpoint (Prometheus metrics) answers on them
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+                    assert b"ray_" not in reply.read(), f"port {port} serves Ray's metrics without the token"
+            except (OSError, http.client.HTTPException):  # gRPC servers (token checked) and closed ports
+                pass
     finally:
         ray.shutdown()
+
+
+def _listening_ports(ray) -> set[int]:
+    """TCP ports the local Ray's processes (this driver's children) listen on."""
+    import psutil
+
+    ours = {p.pid for p in psutil.Process().children(recursive=True)}
+    return {c.laddr.port for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.pid in ours}
 
 
 # ------------------------------------------------------------------------------------------- study
@@ -245,4 +262,51 @@ def test_joining_a_token_cluster_without_the_token_mode_is_one_line(monkeypatch)
         _check_token_mode("127.0.0.1", 6379)
     assert "\n" not in str(caught.value)
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    _check_token_mode("127.0.0.1", 6379)  # Ray will send ~/.ray/auth_token
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "secret")
+    assert _check_token_mode("127.0.0.1", 6379).source == "$RAY_AUTH_TOKEN"  # what Ray will send
+
+
+@pytest.fixture
+def token_gcs():
+    """A stand-in GCS on loopback that answers GetClusterId only to the bearer of the token 'right'."""
+    from concurrent import futures
+
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    class NodeInfo(gcs_service_pb2_grpc.NodeInfoGcsServiceServicer):
+        def GetClusterId(self, request, context):  # noqa: N802 - the gRPC method's name
+            if ("authorization", "Bearer right") not in tuple(context.invocation_metadata()):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "Invalid authentication token")
+            return gcs_service_pb2.GetClusterIdReply()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    gcs_service_pb2_grpc.add_NodeInfoGcsServiceServicer_to_server(NodeInfo(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield port
+    server.stop(None)
+
+
+@pytest.mark.parametrize(("token", "needle"), [
+    (None, "requires its auth token, and none was found ($RAY_AUTH_TOKEN, or the file "),
+    ("wrong", "refused the auth token from $RAY_AUTH_TOKEN_PATH ("),
+    ("right", None),
+])
+def test_joining_with_a_missing_or_wrong_token_is_one_line_within_seconds(token_gcs, tmp_path: Path, monkeypatch,
+                                                                          token: str | None,
+                                                                          needle: str | None) -> None:
+    from tuner.cluster.connect import probe_gcs
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "auth_token"))
+    if token is not None:
+        (tmp_path / "auth_token").write_text(token + "\n")
+    began = time.time()
+    if needle is None:
+        probe_gcs("127.0.0.1", token_gcs, timeout=5)
+        return
+    with pytest.raises(ConnectionError) as caught:
+        probe_gcs("127.0.0.1", token_gcs, timeout=5)
+    assert needle in str(caught.value) and "\n" not in str(caught.value) and time.time() - began < 5

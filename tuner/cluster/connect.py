@@ -11,9 +11,10 @@ import os
 import socket
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["GCS_TIMEOUT_S", "check_address", "connect_ray", "parse_address", "probe_gcs"]
+__all__ = ["GCS_TIMEOUT_S", "AuthToken", "auth_token", "check_address", "connect_ray", "parse_address", "probe_gcs"]
 
 GCS_TIMEOUT_S = 10.0
 
@@ -50,23 +51,60 @@ def probe_gcs(host: str, port: int, timeout: float = GCS_TIMEOUT_S) -> None:
     channel = grpc.insecure_channel(f"{host}:{port}")
     try:
         stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
-        stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)
-    except grpc.RpcError as exc:
-        code = exc.code()  # type: ignore[attr-defined]
+
+        def ask(metadata: tuple[tuple[str, str], ...] = ()) -> grpc.StatusCode | None:
+            try:
+                stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout, metadata=metadata)
+            except grpc.RpcError as exc:
+                return exc.code()  # type: ignore[attr-defined]
+            return None
+
+        code = ask()
         if code == grpc.StatusCode.UNAUTHENTICATED:  # a Ray cluster that wants its token
-            _check_token_mode(host, port)
+            token = _check_token_mode(host, port)
+            if ask((("authorization", f"Bearer {token.value}"),)) == grpc.StatusCode.UNAUTHENTICATED:
+                raise ConnectionError(f"the Ray cluster at {host}:{port} refused the auth token from {token.source}: "
+                                      "it is another cluster's (`ray get-auth-token` on its head node gives its own)")
             return
-        raise ConnectionError(f"no Ray cluster answers at {host}:{port} within {timeout:g} s ({code.name}): is it "
-                              "the head node's GCS port (6379 by default)?") from None
+        if code is not None:
+            raise ConnectionError(f"no Ray cluster answers at {host}:{port} within {timeout:g} s ({code.name}): is it "
+                                  "the head node's GCS port (6379 by default)?")
     finally:
         channel.close()
 
 
-def _check_token_mode(host: str, port: int) -> None:
-    """ConnectionError (one line) unless this process will send Ray's auth token (read when Ray is imported)."""
+@dataclass(frozen=True)
+class AuthToken:
+    """The token Ray sends to a cluster, and where it was read."""
+
+    value: str
+    source: str
+
+
+def auth_token() -> AuthToken | None:
+    """The token Ray will send, in Ray's order: $RAY_AUTH_TOKEN, the file $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return AuthToken(os.environ["RAY_AUTH_TOKEN"].strip(), "$RAY_AUTH_TOKEN")
+    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    path = Path(named) if named else Path.home() / ".ray" / "auth_token"
+    try:
+        value = path.read_text().strip()
+    except OSError:
+        return None
+    return AuthToken(value, f"$RAY_AUTH_TOKEN_PATH ({path})" if named else str(path)) if value else None
+
+
+def _check_token_mode(host: str, port: int) -> AuthToken:
+    """The token this process will send (ConnectionError, one line, when it sends none)."""
     if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
         raise ConnectionError(f"the Ray cluster at {host}:{port} requires its auth token: run with RAY_AUTH_MODE=token "
                               "and the cluster's token in ~/.ray/auth_token (`ray get-auth-token` on its head node)")
+    token = auth_token()
+    if token is None:
+        where = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+        raise ConnectionError(f"the Ray cluster at {host}:{port} requires its auth token, and none was found "
+                              f"($RAY_AUTH_TOKEN, or the file {where}): `ray get-auth-token` on its head node gives it")
+    return token
 
 
 def _token_auth_on() -> None:
@@ -128,9 +166,12 @@ def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | No
         try:  # bounded by Ray's own start-up timeouts
             # "local": a new instance even where a `ray start` cluster runs on this machine (plain
             # ray.init() would join it; --address says when to join)
+            # no metrics collection: its Prometheus exporter listens on every interface and answers
+            # without the token; nothing here reads it
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
                      include_dashboard=dashboard, dashboard_host="127.0.0.1", configure_logging=True,
-                     logging_level="ERROR", log_to_driver=log_to_driver)
+                     logging_level="ERROR", log_to_driver=log_to_driver,
+                     _system_config={"enable_metrics_collection": False})
         except (RuntimeError, ConnectionError) as exc:  # e.g. "Failed to start GCS": the machine, not a bug here
             raise ConnectionError(f"cannot start a local Ray: {str(exc).splitlines()[0]}") from None
         token = Path.home() / ".ray" / "auth_token"
