@@ -243,6 +243,8 @@ def test_load_refuses_broken_exports(exported, tmp_path: Path, mutate, match: st
     (["--budget", "cw.steps=3"], "cannot set cw.steps"),
     (["--attacks", "fgsm,nope"], "unknown attack"),
     (["--limit", "0"], "--limit must be >= 1"),
+    (["--device", "nosuch"], "unknown device 'nosuch': cpu, cuda or cuda:N"),
+    (["--device", "mps"], "robustune runs on cpu or cuda"),
 ])
 def test_cli_rejects_bad_flags_in_one_line(exported, capsys, extra: list[str], needle: str) -> None:
     assert run_main(evaluate.main, [str(exported[1]), *extra], prog=evaluate.PROG) == 2
