@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
 from trainables.registry import check_choice
 
-__all__ = ["LWTA_LAYERS", "MAX_SIZES", "LWTAInference", "LWTALayers", "ModelConfig"]
+__all__ = ["LWTA_LAYERS", "MAX_IBP_ALPHA", "MAX_SIZES", "LWTAInference", "LWTALayers", "ModelConfig"]
 
 # Upper bounds of the architecture sizes, well above any robust model in the literature (WRN-106-16,
 # U = 4): a config that asks for more (an edited export) is refused before anything is built.
 MAX_SIZES = {"depth": 112, "widen": 32, "competitors": 16, "hidden_blocks": 16384, "cnn_width": 1024,
              "cnn_kernel": 15}
+
+MAX_IBP_ALPHA = 100.0  # the searched range is 1-10, the paper's 3; exp(alpha) overflows past ~709
 
 LWTALayers = Literal["all", "dense"]  # every activation, or the small CNN's dense hidden layer only (ReLU convolutions)
 LWTAInference = Literal["sample", "argmax"]  # the LWTA winner at eval: stochastic, or the strongest unit
@@ -46,6 +48,7 @@ class ModelConfig:
     input_noise: float = 0.0  # randomized smoothing sigma: > 0 wraps the model in Gaussian input noise
 
     def __post_init__(self) -> None:
+        self._check_types()
         if not 2 <= self.competitors <= MAX_SIZES["competitors"]:
             raise ValueError(f"competitors must be in [2, {MAX_SIZES['competitors']}], got {self.competitors=}")
         if not 10 <= self.depth <= MAX_SIZES["depth"] or (self.depth - 4) % 6:
@@ -58,11 +61,30 @@ class ModelConfig:
             raise ValueError(f"cnn_kernel must be odd, got {self.cnn_kernel=}")
         if not (0 < self.temperature < math.inf and 0 < self.ibp_temperature < math.inf):
             raise ValueError(f"temperatures must be finite and > 0, got {self.temperature=}, {self.ibp_temperature=}")
-        if not 0 < self.ibp_alpha < math.inf:
-            raise ValueError(f"ibp_alpha must be finite and > 0, got {self.ibp_alpha=}")
+        if not 0 < self.ibp_alpha <= MAX_IBP_ALPHA:
+            raise ValueError(f"ibp_alpha must be in (0, {MAX_IBP_ALPHA:g}], got {self.ibp_alpha=}")
         check_choice("lwta_layers", self.lwta_layers, LWTA_LAYERS)
         check_choice("inference", self.inference, get_args(LWTAInference))
         if not 0 <= self.pni_init < math.inf:
             raise ValueError(f"pni_init must be finite and >= 0, got {self.pni_init=}")
         if not 0 <= self.input_noise < math.inf:
             raise ValueError(f"input_noise must be finite and >= 0, got {self.input_noise=}")
+
+    def _check_types(self) -> None:
+        """ValueError (one line) for a field of the wrong type: whole numbers, numbers, switches and names."""
+        for f in fields(self):
+            value, kind = getattr(self, f.name), _KINDS.get(f.name)
+            if kind == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
+                raise ValueError(f"{f.name} must be a whole number, got {value!r}")
+            if kind == "float" and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+                raise ValueError(f"{f.name} must be a number, got {value!r}")
+            if kind == "bool" and not isinstance(value, bool):
+                raise ValueError(f"{f.name} must be true or false, got {value!r}")
+            if kind == "str" and not isinstance(value, str):
+                raise ValueError(f"{f.name} must be a string, got {value!r}")
+
+
+_KINDS = {"name": "str", "depth": "int", "widen": "int", "competitors": "int", "cnn_width": "int", "cnn_kernel": "int",
+          "cnn_pool_first": "bool", "hidden_blocks": "int", "lwta_layers": "str", "temperature": "float",
+          "inference": "str", "ibp": "bool", "ibp_alpha": "float", "ibp_temperature": "float", "pni_init": "float",
+          "input_noise": "float"}
