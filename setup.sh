@@ -2,7 +2,7 @@
 # Set up robustune on a fresh machine: a venv in .venv, the package (editable), and the embedded
 # Fashion-MNIST data from Debian's dataset-fashion-mnist package when apt is available.
 #   ./setup.sh         runtime dependencies
-#   ./setup.sh --dev   plus pytest, ruff and torchattacks (what the tests need)
+#   ./setup.sh --dev   plus pytest, ruff, torchattacks, hypothesis and import-linter (what the tests need)
 set -euo pipefail
 cd "$(dirname "$0")"
 venv="${ROBUSTUNE_VENV:-.venv}"
