@@ -11,7 +11,7 @@ import argparse
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 __all__ = ["USER_ERRORS", "OneLineParser", "run_main"]
 
@@ -20,8 +20,22 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, F
                                                 PermissionError, ConnectionError)
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default, unless it is None or already said in its help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text or not text:
+            return text
+        return super()._get_help_string(action)
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are a single line on stderr (exit status 2)."""
+    """ArgumentParser whose errors are a single line on stderr (exit status 2); ``--help`` shows the defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Defaults)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         """Print ``prog: error: message`` and exit 2."""

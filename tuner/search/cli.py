@@ -29,20 +29,21 @@ PROG = "python -m tuner.search"
 def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     """The search command line, and the destinations of its suite flags."""
     p = OneLineParser(prog=PROG, description="Search robust classifiers with Ray Tune + Optuna.")
-    p.add_argument("--space", default="lwta", choices=list_spaces())
-    p.add_argument("--preset", default="quick", choices=PRESETS.names())
+    p.add_argument("--space", default="lwta", choices=list_spaces(), help="the model family searched")
+    p.add_argument("--preset", default="quick", choices=PRESETS.names(),
+                   help="quick: a 2-core laptop in minutes; paper: the paper's CIFAR-10 setting")
     p.add_argument("--dataset", default=None, choices=list_datasets(), help="override the preset's dataset")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--download", action="store_true")
     p.add_argument("--num-samples", type=int, default=None, help="trials (default: the preset's)")
-    p.add_argument("--max-concurrent", type=int, default=None)
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as the resources allow)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs each trial holds")
     p.add_argument("--gpus-per-trial", type=_gpus, default=None,
                    help="fractions share a GPU; N > 1 trains data-parallel on N GPUs; auto sizes a share from a "
                         "memory probe (default: auto when the cluster has GPUs)")
     p.add_argument("--workers-per-trial", type=int, default=None,
                    help="data-parallel Ray Train workers per trial (default: one per GPU; gloo workers on CPU)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the sampler's and the trials' seed")
     p.add_argument("--objective", default="robust", choices=list(OBJECTIVES),
                    help="robust: maximise worst-case robust validation accuracy; pareto: maximise it and natural "
                         "validation accuracy together (Optuna's multi-objective TPE), a Pareto front of trials")
@@ -63,7 +64,7 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--address", default="", help="'' local Ray; 'auto' or host:port joins a cluster")
     p.add_argument("--wait-for-resources", dest="resource_wait_s", type=float, default=None, metavar="SECONDS",
                    help="how long a joined cluster may take to grow until a trial fits (default 600; a local Ray: 0)")
-    p.add_argument("--export-dir", default="exports")
+    p.add_argument("--export-dir", default="exports", help="where the best model is exported (exports/NAME)")
     p.add_argument("--optuna-storage", default=None,
                    help="SQLAlchemy URL of the study's database (default: kept in the experiment, see --study-storage)")
     p.add_argument("--study-storage", default="auto", choices=list(STUDY_STORAGES),
