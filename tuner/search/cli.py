@@ -7,6 +7,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from search_spaces import PRESETS, list_spaces
 from trainables.cli import OneLineParser
@@ -118,14 +119,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: no trial finished without failing or being flagged as suspect; nothing exported",
               file=sys.stderr)
         return 1
-    test = (outcome.export_metrics or {})["test"]
+    metrics = outcome.export_metrics or {}
     best = outcome.best
     if cfg.pareto:
-        chosen = (f"trial {best.trial_id}, picked from {len(outcome.front)} on the Pareto front: validation robust "
-                  f"{100 * best.objective:.2f}%, natural {100 * best.natural:.2f}%")
+        chosen = (f"trial {best.trial_id}, picked from {len(outcome.front)} on the Pareto front: validation L-inf "
+                  f"robust {100 * best.objective:.2f}%, natural {100 * best.natural:.2f}%")
     else:
-        chosen = f"best trial {best.trial_id}: validation objective {100 * best.objective:.2f}%"
-    print(f"{chosen}; test natural {100 * test['natural_acc']:.2f}%, worst-case robust "
-          f"{100 * test['robust_acc']:.2f}% -> {outcome.export_path}")
+        chosen = f"best trial {best.trial_id}: validation L-inf objective {100 * best.objective:.2f}%"
+    print(f"{chosen}; {_test_line(metrics)} -> {outcome.export_path}")
+    print(f"next: python -m tuner.crosscheck {outcome.export_path}   (the figures under torchattacks' attacks)")
+    print(f"      python -m tuner.evaluate {outcome.export_path} --epsilon E   (another radius)")
     return 0
+
+
+def _test_line(metrics: dict[str, Any]) -> str:
+    """The export's test figures, each threat model's worst case apart: 'test (2000 images): natural ..., L-inf ...'."""
+    test = metrics.get("test", {})
+    threat = metrics.get("threat", {})
+    examples = metrics.get("examples", {}).get("test")
+    parts = [f"natural {100 * test['natural_acc']:.2f}%"]
+    for norm, name, radius in (("linf", "L-inf", threat.get("eps")), ("l2", "L2", threat.get("l2_eps"))):
+        value = test.get(f"robust_acc/{norm}")
+        if value is not None:
+            parts.append(f"{name}{'' if radius is None else f' {radius:g}'} worst case {100 * value:.2f}%")
+    if len(parts) == 1:  # an export from before the per-threat figures
+        parts.append(f"worst-case robust {100 * test['robust_acc']:.2f}%")
+    return f"test{'' if examples is None else f' ({examples} images)'}: " + ", ".join(parts)
 
