@@ -216,3 +216,24 @@ def test_resuming_a_finished_search_shows_its_trials_as_they_ended_not_interrupt
     assert "training done: 1 finished, 1 pruned, 1 interrupted" in capsys.readouterr().err
     counts = read_progress(tmp_path / "progress.json")["counts"]
     assert {k: n for k, n in counts.items() if n} == {"finished": 1, "pruned": 1, "interrupted": 1}
+
+
+def test_no_live_lines_share_one_clock_and_each_is_stamped_when_it_is_printed(monkeypatch) -> None:
+    import tuner.console.view as view_module
+
+    now = [1000.0]
+    monkeypatch.setattr(view_module.time, "time", lambda: now[0])
+    out = io.StringIO()
+    phases = Phases(live=False, stream=out)  # the run starts at 1000
+    now[0] = 1030.0
+    with phases.counted("scoring") as heard:
+        now[0] = 1090.0
+        heard("test: fgsm", 1, 2)
+        now[0] = 1150.0
+    callback = LiveProgress(None, num_samples=1, max_epochs=1, view="none", started=phases.started)
+    callback.setup()
+    callback._view = _LineView(callback._model(), out)
+    one = _trial("one", lr=0.05)
+    callback.on_trial_start(0, [one], one)
+    stamps = [line.split("]")[0] + "]" for line in out.getvalue().splitlines()]
+    assert stamps == ["[0:30]", "[1:30]", "[2:30]", "[2:30]"], out.getvalue()

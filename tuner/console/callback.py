@@ -29,8 +29,8 @@ class LiveProgress(Callback):
     """
 
     def __init__(self, progress_file: Path | None, num_samples: int, max_epochs: int, params: tuple[str, ...] = (),
-                 space: str = "", view: ViewKind = ViewKind.LIVE) -> None:
-        self.progress_file = progress_file
+                 space: str = "", view: ViewKind = ViewKind.LIVE, started: float | None = None) -> None:
+        self.progress_file, self.started = progress_file, started  # started: the run's clock (None: now)
         self.num_samples, self.max_epochs, self.params, self.space = num_samples, max_epochs, params, space
         self.view_kind = ViewKind(view)
         self._progress: SearchProgress | None = None
@@ -42,13 +42,14 @@ class LiveProgress(Callback):
         state["_view"] = None  # a terminal is not pickled; made anew after a restore
         return state
 
-    def resume_at(self, progress_file: Path | None, view: ViewKind) -> None:
-        """Write ``progress_file`` and show ``view`` from now on: a resumed search's, wherever its experiment now is."""
-        self.progress_file, self.view_kind = progress_file, ViewKind(view)
+    def resume_at(self, progress_file: Path | None, view: ViewKind, started: float | None = None) -> None:
+        """Write ``progress_file``, show ``view``, stamp lines from ``started``: a resumed search, where it now is."""
+        self.progress_file, self.view_kind, self.started = progress_file, ViewKind(view), started
 
     def _model(self) -> SearchProgress:
         if self._progress is None:
-            self._progress = SearchProgress(self.num_samples, self.max_epochs, space=self.space)
+            self._progress = SearchProgress(self.num_samples, self.max_epochs, space=self.space,
+                                            run_started=self.started)
         return self._progress
 
     def setup(self, **info: Any) -> None:

@@ -55,8 +55,13 @@ class SearchProgress:
     max_epochs: int
     space: str = ""
     phase: str = "training"
-    started: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.time)  # when training began: the rate behind the ETA
     trials: dict[str, TrialView] = field(default_factory=dict)
+    run_started: float | None = None  # when the run began (data, Ray): the clock of stamped lines (None: started)
+
+    def clock(self, now: float | None = None) -> float:
+        """Seconds since the run began, the time every stamped line of a run shows."""
+        return (now or time.time()) - (self.started if self.run_started is None else self.run_started)
 
     def view(self, trial_id: str) -> TrialView:
         """The view of ``trial_id`` (created on first sight)."""

@@ -147,7 +147,7 @@ class _LineView:
             what = view.state(m.max_epochs)
         if kind != TrialEvent.STARTED and view.objective is not None:
             what += f", objective {_pct(view.objective)}"
-        print(f"[{_duration(time.time() - m.started)}] trial {view.trial_id} {what} "
+        print(f"[{_duration(m.clock())}] trial {view.trial_id} {what} "
               f"({m.epochs_done()}/{m.epochs_expected()} trial-epochs, ETA {_duration(m.eta_s())})",
               file=self.stream, flush=True)
 
@@ -181,41 +181,43 @@ class Phases:
         self.live = live
         self.progress_file = progress_file
         self.console = Console(file=stream or sys.stderr, width=None if (stream or sys.stderr).isatty() else 140)
-        self._began = time.time()
+        self.started = time.time()  # the run's one clock: every stamped line counts from here (trials' too)
 
     def say(self, text: str) -> None:
         """One line, as is."""
         self.console.print(text, highlight=False)
+
+    def clock(self) -> str:
+        """``[m:ss]`` since the run started, now."""
+        return f"[{_duration(time.time() - self.started)}]"
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         """Announce ``name``; on the way out, its duration (or that it failed)."""
         write_phase(self.progress_file, name)
         began = time.time()
-        clock = f"[{_duration(began - self._began)}]"
         if self.live:
             with self.console.status(f"{name}...", spinner="dots"):
                 yield
         else:
-            self.say(f"{clock} {name}...")
+            self.say(f"{self.clock()} {name}...")
             yield
-        self.say(f"{clock} {name}: done in {time.time() - began:.1f} s")
+        self.say(f"{self.clock()} {name}: done in {time.time() - began:.1f} s")
 
     @contextmanager
     def counted(self, name: str) -> Iterator[Callable[[str, int, int], None]]:
         """A phase whose work reports (label, done, total): a bar when live, a line per label otherwise."""
         write_phase(self.progress_file, name)
         began = time.time()
-        clock = f"[{_duration(began - self._began)}]"
         if not self.live:
             seen: set[str] = set()
 
             def line(label: str, done: int, total: int) -> None:
                 if label not in seen:
                     seen.add(label)
-                    self.say(f"{clock} {name}: {label}")
+                    self.say(f"{self.clock()} {name}: {label}")
 
-            self.say(f"{clock} {name}...")
+            self.say(f"{self.clock()} {name}...")
             yield line
         else:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -229,4 +231,4 @@ class Phases:
                     bar.update(task, completed=done, total=total, label=label)
 
                 yield update
-        self.say(f"{clock} {name}: done in {time.time() - began:.1f} s")
+        self.say(f"{self.clock()} {name}: done in {time.time() - began:.1f} s")

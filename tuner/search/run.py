@@ -94,12 +94,12 @@ def _fit_watching_sigint(tuner: Any) -> tuple[Any, bool]:
     return grid, watching and after is before
 
 
-def _callbacks(cfg: SearchConfig, plan: SearchPlan) -> list[Any]:
+def _callbacks(cfg: SearchConfig, plan: SearchPlan, started: float) -> list[Any]:
     """Tune callbacks of a new experiment: the live view and progress.json, and the integrity record (local storage)."""
     folder, preset = cfg.folder, plan.preset
     callbacks: list[Any] = [LiveProgress(folder.progress, plan.strategy.num_samples, preset.train.epochs,
                                          params=get_space(cfg.space).leaderboard, space=f"{cfg.space} · {preset.name}",
-                                         view=ViewKind.LIVE if cfg.live else ViewKind.LINES)]
+                                         view=ViewKind.LIVE if cfg.live else ViewKind.LINES, started=started)]
     if not folder.remote:
         callbacks.append(IntegrityRecorder(folder.path))
     return callbacks
@@ -139,11 +139,11 @@ def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, 
             searcher = None if cfg.resume else build_searcher(plan.strategy, cfg.space, preset, study, name)
             scheduler = build_scheduler(plan.strategy, preset.train.epochs)
         tuner = build_tuner(trainable, cfg.folder, resume=cfg.resume, searcher=searcher, scheduler=scheduler,
-                            num_samples=plan.strategy.num_samples, callbacks=_callbacks(cfg, plan),
+                            num_samples=plan.strategy.num_samples, callbacks=_callbacks(cfg, plan, phases.started),
                             max_concurrent=max_concurrent,
                             reuse_actors=not layout.data_parallel)  # Train's workers are not reusable
         if cfg.resume:
-            _repoint(tuner, cfg, study)
+            _repoint(tuner, cfg, study, phases.started)
         return _fit_watching_sigint(tuner)
     finally:
         if cfg.address == "":
@@ -151,7 +151,7 @@ def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, 
                 ray.shutdown()
 
 
-def _repoint(tuner: Any, cfg: SearchConfig, study: StudyStorage | None) -> None:
+def _repoint(tuner: Any, cfg: SearchConfig, study: StudyStorage | None, started: float) -> None:
     """A restored run's searcher and callbacks pointed at where the experiment is now, shown as this command asks.
 
     A moved or copied experiment then resumes in place: its trials go into its own study file, its
@@ -165,7 +165,7 @@ def _repoint(tuner: Any, cfg: SearchConfig, study: StudyStorage | None) -> None:
             searcher.use_study(study)
     for callback in callbacks:
         if isinstance(callback, LiveProgress):
-            callback.resume_at(cfg.folder.progress, ViewKind.LIVE if cfg.live else ViewKind.LINES)
+            callback.resume_at(cfg.folder.progress, ViewKind.LIVE if cfg.live else ViewKind.LINES, started)
         elif isinstance(callback, IntegrityRecorder):
             callback.resume_at(cfg.folder.path)
 
