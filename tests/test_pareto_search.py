@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -85,11 +86,17 @@ def test_leaderboard_shows_and_marks_every_front_trial() -> None:
     console.print(leaderboard(records, front=["a", "d", "b"], picked="b", top=2))
     text = console.export_text()
     rows = {line.split("│")[2].strip(): line for line in text.splitlines() if line.count("│") > 3 and "%" in line}
-    assert "front, exported" in rows["b"] and "front" in rows["a"] and "front" in rows["d"]
+    assert "exported" in rows["b"] and "front" in rows["b"] and "front" in rows["a"] and "front" in rows["d"]
+    assert sum("exported" in row for row in rows.values()) == 1
     assert set(rows) == {"e", "g", "a", "d", "b"}  # the top 2 by robust accuracy, and the front below them
     plain = Console(record=True, width=200)
     plain.print(leaderboard(records))
     assert "Pareto" not in plain.export_text()
+    narrow = Console(record=True, width=60)  # a narrow terminal wraps the parameters, never a trial id
+    long = [replace(r, trial_id=f"{r.trial_id}-0123456789abcdef") for r in records]
+    narrow.print(leaderboard(long, params=("lr",), picked=long[0].trial_id))
+    text = narrow.export_text()
+    assert all(r.trial_id in text for r in long[:5]) and "exported" in text
 
 
 def test_results_page_draws_the_searchs_own_front(monkeypatch) -> None:

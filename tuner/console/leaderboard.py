@@ -16,7 +16,8 @@ def leaderboard(records: list[TrialRecord], params: tuple[str, ...] = (), top: i
     """A rich table of the best trials by objective (NaN last).
 
     ``front``: the trial ids of a Pareto search's front, each shown (even below the top) and marked
-    in a ``Pareto`` column, with ``picked``, the trial to export, marked as such.
+    in a ``Pareto`` column. ``picked``: the trial to export, marked beside its outcome. Trial ids are
+    never cut: narrow terminals wrap the parameters instead.
     """
     from rich.table import Table
 
@@ -26,19 +27,21 @@ def leaderboard(records: list[TrialRecord], params: tuple[str, ...] = (), top: i
     table = Table(title="leaderboard (validation, worst case over the objective suite)")
     pareto = () if front is None else ("Pareto",)
     for column in ("#", "trial", "outcome", "robust", "natural", "epochs", *pareto, *params):
-        table.add_column(column, justify="left" if column in ("trial", "outcome", "Pareto") else "right")
+        table.add_column(column, justify="left" if column in ("trial", "outcome", "Pareto") else "right",
+                         no_wrap=column in ("#", "trial", "robust", "natural", "epochs"),
+                         min_width=9 if column == "outcome" else None)
     on_front = set(front or ())
     for rank, r in enumerate(sorted(records, key=key, reverse=True), start=1):
         if rank > top and r.trial_id not in on_front:
             continue
         report = r.report
         natural = report.natural
-        outcome = r.outcome + (" (suspect)" if report.suspect else "")
+        outcome = r.outcome + (" (suspect)" if report.suspect else "") + (", exported" if r.trial_id == picked else "")
         cells = [str(rank), r.trial_id, outcome,
                  "-" if not math.isfinite(r.objective) else f"{100 * r.objective:.2f}%",
                  "-" if natural is None else f"{100 * natural:.2f}%", str(len(r.history))]
         if front is not None:
-            cells.append(("front, exported" if r.trial_id == picked else "front") if r.trial_id in on_front else "")
+            cells.append("front" if r.trial_id in on_front else "")
         for p in params:
             v = r.params.get(p)
             cells.append("-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v))
