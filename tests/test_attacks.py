@@ -369,7 +369,7 @@ def test_invalid_input_raises_with_value(make, match):
 
 def test_registry_matches_list():
     assert list_attacks() == sorted(ATTACKS) == ["apgd-ce", "apgd-dlr", "apgd-l2", "cw", "fgsm", "gaussian", "pgd",
-                                                 "pgd-l2"]
+                                                 "pgd-l2", "square"]
     assert isinstance(build_attack("pgd", eps=0.1), PGD) and build_attack("pgd", eps=0.1).alpha == 0.025
     assert all(attack_class(name).name == name for name in list_attacks())
 
@@ -396,3 +396,64 @@ def test_matches_torchattacks(name, trained):
     print(f"{name}: ours {acc_ours:.3f} torchattacks {acc_theirs:.3f} natural {_acc(model, x, y):.3f}")
     assert abs(acc_ours - acc_theirs) <= tol + 1e-9
 
+
+
+# ------------------------------------------------------------------------------ Square (gradient-free)
+class Quantized(nn.Module):
+    """Inputs rounded to 1/32 before ``inner``: its gradient is zero everywhere (masked), its decisions unchanged."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.inner(torch.round(x * 32) / 32)
+
+
+def test_square_breaks_a_model_whose_gradients_are_masked(trained):
+    from trainables.attacks import Square
+
+    model, x, y = trained
+    masked = Quantized(model).eval()
+    natural = _acc(masked, x, y)
+    pgd = _attack_acc(PGD(eps=0.1, steps=10, random_start=False), masked, x, y)
+    square = _attack_acc(Square(eps=0.1, n_queries=200), masked, x, y)
+    print(f"natural {natural:.3f} PGD {pgd:.3f} Square {square:.3f}")
+    assert pgd >= natural - 0.01  # zero gradients: PGD without a random start goes nowhere
+    assert square <= natural - 0.3  # the outputs alone give the model away
+
+
+@pytest.mark.parametrize("query, queries, expected", [(5, 10000, 0.8), (30, 10000, 0.4), (9, 300, 0.1),
+                                                       (299, 300, 0.8 / 2**9)])
+def test_square_window_follows_the_paper_s_schedule(query, queries, expected):
+    from trainables.attacks.square import square_fraction
+
+    assert square_fraction(0.8, query, queries) == pytest.approx(expected)  # 9 of 300: 300 of 10,000, 3 halvings
+
+
+def test_square_matches_torchattacks(trained):
+    torchattacks = pytest.importorskip("torchattacks")
+    from trainables.attacks import Square
+
+    model, x, y = trained
+    ours = _attack_acc(Square(eps=EPS, n_queries=300), model, x, y)
+    theirs = _acc(model, torchattacks.Square(model, norm="Linf", eps=EPS, n_queries=300, seed=0)(x, y), y)
+    print(f"square: ours {ours:.3f} torchattacks {theirs:.3f} natural {_acc(model, x, y):.3f}")
+    assert abs(ours - theirs) <= 0.04
+
+
+def test_a_gradient_free_attack_runs_once_on_a_stochastic_model_and_its_gap_is_measured(noisy, trained):
+    from trainables.attacks import Square
+    from trainables.evaluation import gradient_free_gap
+
+    _, x, y = trained
+    suite = _suite(FGSM(), Square(n_queries=30), gradients=("surrogate", "sampled"), eot_samples=2,
+                   predict_samples=2, cascade=True)
+    layer = noisy[0]
+    result = evaluate_robustness(noisy, x[:100], y[:100], suite, SUITE_THREAT)
+    assert torch.equal(result.per_attack["square"], result.per_attack["square/sampled"])
+    assert sum(1 for grad, _ in layer.log if not grad) > 0
+    gap = gradient_free_gap(result)
+    fgsm = result.natural & result.per_attack["fgsm"] & result.per_attack["fgsm/sampled"]
+    assert gap == pytest.approx(fgsm.float().mean().item() - result.worst.float().mean().item())
+    assert gradient_free_gap(evaluate_robustness(noisy, x[:50], y[:50], _suite(FGSM()), SUITE_THREAT)) is None

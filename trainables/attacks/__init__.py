@@ -17,6 +17,7 @@ from .gradients import cross_entropy, eot_logits, input_gradient
 from .options import Assignment, parse_assignments, set_budget
 from .pgd import PGD, PGDL2
 from .registry import ATTACKS, attack_class, attack_from_dict, build_attack, list_attacks, register_attack
+from .square import Square
 from .threat import NORMS, Norm, ThreatModel
 
 import_modules(__name__, __path__)
@@ -30,6 +31,7 @@ __all__ = [
     "FGSM",
     "PGD",
     "PGDL2",
+    "Square",
     "Assignment",
     "Attack",
     "CarliniWagnerL2",

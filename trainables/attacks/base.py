@@ -41,6 +41,7 @@ class Attack(ABC):
     name: ClassVar[str] = ""
     norm: ClassVar[Norm] = Norm.LINF
     per_example_radii: ClassVar[bool] = False  # whether perturb honours one radius per example (per_example)
+    uses_gradients: ClassVar[bool] = True  # False: reads outputs only (a stochastic model's gradient way is moot)
 
     eps: float | None = None  # radius in pixel units; None until bound to a threat model
     eot_samples: int = 1  # gradient draws per step (used on stochastic models only)

@@ -7,7 +7,16 @@ robust accuracy is a per-example worst case over attacks and gradient ways. :mod
 the gradient-masking checks and the rule that makes a model ``suspect``.
 """
 
-from .masking import MASKING_ACC_LIMIT, MASKING_EPS, MASKING_EXAMPLES, MaskingFlags, check_masking, large_eps_accuracy
+from .masking import (
+    GRADIENT_FREE_GAP_LIMIT,
+    MASKING_ACC_LIMIT,
+    MASKING_EPS,
+    MASKING_EXAMPLES,
+    MaskingFlags,
+    check_masking,
+    gradient_free_gap,
+    large_eps_accuracy,
+)
 from .overrides import SuiteOverrides, add_suite_arguments
 from .result import RobustResult, outcome_norm
 from .robustness import ProgressFn, RobustnessWarning, evaluate_robustness, warn_if_unreliable
@@ -21,6 +30,8 @@ __all__ = [
     "MASKING_EXAMPLES",
     "GradientWay",
     "MaskingFlags",
+    "GRADIENT_FREE_GAP_LIMIT",
+    "gradient_free_gap",
     "ProgressFn",
     "RobustResult",
     "RobustnessWarning",

@@ -9,12 +9,17 @@ from torch import Tensor
 
 from trainables.attacks import ATTACKS, NORMS, Norm, attack_class
 
-__all__ = ["RobustResult", "outcome_norm"]
+__all__ = ["RobustResult", "outcome_name", "outcome_norm"]
+
+
+def outcome_name(key: str) -> str:
+    """The registered attack behind outcome ``key`` (``<attack>[/<way>]``)."""
+    return key if key in ATTACKS else key.rpartition("/")[0] or key
 
 
 def outcome_norm(key: str) -> Norm:
     """The norm of the registered attack behind outcome ``key`` (``<attack>[/<way>]``)."""
-    return attack_class(key if key in ATTACKS else key.rpartition("/")[0] or key).norm
+    return attack_class(outcome_name(key)).norm
 
 
 @dataclass(frozen=True)

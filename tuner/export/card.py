@@ -8,9 +8,10 @@ from typing import Any
 
 from trainables.attacks import NORMS, ThreatModel
 from trainables.data import DatasetInfo
-from trainables.evaluation import GradientWay, SuiteConfig
+from trainables.evaluation import GRADIENT_FREE_GAP_LIMIT, GradientWay, SuiteConfig
 from trainables.models import RobustModel, is_stochastic
 from trainables.train.config import RunSpec
+from tuner.export.scoring import GAP_KEY
 
 __all__ = ["accuracy_table", "model_card", "recorded_suite", "recorded_threat"]
 
@@ -70,6 +71,20 @@ def _threat_lines(suite: SuiteConfig, threat: ThreatModel, stochastic: bool) -> 
             f"- Attacks ({order}):\n{attacks or '  - none'}\n- EOT samples: {eot}")
 
 
+def _gap_line(metrics: dict[str, Any]) -> str:
+    """The gradient-free check's sentence (empty when the suite held no gradient-free attack)."""
+    gaps = {s: metrics[s][GAP_KEY] for s in ("validation", "test") if GAP_KEY in metrics.get(s, {})}
+    if not gaps:
+        return ""
+    shown = ", ".join(f"{100 * g:.2f}% of {s}" for s, g in gaps.items())
+    masked = max(gaps.values()) > GRADIENT_FREE_GAP_LIMIT
+    verdict = ("above the limit: the gradient attacks miss what a gradient-free one finds, so the gradients are "
+               "likely masked and the figures above overstate robustness" if masked
+               else "within the limit: no sign of gradient masking")
+    return (f"\nGradient-free check: the gradient-free attack (Square) broke {shown} images that every gradient "
+            f"attack of its ball left standing; limit {100 * GRADIENT_FREE_GAP_LIMIT:g}%, {verdict}.\n")
+
+
 def _predict_lines(suite: SuiteConfig, stochastic: bool) -> str:
     """How to predict as the reported figures did: a stochastic model's forward pass is one random draw."""
     if not stochastic:
@@ -123,7 +138,7 @@ pixels in [0, 1], normalisation (mean {info.mean}, std {info.std}) happens insid
 ## Accuracy
 
 {accuracy_table(metrics)}
-
+{_gap_line(metrics)}
 ## Hyperparameters
 
 {params_md}

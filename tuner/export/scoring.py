@@ -9,10 +9,12 @@ import torch
 
 from trainables.attacks import ThreatModel
 from trainables.data import Splits
-from trainables.evaluation import ProgressFn, SuiteConfig, evaluate_robustness
+from trainables.evaluation import ProgressFn, SuiteConfig, evaluate_robustness, gradient_free_gap
 from trainables.models import RobustModel
 
-__all__ = ["evaluate_for_export"]
+__all__ = ["GAP_KEY", "evaluate_for_export"]
+
+GAP_KEY = "masking/gradient_free_gap"  # in a split's metrics: the share only a gradient-free attack (Square) broke
 
 
 def evaluate_for_export(
@@ -38,6 +40,9 @@ def evaluate_for_export(
         result = evaluate_robustness(model, data.floats(), data.labels, suite, threat, device=device, progress=heard)
         metrics = result.as_dict()
         assert 0.0 <= metrics["robust_acc"] <= metrics["natural_acc"] <= 1.0, (key, metrics)
+        gap = gradient_free_gap(result)
+        if gap is not None:  # examples only the gradient-free attack broke: gradient masking shows here
+            metrics[GAP_KEY] = gap
         out[key] = metrics
         examples[key] = result.n
     out["suite"] = suite.to_dict()

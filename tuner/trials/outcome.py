@@ -44,8 +44,9 @@ def finite(value: Any) -> bool:
 # the report's own keys beside the epoch's metrics; "final/<metric>" holds the objective suite's metrics
 _OBJECTIVE, _NATURAL, _SCORED, _SUSPECT = "objective", "objective_natural", "final_evaluated", "suspect"
 _ABOVE, _LARGE_EPS, _MASKING_ACC = "suspect_robust_above_natural", "suspect_large_eps", "final/masking_acc"
+_GAP = "suspect_gradient_free_gap"  # the share only a gradient-free attack broke (the masking check's)
 _SECONDS, _DIVERGED, _ERROR, _FINAL, _PRUNED = "objective_seconds", "diverged", "error", "final/", "pruned"
-_OWN = {_OBJECTIVE, _NATURAL, _SCORED, _SUSPECT, _ABOVE, _LARGE_EPS, _SECONDS, _DIVERGED, _ERROR, _PRUNED}
+_OWN = {_OBJECTIVE, _NATURAL, _SCORED, _SUSPECT, _ABOVE, _LARGE_EPS, _GAP, _SECONDS, _DIVERGED, _ERROR, _PRUNED}
 _MEMBER = "member/"  # a bundle's report holds each member's under member/<index>/
 
 
@@ -107,7 +108,8 @@ class TrialReport:
         out |= {_OBJECTIVE: self.objective}
         if self.masking is not None:
             out |= {_MASKING_ACC: self.masking.large_eps_acc, _SUSPECT: float(self.suspect),
-                    _ABOVE: float(self.masking.robust_above_natural), _LARGE_EPS: float(self.masking.large_eps)}
+                    _ABOVE: float(self.masking.robust_above_natural), _LARGE_EPS: float(self.masking.large_eps),
+                    _GAP: self.masking.gradient_free_gap}
         out |= {_SCORED: float(self.scored), _NATURAL: self.objective_natural}
         if self.masking is None:
             out[_SUSPECT] = float(self.suspect)
@@ -127,8 +129,8 @@ class TrialReport:
         scored = bool(m.get(_SCORED))
         final = {k[len(_FINAL):]: float(v) for k, v in m.items() if k.startswith(_FINAL) and k != _MASKING_ACC
                  and finite(v)} if scored else None
-        masking = MaskingFlags(large_eps_acc=float(m[_MASKING_ACC]), robust_above_natural=bool(m.get(_ABOVE))) \
-            if scored and _MASKING_ACC in m else None
+        masking = MaskingFlags(large_eps_acc=float(m[_MASKING_ACC]), robust_above_natural=bool(m.get(_ABOVE)),
+                               gradient_free_gap=float(m.get(_GAP, 0.0))) if scored and _MASKING_ACC in m else None
         epoch = {k: v for k, v in m.items() if k not in _OWN and not k.startswith(_FINAL)}
         seconds = m.get(_SECONDS)
         natural = m.get(_NATURAL, (final or {}).get("natural_acc"))  # the same figure, once scored
