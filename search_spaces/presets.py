@@ -8,7 +8,8 @@ gradients: on the quick main job's best LWTA model the surrogate alone overestim
 robustness by 5.6 points (52.0% vs 46.4%), and neither way is always the stronger.
 
 The objective is the worst case under the L-inf ball, the threat model a preset is tuned for; the
-export suite adds AutoAttack's APGD-CE and APGD-DLR to it and scores the L2 ball as a second threat
+export suite adds AutoAttack's APGD-CE, APGD-DLR and Square (gradient-free: what masked gradients
+cannot hide from, and the masking check's gap) to it and scores the L2 ball as a second threat
 model beside it (PGD-L2, AutoAttack's APGD-L2, Carlini-Wagner), each a per-example worst case of its own.
 APGD-L2 is there because PGD-L2 and CW alone overstated the L2 robustness of a dense-layer LWTA model
 by 8 points against torchattacks' APGD-L2 (57.0% vs 49.0% on 2000 test images).
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainables.attacks import APGDCE, APGDDLR, APGDL2, FGSM, PGD, PGDL2, Attack, CarliniWagnerL2, ThreatModel
+from trainables.attacks import APGDCE, APGDDLR, APGDL2, FGSM, PGD, PGDL2, Attack, CarliniWagnerL2, Square, ThreatModel
 from trainables.data import DataConfig
 from trainables.evaluation import GradientWay, SuiteConfig
 from trainables.models import ModelConfig, architecture_of
@@ -79,7 +80,9 @@ QUICK = Preset(
     # AutoAttack's L-inf attacks at a budget the 2-core machine scores 2000 test images with in ~3
     # minutes; `python -m tuner.evaluate exports/latest --limit 10000 --budget
     # apgd-ce.steps=100,apgd-dlr.steps=100 --eot-samples 20` runs the full one
-    export_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=20), APGDCE(steps=20), APGDDLR(steps=20),
+    # Square (gradient-free, 300 queries: ~1.5 minutes here) last in the L-inf cascade: what it breaks
+    # beyond the gradient attacks is the gradient-free masking check's gap
+    export_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=20), APGDCE(steps=20), APGDDLR(steps=20), Square(n_queries=300),
                                       PGDL2(steps=10), APGDL2(steps=20), CarliniWagnerL2(steps=20)),
                              gradients=_BOTH, eot_samples=3, predict_samples=8, batch_size=500),
     export_val_limit=200,
@@ -99,7 +102,7 @@ PAPER = Preset(  # the paper's setting: WRN-34 widen 1, 30 epochs, SGD lr 0.1, P
     epoch_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=10)), eot_samples=8, predict_samples=8),
     objective_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=20), APGDCE(steps=50)), gradients=_BOTH,
                                 eot_samples=16, predict_samples=16),
-    export_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=50, restarts=3), APGDCE(), APGDDLR(),
+    export_suite=SuiteConfig(attacks=(FGSM(), PGD(steps=50, restarts=3), APGDCE(), APGDDLR(), Square(n_queries=5000),
                                       PGDL2(steps=50, restarts=3), APGDL2(), CarliniWagnerL2(steps=200)),
                              gradients=_BOTH, eot_samples=20, predict_samples=32),
     export_val_limit=None,

@@ -53,8 +53,11 @@ class CrosscheckConfig:
     predict_samples: int = 1
     batch_size: int = 256
     seed: int = 0
+    square_queries: int = 0  # torchattacks' Square with this many queries (0: not run)
 
     def __post_init__(self) -> None:
+        if self.square_queries < 0:
+            raise ValueError(f"square_queries must be >= 0, got {self.square_queries}")
         for name in ("steps", "eot_iter", "predict_samples", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {name}={getattr(self, name)!r}")
@@ -79,6 +82,9 @@ def build_attacks(model: nn.Module, eps: float, l2_eps: float | None, cfg: Cross
     }
     if stochastic:
         attacks["EOTPGD"] = (Norm.LINF, ta.EOTPGD(model, eps=eps, alpha=2.5 * eps / s, steps=s, eot_iter=eot))
+    if cfg.square_queries:  # gradient-free: what masked gradients cannot hide from
+        attacks["Square"] = (Norm.LINF, ta.Square(model, norm="Linf", eps=eps, n_queries=cfg.square_queries,
+                                                  n_restarts=1, seed=cfg.seed))
     if l2_eps is not None:
         attacks["PGDL2"] = (Norm.L2, ta.PGDL2(model, eps=l2_eps, alpha=2.5 * l2_eps / s, steps=s, random_start=True))
         attacks["APGD-L2"] = (Norm.L2, ta.APGD(model, norm="L2", eps=l2_eps, loss="ce", **apgd))
@@ -147,6 +153,8 @@ def build_parser() -> OneLineParser:
                    help="iterations of PGD, APGD, EOTPGD, PGDL2 (default: the export suite's most, else 20)")
     p.add_argument("--eot-iter", type=int, default=None,
                    help="EOT draws per gradient on a stochastic model (default: the export suite's eot_samples)")
+    p.add_argument("--square-queries", type=int, default=None,
+                   help="queries of torchattacks' Square (default: the export suite's Square, else none; 0: none)")
     p.add_argument("--out", type=Path, default=None, help="also write the table and verdict here as JSON")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset (default: as tuner.evaluate)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: $ROBUSTUNE_DEVICE or auto)")
@@ -156,9 +164,11 @@ def build_parser() -> OneLineParser:
 def _config(args: Any, suite: SuiteConfig) -> CrosscheckConfig:
     """The flags' budget, else the export suite's: most PGD/APGD steps, EOT and prediction draws, batch, seed."""
     steps = max((a.budget()["steps"] for a in suite.attacks if a.name in _STEP_PEERS), default=20)
+    square = max((a.budget()["n_queries"] for a in suite.attacks if a.name == "square"), default=0)
     return CrosscheckConfig(steps=steps if args.steps is None else args.steps,
                             eot_iter=suite.eot_samples if args.eot_iter is None else args.eot_iter,
-                            predict_samples=suite.predict_samples, batch_size=suite.batch_size, seed=suite.seed or 0)
+                            predict_samples=suite.predict_samples, batch_size=suite.batch_size, seed=suite.seed or 0,
+                            square_queries=square if args.square_queries is None else args.square_queries)
 
 
 def _test_images(export: Export, limit: int | None, data_dir: str | None) -> ImageSet:
