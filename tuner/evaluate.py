@@ -13,6 +13,7 @@ from trainables.cli import OneLineParser, run_main
 from trainables.data import load_splits
 from trainables.evaluation import RobustResult, SuiteConfig, SuiteOverrides, add_suite_arguments, evaluate_robustness
 from trainables.train import resolve_device
+from tuner.console.view import Phases
 from tuner.export import Export, load_export, recorded_suite, recorded_threat
 
 __all__ = ["build_parser", "main"]
@@ -80,7 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ValueError(f"dataset {splits.info.name!r} (channels, size, classes)={shape} does not fit the "
                          f"export's {export.info}")
     data = splits.test if args.split == "test" else splits.val
-    result = evaluate_robustness(export.model, data.floats(), data.labels, suite, threat, device=device)
+    phases = Phases(live=sys.stderr.isatty())  # a bar over attacks and batches; a line per attack when piped
+    with phases.counted(f"attacking {len(data)} {args.split} images") as heard:
+        result = evaluate_robustness(export.model, data.floats(), data.labels, suite, threat, device=device,
+                                     progress=heard)
     _print_result(export, result, suite, threat, args.split)
     return 0
 
