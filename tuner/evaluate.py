@@ -8,10 +8,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from trainables.attacks import ThreatModel
+from trainables.attacks import NORMS, Norm, ThreatModel
 from trainables.cli import OneLineParser, run_main
 from trainables.data import load_splits
-from trainables.evaluation import RobustResult, SuiteConfig, SuiteOverrides, add_suite_arguments, evaluate_robustness
+from trainables.evaluation import (
+    GRADIENT_FREE_GAP_LIMIT,
+    RobustResult,
+    SuiteConfig,
+    SuiteOverrides,
+    add_suite_arguments,
+    evaluate_robustness,
+    gradient_free_gap,
+)
 from trainables.train import resolve_device
 from tuner.console.view import Phases
 from tuner.export import Export, load_export, recorded_suite, recorded_threat
@@ -43,22 +51,41 @@ def _print_result(export: Export, result: RobustResult, suite: SuiteConfig, thre
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"{export.spec.model.name} on {export.info.name}, {split} split, {result.n} examples")
-    table.add_column("attack" + (" (cascade: robust after it)" if suite.cascade else ""))
+    stochastic = export.model.stochastic
+    caption = ("a row: the accuracy once this attack and those above it in its ball have run (a cascade per ball)"
+               if suite.cascade else "a row: the accuracy under this attack alone")
+    table = Table(title=f"{export.spec.model.name} on {export.info.name}, {split} split, {result.n} examples",
+                  caption=caption)
+    table.add_column("attack")
     table.add_column("budget")
     table.add_column("accuracy", justify="right")
     table.add_row("natural", "", f"{100 * result.natural_acc:.2f}%")
-    for key, way, attack in suite.passes(threat, export.model.stochastic):
-        table.add_row(key, f"{attack.describe()} ({way} gradients)" if export.model.stochastic else attack.describe(),
-                      f"{100 * result.attack_acc(key):.2f}%")
-    table.add_row("[bold]worst case[/]", "all of the above", f"[bold]{100 * result.worst_acc:.2f}%[/]")
+    passes = suite.passes(threat, stochastic)
+    balls = [norm for norm in NORMS if any(attack.norm == norm for _, _, attack in passes)]
+    for norm in balls:
+        table.add_section()
+        table.add_row(f"[bold]{Norm(norm).title} ball[/]", f"radius {threat.radius(norm):g}", "")
+        for key, way, attack in passes:
+            if attack.norm != norm or (way != suite.gradients[0] and not (stochastic and attack.uses_gradients)):
+                continue  # a run that repeats the attack's first (a deterministic model, a gradient-free attack)
+            how = f" ({way} gradients)" if stochastic and attack.uses_gradients else ""
+            table.add_row(key, attack.describe() + how, f"{100 * result.attack_acc(key):.2f}%")
+        table.add_row(f"worst case, {Norm(norm).title}", "per example, over the rows above",
+                      f"{100 * result.worst_acc_for(norm):.2f}%")
+    if len(balls) > 1:
+        table.add_section()
+        table.add_row("[bold]worst case, every attack[/]", "", f"[bold]{100 * result.worst_acc:.2f}%[/]")
     console.print(table)
-    eot = f"EOT {suite.eot_samples}, predict {suite.predict_samples}" if export.model.stochastic else "no EOT"
-    l2 = "none" if threat.l2_eps is None else f"{threat.l2_eps:g}"
-    console.print(f"suite: {', '.join(suite.names())}; eps {threat.eps:g} (L-inf), l2 eps {l2}, {eot}, "
+    gap = gradient_free_gap(result)
+    if gap is not None:
+        console.print(f"gradient-free check: {100 * gap:.2f}% of the examples were broken only by the gradient-free "
+                      f"attack (limit {100 * GRADIENT_FREE_GAP_LIMIT:g}%)", highlight=False)
+    eot = f"EOT {suite.eot_samples}, predict {suite.predict_samples}" if stochastic else "no EOT"
+    console.print(f"suite: {', '.join(suite.names())}; {eot}, "
                   f"{'cascade' if suite.cascade else 'independent attacks'}, seed {suite.seed}", highlight=False)
+    per_ball = ", ".join(f"{Norm(n).title} {threat.radius(n):g}: {100 * result.worst_acc_for(n):.2f}%" for n in balls)
     print(f"{split} ({result.n} examples): natural {100 * result.natural_acc:.2f}% "
-          f"worst-case robust {100 * result.worst_acc:.2f}%")
+          f"worst-case robust {100 * result.worst_acc:.2f}%" + (f" ({per_ball})" if per_ball else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
