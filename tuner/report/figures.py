@@ -143,7 +143,8 @@ def plot_pareto(
 
     ``others`` (trials stopped early, at their last per-epoch scores) are drawn hollow, apart from the front.
     ``front``: the front's trial ids where the caller drew it (a Pareto search's, over exportable trials
-    only); default: :func:`pareto_front` of ``points``.
+    only; the legend then names it the Pareto front); default: :func:`pareto_front` of ``points``, shown
+    as the non-dominated trials of a single-objective search.
     """
     if not points:
         raise ValueError("need at least one finished trial with natural and robust accuracy, got none")
@@ -157,7 +158,7 @@ def plot_pareto(
     ax.scatter([100 * p.natural for p in points], [100 * p.robust for p in points], s=22, color="tab:gray",
                alpha=0.7, label=f"finished trials ({len(points)})")
     ax.plot([100 * p.natural for p in drawn], [100 * p.robust for p in drawn], "-o", color="tab:blue", ms=6,
-            label=f"Pareto front ({len(drawn)})")
+            label=f"{'Pareto front' if front is not None else 'non-dominated trials'} ({len(drawn)})")
     if others:
         ax.scatter([100 * p.natural for p in others], [100 * p.robust for p in others], s=22, facecolors="none",
                    edgecolors="tab:gray", label=f"stopped early, per-epoch suite ({len(others)})")
@@ -197,13 +198,12 @@ def plot_epoch_curves(
                 continue
             chosen = trial_id == marked
             ax.plot(*zip(*points, strict=True), "-o", ms=3, lw=2.4 if chosen else 1.0, alpha=1.0 if chosen else 0.6,
-                    label=f"{trial_id} (exported)" if chosen else None, zorder=3 if chosen else 2)
+                    label=f"{trial_id} (exported)" if chosen else trial_id, zorder=3 if chosen else 2)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"validation {label} (%)")
         ax.grid(alpha=0.3)
-    if marked in rows:
-        axes[0].legend(fontsize=8, loc="best")
+    axes[0].legend(fontsize=7, loc="best", ncol=2 if len(rows) > 6 else 1)  # every curve named
     fig.suptitle(title or "Per-epoch validation accuracy of every trial")
     fig.tight_layout()
     return _save(fig, path)
