@@ -92,7 +92,7 @@ def _tiny(fmnist: Splits) -> Splits:
 
 def test_a_new_attack_file_reaches_cli_suites_mixes_reports_and_exports(random_sign, fmnist, tmp_path, capsys):
     assert "random-sign" in list_attacks()
-    assert "random-sign" in evaluate.build_parser().format_help()  # --attacks choices
+    assert "random-sign" in "".join(evaluate.build_parser().format_help().split())  # --attacks choices (wrapped)
     suite = SuiteConfig(eot_samples=2, predict_samples=2).select(
         ["fgsm", "random-sign"]).with_budget(parse_assignments("random-sign.tries=3"))
     assert suite.attacks[1] == random_sign(tries=3)
