@@ -240,7 +240,7 @@ def test_tiny_pareto_search_exports_its_pick_and_records_the_front(search, tmp_p
     proc = search.run("--space", "lwta", "--num-samples", "2", "--objective", "pareto", "--pick-min-natural", "0",
                       *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "on the Pareto front: validation robust" in proc.stdout
+    assert "on the Pareto front: validation L-inf robust" in proc.stdout
     assert "Pareto front (validation robust / natural" in proc.stderr and "exporting the most robust" in proc.stderr
     experiment = tmp_path / "runs" / "lwta-quick"
     rows = {r["trial_id"]: r for r in pq.read_table(experiment / "results.parquet").to_pylist()}
