@@ -76,6 +76,19 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before_and_retrains_s
     assert "fails its sha256 check" in line and str(older) in line and "\n" not in line
 
 
+def test_the_fallback_reaches_a_trial_s_first_checkpoint(tmp_path: Path) -> None:
+    from ray.tune import Checkpoint
+
+    from tuner.trials.checkpoints import restore_intact
+
+    first, latest = _tune_checkpoints(tmp_path / "trial", epochs=2)  # checkpoint_000000 and _000001
+    _flip(latest / "checkpoint.pt")
+    work = tmp_path / "work"
+    work.mkdir()
+    restored = restore_intact(Checkpoint.from_directory(str(latest)), work)
+    assert first.name == "checkpoint_000000" and load_checkpoint(work).epoch == 1 and restored.silent(2)
+
+
 def test_an_intact_checkpoint_is_resumed_as_it_is(tmp_path: Path) -> None:
     from ray.tune import Checkpoint
 

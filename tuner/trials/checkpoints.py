@@ -48,8 +48,8 @@ def _earlier(checkpoint: Any) -> list[Any]:
         return []
     parent = checkpoint.path.rstrip("/").rsplit("/", 1)[0]
     entries = checkpoint.filesystem.get_file_info(pyarrow.fs.FileSelector(parent))
-    older = sorted(((_index(e.path), e.path) for e in entries if e.type == pyarrow.fs.FileType.Directory
-                    and (_index(e.path) or -1) >= 0 and _index(e.path) < latest), reverse=True)
+    indexed = [(_index(e.path), e.path) for e in entries if e.type == pyarrow.fs.FileType.Directory]
+    older = sorted(((i, p) for i, p in indexed if i is not None and i < latest), reverse=True)
     return [type(checkpoint)(path=p, filesystem=checkpoint.filesystem) for _, p in older]
 
 
