@@ -66,7 +66,7 @@ def _print_result(export: Export, result: RobustResult, suite: SuiteConfig, thre
         table.add_section()
         table.add_row(f"[bold]{Norm(norm).title} ball[/]", f"radius {threat.radius(norm):g}", "")
         for key, way, attack in passes:
-            if attack.norm != norm or (way != suite.gradients[0] and not (stochastic and attack.uses_gradients)):
+            if attack.norm != norm or suite.repeats(way, attack, stochastic):
                 continue  # a run that repeats the attack's first (a deterministic model, a gradient-free attack)
             how = f" ({way} gradients)" if stochastic and attack.uses_gradients else ""
             table.add_row(key, attack.describe() + how, f"{100 * result.attack_acc(key):.2f}%")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from trainables.attacks import Attack, ThreatModel
+from trainables.attacks import ThreatModel
 from trainables.models.base import (
     evaluating,
     is_stochastic,
@@ -83,10 +83,7 @@ def evaluate_robustness(
     warn_if_unreliable(model, cfg)
     adversarial: dict[str, Tensor] | None = {} if keep_adversarial else None
     passes = cfg.passes(threat, stochastic)
-    def repeats(way: GradientWay, attack: Attack) -> bool:  # the same outcome as the attack's first way
-        return way != cfg.gradients[0] and not (stochastic and attack.uses_gradients)
-
-    waiting = [key for key, way, attack in passes if not repeats(way, attack)]  # runs not started yet
+    waiting = [key for key, way, attack in passes if not cfg.repeats(way, attack, stochastic)]  # runs not started yet
     done = 0
 
     def tick(label: str, left: int, pool: int) -> None:
@@ -106,7 +103,7 @@ def evaluate_robustness(
         still = {attack.norm: natural.clone() for _, _, attack in passes}  # per norm: (N,) not yet broken
         per_attack: dict[str, Tensor] = {}
         for key, way, attack in passes:
-            if repeats(way, attack):  # the same gradients (or none at all): the same outcome
+            if cfg.repeats(way, attack, stochastic):  # the same gradients (or none at all): the same outcome
                 per_attack[key] = per_attack[attack.name]
                 if adversarial is not None:
                     adversarial[key] = adversarial[attack.name]

@@ -82,6 +82,13 @@ class SuiteConfig:
         return [(outcome_key(name, way, self.gradients), way, attack) for name, attack in attacks.items()
                 for way in self.gradients]
 
+    def repeats(self, way: GradientWay, attack: Attack, stochastic: bool) -> bool:
+        """Whether the run of ``attack`` through ``way`` has the outcome of its first way's run.
+
+        It does on a deterministic model (one gradient) and for a gradient-free attack (none at all).
+        """
+        return way != self.gradients[0] and not (stochastic and attack.uses_gradients)
+
     def bound(self, threat: ThreatModel, stochastic: bool) -> dict[str, Attack]:
         """The attacks by name at ``threat``'s radii; EOT draws only when the model is ``stochastic``."""
         eot = self.eot_samples if stochastic else 1
