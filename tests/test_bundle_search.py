@@ -34,7 +34,8 @@ def _study(experiment: Path) -> dict[str, optuna.trial.FrozenTrial]:
 @pytest.mark.ray
 def test_a_fused_search_trains_bundles_and_records_every_member(search, tmp_path: Path) -> None:
     points = tmp_path / "points.json"
-    points.write_text(json.dumps([{"lr": 1.0e6, "mix_none": 0.0, "mix_fgsm": 0.0, "mix_pgd": 1.0}]))  # diverges
+    points.write_text(json.dumps([{"lr": 1.0e6, "mix_none": 0.0, "mix_fgsm": 0.0, "mix_pgd": 1.0},  # diverges
+                                  {"eps_scale": -1.0}]))  # no run accepts it: a bundle of its own, failed, not retried
     proc = search.run("--space", "adversarial", "--num-samples", "5", "--fuse", "2", "--points", str(points), *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     said = " ".join(proc.stderr.split())
@@ -43,11 +44,14 @@ def test_a_fused_search_trains_bundles_and_records_every_member(search, tmp_path
     rows = pq.read_table(experiment / "results.parquet").to_pylist()
     assert len(rows) == 5  # one record per member, not per bundle
     bundles = {r["trial_id"].rsplit(".", 1)[0] for r in rows}
-    assert len(bundles) == 3  # 2 + 2 + 1: the last bundle holds what was left
+    assert len(bundles) == 3  # 2 + 2 of one shape, and the refused settings alone
     by_outcome = {}
     for row in rows:
         by_outcome.setdefault(row["outcome"], []).append(row)
-    assert len(by_outcome.get("failed", [])) == 1 and "loss became" in by_outcome["failed"][0]["error"]
+    errors = sorted(r["error"] for r in by_outcome.get("failed", []))
+    assert len(errors) == 2 and "loss became" in errors[1]
+    assert errors[0].startswith("invalid training setting eps_scale")
+    assert "retrying" not in proc.stderr  # a setting no run accepts fails once
     assert by_outcome.get("finished"), [(r["trial_id"], r["outcome"]) for r in rows]
     study = _study(experiment)  # every member is an Optuna trial of its own, told as such
     assert set(study) == {r["trial_id"] for r in rows}

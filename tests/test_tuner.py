@@ -351,6 +351,8 @@ def test_search_end_to_end_with_failing_trials_then_export_and_evaluate(search, 
     assert len(rows) == 4
     outcomes = sorted(r["outcome"] for r in rows)
     assert outcomes.count("failed") == 2, [(r["trial_id"], r["outcome"], r["error"]) for r in rows]
+    assert any((r["error"] or "").startswith("invalid training setting eps_scale") for r in rows)
+    assert "retrying" not in proc.stderr  # fused or not, a setting no run accepts fails once, not three times
     assert any(r["exportable"] for r in rows)
 
     study = _study(experiment)  # the study tells the same story as results.parquet, trial by trial

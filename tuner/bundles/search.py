@@ -37,7 +37,10 @@ class BundleKey:
     context: TrialContext
 
     def __call__(self, params: Mapping[str, Any]) -> str:
-        spec: RunSpec = trial_spec(self.context, dict(params))
+        try:
+            spec: RunSpec = trial_spec(self.context, dict(params))
+        except ValueError as error:  # a setting no run accepts: a bundle of its own, which fails as a trial would
+            return f"invalid: {error} {sorted(params.items())!r}"
         return repr(bundle_key(spec).to_dict())
 
 

@@ -36,7 +36,7 @@ from tuner.trials.checkpoints import restore_intact
 from tuner.trials.objective import score_objective
 from tuner.trials.outcome import TrialReport, bundle_metrics, trial_outcome
 from tuner.trials.study import OUTCOME, verdict
-from tuner.trials.trial import TrialContext, trial_spec
+from tuner.trials.trial import TrialContext, refused_report, trial_spec
 
 __all__ = ["REPORTS", "BundleContext", "run_bundle_trial"]
 
@@ -96,7 +96,7 @@ class _Members:
             pruned = self._pruned(member.member, int(metrics["epoch"]), float(metrics["robust_acc"]))
             report = TrialReport(epoch=metrics, objective=metrics["robust_acc"],
                                  objective_natural=metrics["natural_acc"], pruned=pruned)
-        if (member.last or report.pruned or report.diverged) and member.member not in self.replayed:
+        if (member.last or report.ended) and member.member not in self.replayed:
             self.tell(member.member, report)
         return report
 
@@ -115,14 +115,27 @@ def _settled(folder: Path) -> dict[int, TrialReport]:
     if not path.is_file():
         return {}
     kept = {int(m): TrialReport.from_metrics(metrics) for m, metrics in json.loads(path.read_text()).items()}
-    return {m: r for m, r in kept.items() if r.pruned or r.scored or r.diverged}
+    return {m: r for m, r in kept.items() if r.ended}
+
+
+def _refuse(told: _Members, error: ValueError) -> None:
+    """Fail every member of a bundle whose settings no run accepts, at once: retrying would fail the same way."""
+    failed = refused_report(error)
+    for member in range(len(told.trials)):
+        if member not in told.replayed:
+            told.tell(member, failed)
+    tune.report(bundle_metrics(dict.fromkeys(range(len(told.trials)), failed)))
 
 
 def run_bundle_trial(config: dict[str, Any], context: BundleContext, splits: Splits) -> None:
     """Ray Tune function trainable of a fused trial: ``config["members"]`` trained as one bundle."""
     members = config["members"]
-    specs = [trial_spec(context.trial, m["params"]) for m in members]
     told = _Members(context, [int(m["number"]) for m in members], splits)
+    try:
+        specs = [trial_spec(context.trial, m["params"]) for m in members]
+    except ValueError as error:  # BundleKey gave such settings a bundle of their own
+        _refuse(told, error)
+        return
     device = resolve_device(context.trial.device)
     work = Path(tempfile.mkdtemp(prefix="robustune-bundle-"))
     restore_intact(tune.get_checkpoint(), work)  # FIFO: an epoch reported again changes no decision

@@ -119,7 +119,7 @@ class LiveProgress(Callback):
             if report is None:
                 continue
             view = self._sync(unit, params, report)
-            ended = bundle and (report.scored or report.pruned or report.diverged)
+            ended = bundle and report.ended
             if ended:  # a member's last report: the bundle goes on without it
                 self._end(view, trial_outcome("TERMINATED", report), report.error or "")
             else:

@@ -67,7 +67,7 @@ class TrialReport:
     suspect: bool = False  # flagged for gradient masking (the checks' verdict): reported, never exported
     objective_seconds: float | None = None
     diverged: bool = False
-    error: str | None = None
+    error: str | None = None  # why the trial failed (diverged, or settings no run accepts): a report with one failed
     pruned: bool = False  # a bundle's member the search stopped (a single trial's scheduler stops it instead)
 
     @property
@@ -81,6 +81,11 @@ class TrialReport:
         """The last epoch's report: the objective suite's metrics (its worst case the objective) and masking checks."""
         return cls(epoch=epoch, objective=final["robust_acc"], objective_natural=final["natural_acc"], final=final,
                    masking=masking, suspect=masking.suspect, objective_seconds=seconds)
+
+    @property
+    def ended(self) -> bool:
+        """Whether this report is a bundle member's last: scored, pruned, diverged or refused."""
+        return self.scored or self.pruned or self.diverged or self.error is not None
 
     @property
     def epoch_number(self) -> int | None:
@@ -177,7 +182,8 @@ def trial_outcome(status: str, report: TrialReport | None, study_state: str | No
     state (``study_state``, when known) tells them apart: PRUNED, or still RUNNING (interrupted).
     """
     report = report or TrialReport()
-    if status == "ERROR" or report.diverged or (report.scored and not finite(report.objective)):
+    if status == "ERROR" or report.diverged or report.error is not None or (report.scored
+                                                                          and not finite(report.objective)):
         return Outcome.FAILED
     if report.pruned:
         return Outcome.PRUNED

@@ -85,7 +85,7 @@ def collect_trials(grid: Any, filesystem: Any = None, study: dict[str, str] | No
             status = "ERROR" if result.error else statuses.get(trial_id, "TERMINATED")
             records += _member_records(result.config["members"], trial_id, status, rows, checkpoint, study)
             continue
-        history = [_numbers(r) for r in rows]
+        history = [_numbers(r) for r in rows if r.get("epoch") != 0]  # not a report refusing the settings
         if history and not any(row.get("epoch") == 1.0 for row in history):  # restored: earlier rows are gone
             history = merge_history(history, _trained_history(checkpoint))
         status = "ERROR" if result.error else statuses.get(trial_id, "TERMINATED")
@@ -111,7 +111,8 @@ def _member_records(members: list[dict[str, Any]], trial_id: str, status: str, r
             finals[m] = report.to_metrics()
             if histories[m] and histories[m][-1].get("epoch") == finals[m].get("epoch"):
                 histories[m].pop()  # an epoch reported again (a resumed bundle repeats its ended members')
-            histories[m].append(_numbers(finals[m]))
+            if report.epoch_number:  # not a member refused before its first epoch
+                histories[m].append(_numbers(finals[m]))
     records = []
     for m, member in enumerate(members):
         member_id = member_trial_id(trial_id, m)

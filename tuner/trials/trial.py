@@ -27,7 +27,7 @@ from tuner.trials.objective import score_objective
 from tuner.trials.outcome import TrialReport
 
 __all__ = ["TrainSession", "TrialContext", "TrialSession", "TuneSession", "diverged_report", "epoch_report",
-           "run_trial", "train_trial", "trial_spec"]
+           "refused_report", "run_trial", "train_trial", "trial_spec"]
 
 
 @dataclass(frozen=True)
@@ -120,13 +120,22 @@ def diverged_report(exc: TrainingDiverged) -> TrialReport:
     return TrialReport(epoch={"robust_acc": float("nan"), "natural_acc": float("nan")}, diverged=True, error=str(exc))
 
 
+def refused_report(exc: ValueError) -> TrialReport:
+    """The report of a trial whose settings no run accepts: failed before its first epoch, and not retried."""
+    return TrialReport(epoch={"epoch": 0.0, "robust_acc": float("nan"), "natural_acc": float("nan")}, error=str(exc))
+
+
 def train_trial(config: dict[str, Any], context: TrialContext, splits: Splits, session: TrialSession) -> None:
     """The trial's body: train the suggested run, one report (and checkpoint) per epoch, the objective at the end.
 
     A diverged loss is reported as a NaN objective and the search goes on. In a data-parallel trial
     every rank runs this together (the objective on the last epoch is a collective).
     """
-    spec = trial_spec(context, config)
+    try:
+        spec = trial_spec(context, config)
+    except ValueError as exc:  # a retry would fail the same way
+        session.report(refused_report(exc), None)
+        return
     work = Path(tempfile.mkdtemp(prefix="robustune-trial-"))
     restored = session.restore_into(work)
 
