@@ -30,7 +30,7 @@ def quiet_libraries(log: Path | None, verbose: bool) -> Iterator[Path | None]:
     if log is None:
         yield None
         return
-    handler = logging.FileHandler(log)
+    handler = _LogFile(log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.getLogger("optuna").addHandler(handler)
     try:
@@ -41,14 +41,34 @@ def quiet_libraries(log: Path | None, verbose: bool) -> Iterator[Path | None]:
         handler.close()
 
 
+class _LogFile(logging.FileHandler):
+    """search.log: a record it cannot write (the disk is full) is dropped, not printed with a traceback.
+
+    The search itself notices a full disk and says so in one line (:mod:`tuner.cluster.disk`).
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        """Drop the record."""
+
+    def close(self) -> None:
+        """Close the file; a last flush that fails for want of space loses only log lines."""
+        try:
+            super().close()
+        except OSError:
+            pass
+
+
 class _NotTune(logging.Filter):
     """Keeps Tune's controller records (a trial's traceback when it fails or its node dies) off the terminal.
 
     The search says the same in one line per trial event; the traceback stays in ``search.log``.
+    So does Ray's "Unhandled error" of a trial's result nobody awaited any more (a stopped search's).
     Tune's other errors (saving the experiment's state, syncing it) still reach the terminal.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "ray._private.worker" and str(record.msg).startswith("Unhandled error"):
+            return False
         return record.name != "ray.tune.execution.tune_controller"
 
 
@@ -56,7 +76,7 @@ def route_ray_logs(log: Path | None) -> None:
     """Ray's Python loggers at INFO into ``log``, its terminal handlers at ERROR (after ``ray.init`` set them up)."""
     if log is None:
         return
-    handler = next(h for h in logging.getLogger("optuna").handlers if isinstance(h, logging.FileHandler)
+    handler = next(h for h in logging.getLogger("optuna").handlers if isinstance(h, _LogFile)
                    and Path(h.baseFilename) == log.resolve())
     for name in _LOGGERS[1:]:
         logger = logging.getLogger(name)

@@ -32,6 +32,7 @@ from search_spaces import get_space
 from trainables.data import Splits, load_splits
 from tuner.bundles import BundleSearch, Fusion, bundle_searcher, bundle_trainable, resolve_fusion
 from tuner.cluster.connect import check_address, connect_ray
+from tuner.cluster.disk import DiskFull, DiskWatch, disk_full_in, free_bytes
 from tuner.cluster.integrity import IntegrityRecorder
 from tuner.cluster.lock import experiment_lock
 from tuner.cluster.resources import TrialResources
@@ -94,6 +95,23 @@ def _fit_watching_sigint(tuner: Any) -> tuple[Any, bool]:
     return grid, watching and after is before
 
 
+def _fit_watching_disk(tuner: Any, cfg: SearchConfig) -> tuple[Any, bool]:
+    """:func:`_fit_watching_sigint`, stopped in time (and said in one line) when the experiment's disk fills up."""
+    if cfg.folder.remote:
+        return _fit_watching_sigint(tuner)
+    watch = DiskWatch(cfg.folder.path)
+    try:
+        with watch:
+            fitted = _fit_watching_sigint(tuner)
+    except BaseException as exc:
+        if watch.tripped is not None or disk_full_in(exc):
+            raise watch.full() from None
+        raise
+    if watch.tripped is not None:
+        raise watch.full()
+    return fitted
+
+
 def _callbacks(cfg: SearchConfig, plan: SearchPlan, started: float) -> list[Any]:
     """Tune callbacks of a new experiment: the live view and progress.json, and the integrity record (local storage)."""
     folder, preset = cfg.folder, plan.preset
@@ -144,7 +162,7 @@ def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, 
                             reuse_actors=not layout.data_parallel)  # Train's workers are not reusable
         if cfg.resume:
             _repoint(tuner, cfg, study, phases.started)
-        return _fit_watching_sigint(tuner)
+        return _fit_watching_disk(tuner, cfg)
     finally:
         if cfg.address == "":
             with phases.phase("stopping the local Ray"):
@@ -299,9 +317,11 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
     made = not folder.remote and not Path(folder.path).exists()
     try:
         return _search(cfg, plan, command)
-    except BaseException:
+    except BaseException as exc:
         if made and not tune.Tuner.can_restore(folder.path):
             shutil.rmtree(folder.path, ignore_errors=True)
+        if not isinstance(exc, DiskFull) and not folder.remote and disk_full_in(exc):  # collecting, exporting
+            raise DiskFull(folder.path, free_bytes(folder.path)) from None
         raise
 
 
