@@ -92,17 +92,24 @@ def search(tmp_path: Path) -> SearchCommand:
 
 @pytest.fixture
 def rendered_figures() -> Callable[[Path], tuple[int, int]]:
-    """``render(page)``: (figures drawn, figures) of an HTML page opened in headless chromium."""
+    """``render(page)``: (figures drawn, figures) of an HTML page opened in headless chromium, in a laptop's window.
+
+    It also fails when the page is wider than that window (1280 px): nothing should need a sideways scroll.
+    """
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("chromium is not installed (./setup.sh --dev installs it)")
 
     def render(page: Path) -> tuple[int, int]:
-        argv = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.resolve().as_uri()]
+        argv = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,800", "--dump-dom",
+                page.resolve().as_uri()]
         dom = subprocess.run(argv, capture_output=True, text=True, timeout=120).stdout
         drawn = re.search(r'data-figures-drawn="(\d+)"', dom)
         total = re.search(r'data-figures="(\d+)"', dom)
         assert drawn and total, dom[:2000]
+        width, window = re.search(r'data-page-width="(\d+)"', dom), re.search(r'data-window-width="(\d+)"', dom)
+        assert width and window, dom[:2000]
+        assert int(width.group(1)) <= int(window.group(1)) <= 1280, (width.group(1), window.group(1))
         return int(drawn.group(1)), int(total.group(1))
 
     return render

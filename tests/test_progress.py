@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,8 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.attacks import FGSM, PGD, ThreatModel
-from trainables.evaluation import SuiteConfig, evaluate_robustness
+from trainables.attacks import FGSM, PGD, PGDL2, ThreatModel
+from trainables.evaluation import GRADIENT_WAYS, SuiteConfig, evaluate_robustness
 from tuner.console.callback import LiveProgress
 from tuner.console.progress import SearchProgress, TrialView, read_progress
 from tuner.console.view import Phases, _LineView, render
@@ -27,13 +28,17 @@ def _trial(tid: str, status: str = "RUNNING", last: dict | None = None, **config
 
 
 def test_the_model_counts_epochs_and_estimates_the_time_left() -> None:
-    model = SearchProgress(num_samples=4, max_epochs=4, started=time.time() - 60)
+    model = SearchProgress(num_samples=4, max_epochs=4, started=time.time() - 60)  # FIFO: every epoch of every trial
     a, b = model.view("a"), model.view("b")
     a.outcome, a.epoch = Outcome.RUNNING, 2
     b.outcome, b.epoch = Outcome.PRUNED, 1
+    assert model.eta_s() is None  # nothing timed yet
+    for trial, seconds in (("a", 20.0), ("a", 20.0), ("b", 10.0)):
+        model.record_epoch(trial, seconds, 1.0, running=2)
     assert model.counts() == {"running": 1, "pruned": 1, "pending": 2}
     assert model.epochs_done() == 3 and model.epochs_expected() == 1 + 3 * 4  # b stopped after 1 of 4
-    assert model.eta_s() == pytest.approx(60 / 3 * 10, rel=0.05)
+    # a: 2 epochs of 20 s; 2 pending at the trials' mean 15 s, 4 epochs each; side by side in 2 slots
+    assert model.eta_s() == pytest.approx((2 * 20 + 2 * 4 * 15) / 2 + model.eta_plan.fixed_s, rel=0.01)
     assert b.state(4) == "pruned at epoch 1"
     a.epoch = 3
     assert a.state(4) == "running (epoch 4 and the objective)"
@@ -126,14 +131,27 @@ def _records() -> list[TrialRecord]:
 
 
 def test_the_results_page_holds_leaderboard_figures_export_and_command(tmp_path: Path) -> None:
-    metrics = {"validation": {"natural_acc": 0.7, "robust_acc": 0.3, "acc/pgd": 0.31},
-               "test": {"natural_acc": 0.71, "robust_acc": 0.32, "acc/pgd": 0.33},
-               "examples": {"validation": 200, "test": 500}, "suite": {"cascade": True}}
+    suite = SuiteConfig(attacks=(FGSM(), PGD(steps=2), PGDL2(steps=2)), gradients=GRADIENT_WAYS)
+    split = {"natural_acc": 0.7, "robust_acc": 0.25, "robust_acc/linf": 0.3, "robust_acc/l2": 0.4, "acc/fgsm": 0.5,
+             "acc/fgsm/sampled": 0.45, "acc/pgd": 0.31, "acc/pgd/sampled": 0.3, "acc/pgd-l2": 0.41,
+             "acc/pgd-l2/sampled": 0.4}
+    metrics = {"validation": split, "test": split | {"acc/pgd": 0.33}, "examples": {"validation": 200, "test": 500},
+               "suite": suite.to_dict(), "threat": {"eps": 0.1, "l2_eps": 1.5}, "stochastic": True}
     text = results_page(_records(), title="t", command="python -m tuner.search --space lwta", params=("lr",),
                         exported="best", export_metrics=metrics)
     assert text.count("<img ") == 2 and "data:image/png;base64," in text
     assert "python -m tuner.search --space lwta" in text and "<td>best</td>" in text and "<td>broke</td>" in text
-    assert "<td>pgd</td><td>31.00%</td><td>33.00%</td>" in text and "test (500 examples)" in text
+    assert "test (500 examples)" in text and "a cascade per ball" in text
+    cells = re.findall(r"<td>([^<]*)</td>", text[text.index("The exported model"):])
+    rows = [cells[i:i + 4] for i in range(0, len(cells), 4)]
+    assert [r[0] for r in rows] == ["natural", "L-inf ball", "fgsm", "fgsm/sampled", "pgd", "pgd/sampled",
+                                    "worst case, L-inf", "L2 ball", "pgd-l2", "pgd-l2/sampled", "worst case, L2",
+                                    "worst case, every attack"]  # grouped by ball, in the order the cascade ran
+    by_name = {r[0]: r[1:] for r in rows}
+    assert by_name["L-inf ball"][0] == "radius 0.1" and by_name["L2 ball"][0] == "radius 1.5"
+    assert by_name["pgd"][1:] == ["31.00%", "33.00%"] and "sampled gradients" in by_name["pgd/sampled"][0]
+    assert by_name["worst case, L-inf"][1:] == ["30.00%", "30.00%"] and by_name["worst case, L2"][1] == "40.00%"
+    assert by_name["worst case, every attack"][1:] == ["25.00%", "25.00%"]
     written = write_results_page([tmp_path / "a", tmp_path / "b"], _records(), title="t", command="c")
     assert [p.name for p in written] == [PAGE_FILE, PAGE_FILE] and "No export" in written[0].read_text()
 

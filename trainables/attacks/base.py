@@ -90,6 +90,14 @@ class Attack(ABC):
         """This attack at ``threat``'s radius for its norm, with ``eot_samples`` gradient draws per step."""
         return replace(self, eps=threat.radius(self.norm), eot_samples=eot_samples)
 
+    def work(self) -> float:
+        """Model passes per example, a forward and backward pass counting 1: its steps x restarts x gradient draws.
+
+        A relative measure of cost (what an ETA scales measured seconds by), not a promise.
+        """
+        budget = self.budget()
+        return float(budget.get("steps", 1) * budget.get("restarts", 1) * self.eot_samples)
+
     def budget(self) -> dict[str, Any]:
         """The attack's own settings: every field but the shared ``eps`` and ``eot_samples``."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SHARED_FIELDS}

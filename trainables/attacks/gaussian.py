@@ -25,6 +25,10 @@ class GaussianNoise(Attack):
 
     sigma: float | None = None
 
+    def work(self) -> float:
+        """No model pass at all: the noise is drawn without the model."""
+        return 0.0
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.sigma is not None and not self.sigma >= 0:

@@ -62,6 +62,10 @@ class Square(Attack):
         if not 0 < self.p_init <= 1:
             raise ValueError(f"p_init must be in (0, 1], got {self.p_init=}")
 
+    def work(self) -> float:
+        """Forward passes only (a third of a forward and backward pass each): n_queries x averaged draws."""
+        return self.n_queries * self.eot_samples / 3
+
     @torch.no_grad()
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """Inputs inside the L-inf ball and [0, 1] whose (averaged) margin is the lowest the queries found."""

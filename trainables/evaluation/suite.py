@@ -89,6 +89,17 @@ class SuiteConfig:
         """
         return way != self.gradients[0] and not (stochastic and attack.uses_gradients)
 
+    def work(self, threat: ThreatModel, stochastic: bool) -> float:
+        """Model passes per example of a run of this suite (:meth:`Attack.work`; a forward pass counts a third).
+
+        Every run of an attack on every example (the cascade makes later runs cheaper, on both sides
+        of a comparison alike), and each run's averaged prediction besides the natural one.
+        """
+        runs = [attack for _, way, attack in self.passes(threat, stochastic) if not self.repeats(way, attack,
+                                                                                                 stochastic)]
+        predict = (self.predict_samples if stochastic else 1) / 3
+        return sum(attack.work() for attack in runs) + predict * (len(runs) + 1)
+
     def bound(self, threat: ThreatModel, stochastic: bool) -> dict[str, Attack]:
         """The attacks by name at ``threat``'s radii; EOT draws only when the model is ``stochastic``."""
         eot = self.eot_samples if stochastic else 1

@@ -9,6 +9,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from tuner.console.eta import EtaPlan
 from tuner.console.progress import SearchProgress, TrialView, write_progress
 from tuner.console.view import TrialEvent, TrialEventView, ViewKind, make_view
 from tuner.trials.outcome import Outcome, TrialReport, finite, member_reports, member_trial_id, trial_outcome
@@ -29,8 +30,10 @@ class LiveProgress(Callback):
     """
 
     def __init__(self, progress_file: Path | None, num_samples: int, max_epochs: int, params: tuple[str, ...] = (),
-                 space: str = "", view: ViewKind = ViewKind.LIVE, started: float | None = None) -> None:
+                 space: str = "", view: ViewKind = ViewKind.LIVE, started: float | None = None,
+                 eta: EtaPlan | None = None) -> None:
         self.progress_file, self.started = progress_file, started  # started: the run's clock (None: now)
+        self.eta = eta or EtaPlan()
         self.num_samples, self.max_epochs, self.params, self.space = num_samples, max_epochs, params, space
         self.view_kind = ViewKind(view)
         self._progress: SearchProgress | None = None
@@ -42,14 +45,16 @@ class LiveProgress(Callback):
         state["_view"] = None  # a terminal is not pickled; made anew after a restore
         return state
 
-    def resume_at(self, progress_file: Path | None, view: ViewKind, started: float | None = None) -> None:
+    def resume_at(self, progress_file: Path | None, view: ViewKind, started: float | None = None,
+                  eta: EtaPlan | None = None) -> None:
         """Write ``progress_file``, show ``view``, stamp lines from ``started``: a resumed search, where it now is."""
         self.progress_file, self.view_kind, self.started = progress_file, ViewKind(view), started
+        self.eta = eta or EtaPlan()
 
     def _model(self) -> SearchProgress:
         if self._progress is None:
             self._progress = SearchProgress(self.num_samples, self.max_epochs, space=self.space,
-                                            run_started=self.started)
+                                            run_started=self.started, eta_plan=self.eta)
         return self._progress
 
     def setup(self, **info: Any) -> None:
@@ -115,9 +120,13 @@ class LiveProgress(Callback):
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
         """An epoch ended (Tune calls this before it updates the trial's last result)."""
         bundle = "members" in (getattr(trial, "config", {}) or {})
+        running = sum(1 for other in trials if getattr(other, "status", "") == "RUNNING")
         for unit, params, report in self._units(trial, result):
             if report is None:
                 continue
+            took, scoring = report.epoch_metric("epoch_seconds"), report.epoch_metric("eval_seconds")
+            if took is not None and scoring is not None and not report.ended:  # a member: its share of the bundle
+                self._model().record_epoch(unit, took, scoring, running)
             view = self._sync(unit, params, report)
             ended = bundle and report.ended
             if ended:  # a member's last report: the bundle goes on without it

@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from trainables.atomic import atomic_write_text
+from tuner.console.eta import Decided, EtaPlan, Measured
 from tuner.trials.outcome import Outcome, finite
 
-__all__ = ["SearchProgress", "TrialView", "from_json", "read_progress", "write_phase", "write_progress"]
+__all__ = ["SearchProgress", "TrialView", "from_json", "read_progress", "write_export_progress", "write_phase",
+           "write_progress"]
+
+TRAINING = "training"  # the phase while Tune runs
 
 
 @dataclass
@@ -33,6 +37,13 @@ class TrialView:
     suspect: bool = False
     reason: str = ""  # why it failed, one line
     ended_at: float | None = None
+    seconds: float = 0.0  # its timed epochs' wall time, summed
+    timed: int = 0  # epochs timed
+
+    @property
+    def epoch_s(self) -> float | None:
+        """Its epochs' mean wall time (None before the first)."""
+        return self.seconds / self.timed if self.timed else None
 
     def state(self, max_epochs: int) -> str:
         """``running``, ``pruned at epoch 2``, ``failed: <reason>``... for a view's state column."""
@@ -49,15 +60,46 @@ class TrialView:
 
 @dataclass
 class SearchProgress:
-    """Every trial's view, the trial-epochs done and expected, the phase, and the time it all took."""
+    """Every trial's view, the trial-epochs done and expected, the phase, and the time it all took.
+
+    The ETA covers the whole run (:mod:`tuner.console.eta`): training under the scheduler's expected
+    promotions at the run's own seconds per trial-epoch, then the export's scoring, estimated from
+    the per-epoch scoring's measured seconds until it starts and from its own progress after.
+    """
 
     num_samples: int
     max_epochs: int
     space: str = ""
-    phase: str = "training"
+    phase: str = TRAINING
     started: float = field(default_factory=time.time)  # when training began: the rate behind the ETA
     trials: dict[str, TrialView] = field(default_factory=dict)
     run_started: float | None = None  # when the run began (data, Ray): the clock of stamped lines (None: started)
+    eta_plan: EtaPlan = field(default_factory=EtaPlan)
+    eval_alone_s: float = 0.0  # per-epoch scoring seconds summed, each divided by the trials running beside it
+    evals: int = 0
+    slots: int = 1  # trials that ran side by side, at most
+    export_started: float | None = None  # when the export's scoring began
+    export_done: float | None = None  # its share done (0..1)
+
+    def record_epoch(self, trial_id: str, epoch_s: float, eval_s: float, running: int) -> None:
+        """A trial's epoch took ``epoch_s`` (its scoring ``eval_s``) while ``running`` trials shared the machine."""
+        view = self.view(trial_id)
+        view.seconds += epoch_s
+        view.timed += 1
+        self.eval_alone_s += eval_s / max(running, 1)
+        self.evals += 1
+        self.slots = max(self.slots, running)
+
+    def measured(self) -> Measured:
+        """The run's own seconds so far."""
+        means = [t.epoch_s for t in self.trials.values() if t.epoch_s is not None]
+        if not self.evals or not means:
+            return Measured(None, None, self.slots)
+        return Measured(sum(means) / len(means), self.eval_alone_s / self.evals, self.slots)
+
+    def export_s(self) -> float | None:
+        """The export's expected scoring seconds (None before any epoch was scored)."""
+        return self.eta_plan.export_s(self.measured().eval_alone_s)
 
     def clock(self, now: float | None = None) -> float:
         """Seconds since the run began, the time every stamped line of a run shows."""
@@ -81,19 +123,37 @@ class SearchProgress:
         """Trial-epochs trained so far."""
         return sum(t.epoch for t in self.trials.values())
 
+    def _decided(self) -> tuple[list[Decided], int]:
+        """The trials as the ETA sees them, and how many are still to start."""
+        decided = [Decided(t.epoch, t.outcome.ended, t.epoch_s) for t in self.trials.values()]
+        return decided, max(self.num_samples - len(self.trials), 0)
+
+    def _expected(self) -> float:
+        return self.eta_plan.training_epochs(*self._decided(), self.max_epochs)
+
     def epochs_expected(self) -> int:
-        """Trial-epochs this search will train: what ended trials did, the full schedule for the others."""
-        ended = sum(t.epoch for t in self.trials.values() if t.outcome.ended)
-        open_ = sum(1 for t in self.trials.values() if not t.outcome.ended)
-        return ended + (open_ + max(self.num_samples - len(self.trials), 0)) * self.max_epochs
+        """Trial-epochs this search is expected to train: ended trials' own, the scheduler's guess for the rest."""
+        return max(round(self._expected()), self.epochs_done())
 
     def eta_s(self, now: float | None = None) -> float | None:
-        """Seconds of training left at the rate so far (None before the first epoch)."""
-        done = self.epochs_done()
-        if done == 0:
+        """Seconds left in the whole run: training, then the export's scoring (None before the first epoch).
+
+        Once the export's scoring runs, its estimate gives way to its own progress as that grows (the
+        share of its work done, weighted by each run's model passes), and never reads 0 while work remains.
+        """
+        now = now or time.time()
+        export = self.export_s()
+        if self.export_started is not None and export is not None:
+            spent, share = now - self.export_started, self.export_done or 0.0
+            planned = max(export - self.eta_plan.fixed_s - spent, 0.0)
+            seen = spent * (1 - share) / share if share > 0 else planned
+            return share * seen + (1 - share) * planned + self.eta_plan.fixed_s
+        measured = self.measured()
+        if measured.epoch_s is None:
             return None
-        elapsed = (now or time.time()) - self.started
-        return elapsed / done * max(self.epochs_expected() - done, 0)
+        training = self.eta_plan.training_s(*self._decided(), self.max_epochs, measured) if self.phase == TRAINING \
+            else 0.0
+        return training + (export or 0.0)
 
     def best(self) -> TrialView | None:
         """The finished, non-suspect trial with the highest objective."""
@@ -107,6 +167,9 @@ class SearchProgress:
         now = time.time()
         return {"num_samples": self.num_samples, "max_epochs": self.max_epochs, "space": self.space,
                 "phase": self.phase, "counts": {str(k): v for k, v in self.counts().items()},
+                "eta_plan": self.eta_plan.to_json(), "eval_alone_s": self.eval_alone_s,
+                "evals": self.evals, "slots": self.slots,
+                "export_started": self.export_started, "export_done": self.export_done,
                 "epochs_done": self.epochs_done(),
                 "epochs_expected": self.epochs_expected(), "elapsed_s": now - self.started, "eta_s": self.eta_s(now),
                 "best_objective": None if best is None else best.objective,
@@ -134,9 +197,15 @@ def write_progress(path: Path | None, progress: SearchProgress) -> None:
 def from_json(data: dict[str, Any]) -> SearchProgress:
     """The progress a progress.json holds (its clock set from the file's last update)."""
     known = set(TrialView.__dataclass_fields__)
+    plan = data.get("eta_plan")
     model = SearchProgress(int(data.get("num_samples", 0)), int(data.get("max_epochs", 1)),
                            space=str(data.get("space", "")), phase=str(data.get("phase", "")),
-                           started=float(data.get("updated", time.time())) - float(data.get("elapsed_s", 0.0)))
+                           started=float(data.get("updated", time.time())) - float(data.get("elapsed_s", 0.0)),
+                           eta_plan=EtaPlan.from_json(plan if isinstance(plan, dict) else None),
+                           eval_alone_s=float(data.get("eval_alone_s", 0.0)),
+                           evals=int(data.get("evals", 0)), slots=int(data.get("slots", 1)),
+                           export_started=_number(data.get("export_started")),
+                           export_done=_number(data.get("export_done")))
     for row in data.get("trials", []):
         view = _view({k: v for k, v in row.items() if k in known})
         model.trials[view.trial_id] = view
@@ -156,15 +225,34 @@ def _view(values: dict[str, Any]) -> TrialView:
                      natural=_number(values.get("natural")), robust=_number(values.get("robust")),
                      objective=_number(values.get("objective")), outcome=Outcome(values.get("outcome", "pending")),
                      suspect=bool(values.get("suspect", False)), reason=str(values.get("reason", "")),
-                     ended_at=_number(values.get("ended_at")))
+                     ended_at=_number(values.get("ended_at")), seconds=float(values.get("seconds", 0.0)),
+                     timed=int(values.get("timed", 0)))
 
 
-def write_phase(path: Path | None, phase: str) -> None:
-    """Set the phase in ``path`` (progress.json), keeping the rest; nothing when there is no file yet."""
+def _update(path: Path | None, values: dict[str, Any]) -> None:
+    """Set ``values`` in ``path`` (progress.json), keeping the rest; nothing when there is no file yet."""
     if path is None or not path.is_file():
         return
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return
-    atomic_write_text(path, json.dumps(data | {"phase": phase, "updated": time.time()}))
+    now = time.time()
+    data |= values
+    data["elapsed_s"] = float(data.get("elapsed_s", 0.0)) + now - float(data.get("updated", now))
+    data["updated"] = now
+    try:
+        data["eta_s"] = from_json(data).eta_s(now)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        pass
+    atomic_write_text(path, json.dumps(data))
+
+
+def write_phase(path: Path | None, phase: str) -> None:
+    """Set the phase in ``path`` (progress.json), keeping the rest; nothing when there is no file yet."""
+    _update(path, {"phase": phase})
+
+
+def write_export_progress(path: Path | None, share: float, started: float) -> None:
+    """The export's scoring, begun at ``started``, has done ``share`` (0..1) of its work: in ``path``."""
+    _update(path, {"export_started": started, "export_done": min(max(share, 0.0), 1.0)})

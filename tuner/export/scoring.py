@@ -47,6 +47,7 @@ def evaluate_for_export(
         examples[key] = result.n
     out["suite"] = suite.to_dict()
     out["threat"] = asdict(threat)
+    out["stochastic"] = model.stochastic  # attacked through each way of taking gradients, with EOT
     out["examples"] = examples
     return out
 

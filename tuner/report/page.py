@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from trainables.atomic import atomic_write_text
+from trainables.attacks import NORMS, Norm, ThreatModel
+from trainables.evaluation import SuiteConfig
 from tuner.experiment import ExperimentFolder
 from tuner.trials.outcome import Outcome
 from tuner.trials.pareto import ParetoPoint
@@ -27,16 +29,20 @@ __all__ = ["PAGE_FILE", "results_page", "write_results_page"]
 
 PAGE_FILE = ExperimentFolder.PAGE
 
-_STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222}
-table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;display:block;max-width:100%;overflow-x:auto}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th:first-child,td:first-child{text-align:left}code,pre{background:#f4f4f4;padding:.15em .3em}
 img{max-width:100%;border:1px solid #eee}.note{color:#555;font-size:.9em}"""
 
-# Once the page has loaded, it counts the figures the browser could draw (a headless test reads it).
+# Once the page has loaded, it counts the figures the browser could draw and says whether the page is
+# wider than the window (a headless test reads both).
 _RENDER_CHECK = """<script>window.addEventListener("load", () => {
   const imgs = [...document.images];
   document.body.dataset.figuresDrawn = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
   document.body.dataset.figures = imgs.length;
+  document.body.dataset.pageWidth = document.documentElement.scrollWidth;
+  document.body.dataset.windowWidth = window.innerWidth;
 });</script>"""
 
 
@@ -73,16 +79,44 @@ def _leaderboard(records: Sequence[TrialRecord], params: Sequence[str]) -> str:
     return _table(["#", "trial", "outcome", "robust (objective)", "natural", "epochs", *params], rows)
 
 
+def _balls(metrics: dict[str, Any]) -> list[tuple[Norm, float | None, list[tuple[str, str]]]]:
+    """The export suite's runs by ball, as they cascaded: (norm, radius, [(outcome key, budget)]).
+
+    A run that repeats its attack's first (a gradient-free attack's other way, or any second way of a
+    deterministic model) is left out, as ``tuner.evaluate`` leaves it out.
+    """
+    try:
+        suite, threat = SuiteConfig.from_dict(metrics["suite"]), ThreatModel(**metrics["threat"])
+    except (KeyError, TypeError, ValueError):
+        return []
+    stochastic = bool(metrics.get("stochastic", True))
+    passes = suite.passes(threat, stochastic)
+    out = []
+    for norm in NORMS:
+        runs = [(key, attack.describe() + (f" ({way} gradients)" if stochastic and attack.uses_gradients else ""))
+                for key, way, attack in passes if attack.norm == norm and not suite.repeats(way, attack, stochastic)]
+        if runs:
+            out.append((norm, threat.radius(norm), runs))
+    return out
+
+
 def _export_table(metrics: dict[str, Any]) -> str:
+    """The export's accuracies per split, grouped by ball as the cascade ran: each ball's radius and worst case."""
     splits = [s for s in ("validation", "test") if isinstance(metrics.get(s), dict)]
-    keys: list[str] = []
-    for split in splits:
-        keys += [k for k in metrics[split] if k.startswith("acc/") and k not in keys]
-    rows = [["natural", *(_pct(metrics[s].get("natural_acc")) for s in splits)]]
-    rows += [[k.removeprefix("acc/"), *(_pct(metrics[s].get(k)) for s in splits)] for k in keys]
-    rows.append(["worst case", *(_pct(metrics[s].get("robust_acc")) for s in splits)])
+    rows: list[list[Any]] = [["natural", "", *(_pct(metrics[s].get("natural_acc")) for s in splits)]]
+    balls = _balls(metrics)
+    if not balls:  # metrics without their suite: each outcome as it was recorded
+        keys = list(dict.fromkeys(k for s in splits for k in metrics[s] if k.startswith("acc/")))
+        rows += [[k.removeprefix("acc/"), "", *(_pct(metrics[s].get(k)) for s in splits)] for k in keys]
+    for norm, radius, runs in balls:
+        rows.append([f"{norm.title} ball", f"radius {radius:g}", *("" for _ in splits)])
+        rows += [[key, budget, *(_pct(metrics[s].get(f"acc/{key}")) for s in splits)] for key, budget in runs]
+        rows.append([f"worst case, {norm.title}", "per example, over the rows above",
+                     *(_pct(metrics[s].get(f"robust_acc/{norm}", metrics[s].get("robust_acc"))) for s in splits)])
+    if len(balls) != 1:
+        rows.append(["worst case, every attack", "", *(_pct(metrics[s].get("robust_acc")) for s in splits)])
     examples = metrics.get("examples", {})
-    return _table(["accuracy", *(f"{s} ({examples.get(s, '?')} examples)" for s in splits)], rows)
+    return _table(["accuracy", "budget", *(f"{s} ({examples.get(s, '?')} examples)" for s in splits)], rows)
 
 
 def results_page(records: Sequence[TrialRecord], *, title: str, command: str, params: Sequence[str] = (),
@@ -110,8 +144,9 @@ def results_page(records: Sequence[TrialRecord], *, title: str, command: str, pa
         sections += ["<h2>Per-epoch curves</h2>", f'<img alt="per-epoch validation accuracy" src="{src}">']
     if export_metrics is not None:
         where = "" if export_path is None else f" in <code>{html.escape(str(export_path))}</code>"
-        order = ("in a cascade: each row is the robust accuracy after that attack"
-                 if export_metrics.get("suite", {}).get("cascade") else "each attack on every correct example")
+        order = ("a row: the accuracy once this attack and those above it in its ball have run (a cascade per "
+                 "ball)" if export_metrics.get("suite", {}).get("cascade") else "a row: the accuracy under this "
+                 "attack alone")
         sections += [f"<h2>The exported model: trial {html.escape(str(exported))}{where}</h2>",
                      _export_table(export_metrics), f"<p class=note>Export suite, {order}; "
                      "<code>&lt;attack&gt;/sampled</code>: the same attack through the model's sampled gradients."

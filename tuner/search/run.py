@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from ray.tune.schedulers import FIFOScheduler
 
 from search_spaces import get_space
 from trainables.data import Splits, load_splits
+from trainables.models import build_model, is_stochastic
 from tuner.bundles import BundleSearch, Fusion, bundle_searcher, bundle_trainable, resolve_fusion
 from tuner.cluster.connect import check_address, connect_ray
 from tuner.cluster.disk import DiskFull, DiskWatch, disk_full_in, free_bytes
@@ -38,8 +40,9 @@ from tuner.cluster.lock import experiment_lock
 from tuner.cluster.resources import TrialResources
 from tuner.cluster.storage import StudyStorage, check_writable, study_name, study_storage
 from tuner.console.callback import LiveProgress
+from tuner.console.eta import EtaPlan, ExportWork, rungs_of
 from tuner.console.leaderboard import leaderboard
-from tuner.console.progress import write_phase
+from tuner.console.progress import write_export_progress, write_phase
 from tuner.console.view import Phases, ViewKind, plain
 from tuner.export import METRICS_FILE, DamagedCheckpoint, ExportError, ExportRequest, export_best
 from tuner.report.page import write_results_page
@@ -112,12 +115,25 @@ def _fit_watching_disk(tuner: Any, cfg: SearchConfig) -> tuple[Any, bool]:
     return fitted
 
 
-def _callbacks(cfg: SearchConfig, plan: SearchPlan, started: float) -> list[Any]:
+def _eta_plan(plan: SearchPlan, splits: Splits) -> EtaPlan:
+    """The ETA's plan: the scheduler's rungs, and the export's scoring cost against one epoch's per-epoch scoring."""
+    preset, strategy, epochs = plan.preset, plan.strategy, plan.base.train.epochs
+    asha = strategy.scheduler == "asha" and not strategy.pareto
+    stochastic = is_stochastic(build_model(plan.base.model, splits.info))
+    scored = len(splits.val.head(plan.base.train.eval_limit))
+    exported = len(splits.val.head(preset.export_val_limit)) + len(splits.test)
+    per_epoch = max(preset.epoch_suite.work(plan.threat, stochastic) * scored, 1e-9)
+    return EtaPlan(rungs=rungs_of(min(strategy.grace_period, epochs), 2, epochs) if asha else (),
+                   export_ratio=plan.export_suite.work(plan.threat, stochastic) * exported / per_epoch,
+                   objective_ratio=plan.objective_suite.work(plan.threat, stochastic) * len(splits.val) / per_epoch)
+
+
+def _callbacks(cfg: SearchConfig, plan: SearchPlan, started: float, eta: EtaPlan) -> list[Any]:
     """Tune callbacks of a new experiment: the live view and progress.json, and the integrity record (local storage)."""
     folder, preset = cfg.folder, plan.preset
     callbacks: list[Any] = [LiveProgress(folder.progress, plan.strategy.num_samples, preset.train.epochs,
                                          params=get_space(cfg.space).leaderboard, space=f"{cfg.space} · {preset.name}",
-                                         view=ViewKind.LIVE if cfg.live else ViewKind.LINES, started=started)]
+                                         view=ViewKind.LIVE if cfg.live else ViewKind.LINES, started=started, eta=eta)]
     if not folder.remote:
         callbacks.append(IntegrityRecorder(folder.path))
     return callbacks
@@ -156,12 +172,13 @@ def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, 
             trainable = make_trainable(context, splits, layout, cfg.folder)
             searcher = None if cfg.resume else build_searcher(plan.strategy, cfg.space, preset, study, name)
             scheduler = build_scheduler(plan.strategy, preset.train.epochs)
+        eta = _eta_plan(plan, splits)
         tuner = build_tuner(trainable, cfg.folder, resume=cfg.resume, searcher=searcher, scheduler=scheduler,
-                            num_samples=plan.strategy.num_samples, callbacks=_callbacks(cfg, plan, phases.started),
+                            num_samples=plan.strategy.num_samples, callbacks=_callbacks(cfg, plan, phases.started, eta),
                             max_concurrent=max_concurrent,
                             reuse_actors=not layout.data_parallel)  # Train's workers are not reusable
         if cfg.resume:
-            _repoint(tuner, cfg, study, phases.started)
+            _repoint(tuner, cfg, study, phases.started, eta)
         return _fit_watching_disk(tuner, cfg)
     finally:
         if cfg.address == "":
@@ -169,7 +186,7 @@ def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, 
                 ray.shutdown()
 
 
-def _repoint(tuner: Any, cfg: SearchConfig, study: StudyStorage | None, started: float) -> None:
+def _repoint(tuner: Any, cfg: SearchConfig, study: StudyStorage | None, started: float, eta: EtaPlan) -> None:
     """A restored run's searcher and callbacks pointed at where the experiment is now, shown as this command asks.
 
     A moved or copied experiment then resumes in place: its trials go into its own study file, its
@@ -183,7 +200,7 @@ def _repoint(tuner: Any, cfg: SearchConfig, study: StudyStorage | None, started:
             searcher.use_study(study)
     for callback in callbacks:
         if isinstance(callback, LiveProgress):
-            callback.resume_at(cfg.folder.progress, ViewKind.LIVE if cfg.live else ViewKind.LINES, started)
+            callback.resume_at(cfg.folder.progress, ViewKind.LIVE if cfg.live else ViewKind.LINES, started, eta)
         elif isinstance(callback, IntegrityRecorder):
             callback.resume_at(cfg.folder.path)
 
@@ -270,8 +287,17 @@ def _export(cfg: SearchConfig, plan: SearchPlan, best: TrialRecord, splits: Spli
                             experiment_path=cfg.folder.path, space=cfg.space, objective_mode=cfg.objective,
                             command=command, suite=plan.export_suite, threat=plan.threat,
                             val_limit=plan.preset.export_val_limit)
+    images = {"validation": len(splits.val.head(request.val_limit)), "test": len(splits.test)}
+    work = ExportWork.of(plan.export_suite, plan.threat, is_stochastic(build_model(plan.base.model, splits.info)),
+                         images)
+    began = time.time()
+
     with phases.counted(f"scoring trial {best.trial_id} for export (validation and test)") as heard:
-        path = export_best(best, splits, request, heard, pick)
+        def told(label: str, done: int, total: int) -> None:  # the bar or lines, and the ETA in progress.json
+            heard(label, done, total)
+            write_export_progress(phases.progress_file, work.share(label), began)
+
+        path = export_best(best, splits, request, told, pick)
     return path, json.loads((path / METRICS_FILE).read_text())
 
 

@@ -1,0 +1,134 @@
+"""The whole run's ETA: the scheduler's expected promotions, the trials' own seconds, the export's scoring."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from search_spaces.presets import QUICK
+from trainables.attacks import FGSM, PGD, Square
+from trainables.evaluation import GRADIENT_WAYS, SuiteConfig
+from tuner.console.eta import Decided, EtaPlan, ExportWork, Measured, rungs_of
+from tuner.console.progress import SearchProgress, from_json
+from tuner.trials.outcome import Outcome
+
+RECORDED = Path(__file__).parent / "data" / "recorded_run.json"
+
+
+def test_rungs_are_successive_halvings_below_the_last_epoch() -> None:
+    assert rungs_of(1, 2, 15) == (1, 2, 4, 8)
+    assert rungs_of(2, 2, 15) == (2, 4, 8)
+    assert rungs_of(3, 2, 3) == ()
+
+
+def test_without_rungs_every_trial_runs_every_epoch() -> None:
+    plan = EtaPlan()
+    trials = [Decided(3, ended=False), Decided(5, ended=True)]
+    assert plan.remaining(trials, pending=2, max_epochs=10) == [(7.0, 1.0), (10.0, 1.0), (10.0, 1.0)]
+    assert plan.training_epochs(trials, 2, 10) == 3 + 5 + 7 + 20
+
+
+def test_asha_keeps_the_first_arrivals_and_about_half_of_the_rest() -> None:
+    plan = EtaPlan(rungs=(1, 2, 4, 8))
+    [(alone, finish)] = plan.remaining([], pending=1, max_epochs=15)
+    assert (alone, finish) == (15.0, 1.0)  # the first result at every rung passes it
+    walks = plan.remaining([], pending=6, max_epochs=15)
+    assert walks[0] == (15.0, 1.0) and walks[1][0] < 15.0  # later arrivals meet a cutoff
+    total = sum(left for left, _ in walks)
+    assert 6 * (1 + 1 / 2 + 2 / 4 + 4 / 8 + 7 / 16) < total < 6 * 15  # between ASHA's 1/eta and every epoch
+    # a trial that reported at a rung and is still running passed it: only the rungs ahead count
+    [(left, _)] = plan.remaining([Decided(4, ended=False)], pending=0, max_epochs=15)
+    assert left == 11.0  # first at rung 8 as well
+
+
+def test_training_time_is_the_trials_side_by_side_or_the_longest_alone() -> None:
+    plan = EtaPlan()
+    measured = Measured(epoch_s=10.0, eval_alone_s=None, slots=2)
+    two = [Decided(0, ended=False, epoch_s=10.0), Decided(0, ended=False, epoch_s=30.0)]
+    assert plan.training_s(two, 0, 4, measured) == pytest.approx(max((40 + 120) / 2, 120))  # the slow one is the tail
+    assert plan.training_s(two[:1], 2, 4, measured) == pytest.approx(3 * 4 * 10 / 2)
+
+
+def test_the_export_share_weighs_each_run_by_its_model_passes() -> None:
+    suite = SuiteConfig(attacks=(FGSM(), PGD(steps=20), Square(n_queries=300)), gradients=GRADIENT_WAYS,
+                        eot_samples=3, predict_samples=3)
+    work = ExportWork.of(suite, QUICK.threat, True, {"validation": 200, "test": 2000})
+    keys = [(split, key) for split, key, _ in work.runs]
+    assert keys[:5] == [("validation", "natural"), ("validation", "fgsm"), ("validation", "fgsm/sampled"),
+                        ("validation", "pgd"), ("validation", "pgd/sampled")]
+    assert ("validation", "square/sampled") not in keys  # a gradient-free attack runs once
+    shares = [work.share(f"{split}: {key}") for split, key in keys]
+    assert shares == sorted(shares) and 0 < shares[0] and shares[-1] < 1
+    assert work.share("validation: pgd/sampled") < 200 / 2200 < work.share("test: natural")  # by images
+    passes = {(split, key): passes for split, key, passes in work.runs}
+    assert passes["test", "pgd"] > 10 * passes["test", "fgsm"]  # 20 steps against 1
+    assert passes["test", "pgd"] == pytest.approx(10 * passes["validation", "pgd"])  # 2000 images against 200
+    assert work.share("elsewhere: x") == 0.0
+
+
+def test_the_quick_export_costs_tens_of_per_epoch_scorings() -> None:
+    threat = QUICK.threat
+    export, epoch = QUICK.export_suite.work(threat, True), QUICK.epoch_suite.work(threat, True)
+    assert epoch == pytest.approx(1 * 2 + 10 * 2 + 2 / 3 * 3)  # FGSM and PGD-10 with 2 draws, 3 predictions
+    assert 10 < export / epoch < 100
+    assert QUICK.export_suite.work(threat, False) < export  # a deterministic model takes one way, one draw
+
+
+def test_the_eta_is_never_zero_while_the_export_runs_past_its_estimate() -> None:
+    model = SearchProgress(2, 2, started=0.0, eta_plan=EtaPlan(export_ratio=10.0))
+    for trial in ("a", "b"):
+        view = model.view(trial)
+        view.epoch, view.outcome = 2, Outcome.FINISHED
+        model.record_epoch(trial, 10.0, 1.0, running=1)
+    model.phase = "scoring"
+    assert model.eta_s(now=100.0) == pytest.approx(10 * 1.0 + model.eta_plan.fixed_s)  # the estimate, not started
+    model.export_started, model.export_done = 100.0, 0.0
+    assert model.eta_s(now=200.0) == pytest.approx(model.eta_plan.fixed_s)  # past the estimate, nothing known
+    model.export_done = 0.5
+    # its progress says as long again, its plan says nothing left: each counts by the share done
+    assert model.eta_s(now=200.0) == pytest.approx(0.5 * 100 + 0.5 * 0 + model.eta_plan.fixed_s)
+    assert from_json(json.loads(json.dumps(model.to_json()))).eta_s(now=200.0) == pytest.approx(
+        model.eta_s(now=200.0), rel=0.01)  # --status reads the same from progress.json
+
+
+def _replay(record: dict) -> list[tuple[int, float | None, int]]:
+    """(time, ETA, true time left) at every event of a recorded run, its ETA computed as the search computes it."""
+    stochastic = record["stochastic"]
+    scored = 500  # the quick preset's per-epoch scoring (eval_limit) of its 1000 validation images
+    per_epoch = QUICK.epoch_suite.work(QUICK.threat, stochastic) * scored
+    images = record["images"]
+    plan = EtaPlan(rungs=tuple(record["rungs"]),
+                   export_ratio=QUICK.export_suite.work(QUICK.threat, stochastic) * sum(images.values()) / per_epoch,
+                   objective_ratio=QUICK.objective_suite.work(QUICK.threat, stochastic) * 1000 / per_epoch)
+    work = ExportWork.of(QUICK.export_suite, QUICK.threat, stochastic, images)
+    model = SearchProgress(record["num_samples"], record["max_epochs"], started=0.0, eta_plan=plan)
+    out = []
+    for event in record["events"]:
+        kind, now = event["event"], float(event["t"])
+        if kind == "phase":
+            model.phase = event["phase"]
+        elif kind == "export":
+            model.export_started = model.export_started or now
+            model.export_done = work.share(event["label"])
+        else:
+            view = model.view(event["trial"])
+            view.epoch = event.get("epoch", view.epoch)
+            view.outcome = {"started": Outcome.RUNNING, "epoch": Outcome.RUNNING, "finished": Outcome.FINISHED,
+                            "pruned": Outcome.PRUNED}[kind]
+            if kind == "epoch":
+                model.record_epoch(event["trial"], event["epoch_s"], event["eval_s"], event["running"])
+        out.append((event["t"], model.eta_s(now=now), record["end"] - event["t"]))
+    return out
+
+
+def test_on_a_recorded_run_the_eta_is_within_half_again_of_the_truth_after_the_first_rung() -> None:
+    record = json.loads(RECORDED.read_text())
+    readings = _replay(record)
+    first_rung = min(e["t"] for e in record["events"] if e["event"] == "epoch" and e["epoch"] == 2)
+    checked = [(t, eta, truth) for t, eta, truth in readings if t >= first_rung and truth >= 30]
+    assert len(checked) > 40  # training, and the export's scoring
+    far = [(t, round(eta or 0), truth) for t, eta, truth in checked if not truth / 1.5 <= (eta or 0) <= truth * 1.5]
+    assert not far, far
+    assert all(eta is not None and eta > 0 for t, eta, truth in readings if truth > 0 and t >= first_rung)
