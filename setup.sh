@@ -2,17 +2,21 @@
 # Set up robustune on a fresh machine: a venv in .venv, the package (editable), and the embedded
 # Fashion-MNIST data from Debian's dataset-fashion-mnist package when apt is available.
 #   ./setup.sh         runtime dependencies
-#   ./setup.sh --dev   plus pytest, ruff, torchattacks, hypothesis and import-linter (what the tests need)
+#   ./setup.sh --dev   plus pytest, ruff, torchattacks, hypothesis, import-linter and mlflow (what the tests need)
 set -euo pipefail
 cd "$(dirname "$0")"
 venv="${ROBUSTUNE_VENV:-.venv}"
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
+pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".${extras}"
+"${pip[@]}" -e ".${extras}"
+if [ -n "$extras" ]; then  # see pyproject.toml: its requests pin would send pip's resolver backtracking against mlflow
+    "${pip[@]}" --no-deps "torchattacks>=3.5"
+fi
 
 data=/usr/share/datasets/fashion-mnist
 if [ ! -f "$data/train-images-idx3-ubyte.gz" ]; then

@@ -265,6 +265,10 @@ def test_trials_round_trip_through_parquet(tmp_path: Path) -> None:
         (["--storage-path", "/proc/robustune-runs"], "--storage-path /proc/robustune-runs: cannot write in /proc"),
         (["--export-dir", "/proc/robustune-exports"], "--export-dir /proc/robustune-exports: cannot write in /proc"),
         (["--optuna-storage", "nosuchdb://x"], "cannot open the study storage nosuchdb://x"),
+        (["--tracking", "mlflow", "--tracking-uri", "http://127.0.0.1:9"],
+         "--tracking-uri http://127.0.0.1:9: no MLflow tracking server answers there"),
+        (["--tracking-uri", "http://127.0.0.1:9"], "--tracking-uri goes with --tracking mlflow"),
+        (["--tracking", "wandb"], "invalid choice: 'wandb'"),
     ],
 )
 def test_cli_bad_input_is_one_line_before_ray_starts(tmp_path: Path, capsys, args: list[str], needle: str) -> None:

@@ -12,7 +12,7 @@ from ray.tune import Callback
 from tuner.console.eta import EtaPlan
 from tuner.console.progress import SearchProgress, TrialView, write_progress
 from tuner.console.view import TrialEvent, TrialEventView, ViewKind, make_view
-from tuner.trials.outcome import Outcome, TrialReport, finite, member_reports, member_trial_id, trial_outcome
+from tuner.trials.outcome import Outcome, TrialReport, finite, trial_outcome, trial_units
 
 __all__ = ["LiveProgress"]
 
@@ -65,13 +65,8 @@ class LiveProgress(Callback):
     def _units(self, trial: Any, result: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any],
                                                                                   TrialReport | None]]:
         """(view id, parameters, report in ``result``, else its last one) of a trial, or of each member of a bundle."""
-        config = getattr(trial, "config", {}) or {}
-        metrics = result if result is not None else (trial.last_result or {})
-        if "members" not in config:
-            return [(trial.trial_id, config, TrialReport.from_metrics(metrics))]
-        reports = member_reports(metrics)
-        return [(member_trial_id(trial.trial_id, m), member["params"], reports.get(m))
-                for m, member in enumerate(config["members"])]
+        return trial_units(trial.trial_id, getattr(trial, "config", {}), result if result is not None
+                           else trial.last_result)
 
     def _sync(self, unit: str, params: dict[str, Any], report: TrialReport | None) -> TrialView:
         """The view of a trial (or member), brought up to date with its parameters and ``report``."""

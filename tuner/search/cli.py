@@ -18,7 +18,7 @@ from tuner.bundles import parse_fuse
 from tuner.cluster.storage import STUDY_STORAGES
 from tuner.console.status import show_status
 from tuner.experiment import check_name
-from tuner.search.config import SearchConfig
+from tuner.search.config import TRACKINGS, SearchConfig
 from tuner.search.run import run_search
 from tuner.trials.strategy import OBJECTIVES, SAMPLERS, SCHEDULERS, describe
 
@@ -82,6 +82,11 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--fuse", default="auto", metavar="K|auto|off",
                    help="train up to K trials of one shape as one model in one Ray trial (each still its own Optuna "
                         "trial); auto: measured on the trials' hardware, used where it pays (default auto)")
+    p.add_argument("--tracking", default="none", choices=list(TRACKINGS),
+                   help="mlflow: log every trial as an MLflow run (parameters, per-epoch metrics) and the export as "
+                        "the exported trial's artifact")
+    p.add_argument("--tracking-uri", default=None, metavar="URI",
+                   help="the MLflow tracking server or store (default: a SQLite file in the experiment folder)")
     p.add_argument("--no-live", action="store_true", help="one plain line per event instead of the live view")
     p.add_argument("--verbose", action="store_true", help="Ray's, Tune's and Optuna's own output on the terminal too")
     p.add_argument("--status", metavar="NAME", default=None,

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from trainables.evaluation import SuiteOverrides
 from trainables.registry import check_choice
@@ -17,7 +17,10 @@ from tuner.cluster.storage import STUDY_STORAGES, StudyChoice
 from tuner.experiment import ExperimentFolder, check_name
 from tuner.trials.strategy import OBJECTIVES, SAMPLERS, SCHEDULERS, ObjectiveMode, Strategy
 
-__all__ = ["SearchConfig", "read_points"]
+__all__ = ["TRACKINGS", "SearchConfig", "Tracking", "read_points"]
+
+Tracking = Literal["none", "mlflow"]  # --tracking
+TRACKINGS: tuple[Tracking, ...] = ("none", "mlflow")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class SearchConfig:
     fuse: FuseChoice = "auto"  # trials of one shape trained as one bundle: a bundle size (1: off) or measured
     resource_wait_s: float | None = None  # None: 0 for a local Ray, 600 s for a joined cluster (its autoscaler)
     trust_experiment: bool = False  # resume without checking the experiment's integrity record
+    tracking: Tracking = "none"  # mlflow: every trial an MLflow run, the export its artifact
+    tracking_uri: str | None = None  # the MLflow store (None: a SQLite file in the experiment folder)
     live: bool = True  # a live rich view; False: one plain line per event
     verbose: bool = False  # Ray's, Tune's and Optuna's own output on the terminal too
 
@@ -84,7 +89,8 @@ class SearchConfig:
             raise ValueError(f"--wait-for-resources must be a finite number of seconds >= 0, got {wait}")
         for flag, value, choices in (("--objective", self.objective, OBJECTIVES), ("--sampler", self.sampler, SAMPLERS),
                                      ("--scheduler", self.scheduler, SCHEDULERS),
-                                     ("--study-storage", self.study_storage, STUDY_STORAGES)):
+                                     ("--study-storage", self.study_storage, STUDY_STORAGES),
+                                     ("--tracking", self.tracking, TRACKINGS)):
             check_choice(flag, value, choices)
         floor = self.pick_min_natural
         if floor is not None and not (math.isfinite(floor) and 0 <= floor <= 1):
@@ -96,6 +102,8 @@ class SearchConfig:
             raise ValueError(f"--fuse must be auto or a number of trials >= 1 (1: off), got {self.fuse!r}")
         if self.trust_experiment and not self.resume:
             raise ValueError("--trust-experiment goes with --resume")
+        if self.tracking_uri is not None and self.tracking != "mlflow":
+            raise ValueError("--tracking-uri goes with --tracking mlflow")
 
     @property
     def data_parallel(self) -> bool:

@@ -46,6 +46,7 @@ from tuner.console.progress import write_export_progress, write_phase
 from tuner.console.view import Phases, ViewKind, plain
 from tuner.export import METRICS_FILE, DamagedCheckpoint, ExportError, ExportRequest, export_best
 from tuner.report.page import write_results_page
+from tuner.report.tracking import MlflowTracking, check_tracking, default_tracking_uri, log_export
 from tuner.search.config import SearchConfig
 from tuner.search.logs import quiet_libraries, route_ray_logs
 from tuner.search.placement import place_trials
@@ -128,6 +129,30 @@ def _eta_plan(plan: SearchPlan, splits: Splits) -> EtaPlan:
                    objective_ratio=plan.objective_suite.work(plan.threat, stochastic) * len(splits.val) / per_epoch)
 
 
+def _tracking(cfg: SearchConfig) -> tuple[str, str | None] | None:
+    """``--tracking mlflow``'s store and artifact location (None: no tracking)."""
+    if cfg.tracking != "mlflow":
+        return None
+    if cfg.tracking_uri is not None:
+        return cfg.tracking_uri, None
+    if cfg.folder.remote:
+        raise ValueError("--tracking mlflow with remote storage needs a --tracking-uri (a tracking server)")
+    folder = Path(cfg.folder.path)
+    return default_tracking_uri(folder), (folder.absolute() / "mlartifacts").as_uri()
+
+
+def _track_export(cfg: SearchConfig, best: TrialRecord | None, export: tuple[Path, dict[str, Any]] | None,
+                  phases: Phases) -> None:
+    """With ``--tracking mlflow``: the export folder as an artifact of the exported trial's run, and where to look."""
+    tracking = _tracking(cfg)
+    if tracking is None or best is None or export is None:
+        return
+    with phases.phase("logging the export to MLflow"):
+        run = log_export(tracking[0], cfg.folder.name, best.trial_id, export[0])
+    where = f"run {run}" if run else "no run of the exported trial (nothing logged)"
+    phases.say(f"MLflow: experiment {cfg.folder.name}, {where}; mlflow ui --backend-store-uri {tracking[0]}")
+
+
 def _callbacks(cfg: SearchConfig, plan: SearchPlan, started: float, eta: EtaPlan) -> list[Any]:
     """Tune callbacks of a new experiment: the live view and progress.json, and the integrity record (local storage)."""
     folder, preset = cfg.folder, plan.preset
@@ -136,6 +161,9 @@ def _callbacks(cfg: SearchConfig, plan: SearchPlan, started: float, eta: EtaPlan
                                          view=ViewKind.LIVE if cfg.live else ViewKind.LINES, started=started, eta=eta)]
     if not folder.remote:
         callbacks.append(IntegrityRecorder(folder.path))
+    tracking = _tracking(cfg)
+    if tracking is not None:
+        callbacks.append(MlflowTracking(tracking[0], folder.name, tracking[1]))
     return callbacks
 
 
@@ -203,6 +231,8 @@ def _repoint(tuner: Any, cfg: SearchConfig, study: StudyStorage | None, started:
             callback.resume_at(cfg.folder.progress, ViewKind.LIVE if cfg.live else ViewKind.LINES, started, eta)
         elif isinstance(callback, IntegrityRecorder):
             callback.resume_at(cfg.folder.path)
+        elif isinstance(callback, MlflowTracking) and (tracking := _tracking(cfg)) is not None:
+            callback.resume_at(*tracking)
 
 
 def _fusion(cfg: SearchConfig, plan: SearchPlan, splits: Splits, layout: TrialResources,
@@ -339,6 +369,9 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
     check_address(cfg.address)  # a cluster that is not there: one line, before anything else is shown
     for path, flag in ((cfg.storage_path, "--storage-path"), (cfg.export_dir, "--export-dir")):
         check_writable(path, flag)
+    tracking = _tracking(cfg)
+    if tracking is not None:
+        check_tracking(tracking[0])
     folder = cfg.folder
     made = not folder.remote and not Path(folder.path).exists()
     try:
@@ -383,6 +416,7 @@ def _search(cfg: SearchConfig, plan: SearchPlan, command: str) -> SearchOutcome:
             with phases.phase("writing the results page"):
                 pages = _results_page(cfg, records, params, command, best, export, pick)
             phases.say(f"results page: {pages[0]}" if pages else "no results page (remote storage, nothing exported)")
+            _track_export(cfg, best, export, phases)
             write_phase(phases.progress_file, "interrupted" if interrupted else "done")
     return SearchOutcome(folder.path, records, interrupted, best, None if export is None else export[0],
                          [] if pick is None else list(pick.front), None if export is None else export[1])

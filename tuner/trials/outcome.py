@@ -15,7 +15,8 @@ from typing import Any
 
 from trainables.evaluation import MaskingFlags
 
-__all__ = ["Outcome", "TrialReport", "bundle_metrics", "finite", "member_reports", "member_trial_id", "trial_outcome"]
+__all__ = ["Outcome", "TrialReport", "bundle_metrics", "finite", "member_reports", "member_trial_id", "trial_outcome",
+           "trial_units"]
 
 
 class Outcome(StrEnum):
@@ -164,6 +165,17 @@ def member_reports(metrics: Mapping[str, Any] | None) -> dict[int, TrialReport]:
             found.setdefault(int(member), {})[name] = value
     return {member: TrialReport.from_metrics(values) for member, values in sorted(found.items())
             if finite(values.get("epoch"))}
+
+
+def trial_units(trial_id: str, config: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None
+                ) -> list[tuple[str, dict[str, Any], TrialReport | None]]:
+    """(id, parameters, report in ``metrics``) of a Tune trial, or of each member of a bundle (None: none reported)."""
+    config = config or {}
+    if "members" not in config:
+        return [(trial_id, dict(config), TrialReport.from_metrics(metrics))]
+    reports = member_reports(metrics)
+    return [(member_trial_id(trial_id, m), dict(member["params"]), reports.get(m))
+            for m, member in enumerate(config["members"])]
 
 
 def member_trial_id(tune_trial_id: str, member: int) -> str:
