@@ -16,6 +16,7 @@ by their tags instead of opening new ones.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -67,10 +68,11 @@ class MlflowTracking(Callback):
         self._experiment_id: str | None = None
         self._runs: dict[str, str] = {}
         self._ended: set[str] = set()
+        self._broken = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_client=None, _experiment_id=None, _runs={}, _ended=set())  # reopened, runs found by tag
+        state.update(_client=None, _experiment_id=None, _runs={}, _ended=set(), _broken=False)  # runs found by tag
         return state
 
     def resume_at(self, uri: str, artifacts: str | None) -> None:
@@ -85,7 +87,7 @@ class MlflowTracking(Callback):
 
     def setup(self, **info: Any) -> None:
         """Open the store (and the experiment) when the search starts or resumes."""
-        self._open()
+        self._guarded(self._open)
 
     def _run(self, unit: str, params: Mapping[str, Any]) -> str:
         """The run of ``unit``, opened (with its parameters) on first sight."""
@@ -118,13 +120,30 @@ class MlflowTracking(Callback):
         if metrics:
             self._open().log_batch(self._run(unit, params), metrics=metrics)
 
+    def _guarded(self, work: Any, *args: Any) -> None:
+        """Run ``work``; a store that fails (a server gone) stops the tracking with one warning, never the search."""
+        if self._broken:
+            return
+        try:
+            work(*args)
+        except Exception as exc:  # noqa: BLE001 - MLflow's and its transports' errors alike
+            self._broken = True
+            warnings.warn(f"MLflow tracking stopped ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                          "the search goes on", RuntimeWarning, stacklevel=2)
+
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Open the trial's runs."""
+        self._guarded(self._start, trial)
+
+    def _start(self, trial: Any) -> None:
         for unit, params, _ in trial_units(trial.trial_id, getattr(trial, "config", {}), None):
             self._run(unit, params)
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
         """Log the epoch's metrics of the trial (of each member that reported)."""
+        self._guarded(self._result, trial, result)
+
+    def _result(self, trial: Any, result: dict) -> None:
         for unit, params, report in trial_units(trial.trial_id, getattr(trial, "config", {}), result):
             if report is not None and unit not in self._ended:
                 self._log(unit, params, report)
@@ -147,13 +166,15 @@ class MlflowTracking(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """End the trial's runs as the trial (or each member) ended."""
-        for unit, params, report in trial_units(trial.trial_id, getattr(trial, "config", {}), trial.last_result):
-            self._end(unit, params, report, "TERMINATED")
+        self._guarded(self._finish, trial, "TERMINATED")
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """A trial that crashed for good: its runs FAILED."""
+        self._guarded(self._finish, trial, "ERROR")
+
+    def _finish(self, trial: Any, status: str) -> None:
         for unit, params, report in trial_units(trial.trial_id, getattr(trial, "config", {}), trial.last_result):
-            self._end(unit, params, report, "ERROR")
+            self._end(unit, params, report, status)
 
 
 def log_export(uri: str, experiment: str, trial_id: str, folder: Path) -> str | None:

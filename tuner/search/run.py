@@ -147,8 +147,12 @@ def _track_export(cfg: SearchConfig, best: TrialRecord | None, export: tuple[Pat
     tracking = _tracking(cfg)
     if tracking is None or best is None or export is None:
         return
-    with phases.phase("logging the export to MLflow"):
-        run = log_export(tracking[0], cfg.folder.name, best.trial_id, export[0])
+    try:
+        with phases.phase("logging the export to MLflow"):
+            run = log_export(tracking[0], cfg.folder.name, best.trial_id, export[0])
+    except Exception as exc:  # noqa: BLE001 - the export is done and kept; the store's failure is only said
+        phases.say(f"MLflow: the export was not logged ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})")
+        return
     where = f"run {run}" if run else "no run of the exported trial (nothing logged)"
     phases.say(f"MLflow: experiment {cfg.folder.name}, {where}; mlflow ui --backend-store-uri {tracking[0]}")
 
