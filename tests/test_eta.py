@@ -91,6 +91,10 @@ def test_the_eta_is_never_zero_while_the_export_runs_past_its_estimate() -> None
     assert model.eta_s(now=200.0) == pytest.approx(0.5 * 100 + 0.5 * 0 + model.eta_plan.fixed_s)
     assert from_json(json.loads(json.dumps(model.to_json()))).eta_s(now=200.0) == pytest.approx(
         model.eta_s(now=200.0), rel=0.01)  # --status reads the same from progress.json
+    model.phase = "done"
+    assert model.eta_s(now=300.0) == 0.0  # nothing left
+    model.phase = "interrupted"
+    assert model.eta_s(now=300.0) is None  # --resume decides
 
 
 def _replay(record: dict) -> list[tuple[int, float | None, int]]:

@@ -108,6 +108,19 @@ def test_phases_are_named_with_their_duration_and_counted_work(tmp_path: Path) -
     assert "scoring the export: done in" in lines[5] and len(lines) == 6
 
 
+def test_a_counted_phase_shows_the_run_s_eta_beside_its_work() -> None:
+    out = io.StringIO()
+    phases = Phases(live=False, stream=out)
+    left = {"test: natural": 75.0, "test: pgd": 30.0}
+    with phases.counted("scoring the export", eta=left.get) as heard:
+        heard("test: natural", 1, 3)
+        heard("test: pgd", 2, 3)
+        heard("test: cw", 3, 3)  # no estimate: no ETA on its line
+    lines = out.getvalue().splitlines()
+    assert lines[1].endswith("scoring the export: test: natural (ETA 1:15)")
+    assert lines[2].endswith("scoring the export: test: pgd (ETA 0:30)") and lines[3].endswith("test: cw")
+
+
 def test_evaluation_reports_each_batch_and_ends_at_its_count() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))

@@ -17,10 +17,11 @@ from trainables.atomic import atomic_write_text
 from tuner.console.eta import Decided, EtaPlan, Measured
 from tuner.trials.outcome import Outcome, finite
 
-__all__ = ["SearchProgress", "TrialView", "from_json", "read_progress", "write_export_progress", "write_phase",
-           "write_progress"]
+__all__ = ["DONE", "INTERRUPTED", "SearchProgress", "TrialView", "from_json", "read_progress", "write_export_progress",
+           "write_phase", "write_progress"]
 
 TRAINING = "training"  # the phase while Tune runs
+DONE, INTERRUPTED = "done", "interrupted"  # the phase once a run ended
 
 
 @dataclass
@@ -141,6 +142,10 @@ class SearchProgress:
         Once the export's scoring runs, its estimate gives way to its own progress as that grows (the
         share of its work done, weighted by each run's model passes), and never reads 0 while work remains.
         """
+        if self.phase == DONE:
+            return 0.0
+        if self.phase == INTERRUPTED:
+            return None  # a --resume decides what is left
         now = now or time.time()
         export = self.export_s()
         if self.export_started is not None and export is not None:
@@ -229,14 +234,14 @@ def _view(values: dict[str, Any]) -> TrialView:
                      timed=int(values.get("timed", 0)))
 
 
-def _update(path: Path | None, values: dict[str, Any]) -> None:
-    """Set ``values`` in ``path`` (progress.json), keeping the rest; nothing when there is no file yet."""
+def _update(path: Path | None, values: dict[str, Any]) -> float | None:
+    """Set ``values`` in ``path`` (progress.json), keeping the rest (nothing when there is no file yet); the ETA."""
     if path is None or not path.is_file():
-        return
+        return None
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        return
+        return None
     now = time.time()
     data |= values
     data["elapsed_s"] = float(data.get("elapsed_s", 0.0)) + now - float(data.get("updated", now))
@@ -244,8 +249,9 @@ def _update(path: Path | None, values: dict[str, Any]) -> None:
     try:
         data["eta_s"] = from_json(data).eta_s(now)
     except (TypeError, ValueError, KeyError, AttributeError):
-        pass
+        data["eta_s"] = None
     atomic_write_text(path, json.dumps(data))
+    return data["eta_s"]
 
 
 def write_phase(path: Path | None, phase: str) -> None:
@@ -253,6 +259,6 @@ def write_phase(path: Path | None, phase: str) -> None:
     _update(path, {"phase": phase})
 
 
-def write_export_progress(path: Path | None, share: float, started: float) -> None:
-    """The export's scoring, begun at ``started``, has done ``share`` (0..1) of its work: in ``path``."""
-    _update(path, {"export_started": started, "export_done": min(max(share, 0.0), 1.0)})
+def write_export_progress(path: Path | None, share: float, started: float) -> float | None:
+    """The export's scoring, begun at ``started``, has done ``share`` (0..1) of its work: in ``path``; the run's ETA."""
+    return _update(path, {"export_started": started, "export_done": min(max(share, 0.0), 1.0)})

@@ -205,17 +205,28 @@ class Phases:
         self.say(f"{self.clock()} {name}: done in {time.time() - began:.1f} s")
 
     @contextmanager
-    def counted(self, name: str) -> Iterator[Callable[[str, int, int], None]]:
-        """A phase whose work reports (label, done, total): a bar when live, a line per label otherwise."""
+    def counted(self, name: str, eta: Callable[[str], float | None] | None = None
+                ) -> Iterator[Callable[[str, int, int], None]]:
+        """A phase whose work reports (label, done, total): a bar when live, a line per label otherwise.
+
+        ``eta(label)``, when given, is the whole run's time left once ``label`` runs: shown beside the bar,
+        and on each line.
+        """
         write_phase(self.progress_file, name)
         began = time.time()
+
+        def left(label: str) -> str:
+            seconds = None if eta is None else eta(label)
+            return "" if seconds is None else f"ETA {_duration(seconds)}"
+
         if not self.live:
             seen: set[str] = set()
 
             def line(label: str, done: int, total: int) -> None:
                 if label not in seen:
                     seen.add(label)
-                    self.say(f"{self.clock()} {name}: {label}")
+                    when = left(label)
+                    self.say(f"{self.clock()} {name}: {label}" + (f" ({when})" if when else ""))
 
             self.say(f"{self.clock()} {name}...")
             yield line
@@ -223,12 +234,12 @@ class Phases:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.fields[label]}"), TimeElapsedColumn(), console=self.console,
-                          transient=True) as bar:
-                task = bar.add_task(name, total=None, label="")
+                          TextColumn("{task.fields[label]}"), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
+                          console=self.console, transient=True) as bar:
+                task = bar.add_task(name, total=None, label="", eta="")
 
                 def update(label: str, done: int, total: int) -> None:
-                    bar.update(task, completed=done, total=total, label=label)
+                    bar.update(task, completed=done, total=total, label=label, eta=left(label))
 
                 yield update
         self.say(f"{self.clock()} {name}: done in {time.time() - began:.1f} s")

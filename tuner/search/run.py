@@ -42,7 +42,7 @@ from tuner.cluster.storage import StudyStorage, check_writable, study_name, stud
 from tuner.console.callback import LiveProgress
 from tuner.console.eta import EtaPlan, ExportWork, rungs_of
 from tuner.console.leaderboard import leaderboard
-from tuner.console.progress import write_export_progress, write_phase
+from tuner.console.progress import DONE, INTERRUPTED, write_export_progress, write_phase
 from tuner.console.view import Phases, ViewKind, plain
 from tuner.export import METRICS_FILE, DamagedCheckpoint, ExportError, ExportRequest, export_best
 from tuner.report.page import write_results_page
@@ -326,12 +326,11 @@ def _export(cfg: SearchConfig, plan: SearchPlan, best: TrialRecord, splits: Spli
                          images)
     began = time.time()
 
-    with phases.counted(f"scoring trial {best.trial_id} for export (validation and test)") as heard:
-        def told(label: str, done: int, total: int) -> None:  # the bar or lines, and the ETA in progress.json
-            heard(label, done, total)
-            write_export_progress(phases.progress_file, work.share(label), began)
+    def eta(label: str) -> float | None:  # progress.json holds the run's ETA model: --status reads the same
+        return write_export_progress(phases.progress_file, work.share(label), began)
 
-        path = export_best(best, splits, request, told, pick)
+    with phases.counted(f"scoring trial {best.trial_id} for export (validation and test)", eta=eta) as heard:
+        path = export_best(best, splits, request, heard, pick)
     return path, json.loads((path / METRICS_FILE).read_text())
 
 
@@ -421,6 +420,6 @@ def _search(cfg: SearchConfig, plan: SearchPlan, command: str) -> SearchOutcome:
                 pages = _results_page(cfg, records, params, command, best, export, pick)
             phases.say(f"results page: {pages[0]}" if pages else "no results page (remote storage, nothing exported)")
             _track_export(cfg, best, export, phases)
-            write_phase(phases.progress_file, "interrupted" if interrupted else "done")
+            write_phase(phases.progress_file, INTERRUPTED if interrupted else DONE)
     return SearchOutcome(folder.path, records, interrupted, best, None if export is None else export[0],
                          [] if pick is None else list(pick.front), None if export is None else export[1])
