@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -76,8 +78,17 @@ def produced(folder: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("out")
     argv = ["--exports", str(folder["plain"]), str(folder["smooth"]), "--results", str(folder["results"]),
             "--out", str(out), *FAST]
-    assert cli.main(argv) == 0
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        assert cli.main(argv) == 0
+    (out / "said.txt").write_text(said.getvalue())
     return out
+
+
+def test_each_model_s_attacks_are_announced_as_they_run(produced: Path) -> None:
+    said = (produced / "said.txt").read_text().splitlines()
+    assert any(line.endswith("attacking plain (50 test images): natural") for line in said), said
+    assert any("attacking smooth (50 test images): done in" in line for line in said), said
 
 
 def test_table_has_a_row_per_export_with_honest_accuracies(produced: Path) -> None:

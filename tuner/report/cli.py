@@ -20,6 +20,7 @@ from trainables.cli import OneLineParser
 from trainables.evaluation import SuiteConfig, SuiteOverrides, add_suite_arguments
 from trainables.train import resolve_device
 from trainables.train.recipes import get_recipe, list_recipes
+from tuner.console.view import Phases
 from tuner.export import load_export, recorded_threat
 
 from . import figures
@@ -137,8 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[ReportRow] = []
     gathered = FigureData()
     export_trials: list[str] = []
+    phases = Phases(live=sys.stderr.isatty())
     for cand in candidates:
-        row = evaluate_candidate(cand, cfg, device, gathered)
+        with phases.counted(f"attacking {cand.name} ({len(cand.test)} test images)") as heard:
+            row = evaluate_candidate(cand, cfg, device, gathered, progress=heard)
         rows.append(row)
         if cand.trial_id is not None:
             export_trials.append(cand.trial_id)

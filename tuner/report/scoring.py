@@ -15,7 +15,7 @@ import torch
 from scipy.stats import norm
 from torch import Tensor
 
-from trainables.evaluation import RobustResult, evaluate_robustness
+from trainables.evaluation import ProgressFn, RobustResult, evaluate_robustness
 from trainables.models import RobustModel, predict_proba
 from trainables.rng import private_rng
 from trainables.smoothing import SmoothingConfig, certified_accuracy
@@ -102,15 +102,16 @@ def _gather_figures(cand: Candidate, result: RobustResult, cfg: ReportConfig, de
 
 
 def evaluate_candidate(cand: Candidate, cfg: ReportConfig, device: torch.device,
-                       gathered: FigureData | None = None) -> ReportRow:
+                       gathered: FigureData | None = None, progress: ProgressFn | None = None) -> ReportRow:
     """Natural, per-attack and worst-case test accuracy (percent), certified accuracy when smoothed.
 
-    With ``gathered``, the figures' data is collected from the same evaluation.
+    With ``gathered``, the figures' data is collected from the same evaluation; ``progress`` hears of
+    every batch of every attack.
     """
     began = time.perf_counter()
     model = cand.model
     result = evaluate_robustness(model, cand.test.floats(), cand.test.labels, cfg.suite, cfg.threat, device=device,
-                                 keep_adversarial=gathered is not None)
+                                 keep_adversarial=gathered is not None, progress=progress)
     certified: dict[float, float] = {}
     sigma = float(cand.spec.model.input_noise)
     if sigma > 0:
