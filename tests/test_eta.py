@@ -136,3 +136,12 @@ def test_on_a_recorded_run_the_eta_is_within_half_again_of_the_truth_after_the_f
     far = [(t, round(eta or 0), truth) for t, eta, truth in checked if not truth / 1.5 <= (eta or 0) <= truth * 1.5]
     assert not far, far
     assert all(eta is not None and eta > 0 for t, eta, truth in readings if truth > 0 and t >= first_rung)
+
+
+def test_a_search_of_any_size_costs_the_same_to_estimate() -> None:
+    plan = EtaPlan(rungs=(1, 2, 4, 8))
+    measured = Measured(epoch_s=10.0, eval_alone_s=1.0, slots=2)
+    few, many = plan.training_epochs([], 100, 15), plan.training_epochs([], 10**12, 15)  # a found progress.json's
+    halving = 1 + 1 / 2 + 2 / 4 + 4 / 8 + 7 / 16  # a trial's epochs when ASHA keeps exactly 1/eta at each rung
+    assert halving < few / 100 < 15 and halving < many / 10**12 <= few / 100
+    assert plan.training_s([], 10**12, 15, measured) > 0

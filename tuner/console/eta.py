@@ -29,6 +29,7 @@ from trainables.evaluation import SuiteConfig
 __all__ = ["Decided", "EtaPlan", "ExportWork", "Measured", "rungs_of"]
 
 _FIXED_S = 5.0  # stopping Ray, collecting the results, writing the page: a few seconds on every machine seen
+_WALKED = 64  # trials not yet started that are walked one by one; the rest repeat the last one's walk
 
 
 def rungs_of(grace_period: int, reduction_factor: float, max_epochs: int) -> tuple[int, ...]:
@@ -77,15 +78,21 @@ class EtaPlan:
 
     def remaining(self, trials: list[Decided], pending: int, max_epochs: int) -> list[tuple[float, float]]:
         """Each trial still to train (running ones, then ``pending`` not yet started): (expected epochs, P(finish))."""
-        return [walk[:2] for walk in self._walks(trials, pending, max_epochs, None)]
+        return [walk[:2] for walk in self._walks(trials, pending, max_epochs, None) for _ in range(walk[3])]
 
     def _walks(self, trials: list[Decided], pending: int, max_epochs: int,
-               typical_s: float | None) -> list[tuple[float, float, float | None]]:
-        """(expected epochs, P(finish), seconds per epoch) of each trial still to train."""
+               typical_s: float | None) -> list[tuple[float, float, float | None, int]]:
+        """(expected epochs, P(finish), seconds per epoch, how many trials walk so) of the trials still to train.
+
+        Beyond the first :data:`_WALKED` trials not yet started, the rest repeat the last one's walk (a
+        late arrival's chances barely move), so a search of any size costs the same to estimate.
+        """
         arrivals = {r: float(sum(1 for t in trials if t.epoch >= r)) for r in self.rungs}
-        starts = [(t.epoch, t.epoch_s or typical_s) for t in trials if not t.ended] + [(0, typical_s)] * pending
+        walked = min(pending, _WALKED)
+        starts = [(t.epoch, t.epoch_s or typical_s, 1) for t in trials if not t.ended]
+        starts += [(0, typical_s, 1)] * max(walked - 1, 0) + ([(0, typical_s, pending - walked + 1)] if walked else [])
         out = []
-        for epoch, seconds in starts:
+        for epoch, seconds, count in starts:
             total, reach, at = 0.0, 1.0, epoch
             for rung in self.rungs:
                 if rung <= epoch:
@@ -94,12 +101,13 @@ class EtaPlan:
                 arrivals[rung] += reach
                 reach *= _pass_chance(arrivals[rung], self.reduction_factor)
                 at = rung
-            out.append((total + reach * (max_epochs - at), reach, seconds))
+            out.append((total + reach * (max_epochs - at), reach, seconds, count))
         return out
 
     def training_epochs(self, trials: list[Decided], pending: int, max_epochs: int) -> float:
         """Trial-epochs the run is expected to train in all: those done, and the expected rest."""
-        return sum(t.epoch for t in trials) + sum(left for left, _ in self.remaining(trials, pending, max_epochs))
+        walks = self._walks(trials, pending, max_epochs, None)
+        return sum(t.epoch for t in trials) + sum(left * count for left, _, _, count in walks)
 
     def training_s(self, trials: list[Decided], pending: int, max_epochs: int, measured: Measured) -> float:
         """Seconds of training left: the expected epochs side by side, never less than the longest trial's alone."""
@@ -109,9 +117,10 @@ class EtaPlan:
         if not walks:
             return 0.0
         objective = 0.0 if measured.eval_alone_s is None else self.objective_ratio * measured.eval_alone_s
-        finishing = sum(chance for _, chance, _ in walks)  # each scores its objective: slower side by side, as many
-        work = [left * (seconds or measured.epoch_s) for left, _, seconds in walks]
-        return max(sum(work) / max(measured.slots, 1), max(work)) + finishing * objective
+        finishing = sum(chance * count for _, chance, _, count in walks)  # each scores its objective
+        work = [(left * (seconds or measured.epoch_s), count) for left, _, seconds, count in walks]
+        side_by_side = sum(one * count for one, count in work) / max(measured.slots, 1)
+        return max(side_by_side, max(one for one, _ in work)) + finishing * objective
 
     def export_s(self, eval_alone_s: float | None) -> float | None:
         """The export's scoring seconds from one epoch's scoring seconds alone (None before the first epoch)."""
