@@ -32,7 +32,8 @@ PAGE_FILE = ExperimentFolder.PAGE
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;display:block;max-width:100%;overflow-x:auto}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th:first-child,td:first-child{text-align:left}code,pre{background:#f4f4f4;padding:.15em .3em}
+th:first-child,td:first-child,table.attacks td:nth-child(2){text-align:left}
+code,pre{background:#f4f4f4;padding:.15em .3em}
 img{max-width:100%;border:1px solid #eee}.note{color:#555;font-size:.9em}"""
 
 # Once the page has loaded, it counts the figures the browser could draw and says whether the page is
@@ -116,7 +117,8 @@ def _export_table(metrics: dict[str, Any]) -> str:
     if len(balls) != 1:
         rows.append(["worst case, every attack", "", *(_pct(metrics[s].get("robust_acc")) for s in splits)])
     examples = metrics.get("examples", {})
-    return _table(["accuracy", "budget", *(f"{s} ({examples.get(s, '?')} examples)" for s in splits)], rows)
+    table = _table(["accuracy", "budget", *(f"{s} ({examples.get(s, '?')} examples)" for s in splits)], rows)
+    return table.replace("<table>", '<table class="attacks">', 1)
 
 
 def results_page(records: Sequence[TrialRecord], *, title: str, command: str, params: Sequence[str] = (),
