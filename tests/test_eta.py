@@ -26,21 +26,21 @@ def test_rungs_are_successive_halvings_below_the_last_epoch() -> None:
 def test_without_rungs_every_trial_runs_every_epoch() -> None:
     plan = EtaPlan()
     trials = [Decided(3, ended=False), Decided(5, ended=True)]
-    assert plan.remaining(trials, pending=2, max_epochs=10) == [(7.0, 1.0), (10.0, 1.0), (10.0, 1.0)]
+    assert [(w.epochs, w.finish, w.trials) for w in plan.walks(trials, 2, 10)] == [(7, 1, 1), (10, 1, 1), (10, 1, 1)]
     assert plan.training_epochs(trials, 2, 10) == 3 + 5 + 7 + 20
 
 
 def test_asha_keeps_the_first_arrivals_and_about_half_of_the_rest() -> None:
     plan = EtaPlan(rungs=(1, 2, 4, 8))
-    [(alone, finish)] = plan.remaining([], pending=1, max_epochs=15)
-    assert (alone, finish) == (15.0, 1.0)  # the first result at every rung passes it
-    walks = plan.remaining([], pending=6, max_epochs=15)
-    assert walks[0] == (15.0, 1.0) and walks[1][0] < 15.0  # later arrivals meet a cutoff
-    total = sum(left for left, _ in walks)
+    [alone] = plan.walks([], pending=1, max_epochs=15)
+    assert (alone.epochs, alone.finish) == (15.0, 1.0)  # the first result at every rung passes it
+    walks = plan.walks([], pending=6, max_epochs=15)
+    assert (walks[0].epochs, walks[0].finish) == (15.0, 1.0) and walks[1].epochs < 15.0  # later ones meet a cutoff
+    total = sum(w.epochs for w in walks)
     assert 6 * (1 + 1 / 2 + 2 / 4 + 4 / 8 + 7 / 16) < total < 6 * 15  # between ASHA's 1/eta and every epoch
     # a trial that reported at a rung and is still running passed it: only the rungs ahead count
-    [(left, _)] = plan.remaining([Decided(4, ended=False)], pending=0, max_epochs=15)
-    assert left == 11.0  # first at rung 8 as well
+    [ahead] = plan.walks([Decided(4, ended=False)], pending=0, max_epochs=15)
+    assert ahead.epochs == 11.0  # first at rung 8 as well
 
 
 def test_training_time_is_the_trials_side_by_side_or_the_longest_alone() -> None:

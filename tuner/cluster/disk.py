@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["LOW_FREE_BYTES", "DiskFull", "DiskWatch", "disk_full_in", "free_bytes"]
+__all__ = ["LOW_FREE_BYTES", "DiskFull", "DiskWatch", "disk_full_in", "free_bytes", "nearest_existing"]
 
 LOW_FREE_BYTES = 64 << 20  # below this a search stops: room for Tune's state, the study and the trials' last writes
 
@@ -51,12 +51,17 @@ def disk_full_in(exc: BaseException) -> bool:
     return False
 
 
-def free_bytes(folder: str | Path) -> int:
-    """Free bytes on the disk of ``folder`` (of its nearest existing parent)."""
-    here = Path(folder).absolute()
+def nearest_existing(path: str | Path) -> Path:
+    """``path`` made absolute, or its nearest parent that exists (where a folder to be made will live)."""
+    here = Path(path).absolute()
     while not here.exists() and here != here.parent:
         here = here.parent
-    return shutil.disk_usage(here).free
+    return here
+
+
+def free_bytes(folder: str | Path) -> int:
+    """Free bytes on the disk of ``folder`` (of its nearest existing parent)."""
+    return shutil.disk_usage(nearest_existing(folder)).free
 
 
 class DiskWatch:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trainables.registry import check_choice
+from tuner.cluster.disk import nearest_existing
 from tuner.experiment import ExperimentFolder, is_uri
 
 __all__ = ["JOURNAL_FILE", "NETWORK_FILESYSTEMS", "SQLITE_FILE", "STUDY_STORAGES", "StudyChoice", "StudyKind",
@@ -134,9 +135,7 @@ def check_writable(path: str, flag: str, free_bytes: int = MIN_FREE_BYTES) -> No
     """
     if is_uri(path):
         return
-    here = Path(path).absolute()
-    while not here.exists() and here != here.parent:
-        here = here.parent
+    here = nearest_existing(path)
     if not here.is_dir():
         raise ValueError(f"{flag} {path}: {here} is a file, not a folder")
     try:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from trainables.attacks import ThreatModel
 from trainables.evaluation import SuiteConfig
 
-__all__ = ["Decided", "EtaPlan", "ExportWork", "Measured", "rungs_of"]
+__all__ = ["Decided", "EtaPlan", "ExportWork", "Measured", "Walk", "rungs_of"]
 
 _FIXED_S = 5.0  # stopping Ray, collecting the results, writing the page: a few seconds on every machine seen
 _WALKED = 64  # trials not yet started that are walked one by one; the rest repeat the last one's walk
@@ -60,6 +60,16 @@ class Measured:
     slots: int  # trials that ran side by side, at most
 
 
+@dataclass(frozen=True)
+class Walk:
+    """A trial's expected way through the rungs still ahead of it (``trials`` alike walk so)."""
+
+    epochs: float  # expected epochs still to train
+    finish: float  # chance it trains to the end (and scores its objective)
+    epoch_s: float | None  # its seconds per epoch (None: not known)
+    trials: int = 1
+
+
 def _pass_chance(arrival: float, reduction_factor: float) -> float:
     """Chance the ``arrival``-th result at a rung (1-based, expected) is in the top 1/eta recorded there."""
     k = max(arrival, 1.0)
@@ -76,13 +86,11 @@ class EtaPlan:
     objective_ratio: float = 0.0  # a finished trial's objective scoring, per second of one epoch's scoring
     fixed_s: float = _FIXED_S
 
-    def remaining(self, trials: list[Decided], pending: int, max_epochs: int) -> list[tuple[float, float]]:
-        """Each trial still to train (running ones, then ``pending`` not yet started): (expected epochs, P(finish))."""
-        return [walk[:2] for walk in self._walks(trials, pending, max_epochs, None) for _ in range(walk[3])]
+    def walks(self, trials: list[Decided], pending: int, max_epochs: int,
+              typical_s: float | None = None) -> list[Walk]:
+        """The trials still to train (running ones, then ``pending`` not yet started), each as it walks the rungs.
 
-    def _walks(self, trials: list[Decided], pending: int, max_epochs: int,
-               typical_s: float | None) -> list[tuple[float, float, float | None, int]]:
-        """(expected epochs, P(finish), seconds per epoch, how many trials walk so) of the trials still to train.
+        ``typical_s``: the seconds per epoch of a trial not timed yet.
 
         Beyond the first :data:`_WALKED` trials not yet started, the rest repeat the last one's walk (a
         late arrival's chances barely move), so a search of any size costs the same to estimate.
@@ -101,24 +109,23 @@ class EtaPlan:
                 arrivals[rung] += reach
                 reach *= _pass_chance(arrivals[rung], self.reduction_factor)
                 at = rung
-            out.append((total + reach * (max_epochs - at), reach, seconds, count))
+            out.append(Walk(total + reach * (max_epochs - at), reach, seconds, count))
         return out
 
     def training_epochs(self, trials: list[Decided], pending: int, max_epochs: int) -> float:
         """Trial-epochs the run is expected to train in all: those done, and the expected rest."""
-        walks = self._walks(trials, pending, max_epochs, None)
-        return sum(t.epoch for t in trials) + sum(left * count for left, _, _, count in walks)
+        return sum(t.epoch for t in trials) + sum(w.epochs * w.trials for w in self.walks(trials, pending, max_epochs))
 
     def training_s(self, trials: list[Decided], pending: int, max_epochs: int, measured: Measured) -> float:
         """Seconds of training left: the expected epochs side by side, never less than the longest trial's alone."""
         if measured.epoch_s is None:
             return 0.0
-        walks = self._walks(trials, pending, max_epochs, measured.epoch_s)
+        walks = self.walks(trials, pending, max_epochs, measured.epoch_s)
         if not walks:
             return 0.0
         objective = 0.0 if measured.eval_alone_s is None else self.objective_ratio * measured.eval_alone_s
-        finishing = sum(chance * count for _, chance, _, count in walks)  # each scores its objective
-        work = [(left * (seconds or measured.epoch_s), count) for left, _, seconds, count in walks]
+        finishing = sum(w.finish * w.trials for w in walks)  # each scores its objective
+        work = [(w.epochs * (w.epoch_s or measured.epoch_s), w.trials) for w in walks]
         side_by_side = sum(one * count for one, count in work) / max(measured.slots, 1)
         return max(side_by_side, max(one for one, _ in work)) + finishing * objective
 

@@ -116,11 +116,16 @@ def _fit_watching_disk(tuner: Any, cfg: SearchConfig) -> tuple[Any, bool]:
     return fitted
 
 
+def _stochastic(plan: SearchPlan, splits: Splits) -> bool:
+    """Whether the search's models are stochastic (attacked with EOT and both gradient ways, predicting by draws)."""
+    return is_stochastic(build_model(plan.base.model, splits.info))
+
+
 def _eta_plan(plan: SearchPlan, splits: Splits) -> EtaPlan:
     """The ETA's plan: the scheduler's rungs, and the export's scoring cost against one epoch's per-epoch scoring."""
     preset, strategy, epochs = plan.preset, plan.strategy, plan.base.train.epochs
     asha = strategy.scheduler == "asha" and not strategy.pareto
-    stochastic = is_stochastic(build_model(plan.base.model, splits.info))
+    stochastic = _stochastic(plan, splits)
     scored = len(splits.val.head(plan.base.train.eval_limit))
     exported = len(splits.val.head(preset.export_val_limit)) + len(splits.test)
     per_epoch = max(preset.epoch_suite.work(plan.threat, stochastic) * scored, 1e-9)
@@ -322,8 +327,7 @@ def _export(cfg: SearchConfig, plan: SearchPlan, best: TrialRecord, splits: Spli
                             command=command, suite=plan.export_suite, threat=plan.threat,
                             val_limit=plan.preset.export_val_limit)
     images = {"validation": len(splits.val.head(request.val_limit)), "test": len(splits.test)}
-    work = ExportWork.of(plan.export_suite, plan.threat, is_stochastic(build_model(plan.base.model, splits.info)),
-                         images)
+    work = ExportWork.of(plan.export_suite, plan.threat, _stochastic(plan, splits), images)
     began = time.time()
 
     def eta(label: str) -> float | None:  # progress.json holds the run's ETA model: --status reads the same
