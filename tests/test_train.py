@@ -60,9 +60,10 @@ def _stop_after_first_epoch(metrics: dict[str, float], _: Path | None, __: objec
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["cnn", "lwta-cnn"])
-def test_resume_from_checkpoint_gives_the_same_next_epoch(fmnist, device, tmp_path: Path, model: str) -> None:
-    spec = _spec(model, mix=_mix("none:1,pgd:1,gaussian:1"), eval_limit=100)
+@pytest.mark.parametrize(("model", "ema_decay"), [("cnn", 0.0), ("lwta-cnn", 0.99)])
+def test_resume_from_checkpoint_gives_the_same_next_epoch(fmnist, device, tmp_path: Path, model: str,
+                                                          ema_decay: float) -> None:
+    spec = _spec(model, mix=_mix("none:1,pgd:1,gaussian:1"), eval_limit=100, ema_decay=ema_decay)
     data = Splits(fmnist.train.head(1024), fmnist.val.head(100), fmnist.test.head(100), fmnist.info)  # bit-equality
     straight = fit(spec, data, checkpoint_dir=tmp_path / "a", device=device)  # holds at any size: a quarter does
     with pytest.raises(_Stop):

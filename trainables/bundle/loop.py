@@ -30,6 +30,7 @@ from trainables.data import Splits, batches
 from trainables.models import RobustModel, build_model, is_stochastic
 from trainables.sealed import SealError, load_sealed, save_sealed
 from trainables.train import RunSpec
+from trainables.train.averaging import WeightAverage
 from trainables.train.compute import resolve_compute
 from trainables.train.loop import (
     BestEpoch,
@@ -89,6 +90,7 @@ class _Member:
     spec: RunSpec
     state: dict[str, Tensor]  # its single model's weights (CPU), as of the last time the bundle was built
     momentum: list[Tensor | None] = field(default_factory=list)
+    averaged: dict[str, Tensor] | None = None  # the EMA of its weights (runs with ema_decay > 0), what is scored
     outcome: MemberOutcome = field(default_factory=MemberOutcome)
     best: BestEpoch = field(default_factory=BestEpoch)
     active: bool = True
@@ -100,8 +102,22 @@ def _single(spec: RunSpec, splits: Splits, state: dict[str, Tensor], device: tor
     return model.to(device)
 
 
-def _build(members: Sequence[_Member], splits: Splits, device: torch.device) -> tuple[BundledModel, MemberSGD]:
-    """The bundle of ``members`` and its optimiser, from their single-model weights and momentum buffers."""
+@dataclass
+class _Bundle:
+    """The bundle while it trains: the fused model, its optimiser, its weights' average (when a member has one)."""
+
+    model: BundledModel
+    opt: MemberSGD
+    average: WeightAverage | None
+
+    @property
+    def scored(self) -> BundledModel:
+        """The weights each epoch scores: the average's when there is one (a member without EMA has its own there)."""
+        return self.model if self.average is None else self.average.model  # type: ignore[return-value]
+
+
+def _build(members: Sequence[_Member], splits: Splits, device: torch.device, step: int) -> _Bundle:
+    """The bundle of ``members``, its optimiser and its weight average, from their single-model states."""
     compute = resolve_compute(members[0].spec.train.precision, members[0].spec.train.memory_format, device)
     bundle = compute.layout(bundle_models([_single(m.spec, splits, m.state, device) for m in members]))
     skip = no_decay(bundle)
@@ -111,14 +127,20 @@ def _build(members: Sequence[_Member], splits: Splits, device: torch.device) -> 
                     weight_decay=[t.weight_decay for t in trains], nesterov=[t.nesterov for t in trains])
     if any(m.momentum for m in members):
         opt.load_members([m.momentum if m.momentum else [None] * len(opt.params) for m in members])
-    return bundle, opt
+    average = None
+    if any(t.ema_decay > 0 for t in trains):
+        average = WeightAverage(bundle, [t.ema_decay for t in trains], updates=step)
+        average.model.load_members([m.averaged if m.averaged is not None else m.state for m in members])
+    return _Bundle(bundle, opt, average)
 
 
-def _save_members(active: Sequence[_Member], bundle: BundledModel, opt: MemberSGD) -> None:
-    """Copy the bundle's weights and momentum back into its members."""
+def _save_members(active: Sequence[_Member], bundle: _Bundle) -> None:
+    """Copy the bundle's weights, momentum and averages back into its members."""
     for position, member in enumerate(active):
-        member.state = bundle.member_state_dict(position)
-        member.momentum = opt.member_state(position)
+        member.state = bundle.model.member_state_dict(position)
+        member.momentum = bundle.opt.member_state(position)
+        if bundle.average is not None and member.spec.train.ema_decay > 0:
+            member.averaged = bundle.scored.member_state_dict(position)
 
 
 def _losses(bundle: BundledModel, x_train: Tensor, x: Tensor, y: Tensor, members: Sequence[_Member],
@@ -139,13 +161,14 @@ def _losses(bundle: BundledModel, x_train: Tensor, x: Tensor, y: Tensor, members
     return ce, kl, ce + kl_weight * kl / n_train, logits
 
 
-def _train_epoch(bundle: BundledModel, opt: MemberSGD, active: list[_Member], splits: Splits, epoch: int,
+def _train_epoch(fused: _Bundle, active: list[_Member], splits: Splits, epoch: int,
                  step: int, device: torch.device) -> tuple[dict[int, dict[str, float]], int]:
     """One epoch of the bundle; per member its training metrics, and the schedule's step count after it.
 
     A member whose loss turns non-finite is taken out of the loss from that batch on and marked diverged.
     """
     cfg = active[0].spec.train  # the shared settings: batch size, epochs, schedule, precision
+    bundle, opt = fused.model, fused.opt
     compute = resolve_compute(cfg.precision, cfg.memory_format, device)
     train = splits.train.to(device)
     n_batches = math.ceil(len(train) / cfg.batch_size)
@@ -168,6 +191,8 @@ def _train_epoch(bundle: BundledModel, opt: MemberSGD, active: list[_Member], sp
         opt.zero_grad()
         torch.where(kept, loss, torch.zeros_like(loss)).sum().backward()
         opt.step()
+        if fused.average is not None:
+            fused.average.update(bundle)
         step += 1
         correct = (logits.detach().argmax(dim=2) == y).sum(dim=1).double().cpu()  # (k,)
         sums += torch.stack([ce.detach().double().cpu() * len(y), kl.detach().double().cpu(), correct,
@@ -179,7 +204,7 @@ def _train_epoch(bundle: BundledModel, opt: MemberSGD, active: list[_Member], sp
     return metrics, step
 
 
-def _score(active: list[_Member], bundle: BundledModel, splits: Splits, epoch: int, device: torch.device,
+def _score(active: list[_Member], scored: BundledModel, splits: Splits, epoch: int, device: torch.device,
            train_metrics: dict[int, dict[str, float]], train_seconds: float) -> list[MemberEpoch]:
     """Every member scored as a single model, as fit scores it; its best epoch kept, its patience counted."""
     out = []
@@ -190,7 +215,7 @@ def _score(active: list[_Member], bundle: BundledModel, splits: Splits, epoch: i
                                    None, last=True, diverged=member.outcome.error))
             continue
         cfg = member.spec.train
-        model = _single(member.spec, splits, bundle.member_state_dict(position), device)
+        model = _single(member.spec, splits, scored.member_state_dict(position), device)
         began = time.perf_counter()
         metrics = {"epoch": float(epoch + 1)} | train_metrics[member.index]
         metrics |= evaluate_epoch(model, splits.val, member.spec, device)
@@ -228,7 +253,9 @@ def _retire(members: Sequence[_Member], reports: Sequence[MemberEpoch], drop: se
 
 def _kept(member: _Member) -> dict[str, Tensor]:
     """The weights a member's run stands for: its best epoch's when it keeps the best, else its last."""
-    return member.best.weights if member.spec.train.keep_best and member.best.weights is not None else member.state
+    if member.spec.train.keep_best and member.best.weights is not None:
+        return member.best.weights
+    return member.averaged if member.averaged is not None else member.state
 
 
 def fit_bundle(specs: Sequence[RunSpec], splits: Splits, *, checkpoint_dir: Path | None = None,
@@ -246,15 +273,15 @@ def fit_bundle(specs: Sequence[RunSpec], splits: Splits, *, checkpoint_dir: Path
     for member in members:
         if member.active and member.index in ended:
             member.active, member.outcome.ended = False, "dropped"
-    bundle: BundledModel | None = None
+    bundle: _Bundle | None = None
     while epoch < specs[0].train.epochs and any(m.active for m in members):
         active = [m for m in members if m.active]
         if bundle is None:
-            bundle, opt = _build(active, splits, dev)
+            bundle = _build(active, splits, dev, step)
         began = time.perf_counter()
-        train_metrics, step = _train_epoch(bundle, opt, active, splits, epoch, step, dev)
-        _save_members(active, bundle, opt)
-        reports = _score(active, bundle, splits, epoch, dev, train_metrics, time.perf_counter() - began)
+        train_metrics, step = _train_epoch(bundle, active, splits, epoch, step, dev)
+        _save_members(active, bundle)
+        reports = _score(active, bundle.scored, splits, epoch, dev, train_metrics, time.perf_counter() - began)
         epoch += 1
         _checkpoint(checkpoint_dir, members, epoch, step)
         drop = on_epoch(reports, checkpoint_dir) if on_epoch is not None else set()
@@ -274,7 +301,8 @@ def _checkpoint(directory: Path | None, members: Sequence[_Member], epoch: int, 
     directory.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {
         "format": _FORMAT, "epoch": epoch, "step": step, "rng": torch.get_rng_state(),
-        "members": [{"spec": m.spec.to_dict(), "state": m.state, "momentum": m.momentum, "active": m.active,
+        "members": [{"spec": m.spec.to_dict(), "state": m.state, "momentum": m.momentum, "averaged": m.averaged,
+                     "active": m.active,
                      "history": m.outcome.history, "ended": m.outcome.ended, "error": m.outcome.error,
                      "best_weights": m.best.weights, "best_epoch": m.best.epoch} for m in members],
     }
@@ -297,7 +325,7 @@ def _resume(directory: Path | None, specs: Sequence[RunSpec], splits: Splits) ->
     for i, (spec, raw) in enumerate(zip(specs, payload["members"], strict=True)):
         best = BestEpoch(raw["best_weights"], raw["best_epoch"],
                          epoch_score(raw["history"][raw["best_epoch"] - 1]) if raw["best_epoch"] else None)
-        members.append(_Member(i, spec, raw["state"], raw["momentum"],
+        members.append(_Member(i, spec, raw["state"], raw["momentum"], raw.get("averaged"),
                                MemberOutcome(raw["history"], raw["best_epoch"], raw["ended"], raw["error"]), best,
                                raw["active"]))
     torch.set_rng_state(payload["rng"])
@@ -316,8 +344,9 @@ def load_member(directory: Path, member: int) -> tuple[RunSpec, dict[str, Tensor
         raise BundleCheckpointError(f"no member {member} in the bundle checkpoint in {directory}")
     raw = members[member]
     spec = RunSpec.from_dict(raw["spec"])
-    keep_best = spec.train.keep_best and raw["best_weights"] is not None
-    return spec, raw["best_weights"] if keep_best else raw["state"]
+    if spec.train.keep_best and raw["best_weights"] is not None:
+        return spec, raw["best_weights"]
+    return spec, raw["state"] if raw.get("averaged") is None else raw["averaged"]
 
 
 def _load(path: Path) -> dict[str, Any]:

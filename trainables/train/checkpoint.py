@@ -36,10 +36,14 @@ class TrainState:
     best_model: dict[str, Any] | None = None  # weights of the best epoch so far (None: keep the last)
     best_epoch: int = 0  # 1-based; 0 when the run keeps its last epoch
     stopped: bool = False  # early stopping ended the run before its last epoch
+    averaged: dict[str, Any] | None = None  # the EMA of the weights (runs with ema_decay > 0), what is scored
+    averaged_updates: int = 0  # optimiser steps the average has taken
 
     def trained_weights(self) -> dict[str, Any]:
-        """The weights the run stands for: its best epoch's when it keeps the best, else the last."""
-        return self.best_model if self.best_model is not None else self.model
+        """The weights the run stands for: its best epoch's when it keeps the best, else the last (averaged ones)."""
+        if self.best_model is not None:
+            return self.best_model
+        return self.averaged if self.averaged is not None else self.model
 
 
 def save_checkpoint(directory: Path, state: TrainState) -> Path:

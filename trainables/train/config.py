@@ -38,6 +38,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing of the training loss
     kl_weight: float = 1.0  # ELBO: CE + kl_weight * KL / N_train
     clean_weight: float = 0.0  # loss = clean_weight * CE(x) + (1 - clean_weight) * CE(x_train)
+    ema_decay: float = 0.0  # > 0: epochs are scored, kept and exported on an EMA of the weights (averaging.py)
     mix: AttackMix = field(default_factory=AttackMix)
     eps_scale: float = 1.0  # training radii = eps_scale x the run's threat model
     eval_limit: int | None = 1000  # validation examples scored each epoch (None: all)
@@ -53,7 +54,7 @@ class TrainConfig:
             "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": finite and self.lr > 0,
             "momentum": 0 <= self.momentum < 1, "weight_decay": finite and self.weight_decay >= 0,
             "kl_weight": finite and self.kl_weight >= 0, "clean_weight": 0 <= self.clean_weight <= 1,
-            "eps_scale": finite and self.eps_scale >= 0,
+            "eps_scale": finite and self.eps_scale >= 0, "ema_decay": 0 <= self.ema_decay < 1,
             "eval_limit": self.eval_limit is None or self.eval_limit >= 1,
             "label_smoothing": 0 <= self.label_smoothing < 1,
             "patience": self.patience is None or self.patience >= 1,

@@ -30,6 +30,7 @@ from trainables.attacks import Attack
 from trainables.data.images import ImageSet, Splits, batches
 from trainables.evaluation import evaluate_sharded
 from trainables.models import RobustModel, StochasticModule, build_model
+from trainables.train.averaging import WeightAverage
 from trainables.train.checkpoint import CHECKPOINT_FILE, CheckpointError, TrainState, load_checkpoint, save_checkpoint
 from trainables.train.compute import Compute, resolve_compute
 from trainables.train.config import RunSpec, TrainConfig
@@ -50,7 +51,7 @@ class TrainingDiverged(RuntimeError):
 class FitResult:
     """The trained model and one metrics dict per epoch."""
 
-    model: RobustModel  # the best epoch's weights when the run keeps its best, else the last epoch's
+    model: RobustModel  # the best epoch's weights when the run keeps its best, else the last epoch's (EMA if any)
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0  # 1-based; 0 when the run keeps its last epoch
 
@@ -181,7 +182,7 @@ def _loss_forward(model: RobustModel, cfg: TrainConfig, replicas: Replicas, devi
 def _train_epoch(
     model: RobustModel, step: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
     train: ImageSet, cfg: TrainConfig, epoch: int, attacks: tuple[Attack | None, ...], device: torch.device,
-    on_batch: BatchCallback | None, replicas: Replicas, compute: Compute,
+    on_batch: BatchCallback | None, replicas: Replicas, compute: Compute, average: WeightAverage | None = None,
 ) -> dict[str, float]:
     gen = seeded_epoch(cfg.seed, epoch)
     n_batches = math.ceil(len(train) / cfg.batch_size)
@@ -203,6 +204,8 @@ def _train_epoch(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if average is not None:
+            average.update(model)
         if cfg.schedule == "onecycle":
             sched.step()
         loss_sum += float(ce.detach()) * len(y)
@@ -225,7 +228,7 @@ def evaluate_epoch(model: RobustModel, val: ImageSet, spec: RunSpec, device: tor
 
 def _resume(
     checkpoint_dir: Path | None, spec: RunSpec, model: nn.Module, opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler, replicas: Replicas,
+    sched: torch.optim.lr_scheduler.LRScheduler, replicas: Replicas, average: WeightAverage | None,
 ) -> tuple[int, list[dict[str, float]], BestEpoch]:
     if checkpoint_dir is None or not (checkpoint_dir / CHECKPOINT_FILE).exists():
         return 0, [], BestEpoch()
@@ -240,6 +243,8 @@ def _resume(
     if mine != theirs:
         raise CheckpointError(f"checkpoint in {checkpoint_dir} was written by a different run configuration")
     model.load_state_dict(state.model)
+    if average is not None and state.averaged is not None:
+        average.load_state_dict(state.averaged, state.averaged_updates)
     opt.load_state_dict(state.optimizer)
     sched.load_state_dict(state.scheduler)
     if replicas.rank == 0:
@@ -304,7 +309,9 @@ def fit(
     opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg, math.ceil(len(splits.train) / cfg.batch_size))
     replicas.seed(cfg.seed)
-    start, history, best = _resume(checkpoint_dir, spec, model, opt, sched, replicas)
+    average = WeightAverage(model, [cfg.ema_decay]) if cfg.ema_decay > 0 else None
+    scored = model if average is None else average.model  # what each epoch is scored, kept and handed on as
+    start, history, best = _resume(checkpoint_dir, spec, model, opt, sched, replicas, average)
     step = _loss_forward(model, cfg, replicas, dev)
     attacks = cfg.mix.bound(spec.train_threat)
     writes = checkpoint_dir if replicas.rank == 0 else None
@@ -313,16 +320,19 @@ def fit(
         began = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         metrics: dict[str, float] = {"epoch": float(epoch + 1), "lr": lr}
-        metrics |= _train_epoch(model, step, opt, sched, train, cfg, epoch, attacks, dev, on_batch, replicas, compute)
+        metrics |= _train_epoch(model, step, opt, sched, train, cfg, epoch, attacks, dev, on_batch, replicas, compute,
+                                average)
         if cfg.schedule != "onecycle":
             sched.step()
         replicas.broadcast_buffers(model, dev)
-        scored = time.perf_counter()
-        metrics |= evaluate_epoch(model, splits.val, spec, dev)
-        metrics["eval_seconds"] = time.perf_counter() - scored
+        if average is not None:  # each replica averaged its own BatchNorm statistics
+            replicas.broadcast_buffers(average.model, dev)
+        scoring = time.perf_counter()
+        metrics |= evaluate_epoch(scored, splits.val, spec, dev)
+        metrics["eval_seconds"] = time.perf_counter() - scoring
         metrics["epoch_seconds"] = time.perf_counter() - began  # training and the per-epoch scoring
         history.append(metrics)
-        best.offer(epoch + 1, metrics, model)
+        best.offer(epoch + 1, metrics, scored)
         stopped = cfg.patience is not None and best.stale(epoch + 1) >= cfg.patience and epoch + 1 < cfg.epochs
         last = stopped or epoch + 1 == cfg.epochs
         metrics["last_epoch"] = float(last)
@@ -336,16 +346,17 @@ def fit(
                 cuda_rng=torch.cuda.get_rng_state_all() if dev.type == "cuda" else [], history=history,
                 replica_rng=rng if replicas.parallel else [],
                 best_model=best.weights if cfg.keep_best else None, best_epoch=best.epoch if cfg.keep_best else 0,
-                stopped=stopped,
+                stopped=stopped, averaged=None if average is None else average.state_dict(),
+                averaged_updates=0 if average is None else average.updates,
             ))
         if last and cfg.keep_best and best.weights is not None:
-            model.load_state_dict(best.weights)  # the objective and the export see the best epoch
+            scored.load_state_dict(best.weights)  # the objective and the export see the best epoch
         if on_epoch is not None:
-            on_epoch(metrics, writes, model)
+            on_epoch(metrics, writes, scored)
         if stopped:
             break
     else:
         if start >= cfg.epochs and cfg.keep_best and best.weights is not None:  # resumed a finished run
-            model.load_state_dict(best.weights)
-    model = model.to(memory_format=torch.contiguous_format)  # hand back the layout every caller expects
-    return FitResult(model.eval(), history, best.epoch if cfg.keep_best else 0)
+            scored.load_state_dict(best.weights)
+    scored = scored.to(memory_format=torch.contiguous_format)  # hand back the layout every caller expects
+    return FitResult(scored.eval(), history, best.epoch if cfg.keep_best else 0)
