@@ -15,7 +15,7 @@ from .fgsm import FGSM
 from .gaussian import GaussianNoise
 from .gradients import cross_entropy, eot_logits, input_gradient
 from .options import Assignment, parse_assignments, set_budget
-from .pgd import PGD, PGDL2
+from .pgd import PGD, PGDKL, PGDL2
 from .registry import ATTACKS, attack_class, attack_from_dict, build_attack, list_attacks, register_attack
 from .square import Square
 from .threat import NORMS, Norm, ThreatModel
@@ -30,6 +30,7 @@ __all__ = [
     "NORMS",
     "FGSM",
     "PGD",
+    "PGDKL",
     "PGDL2",
     "Square",
     "Assignment",

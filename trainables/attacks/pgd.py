@@ -1,4 +1,4 @@
-"""Projected Gradient Descent (Madry et al., 2018) in the L-inf and L2 balls, with restarts."""
+"""Projected Gradient Descent (Madry et al., 2018) in the L-inf and L2 balls, with restarts; TRADES's inner PGD."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import Attack, Radius, batch_view, check_inputs, l2_norms, misclassified, project_l2, spread
-from .gradients import cross_entropy, input_gradient
+from .gradients import LossFn, cross_entropy, input_gradient
 from .registry import register_attack
 from .threat import Norm
 
-__all__ = ["PGD", "PGDL2"]
+__all__ = ["PGD", "PGDKL", "PGDL2"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,10 +69,15 @@ class _ProjectedGradient(Attack):
                 todo[idx] = ~misclassified(model, x_adv, y[idx], self.eot_samples)
         return best
 
+    def _loss(self, model: nn.Module, x: Tensor) -> LossFn:
+        """What the steps climb on the examples ``x``: the cross-entropy."""
+        return cross_entropy
+
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: Radius) -> Tensor:
+        loss = self._loss(model, x)
         x_adv = self._project(self._random_start(x, eps), x, eps) if self.random_start else x.clone()
         for _ in range(self.steps):
-            grad, _ = input_gradient(model, x_adv, y, cross_entropy, self.eot_samples)
+            grad, _ = input_gradient(model, x_adv, y, loss, self.eot_samples)
             x_adv = self._project(self._step(x_adv, grad, eps), x, eps)
         return x_adv
 
@@ -106,6 +112,32 @@ class PGD(_ProjectedGradient):
             ball = ball.to(x.dtype)
             return (x + torch.maximum(torch.minimum(x_adv - x, ball), -ball)).clamp(0, 1)
         return (x + (x_adv - x).clamp(-ball, ball)).clamp(0, 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PGDKL(PGD):
+    """L-inf PGD on the KL divergence from the clean prediction: TRADES's inner maximisation (Zhang et al. 2019).
+
+    Training attacks only (a run with ``trades_beta`` > 0 trains on it where its mix says ``pgd``), so
+    not registered: as an evaluation attack it is weaker than PGD on the cross-entropy. Its random
+    start is PGD's uniform one (TRADES's code starts at 0.001 x a normal draw); the KL is zero at x.
+    """
+
+    name: ClassVar[str] = "pgd-kl"
+
+    def _loss(self, model: nn.Module, x: Tensor) -> LossFn:
+        with torch.no_grad():
+            clean = F.log_softmax(model(x).float(), dim=1)  # (B, K): one draw of a stochastic model
+
+        def kl(logits: Tensor, y: Tensor) -> Tensor:
+            return F.kl_div(F.log_softmax(logits.float(), dim=1), clean, reduction="none", log_target=True).sum(1)
+
+        return kl
+
+    @classmethod
+    def of(cls, pgd: PGD) -> PGDKL:
+        """``pgd``'s budget, radius and draws, climbing the KL instead."""
+        return cls(eps=pgd.eps, eot_samples=pgd.eot_samples, **pgd.budget())
 
 
 @register_attack("pgd-l2")

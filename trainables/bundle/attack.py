@@ -41,7 +41,7 @@ class MemberBatch(nn.Module):
 
 def _spec_key(attack: Attack) -> tuple[str, str]:
     """What makes two members' attacks one: the attack and its budget, not its radius."""
-    return attack.name, repr(attack.budget())
+    return attack.name, repr(attack.budget())  # TRADES's PGD (pgd-kl) and PGD have other names
 
 
 def attack_members(bundle: BundledModel, x: Tensor, y: Tensor, attacks: Sequence[Attack | None]) -> Tensor:

@@ -41,6 +41,7 @@ from trainables.train.loop import (
     schedule_factor,
     seeded_epoch,
 )
+from trainables.train.losses import trades_loss, training_attacks
 
 from .attack import attack_members
 from .members import check_bundle
@@ -145,16 +146,21 @@ def _save_members(active: Sequence[_Member], bundle: _Bundle) -> None:
 
 def _losses(bundle: BundledModel, x_train: Tensor, x: Tensor, y: Tensor, members: Sequence[_Member],
             n_train: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Per member: cross-entropy (with its clean term), KL, total loss; and the logits (k, B, classes)."""
+    """Per member: its loss as fit computes it (cross-entropy with its clean term, or TRADES), KL, total loss;
+    and the logits (k, B, classes)."""
     logits = bundle(x_train)  # (k, B, classes)
     trains = [m.spec.train for m in members]
     ce = torch.stack([F.cross_entropy(logits[i], y, label_smoothing=t.label_smoothing) for i, t in enumerate(trains)])
-    if any(t.clean_weight > 0 for t in trains):
+    if any(t.clean_weight > 0 or t.trades_beta > 0 for t in trains):
         clean_logits = bundle(x)
-        clean = torch.stack([F.cross_entropy(clean_logits[i], y, label_smoothing=t.label_smoothing)
-                             for i, t in enumerate(trains)])
-        weight = torch.tensor([t.clean_weight for t in trains], device=ce.device, dtype=ce.dtype)
-        ce = weight * clean + (1 - weight) * ce
+        losses = []
+        for i, t in enumerate(trains):
+            if t.trades_beta > 0:
+                losses.append(trades_loss(clean_logits[i], logits[i], y, t.trades_beta, t.label_smoothing))
+            else:
+                clean = F.cross_entropy(clean_logits[i], y, label_smoothing=t.label_smoothing)
+                losses.append(t.clean_weight * clean + (1 - t.clean_weight) * ce[i])
+        ce = torch.stack(losses)
     with_kl = any(t.kl_weight > 0 for t in trains) and is_stochastic(bundle)
     kl = bundle.kl_members() if with_kl else ce.new_zeros(len(members))
     kl_weight = torch.tensor([t.kl_weight for t in trains], device=ce.device, dtype=ce.dtype)
@@ -174,7 +180,7 @@ def _train_epoch(fused: _Bundle, active: list[_Member], splits: Splits, epoch: i
     n_batches = math.ceil(len(train) / cfg.batch_size)
     generators = [seeded_epoch(m.spec.train.seed, epoch) for m in active]
     draws = [m.spec.train.mix.draw(n_batches, g) for m, g in zip(active, generators, strict=True)]  # own draws
-    attacks = [m.spec.train.mix.bound(m.spec.train_threat) for m in active]
+    attacks = [training_attacks(m.spec.train.mix, m.spec.train_threat, m.spec.train.trades_beta) for m in active]
     lrs = {m.index: m.spec.train.lr * schedule_factor(cfg, epoch, step, n_batches) for m in active}
     bundle.train()
     sums = torch.zeros(len(active), 4, dtype=torch.float64)  # per member: loss, kl, correct, seen

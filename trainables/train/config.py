@@ -38,6 +38,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing of the training loss
     kl_weight: float = 1.0  # ELBO: CE + kl_weight * KL / N_train
     clean_weight: float = 0.0  # loss = clean_weight * CE(x) + (1 - clean_weight) * CE(x_train)
+    trades_beta: float = 0.0  # > 0: the TRADES loss CE(x) + beta * KL(x, x_train), its PGD on the KL (losses.py)
     ema_decay: float = 0.0  # > 0: epochs are scored, kept and exported on an EMA of the weights (averaging.py)
     mix: AttackMix = field(default_factory=AttackMix)
     eps_scale: float = 1.0  # training radii = eps_scale x the run's threat model
@@ -49,12 +50,14 @@ class TrainConfig:
     memory_format: MemoryFormat = "auto"  # the model's layout while it trains and is scored
 
     def __post_init__(self) -> None:
-        finite = all(math.isfinite(v) for v in (self.lr, self.weight_decay, self.kl_weight, self.eps_scale))
+        finite = all(math.isfinite(v) for v in (self.lr, self.weight_decay, self.kl_weight, self.eps_scale,
+                                                self.trades_beta))
         checks = {
             "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": finite and self.lr > 0,
             "momentum": 0 <= self.momentum < 1, "weight_decay": finite and self.weight_decay >= 0,
             "kl_weight": finite and self.kl_weight >= 0, "clean_weight": 0 <= self.clean_weight <= 1,
             "eps_scale": finite and self.eps_scale >= 0, "ema_decay": 0 <= self.ema_decay < 1,
+            "trades_beta": finite and self.trades_beta >= 0,
             "eval_limit": self.eval_limit is None or self.eval_limit >= 1,
             "label_smoothing": 0 <= self.label_smoothing < 1,
             "patience": self.patience is None or self.patience >= 1,
@@ -62,6 +65,9 @@ class TrainConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"invalid training setting {name}={getattr(self, name)!r}")
+        if self.trades_beta > 0 and self.clean_weight > 0:
+            raise ValueError(f"invalid training setting clean_weight={self.clean_weight!r} with trades_beta="
+                             f"{self.trades_beta!r}: the TRADES loss holds its own clean term")
         for setting, choices in (("schedule", SCHEDULES), ("precision", PRECISIONS), ("memory_format", MEMORY_FORMATS)):
             check_choice(setting, getattr(self, setting), choices)
         if not isinstance(self.mix, AttackMix):

@@ -34,6 +34,7 @@ from trainables.train.averaging import WeightAverage
 from trainables.train.checkpoint import CHECKPOINT_FILE, CheckpointError, TrainState, load_checkpoint, save_checkpoint
 from trainables.train.compute import Compute, resolve_compute
 from trainables.train.config import RunSpec, TrainConfig
+from trainables.train.losses import trades_loss, training_attacks
 from trainables.train.replicas import Replicas
 
 __all__ = ["BestEpoch", "FitResult", "OneCycle", "TrainingDiverged", "epoch_score", "evaluate_epoch", "fit",
@@ -146,31 +147,34 @@ def seeded_epoch(seed: int, epoch: int) -> torch.Generator:
 
 
 class _LossForward(nn.Module):
-    """One training forward: the cross-entropy (with its optional clean term), logits and the KL.
+    """One training forward: the loss (cross-entropy with its optional clean term, or TRADES), logits and the KL.
 
     One module, so that DistributedDataParallel sees a single forward per step whose graph holds
     every parameter, the IBP sticks that only the KL uses included.
     """
 
-    def __init__(self, model: RobustModel, clean_weight: float, with_kl: bool, label_smoothing: float = 0.0) -> None:
+    def __init__(self, model: RobustModel, cfg: TrainConfig, with_kl: bool) -> None:
         super().__init__()
-        self.model, self.clean_weight, self.with_kl = model, clean_weight, with_kl
-        self.label_smoothing = label_smoothing
+        self.model, self.clean_weight, self.with_kl = model, cfg.clean_weight, with_kl
+        self.label_smoothing, self.trades_beta = cfg.label_smoothing, cfg.trades_beta
 
     def forward(self, x_train: Tensor, y: Tensor, x_clean: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         logits = self.model(x_train)  # (B, K)
-        ce = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        if x_clean is not None:
+        if x_clean is None:
+            ce = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        elif self.trades_beta > 0:
+            ce = trades_loss(self.model(x_clean), logits, y, self.trades_beta, self.label_smoothing)
+        else:
             clean = F.cross_entropy(self.model(x_clean), y, label_smoothing=self.label_smoothing)
-            ce = self.clean_weight * clean + (1 - self.clean_weight) * ce
+            attacked = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+            ce = self.clean_weight * clean + (1 - self.clean_weight) * attacked
         kl = self.model.kl() if self.with_kl else logits.new_zeros(())
         return ce, logits, kl
 
 
 def _loss_forward(model: RobustModel, cfg: TrainConfig, replicas: Replicas, device: torch.device) -> nn.Module:
     """The training forward, wrapped in DistributedDataParallel when there are several replicas."""
-    step = _LossForward(model, cfg.clean_weight, with_kl=cfg.kl_weight > 0 or replicas.parallel,
-                        label_smoothing=cfg.label_smoothing)
+    step = _LossForward(model, cfg, with_kl=cfg.kl_weight > 0 or replicas.parallel)
     if not replicas.parallel:
         return step
     from torch.nn.parallel import DistributedDataParallel
@@ -196,7 +200,7 @@ def _train_epoch(
         # autocast per step, never around the optimiser: it caches the weights' casts until the region ends
         with compute.autocast_context(device):  # the training attack and forward; evaluation stays float32
             x_train = attack.perturb(model, x, y) if attack is not None else x  # the bare model: no DDP hooks
-            ce, logits, kl = step(x_train, y, x if cfg.clean_weight > 0 else None)
+            ce, logits, kl = step(x_train, y, x if cfg.clean_weight > 0 or cfg.trades_beta > 0 else None)
         loss = ce + cfg.kl_weight * kl / len(train)
         if not replicas.all_finite(loss.detach()):
             value = loss.item() if not torch.isfinite(loss) else "non-finite on another replica"
@@ -313,7 +317,7 @@ def fit(
     scored = model if average is None else average.model  # what each epoch is scored, kept and handed on as
     start, history, best = _resume(checkpoint_dir, spec, model, opt, sched, replicas, average)
     step = _loss_forward(model, cfg, replicas, dev)
-    attacks = cfg.mix.bound(spec.train_threat)
+    attacks = training_attacks(cfg.mix, spec.train_threat, cfg.trades_beta)
     writes = checkpoint_dir if replicas.rank == 0 else None
     train = splits.train.to(dev)  # resident on the device: batches are gathered there, no copy per step
     for epoch in range(start, cfg.epochs):

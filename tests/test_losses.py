@@ -1,0 +1,65 @@
+"""TRADES: its loss, its KL-climbing PGD, which attacks of a mix it changes, and a run that trains on it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trainables.attacks import FGSM, PGD, PGDKL, ThreatModel
+from trainables.data import DATASETS, DataConfig, Splits
+from trainables.evaluation import SuiteConfig
+from trainables.models import ModelConfig, build_model
+from trainables.train import AttackMix, RunSpec, TrainConfig, fit
+from trainables.train.losses import trades_loss, training_attacks
+
+INFO = DATASETS["fashion-mnist"][0]
+
+
+def test_the_trades_loss_is_clean_cross_entropy_plus_beta_times_the_kl() -> None:
+    clean, adv, y = torch.randn(5, 10), torch.randn(5, 10), torch.randint(0, 10, (5,))
+    kl = (F.softmax(clean, 1) * (F.log_softmax(clean, 1) - F.log_softmax(adv, 1))).sum(1).mean()
+    want = F.cross_entropy(clean, y) + 6.0 * kl
+    torch.testing.assert_close(trades_loss(clean, adv, y, 6.0), want)
+    torch.testing.assert_close(trades_loss(clean, clean, y, 6.0), F.cross_entropy(clean, y))
+
+
+def test_trades_pgd_climbs_the_kl_inside_the_ball() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="cnn", cnn_width=8, cnn_kernel=3, hidden_blocks=8), INFO).eval()
+    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    attack = PGDKL.of(PGD(steps=5).bind(ThreatModel(0.1)))
+    assert attack.name == "pgd-kl" and attack.budget() == PGD(steps=5).budget()
+
+    def kl(x_adv: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(F.kl_div(F.log_softmax(model(x_adv), 1), F.log_softmax(model(x), 1), reduction="batchmean",
+                                  log_target=True))
+
+    x_adv = attack.perturb(model, x, y)
+    noise = (x + torch.empty_like(x).uniform_(-0.1, 0.1)).clamp(0, 1)
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and 0 <= x_adv.min() and x_adv.max() <= 1
+    assert kl(x_adv) > 5 * kl(noise)
+
+
+def test_only_trades_runs_swap_pgd_for_its_kl_pgd() -> None:
+    mix = AttackMix.parse("none:1,pgd:1,fgsm:1", budgets=(PGD(steps=3),))
+    threat = ThreatModel(0.1)
+    assert training_attacks(mix, threat, 0.0) == mix.bound(threat)
+    none, pgd, fgsm = training_attacks(mix, threat, 6.0)
+    assert none is None and type(pgd) is PGDKL and pgd.eps == 0.1 and pgd.steps == 3 and type(fgsm) is FGSM
+    with pytest.raises(ValueError, match="TRADES loss holds its own clean term"):
+        TrainConfig(clean_weight=0.2, trades_beta=6.0)
+    with pytest.raises(ValueError, match="trades_beta"):
+        TrainConfig(trades_beta=-1.0)
+
+
+@pytest.mark.slow
+def test_a_trades_run_learns(fmnist: Splits) -> None:
+    data = Splits(fmnist.train.head(2048), fmnist.val.head(200), fmnist.test.head(64), fmnist.info)
+    spec = RunSpec(data=DataConfig(), model=ModelConfig(name="cnn", hidden_blocks=32),
+                   train=TrainConfig(epochs=2, batch_size=128, eval_limit=200, trades_beta=6.0, precision="fp32",
+                                     mix=AttackMix.parse("pgd:1", budgets=(PGD(steps=3),))),
+                   suite=SuiteConfig(attacks=(FGSM(), PGD(steps=5)), eot_samples=1, predict_samples=1))
+    final = fit(spec, data).final
+    assert final["natural_acc"] > 0.5 and 0.05 < final["robust_acc"] <= final["natural_acc"]
