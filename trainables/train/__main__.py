@@ -34,6 +34,12 @@ def build_parser() -> OneLineParser:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--schedule", default="cosine", choices=SCHEDULES)
     p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--clean-weight", type=float, default=0.0,
+                   help="loss = w * CE(clean) + (1 - w) * CE(attacked), on every batch")
+    p.add_argument("--trades-beta", type=float, default=0.0,
+                   help="> 0: the TRADES loss CE(clean) + beta * KL(clean || attacked), its PGD climbing the KL")
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="> 0: score, keep and export an exponential moving average of the weights (decay per step)")
     p.add_argument("--patience", type=int, default=None,
                    help="stop after N epochs without a better validation robust accuracy")
     p.add_argument("--keep-last", action="store_true",
@@ -83,7 +89,8 @@ def spec_from_args(args) -> RunSpec:  # noqa: ANN001 - argparse.Namespace
                         schedule=args.schedule, mix=mix, eps_scale=args.eps_scale, kl_weight=args.kl_weight,
                         eval_limit=args.eval_limit, seed=args.seed, label_smoothing=args.label_smoothing,
                         patience=args.patience, keep_best=not args.keep_last, precision=args.precision,
-                        memory_format=args.memory_format)
+                        memory_format=args.memory_format, clean_weight=args.clean_weight,
+                        trades_beta=args.trades_beta, ema_decay=args.ema_decay)
     overrides = SuiteOverrides.from_args(args)
     return RunSpec(data=data, model=model, train=train, suite=overrides.apply(SuiteConfig()),
                    threat=overrides.threat(ThreatModel()))
@@ -114,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = (f"loss {m['train_loss']:.3f}  natural {100 * m['natural_acc']:.1f}%  "
                       f"robust {100 * m['robust_acc']:.1f}%")
             console.print(f"epoch {int(m['epoch'])}/{spec.train.epochs}: {status}")
-            bar.update(task, epoch=int(m["epoch"]) + 1, status=status)
+            bar.update(task, epoch=min(int(m["epoch"]) + 1, spec.train.epochs), status=status)
 
         result = fit(spec, splits, checkpoint_dir=args.checkpoint_dir, on_epoch=on_epoch, on_batch=on_batch,
                      device=device)
