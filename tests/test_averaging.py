@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.bundle import bundle_models
 from trainables.attacks import FGSM
+from trainables.bundle import bundle_models
 from trainables.data import DATASETS, DataConfig, Splits
 from trainables.evaluation import SuiteConfig
 from trainables.models import ModelConfig, build_model

@@ -166,7 +166,7 @@ def _tiny(fmnist: Splits) -> Splits:
 
 def _runs() -> list[RunSpec]:
     """Three runs of one shape that differ in everything a member may: optimiser, loss (TRADES too), attacks,
-    radius, weight averaging.
+    radius and its warm-up, weight averaging.
 
     One seed, as every trial of a search has: a bundle's members see the same batches, in the first
     member's order, and trained apart these runs draw that order too.
@@ -184,6 +184,7 @@ def _runs() -> list[RunSpec]:
         replace(base, train=replace(t, lr=0.1, momentum=0.5, weight_decay=1e-3, label_smoothing=0.1,
                                     mix=AttackMix.parse("fgsm:1"), eps_scale=0.75, trades_beta=3.0)),
         replace(base, train=replace(t, lr=0.02, nesterov=False, clean_weight=0.3, eps_scale=1.25, ema_decay=0.5,
+                                    eps_warmup=0.5,
                                     mix=AttackMix.parse("none:1,pgd:1", budgets=(no_start,)))),
     ]
 

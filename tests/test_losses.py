@@ -1,4 +1,4 @@
-"""TRADES: its loss, its KL-climbing PGD, which attacks of a mix it changes, and a run that trains on it."""
+"""TRADES (its loss, its KL-climbing PGD, which attacks of a mix it changes, a run on it); the radius warm-up."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from trainables.data import DATASETS, DataConfig, Splits
 from trainables.evaluation import SuiteConfig
 from trainables.models import ModelConfig, build_model
 from trainables.train import AttackMix, RunSpec, TrainConfig, fit
-from trainables.train.losses import trades_loss, training_attacks
+from trainables.train.losses import trades_loss
+from trainables.train.mix import radius_share, training_attacks, warmed_up
 
 INFO = DATASETS["fashion-mnist"][0]
 
@@ -52,6 +53,16 @@ def test_only_trades_runs_swap_pgd_for_its_kl_pgd() -> None:
         TrainConfig(clean_weight=0.2, trades_beta=6.0)
     with pytest.raises(ValueError, match="trades_beta"):
         TrainConfig(trades_beta=-1.0)
+
+
+def test_the_training_radius_warms_up_linearly_then_stays() -> None:
+    assert [radius_share(0.0, s, 100) for s in (0, 50, 99)] == [1.0, 1.0, 1.0]
+    assert [radius_share(0.2, s, 100) for s in (0, 9, 19, 20, 99)] == [0.05, 0.5, 1.0, 1.0, 1.0]
+    pgd = PGD(steps=3).bind(ThreatModel(0.2))
+    assert warmed_up(pgd, 0.25).eps == pytest.approx(0.05) and warmed_up(pgd, 0.25).steps == 3
+    assert warmed_up(pgd, 1.0) is pgd and warmed_up(None, 0.5) is None
+    with pytest.raises(ValueError, match="eps_warmup"):
+        TrainConfig(eps_warmup=1.0)
 
 
 @pytest.mark.slow

@@ -41,7 +41,8 @@ from trainables.train.loop import (
     schedule_factor,
     seeded_epoch,
 )
-from trainables.train.losses import trades_loss, training_attacks
+from trainables.train.losses import trades_loss
+from trainables.train.mix import radius_share, training_attacks, warmed_up
 
 from .attack import attack_members
 from .members import check_bundle
@@ -187,7 +188,8 @@ def _train_epoch(fused: _Bundle, active: list[_Member], splits: Splits, epoch: i
     diverged: dict[int, str] = {}
     for i, (x, y) in enumerate(batches(train, cfg.batch_size, generator=generators[0], device=device)):
         opt.set_factor(schedule_factor(cfg, epoch, step, n_batches))
-        drawn = [None if j in diverged else attacks[j][int(draws[j][i])] for j in range(len(active))]
+        drawn = [None if j in diverged else warmed_up(attacks[j][int(draws[j][i])], radius_share(
+            m.spec.train.eps_warmup, step, cfg.epochs * n_batches)) for j, m in enumerate(active)]
         with compute.autocast_context(device):  # the training attacks and forward; the optimiser stays float32
             x_train = attack_members(bundle, x, y, drawn)
             ce, kl, loss, logits = _losses(bundle, x_train, x, y, active, len(train))

@@ -2,8 +2,9 @@
 
 A member may differ from the others in every continuous setting that leaves the shapes alone: its
 optimiser (learning rate, momentum, weight decay, Nesterov), its loss (label smoothing, clean
-weight, TRADES's beta), its weight average's decay, its training attacks (the mix's weights and budgets, the radius
-scale), its IBP prior (``ibp_alpha``), its PNI initial scale, its smoothing sigma, and its seed.
+weight, TRADES's beta), its weight average's decay, its training attacks (the mix's weights and
+budgets, the radius scale and warm-up), its IBP prior (``ibp_alpha``), its PNI initial scale, its
+smoothing sigma, and its seed.
 What changes shapes or the bundle's common loop (architecture, width, blocks, competitors, which
 layers compete, batch size, epochs, schedule, data, suite, threat model, precision, layout) makes
 separate bundles.
@@ -19,7 +20,7 @@ from trainables.train import AttackMix, RunSpec
 __all__ = ["MEMBER_MODEL_FIELDS", "MEMBER_TRAIN_FIELDS", "bundle_key", "check_bundle"]
 
 MEMBER_TRAIN_FIELDS = ("lr", "momentum", "nesterov", "weight_decay", "label_smoothing", "clean_weight", "mix",
-                       "eps_scale", "seed", "patience", "keep_best", "ema_decay", "trades_beta")
+                       "eps_scale", "eps_warmup", "seed", "patience", "keep_best", "ema_decay", "trades_beta")
 MEMBER_MODEL_FIELDS = ("ibp_alpha", "pni_init")
 
 

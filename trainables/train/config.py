@@ -42,6 +42,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # > 0: epochs are scored, kept and exported on an EMA of the weights (averaging.py)
     mix: AttackMix = field(default_factory=AttackMix)
     eps_scale: float = 1.0  # training radii = eps_scale x the run's threat model
+    eps_warmup: float = 0.0  # the training radii grow linearly from 0 over this share of the run's steps
     eval_limit: int | None = 1000  # validation examples scored each epoch (None: all)
     keep_best: bool = True  # the run ends with its best epoch's weights (by validation robust accuracy)
     patience: int | None = None  # stop after this many epochs without a better validation robust accuracy
@@ -57,7 +58,7 @@ class TrainConfig:
             "momentum": 0 <= self.momentum < 1, "weight_decay": finite and self.weight_decay >= 0,
             "kl_weight": finite and self.kl_weight >= 0, "clean_weight": 0 <= self.clean_weight <= 1,
             "eps_scale": finite and self.eps_scale >= 0, "ema_decay": 0 <= self.ema_decay < 1,
-            "trades_beta": finite and self.trades_beta >= 0,
+            "trades_beta": finite and self.trades_beta >= 0, "eps_warmup": 0 <= self.eps_warmup < 1,
             "eval_limit": self.eval_limit is None or self.eval_limit >= 1,
             "label_smoothing": 0 <= self.label_smoothing < 1,
             "patience": self.patience is None or self.patience >= 1,

@@ -34,7 +34,8 @@ from trainables.train.averaging import WeightAverage
 from trainables.train.checkpoint import CHECKPOINT_FILE, CheckpointError, TrainState, load_checkpoint, save_checkpoint
 from trainables.train.compute import Compute, resolve_compute
 from trainables.train.config import RunSpec, TrainConfig
-from trainables.train.losses import trades_loss, training_attacks
+from trainables.train.losses import trades_loss
+from trainables.train.mix import radius_share, training_attacks, warmed_up
 from trainables.train.replicas import Replicas
 
 __all__ = ["BestEpoch", "FitResult", "OneCycle", "TrainingDiverged", "epoch_score", "evaluate_epoch", "fit",
@@ -196,7 +197,8 @@ def _train_epoch(
     steps = 0
     shard = batches(train, cfg.batch_size, generator=gen, device=device, shard=replicas.shard)
     for i, (x, y) in enumerate(shard):
-        attack = attacks[int(draws[i])]
+        attack = warmed_up(attacks[int(draws[i])], radius_share(cfg.eps_warmup, epoch * n_batches + i,
+                                                                cfg.epochs * n_batches))
         # autocast per step, never around the optimiser: it caches the weights' casts until the region ends
         with compute.autocast_context(device):  # the training attack and forward; evaluation stays float32
             x_train = attack.perturb(model, x, y) if attack is not None else x  # the bare model: no DDP hooks

@@ -1,10 +1,14 @@
-"""The training mix: which attack perturbs each training batch, drawn by weight; "none" is a clean batch."""
+"""The training mix: which attack perturbs each training batch, drawn by weight; "none" is a clean batch.
+
+Also what a run makes of its mix: TRADES's PGD in place of PGD (:func:`training_attacks`) and the
+training-radius warm-up (:func:`warmed_up`).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -13,6 +17,7 @@ from torch import Tensor
 from trainables.attacks import (
     FGSM,
     PGD,
+    PGDKL,
     Assignment,
     Attack,
     CarliniWagnerL2,
@@ -23,7 +28,8 @@ from trainables.attacks import (
     set_budget,
 )
 
-__all__ = ["CLEAN", "AttackMix", "MixEntry", "paper_mix", "parse_weights"]
+__all__ = ["CLEAN", "AttackMix", "MixEntry", "paper_mix", "parse_weights", "radius_share", "training_attacks",
+           "warmed_up"]
 
 CLEAN = "none"  # the mix's name for a batch trained on as it is
 
@@ -147,3 +153,29 @@ def _spec(name: str, specs: Mapping[str, Attack | None]) -> Attack | None:
     if name == CLEAN:
         return None
     return specs[name] if name in specs else attack_class(name)()
+
+
+def training_attacks(mix: AttackMix, threat: ThreatModel, trades_beta: float = 0.0) -> tuple[Attack | None, ...]:
+    """Per mix entry, its attack at ``threat``'s radii (None: clean); with TRADES, L-inf PGD climbs the KL."""
+    bound = mix.bound(threat)
+    if trades_beta <= 0:
+        return bound
+    return tuple(PGDKL.of(a) if type(a) is PGD else a for a in bound)
+
+
+def radius_share(warmup: float, step: int, total: int) -> float:
+    """The share of its training radius a run attacks at on step ``step`` (0-based) of ``total``.
+
+    Grows linearly to 1 over the first ``warmup`` share of the steps (the training-epsilon warm-up
+    of Gowal et al. 2019 and of curriculum adversarial training); 1 throughout when ``warmup`` is 0.
+    """
+    if warmup <= 0:
+        return 1.0
+    return min(1.0, (step + 1) / max(1, round(warmup * total)))
+
+
+def warmed_up(attack: Attack | None, share: float) -> Attack | None:
+    """``attack`` at ``share`` of its radius (itself at share 1, for clean batches and unbounded attacks)."""
+    if attack is None or share >= 1.0 or attack.eps is None:
+        return attack
+    return replace(attack, eps=attack.eps * share)
