@@ -219,5 +219,6 @@ def test_label_smoothing_reaches_the_training_loss() -> None:
     model = build_model(ModelConfig(name="cnn", cnn_width=4, cnn_kernel=3, hidden_blocks=4),
                         DatasetInfo(name="t", channels=1, size=28, classes=10, mean=(0.5,), std=(0.5,)))
     x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
-    plain, smooth = _LossForward(model, TrainConfig(), False), _LossForward(model, TrainConfig(label_smoothing=0.2), False)
+    plain = _LossForward(model, TrainConfig(), False)
+    smooth = _LossForward(model, TrainConfig(label_smoothing=0.2), False)
     assert not torch.allclose(plain(x, y)[0], smooth(x, y)[0])
