@@ -1,0 +1,34 @@
+"""bench_levers: variants parse into the starting point's run with exactly the settings named changed."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.bench_levers import main, parse_variant, variant_spec
+from search_spaces import PRESETS
+
+
+def test_a_variant_changes_training_settings_and_space_parameters_of_the_starting_point() -> None:
+    base = variant_spec(parse_variant("base:"))
+    variant = parse_variant('tr:trades_beta=6,clean_weight=0,lwta_layers="all",seed=3')
+    assert variant.train == {"trades_beta": 6, "clean_weight": 0, "seed": 3} and variant.params == {"lwta_layers": "all"}
+    spec = variant_spec(variant, epsilon=0.2, train_limit=500, epochs=2)
+    assert base.train.clean_weight == 0.2 and base.model.lwta_layers == "dense"  # the space's first point
+    assert spec.train.trades_beta == 6 and spec.train.clean_weight == 0 and spec.model.lwta_layers == "all"
+    assert spec.train.seed == 3 and spec.train.epochs == 2 and spec.data.train_limit == 500
+    assert spec.threat.eps == 0.2 and base.threat == PRESETS["quick"].threat
+    assert spec.train_threat.eps == pytest.approx(0.2 * spec.train.eps_scale)
+
+
+@pytest.mark.parametrize(("text", "needle"), [("nameless", "NAME:SETTING"), ("x:lr", "SETTING=VALUE"),
+                                              ("x:foo=1", "neither a training setting")])
+def test_bad_variants_are_one_line_errors(text: str, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        variant_spec(parse_variant(text))
+
+
+def test_the_command_refuses_bad_input_before_training(capsys) -> None:
+    from trainables.cli import run_main
+
+    assert run_main(main, ["--variant", "x:trades_beta=-1"], prog="bench_levers") == 2
+    assert "trades_beta" in capsys.readouterr().err
