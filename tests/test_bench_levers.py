@@ -11,7 +11,8 @@ from search_spaces import PRESETS
 def test_a_variant_changes_training_settings_and_space_parameters_of_the_starting_point() -> None:
     base = variant_spec(parse_variant("base:"))
     variant = parse_variant('tr:trades_beta=6,clean_weight=0,lwta_layers="all",seed=3')
-    assert variant.train == {"trades_beta": 6, "clean_weight": 0, "seed": 3} and variant.params == {"lwta_layers": "all"}
+    assert variant.train == {"trades_beta": 6, "clean_weight": 0, "seed": 3}
+    assert variant.params == {"lwta_layers": "all"}
     spec = variant_spec(variant, epsilon=0.2, train_limit=500, epochs=2)
     assert base.train.clean_weight == 0.2 and base.model.lwta_layers == "dense"  # the space's first point
     assert spec.train.trades_beta == 6 and spec.train.clean_weight == 0 and spec.model.lwta_layers == "all"
