@@ -53,6 +53,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--mix-budget", action="append", default=None, metavar="[ATTACK.]SETTING=VALUE",
                    help="a training attack's budget (default: the paper's, PGD 7 steps), e.g. pgd.steps=5")
     p.add_argument("--eps-scale", type=float, default=1.0, help="training radii as a multiple of --epsilon")
+    p.add_argument("--eps-warmup", type=float, default=0.0,
+                   help="the training radii grow linearly from 0 over this share of the run's steps")
     p.add_argument("--kl-weight", type=float, default=1.0)
     p.add_argument("--depth", type=int, default=16)
     p.add_argument("--widen", type=int, default=1)
@@ -90,7 +92,7 @@ def spec_from_args(args) -> RunSpec:  # noqa: ANN001 - argparse.Namespace
                         eval_limit=args.eval_limit, seed=args.seed, label_smoothing=args.label_smoothing,
                         patience=args.patience, keep_best=not args.keep_last, precision=args.precision,
                         memory_format=args.memory_format, clean_weight=args.clean_weight,
-                        trades_beta=args.trades_beta, ema_decay=args.ema_decay)
+                        trades_beta=args.trades_beta, ema_decay=args.ema_decay, eps_warmup=args.eps_warmup)
     overrides = SuiteOverrides.from_args(args)
     return RunSpec(data=data, model=model, train=train, suite=overrides.apply(SuiteConfig()),
                    threat=overrides.threat(ThreatModel()))
