@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from trainables.data import Splits, batches
@@ -41,7 +40,7 @@ from trainables.train.loop import (
     schedule_factor,
     seeded_epoch,
 )
-from trainables.train.losses import trades_loss
+from trainables.train.losses import needs_clean, run_loss
 from trainables.train.mix import radius_share, training_attacks, warmed_up
 
 from .attack import attack_members
@@ -151,17 +150,9 @@ def _losses(bundle: BundledModel, x_train: Tensor, x: Tensor, y: Tensor, members
     and the logits (k, B, classes)."""
     logits = bundle(x_train)  # (k, B, classes)
     trains = [m.spec.train for m in members]
-    ce = torch.stack([F.cross_entropy(logits[i], y, label_smoothing=t.label_smoothing) for i, t in enumerate(trains)])
-    if any(t.clean_weight > 0 or t.trades_beta > 0 for t in trains):
-        clean_logits = bundle(x)
-        losses = []
-        for i, t in enumerate(trains):
-            if t.trades_beta > 0:
-                losses.append(trades_loss(clean_logits[i], logits[i], y, t.trades_beta, t.label_smoothing))
-            else:
-                clean = F.cross_entropy(clean_logits[i], y, label_smoothing=t.label_smoothing)
-                losses.append(t.clean_weight * clean + (1 - t.clean_weight) * ce[i])
-        ce = torch.stack(losses)
+    clean_logits = bundle(x) if any(needs_clean(t) for t in trains) else None
+    ce = torch.stack([run_loss(logits[i], clean_logits[i] if clean_logits is not None and needs_clean(t) else None,
+                               y, t) for i, t in enumerate(trains)])
     with_kl = any(t.kl_weight > 0 for t in trains) and is_stochastic(bundle)
     kl = bundle.kl_members() if with_kl else ce.new_zeros(len(members))
     kl_weight = torch.tensor([t.kl_weight for t in trains], device=ce.device, dtype=ce.dtype)

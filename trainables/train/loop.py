@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainables.attacks import Attack
@@ -34,7 +33,7 @@ from trainables.train.averaging import WeightAverage
 from trainables.train.checkpoint import CHECKPOINT_FILE, CheckpointError, TrainState, load_checkpoint, save_checkpoint
 from trainables.train.compute import Compute, resolve_compute
 from trainables.train.config import RunSpec, TrainConfig
-from trainables.train.losses import trades_loss
+from trainables.train.losses import needs_clean, run_loss
 from trainables.train.mix import radius_share, training_attacks, warmed_up
 from trainables.train.replicas import Replicas
 
@@ -156,19 +155,11 @@ class _LossForward(nn.Module):
 
     def __init__(self, model: RobustModel, cfg: TrainConfig, with_kl: bool) -> None:
         super().__init__()
-        self.model, self.clean_weight, self.with_kl = model, cfg.clean_weight, with_kl
-        self.label_smoothing, self.trades_beta = cfg.label_smoothing, cfg.trades_beta
+        self.model, self.cfg, self.with_kl = model, cfg, with_kl
 
     def forward(self, x_train: Tensor, y: Tensor, x_clean: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         logits = self.model(x_train)  # (B, K)
-        if x_clean is None:
-            ce = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        elif self.trades_beta > 0:
-            ce = trades_loss(self.model(x_clean), logits, y, self.trades_beta, self.label_smoothing)
-        else:
-            clean = F.cross_entropy(self.model(x_clean), y, label_smoothing=self.label_smoothing)
-            attacked = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-            ce = self.clean_weight * clean + (1 - self.clean_weight) * attacked
+        ce = run_loss(logits, None if x_clean is None else self.model(x_clean), y, self.cfg)
         kl = self.model.kl() if self.with_kl else logits.new_zeros(())
         return ce, logits, kl
 
@@ -202,7 +193,7 @@ def _train_epoch(
         # autocast per step, never around the optimiser: it caches the weights' casts until the region ends
         with compute.autocast_context(device):  # the training attack and forward; evaluation stays float32
             x_train = attack.perturb(model, x, y) if attack is not None else x  # the bare model: no DDP hooks
-            ce, logits, kl = step(x_train, y, x if cfg.clean_weight > 0 or cfg.trades_beta > 0 else None)
+            ce, logits, kl = step(x_train, y, x if needs_clean(cfg) else None)
         loss = ce + cfg.kl_weight * kl / len(train)
         if not replicas.all_finite(loss.detach()):
             value = loss.item() if not torch.isfinite(loss) else "non-finite on another replica"
