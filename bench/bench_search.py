@@ -1,122 +1,136 @@
-"""``python -m bench.bench_search``: TPE + ASHA against random search + FIFO, the same number of trials, over seeds.
+"""``python -m bench.bench_search``: was the search worth it? The main job against its starting point and random search.
 
-Each run is a real search (``tuner.search.run_search``, the command line's own code path) of one
-space on a shrunk quick preset: a training subset, a few epochs, the objective and export suites cut
-to FGSM and PGD with a small budget. Per seed, both strategies get the same number of trials and the
-same seed (the sampler's and the trials' training seed). Both go through the same
-``HonestOptunaSearch``, so the space's known-good ``points_to_evaluate`` are their first trials alike:
-the comparison is of what each strategy does with the rest.
+Per task (an L-inf radius, ``--epsilons``) and seed, three real runs of ``tuner.search.run_search``
+(the command line's own code path), each exporting its best trial as the main job does:
 
-Reported per run: the best validation objective (the exportable best trial's, as the search exports
-it), the trial-epochs spent (the sum over trials of the epochs each ran, from the run's
-``results.parquet``) and the wall seconds of ``run_search`` (Ray start and stop, data loading, the
-export and the results page included, alike on both sides). Per strategy: mean +- std over seeds;
-then TPE + ASHA over random + FIFO for the objective and the trial-epochs.
+- **search**: the main job (TPE + ASHA, the preset's trials, ``--fuse`` as given);
+- **start-alone**: the space's first starting point trained alone, for the same wall time: one
+  trial on the whole machine (the CPUs of all the search's trial slots) for the search's
+  trial-epochs / slots epochs, its schedule stretched over them;
+- **random-fifo**: random sampling + FIFO for the same trial-epochs (as many full-length trials as
+  fit). Its first trials are the space's starting points too (every search of this system starts
+  from them), so it differs from the search by what it does with the rest.
 
-When TPE + ASHA spent fewer trial-epochs on every seed, random + FIFO is also scored **at equal
-trial-epochs**: the best objective among its first k trials (in the order its searcher proposed
-them), k the most whose epochs fit within TPE + ASHA's total of the same seed. Neither the random
-sampler nor FIFO looks at results, so those k trials are exactly what a k-trial random + FIFO
-search of that seed runs (up to training nondeterminism). The other way round (TPE + ASHA given
-random + FIFO's trial-epochs) would need more trials than it ran, and is not estimated.
-A diverged trial counts its last, broken epoch as one.
+Each run's export is scored by the preset's export suite on the first ``--test-limit`` test images
+(the main job's figures: natural and L-inf worst case); its validation objective, trial-epochs and
+wall time come beside them. Per task and arm: mean +- std over seeds; then the search minus each
+reference, paired by seed, and the issue's targets (search robust >= start-alone + 1.5 points at a
+natural accuracy no more than 0.5 below it; search robust >= random-fifo's). The JSON (``--out``)
+is rewritten after every run, so a bench stopped half-way keeps what it measured.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from bench.common import provenance, render, write_json
-from search_spaces import list_spaces
+from search_spaces import get_space, list_spaces
 from trainables.cli import OneLineParser, run_main
 from trainables.evaluation import SuiteOverrides, add_suite_arguments
 from tuner.bundles import parse_fuse
-from tuner.cluster.storage import study_name, study_storage
-from tuner.search import SearchConfig, SearchPlan, resolve_run, run_search
-from tuner.trials import TrialRecord, best_trial, read_trials
-from tuner.trials.study import TUNE_ID
+from tuner.search import SearchConfig, SearchOutcome, resolve_run, run_search
+from tuner.trials import read_trials
 
-__all__ = ["STRATEGIES", "RunFigures", "anytime_curve", "best_within", "build_parser", "creation_order", "main",
+__all__ = ["ARMS", "Arm", "RunFigures", "arm_config", "build_parser", "is_point", "main", "parse_epsilons",
            "run_figures", "summarise"]
 
 PROG = "python -m bench.bench_search"
 
-# the strategies compared, by name: (--sampler, --scheduler); the first is "ours", the second the reference
-STRATEGIES: dict[str, tuple[str, str]] = {"tpe+asha": ("tpe", "asha"), "random+fifo": ("random", "fifo")}
-OURS, REFERENCE = STRATEGIES
+Arm = Literal["search", "start-alone", "random-fifo"]
+ARMS: tuple[Arm, ...] = ("search", "start-alone", "random-fifo")
+REFERENCES: tuple[Arm, ...] = ("start-alone", "random-fifo")
+TARGET_GAIN = 0.015  # the search's robust accuracy over the starting point trained alone
+TARGET_NATURAL_LOSS = 0.005  # ... at a natural accuracy no more than this below it
 
 
 @dataclass(frozen=True)
 class RunFigures:
-    """One search: its best objective, the trial-epochs and wall time it took, and its anytime curve."""
+    """One run of one arm: its export's test figures, the objective it ranked by, and what it cost."""
 
-    strategy: str
+    arm: Arm
+    epsilon: float
     seed: int
-    objective: float  # the exportable best trial's validation objective (NaN: none)
+    test_natural: float  # the export's natural test accuracy (NaN: nothing exported)
+    test_robust: float  # ... its L-inf worst case over the export suite
+    val_objective: float  # the exported trial's validation objective
     trial_epochs: int
     wall_s: float
     trials: int
+    epochs_per_trial: int  # the schedule each trial ran (the start-alone arm's stretched one)
     outcomes: dict[str, int]  # finished / pruned / failed / ... -> trials
-    curve: tuple[tuple[int, float], ...]  # per trial in creation order: (trial-epochs so far, best objective so far)
+    first_point: bool  # the exported trial is the space's first starting point
+    exported: dict[str, Any]  # the exported trial's sampled settings
 
 
-def creation_order(cfg: SearchConfig) -> dict[str, int]:
-    """Tune trial id -> the number of its Optuna trial: the order the searcher proposed them (known points first).
+def parse_epsilons(text: str) -> tuple[float, ...]:
+    """``--epsilons 0.1,0.2`` as radii (argparse's one-line error for a bad or non-positive one)."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--epsilons takes comma-separated L-inf radii, got {text!r}") from None
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"--epsilons takes radii > 0, got {text!r}")
+    return values
 
-    Tune's trial ids are random, but each asks the study for one trial when it is created.
+
+def arm_config(arm: Arm, base: SearchConfig, *, slots: int, epochs: int, search: RunFigures | None) -> SearchConfig:
+    """The search of ``arm``: ``base`` is the main job's; the references are sized by its ``search`` run.
+
+    ``slots``: the trials the main job runs at once; ``epochs``: its trials' schedule.
     """
-    import optuna
-
-    storage = study_storage(cfg.folder.path, cfg.study_storage, cfg.optuna_storage, remote=cfg.folder.remote)
-    if storage is None:
-        return {}
-    study = optuna.load_study(study_name=study_name(storage, cfg.folder.name), storage=storage.open())
-    return {str(t.user_attrs[TUNE_ID]): t.number for t in study.get_trials(deepcopy=False) if TUNE_ID in t.user_attrs}
-
-
-def anytime_curve(records: Sequence[TrialRecord], order: dict[str, int]) -> tuple[tuple[int, float], ...]:
-    """(trial-epochs of the first k trials, best exportable objective among them) for k = 1..N.
-
-    ``order``: each trial id's place in creation order (:func:`creation_order`); trials missing
-    from it come last.
-    """
-    spent, best, curve = 0, math.nan, []
-    for record in sorted(records, key=lambda r: (order.get(r.trial_id, math.inf), r.trial_id)):
-        spent += len(record.history)
-        if record.exportable and (math.isnan(best) or record.objective > best):
-            best = record.objective
-        curve.append((spent, best))
-    return tuple(curve)
+    name = f"{arm}-eps{base.suite.eps:g}-seed{base.seed}"
+    if arm == "search":
+        return replace(base, name=name, max_concurrent=slots)
+    if search is None:
+        raise ValueError(f"the {arm} arm is sized by the search's run of the same task and seed")
+    if arm == "start-alone":  # one trial, the whole machine, the search's wall time of trial slots
+        return replace(base, name=name, num_samples=1, max_concurrent=1, scheduler="fifo", sampler="random", fuse=1,
+                       cpus_per_trial=base.cpus_per_trial * slots, epochs=max(1, round(search.trial_epochs / slots)))
+    return replace(base, name=name, sampler="random", scheduler="fifo", max_concurrent=slots,
+                   num_samples=max(1, round(search.trial_epochs / epochs)))
 
 
-def best_within(curve: Sequence[tuple[int, float]], trial_epochs: int) -> tuple[float, int]:
-    """The best objective of the longest prefix of trials that spent at most ``trial_epochs``, and its length."""
-    fits = [(i, best) for i, (spent, best) in enumerate(curve, 1) if spent <= trial_epochs]
-    return (fits[-1][1], fits[-1][0]) if fits else (math.nan, 0)
+def is_point(params: Mapping[str, Any], point: Mapping[str, Any]) -> bool:
+    """Whether the sampled ``params`` are the known ``point`` (floats to a relative 1e-9)."""
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, float) or isinstance(b, float):
+            return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-9)
+        return a == b
+    return bool(point) and all(k in params and same(params[k], v) for k, v in point.items())
 
 
-def run_figures(strategy: str, seed: int, records: Sequence[TrialRecord], results: Path, wall_s: float,
-                order: dict[str, int]) -> RunFigures:
-    """The figures of one finished search: its records, its ``results.parquet``, its wall time and trial order."""
+def run_figures(arm: Arm, cfg: SearchConfig, outcome: SearchOutcome, wall_s: float, epochs: int,
+                point: Mapping[str, Any]) -> RunFigures:
+    """The figures of one finished run: its export's metrics, its ``results.parquet`` and its wall time."""
+    results = cfg.folder.results
+    assert results is not None, "bench_search keeps its searches on a local disk"
     table = read_trials(results)
     outcomes: dict[str, int] = {}
-    for outcome in table.column("outcome").to_pylist():
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    best = best_trial(list(records))
-    return RunFigures(strategy=strategy, seed=seed, objective=math.nan if best is None else best.objective,
+    for name in table.column("outcome").to_pylist():
+        outcomes[name] = outcomes.get(name, 0) + 1
+    test = (outcome.export_metrics or {}).get("test", {})
+    best = outcome.best
+    return RunFigures(arm=arm, epsilon=float(cfg.suite.eps or math.nan), seed=cfg.seed,
+                      test_natural=float(test.get("natural_acc", math.nan)),
+                      test_robust=float(test.get("robust_acc/linf", math.nan)),
+                      val_objective=math.nan if best is None else best.objective,
                       trial_epochs=int(sum(table.column("epochs").to_pylist())), wall_s=wall_s,
-                      trials=table.num_rows, outcomes=outcomes, curve=anytime_curve(records, order))
+                      trials=table.num_rows, epochs_per_trial=epochs, outcomes=outcomes,
+                      first_point=best is not None and is_point(best.params, point),
+                      exported={} if best is None else dict(best.params))
 
 
 def _mean_std(values: Sequence[float]) -> dict[str, float]:
@@ -126,157 +140,185 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
             "std": statistics.stdev(finite) if len(finite) > 1 else math.nan, "n": len(finite)}
 
 
-def _ratio(a: float, b: float) -> float:
-    return a / b if math.isfinite(a) and math.isfinite(b) and b else math.nan
+FIGURES = ("test_robust", "test_natural", "val_objective", "trial_epochs", "wall_s")
 
 
 def summarise(runs: Sequence[RunFigures]) -> dict[str, Any]:
-    """Per strategy mean +- std over seeds, the ours / reference ratios, and the reference at ours' trial-epochs."""
-    per = {s: [r for r in runs if r.strategy == s] for s in STRATEGIES}
-    out: dict[str, Any] = {s: {k: _mean_std([float(getattr(r, k)) for r in rs])
-                               for k in ("objective", "trial_epochs", "wall_s")} for s, rs in per.items()}
-    ours, ref = out[OURS], out[REFERENCE]
-    out["ratios"] = {k: _ratio(ours[k]["mean"], ref[k]["mean"]) for k in ("objective", "trial_epochs", "wall_s")}
-    pairs = [(a, b) for a in per[OURS] for b in per[REFERENCE] if a.seed == b.seed]
-    if pairs and all(a.trial_epochs < b.trial_epochs for a, b in pairs):
-        at = [best_within(b.curve, a.trial_epochs) for a, b in pairs]
-        objective = _mean_std([best for best, _ in at])
-        out["reference_at_equal_trial_epochs"] = {"objective": objective, "trials": [k for _, k in at],
-                                                  "ratio": _ratio(ours["objective"]["mean"], objective["mean"])}
-    else:  # the reference spent no more than ours somewhere: no prefix of it to compare with
-        out["reference_at_equal_trial_epochs"] = None
+    """Per task: each arm's mean +- std over seeds, the search minus each reference paired by seed, the targets."""
+    out: dict[str, Any] = {}
+    for eps in sorted({r.epsilon for r in runs}):
+        task = [r for r in runs if r.epsilon == eps]
+        by = {(r.arm, r.seed): r for r in task}
+        entry: dict[str, Any] = {arm: {k: _mean_std([float(getattr(r, k)) for r in task if r.arm == arm])
+                                       for k in FIGURES} for arm in ARMS}
+        for ref in REFERENCES:
+            pairs = [(by[("search", s)], by[(ref, s)]) for a, s in by if a == ref and ("search", s) in by]
+            entry[f"search-{ref}"] = {
+                "seeds": len(pairs),
+                "robust": _mean_std([a.test_robust - b.test_robust for a, b in pairs]),
+                "natural": _mean_std([a.test_natural - b.test_natural for a, b in pairs])}
+        entry["targets"] = _targets(entry)
+        out[f"{eps:g}"] = entry
     return out
+
+
+def _targets(entry: Mapping[str, Any]) -> dict[str, bool | None]:
+    """The issue's two targets on the seed means (None: a side has no runs yet)."""
+    alone, rand = entry["search-start-alone"], entry["search-random-fifo"]
+    gain, natural = alone["robust"]["mean"], alone["natural"]["mean"]
+    return {"beats_start_alone": (gain >= TARGET_GAIN and natural >= -TARGET_NATURAL_LOSS)
+            if alone["seeds"] else None,
+            "at_least_random_fifo": rand["robust"]["mean"] >= 0 if rand["seeds"] else None}
 
 
 def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     """The benchmark's command line, and the destinations of its suite flags."""
-    p = OneLineParser(prog=PROG, description="TPE + ASHA against random search + FIFO at equal trials, over seeds. "
-                                             "The objective and export suites: --attacks fgsm,pgd --budget "
-                                             "pgd.steps=10 unless given (a --budget adds to that one).")
-    p.add_argument("--space", default="adversarial", choices=list_spaces(),
-                   help="the space searched (default adversarial: the cheapest model family)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1; each runs both strategies")
-    p.add_argument("--num-samples", type=int, default=8, help="trials per search, both strategies")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--train-limit", type=int, default=3000)
-    p.add_argument("--val-limit", type=int, default=500)
-    p.add_argument("--test-limit", type=int, default=100, help="test images the export scores (unused by the bench)")
+    p = OneLineParser(prog=PROG, description="The main job against its first starting point trained alone for the "
+                                             "same wall time and random search + FIFO for the same trial-epochs, "
+                                             "per L-inf radius and seed; each scored on its export's test figures.")
+    p.add_argument("--space", default="lwta", choices=list_spaces(), help="the space searched (default lwta)")
+    p.add_argument("--epsilons", default="0.1,0.2", type=parse_epsilons, metavar="EPS,...",
+                   help="the tasks: L-inf radii (pixel units), every other setting the preset's")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1; each runs every arm of every task")
+    p.add_argument("--arms", default=",".join(ARMS), metavar="ARM,...",
+                   help=f"which of {','.join(ARMS)} to run (the references need the search)")
+    p.add_argument("--num-samples", type=int, default=None, help="the search's trials (default: the preset's)")
+    p.add_argument("--epochs", type=int, default=None, help="the search's epochs per trial (default: the preset's)")
+    p.add_argument("--train-limit", type=int, default=None, help="training images (default: the whole split)")
+    p.add_argument("--val-limit", type=int, default=None)
+    p.add_argument("--test-limit", type=int, default=2000, help="test images each export is scored on")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--max-concurrent", type=int, default=None, help="default: as many trials as the CPUs hold")
+    p.add_argument("--slots", type=int, default=None,
+                   help="trials the search runs at once (default: as many as the CPUs hold)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--fuse", default="off", type=parse_fuse, metavar="K|auto|off",
-                   help="trials per bundle, both strategies (default off: the strategies compared trial by trial)")
+    p.add_argument("--fuse", default="auto", type=parse_fuse, metavar="K|auto|off",
+                   help="trials per bundle in the search and random-fifo (default auto, as the main job)")
     p.add_argument("--storage-path", type=Path, default=None,
-                   help="keep the searches (experiments, exports) here; default: a temporary folder, removed")
+                   help="keep the runs (experiments, exports) here; default: a temporary folder, removed")
     p.add_argument("--out", "--json", dest="out", type=Path, default=None, metavar="PATH",
-                   help="also write every run's figures, the summary and the provenance here")
+                   help="write every run's figures, the summary and the provenance here (after every run)")
     p.add_argument("--figure", type=Path, default=None, metavar="PNG",
-                   help="draw each run's best objective against its trial-epochs here")
+                   help="draw each run's test natural against L-inf worst-case accuracy here, a panel per task")
     suite_flags = add_suite_arguments(p)
-    p.set_defaults(attacks="fgsm,pgd", budget=["pgd.steps=10"])  # the objective and export suites, both
     return p, suite_flags
 
 
-def _configs(args: Any, storage: Path) -> list[tuple[str, SearchConfig]]:
-    """One search per seed and strategy, every setting checked (``resolve_run``) before the first starts."""
-    suite = SuiteOverrides.from_args(args)
-    configs = []
-    for seed in range(args.seeds):
-        for strategy, (sampler, scheduler) in STRATEGIES.items():
-            cfg = SearchConfig(space=args.space, preset="quick", data_dir=args.data_dir, num_samples=args.num_samples,
-                               max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, seed=seed,
-                               sampler=sampler, scheduler=scheduler, storage_path=str(storage / "runs"),
-                               name=f"{strategy.replace('+', '-')}-seed{seed}", export_dir=str(storage / "exports"),
-                               suite=suite, epochs=args.epochs, train_limit=args.train_limit,
-                               val_limit=args.val_limit, test_limit=args.test_limit, live=False, fuse=args.fuse)
-            resolve_run(cfg)
-            configs.append((strategy, cfg))
-    return configs
+def _arms(text: str) -> tuple[Arm, ...]:
+    names = tuple(a.strip() for a in text.split(",") if a.strip())
+    unknown = [a for a in names if a not in ARMS]
+    if unknown or not names:
+        raise ValueError(f"--arms takes names from {', '.join(ARMS)}, got {text!r}")
+    if "search" not in names:
+        raise ValueError("--arms needs the search: the references are sized by it")
+    return tuple(a for a in ARMS if a in names)
+
+
+def _slots(args: Any) -> int:
+    if args.slots is not None:
+        if args.slots < 1:
+            raise ValueError(f"--slots must be >= 1, got {args.slots}")
+        return args.slots
+    return max(1, int(len(os.sched_getaffinity(0)) // args.cpus_per_trial))
+
+
+def _base(args: Any, storage: Path, eps: float, seed: int) -> SearchConfig:
+    """The main job's settings for one task and seed."""
+    suite = replace(SuiteOverrides.from_args(args), eps=eps)
+    return SearchConfig(space=args.space, preset="quick", data_dir=args.data_dir, num_samples=args.num_samples,
+                        cpus_per_trial=args.cpus_per_trial, seed=seed, storage_path=str(storage / "runs"),
+                        export_dir=str(storage / "exports"), suite=suite, epochs=args.epochs,
+                        train_limit=args.train_limit, val_limit=args.val_limit, test_limit=args.test_limit,
+                        live=False, fuse=args.fuse)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, run every search, print the tables, write the JSON and the figure."""
+    """Parse, run every arm of every task and seed, print the tables, write the JSON and the figure."""
     parser, _suite_flags = build_parser()
     args = parser.parse_args(argv)
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.epsilon is not None:
+        raise ValueError("bench_search takes its radii from --epsilons, not --epsilon")
+    arms, slots = _arms(args.arms), _slots(args)
+    tasks = [(eps, seed) for seed in range(args.seeds) for eps in args.epsilons]  # seed-major: a stop keeps pairs
     storage = args.storage_path or Path(tempfile.mkdtemp(prefix="robustune-bench-search-"))
+    plans = {eps: resolve_run(_base(args, storage, eps, 0)) for eps in args.epsilons}  # every setting checked first
+    first = next(iter(plans.values()))
+    epochs = first.base.train.epochs
+    point = (get_space(args.space).points_to_evaluate(first.preset) or [{}])[0]
+    header = provenance(torch.device("cpu"), space=args.space, preset="quick", epsilons=args.epsilons,
+                        seeds=args.seeds, arms=arms, slots=slots, trials=first.strategy.num_samples, epochs=epochs,
+                        train_limit=first.base.data.train_limit, test_limit=args.test_limit)
     runs: list[RunFigures] = []
     try:
-        configs = _configs(args, storage)
-        plan = resolve_run(configs[0][1])
-        header = provenance(torch.device("cpu"), space=args.space, preset="quick", seeds=args.seeds,
-                            trials_per_search=args.num_samples, strategies=STRATEGIES,
-                            trial=_trial_line(plan),
-                            cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent)
-        for strategy, cfg in configs:
-            began = time.perf_counter()
-            outcome = run_search(cfg, f"{PROG} ({strategy}, seed {cfg.seed})")
-            wall_s = time.perf_counter() - began
-            if outcome.interrupted:
-                raise RuntimeError(f"the {strategy} search of seed {cfg.seed} was interrupted")
-            results = cfg.folder.results
-            assert results is not None, "bench_search keeps its searches on a local disk"
-            runs.append(run_figures(strategy, cfg.seed, outcome.records, results, wall_s, creation_order(cfg)))
+        for eps, seed in tasks:
+            base = _base(args, storage, eps, seed)
+            search: RunFigures | None = None
+            for arm in arms:
+                cfg = arm_config(arm, base, slots=slots, epochs=epochs, search=search)
+                began = time.perf_counter()
+                outcome = run_search(cfg, f"{PROG} ({arm}, eps {eps:g}, seed {seed})")
+                wall_s = time.perf_counter() - began
+                if outcome.interrupted:
+                    raise RuntimeError(f"the {arm} run of eps {eps:g}, seed {seed} was interrupted")
+                figures = run_figures(arm, cfg, outcome, wall_s, cfg.epochs or epochs, point)
+                runs.append(figures)
+                search = figures if arm == "search" else search
+                _write(args, header, runs)
     finally:
         if args.storage_path is None:
             shutil.rmtree(storage, ignore_errors=True)
-    summary = summarise(runs)
     header["loadavg_after"] = provenance(torch.device("cpu"))["loadavg_1_5_15"]
+    summary = _write(args, header, runs)
     _show(header, runs, summary)
     if args.figure is not None:
-        _plot(runs, args.figure, f"{args.space}, quick preset, {args.num_samples} trials x {args.epochs} epochs, "
-                                 f"{args.seeds} seed(s)")
-    write_json(args.out, {"benchmark": "search", "provenance": header,
-                          "settings": vars(args) | {"out": str(args.out), "figure": str(args.figure),
-                                                    "storage_path": str(args.storage_path)},
-                          "runs": [asdict(r) for r in runs], "summary": summary})
+        _plot(runs, args.figure, f"{args.space}, quick preset, {first.base.data.train_limit} training images, "
+                                 f"{args.test_limit} test images")
     return 0
 
 
-def _trial_line(plan: SearchPlan) -> str:
-    """What every trial of the bench runs, in a line of the header."""
-    suite = plan.objective_suite
-    steps = ", ".join(f"{a.name} {a.steps} steps" for a in suite.attacks if getattr(a, "steps", None))
-    return (f"{plan.base.model.name} on {plan.base.data.train_limit} train, {plan.base.train.epochs} epochs; "
-            f"objective {','.join(suite.names())} ({steps}) on {plan.base.data.val_limit} val")
+def _write(args: Any, header: dict[str, Any], runs: Sequence[RunFigures]) -> dict[str, Any]:
+    """Summarise the runs so far and write them to ``--out`` (when given)."""
+    summary = summarise(runs)
+    settings = vars(args) | {"out": str(args.out), "figure": str(args.figure), "storage_path": str(args.storage_path)}
+    write_json(args.out, {"benchmark": "search", "provenance": header, "settings": settings,
+                          "runs": [asdict(r) for r in runs], "summary": summary})
+    return summary
 
 
-def _pct(stats: dict[str, float]) -> str:
+def _pct(stats: Mapping[str, float], signed: bool = False) -> str:
+    mean = f"{100 * stats['mean']:+.2f}" if signed else f"{100 * stats['mean']:.2f}"
     std = "n/a" if math.isnan(stats["std"]) else f"{100 * stats['std']:.2f}"
-    return f"{100 * stats['mean']:.2f} +- {std} %"
+    return f"{mean} +- {std}"
 
 
-def _num(stats: dict[str, float], unit: str = "") -> str:
-    std = "n/a" if math.isnan(stats["std"]) else f"{stats['std']:.1f}"
-    return f"{stats['mean']:.1f} +- {std}{unit}"
-
-
-def _show(header: dict[str, Any], runs: Sequence[RunFigures], summary: dict[str, Any]) -> None:
-    """The provenance, a row per run, then per strategy mean +- std over seeds and the ratios."""
-    rows = [(r.strategy, str(r.seed), "none" if math.isnan(r.objective) else f"{100 * r.objective:.2f} %",
-             str(r.trial_epochs), ", ".join(f"{n} {o}" for o, n in sorted(r.outcomes.items())), f"{r.wall_s:.0f} s")
-            for r in runs]
-    render("robustune bench: search strategies at equal trials (best validation objective, trial-epochs, wall)",
-           header, [], rows, ("strategy", "seed", "best objective", "trial-epochs", "trials", "wall"))
-    lines = [(s, _pct(summary[s]["objective"]) + f" (n={summary[s]['objective']['n']})",
-              _num(summary[s]["trial_epochs"]), _num(summary[s]["wall_s"], " s")) for s in STRATEGIES]
-    ratios = summary["ratios"]
-    lines.append((f"{OURS} / {REFERENCE}", f"{ratios['objective']:.3f}", f"{ratios['trial_epochs']:.3f}",
-                  f"{ratios['wall_s']:.3f}"))
-    equal = summary["reference_at_equal_trial_epochs"]
-    if equal is not None:
-        lines.append((f"{REFERENCE} at {OURS}'s trial-epochs (first {'/'.join(map(str, equal['trials']))} trials)",
-                      _pct(equal["objective"]), "", ""))
-        lines.append((f"{OURS} / that", f"{equal['ratio']:.3f}", "", ""))
-    render(f"mean +- std over {len(runs) // len(STRATEGIES)} seed(s)", {}, [], lines,
-           ("strategy", "best objective", "trial-epochs", "wall"))
-    if equal is None:
-        print(f"  no equal-trial-epochs figure: {REFERENCE} did not spend more trial-epochs than {OURS} on every seed")
+def _show(header: dict[str, Any], runs: Sequence[RunFigures], summary: Mapping[str, Any]) -> None:
+    """The provenance, a row per run, then per task and arm mean +- std over seeds and the paired differences."""
+    rows = [(f"{r.epsilon:g}", r.arm, str(r.seed), f"{100 * r.test_natural:.2f}%", f"{100 * r.test_robust:.2f}%",
+             f"{100 * r.val_objective:.2f}%", f"{r.trials} x {r.epochs_per_trial}", str(r.trial_epochs),
+             "yes" if r.first_point else "no", f"{r.wall_s:.0f} s") for r in runs]
+    render("robustune bench: the search against its starting point alone and random + FIFO (test figures of each "
+           "export)", header, [], rows, ("eps", "arm", "seed", "natural", "L-inf worst", "val objective",
+                                         "trials x epochs", "trial-epochs", "exported first point", "wall"))
+    lines = []
+    for eps, entry in summary.items():
+        for arm in ARMS:
+            s = entry[arm]
+            if s["test_robust"]["n"]:
+                lines.append((eps, arm, _pct(s["test_natural"]), _pct(s["test_robust"]), _pct(s["val_objective"]),
+                              f"{s['wall_s']['mean']:.0f} s", str(s["test_robust"]["n"])))
+        for ref in REFERENCES:
+            d = entry[f"search-{ref}"]
+            if d["seeds"]:
+                lines.append((eps, f"search - {ref}", _pct(d["natural"], True), _pct(d["robust"], True), "", "",
+                              str(d["seeds"])))
+        lines.append((eps, "targets", "", ", ".join(f"{k}: {v}" for k, v in entry["targets"].items()), "", "", ""))
+    render("mean +- std over seeds (points)", {}, [], lines,
+           ("eps", "arm", "natural", "L-inf worst", "val objective", "wall", "seeds"))
 
 
 def _plot(runs: Sequence[RunFigures], path: Path, title: str) -> Path:
-    """Best objective so far against trial-epochs so far, one line per run (trials in creation order)."""
+    """Test natural against L-inf worst-case accuracy, a point per run and a cross per arm's mean, a panel per task."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -284,18 +326,23 @@ def _plot(runs: Sequence[RunFigures], path: Path, title: str) -> Path:
 
     from trainables.atomic import atomic_write
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    colors = dict(zip(STRATEGIES, ("tab:blue", "tab:orange"), strict=True))
-    for r in runs:
-        xs = [spent for spent, best in r.curve if math.isfinite(best)]
-        ys = [100 * best for _, best in r.curve if math.isfinite(best)]
-        ax.step(xs, ys, where="post", color=colors[r.strategy], alpha=0.8, marker=".",
-                label=r.strategy if r.seed == 0 else None)
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel("trial-epochs spent by the first k trials")
-    ax.set_ylabel("best validation objective so far (%)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    epsilons = sorted({r.epsilon for r in runs})
+    fig, axes = plt.subplots(1, len(epsilons), figsize=(4.6 * len(epsilons), 3.9), squeeze=False)
+    colors = dict(zip(ARMS, ("tab:blue", "tab:green", "tab:orange"), strict=True))
+    for ax, eps in zip(axes[0], epsilons, strict=True):
+        for arm in ARMS:
+            mine = [r for r in runs if r.epsilon == eps and r.arm == arm and math.isfinite(r.test_robust)]
+            if not mine:
+                continue
+            xs, ys = [100 * r.test_natural for r in mine], [100 * r.test_robust for r in mine]
+            ax.scatter(xs, ys, color=colors[arm], alpha=0.6, label=arm)
+            ax.scatter([statistics.fmean(xs)], [statistics.fmean(ys)], color=colors[arm], marker="x", s=90)
+        ax.set_title(f"L-inf eps {eps:g}", fontsize=9)
+        ax.set_xlabel("test natural accuracy (%)")
+        ax.set_ylabel("test L-inf worst case (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title + " (x: mean over seeds)", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)

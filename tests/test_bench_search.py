@@ -1,4 +1,4 @@
-"""bench.bench_search: the anytime curve, equal trial-epochs, the summary, refusals and one tiny run."""
+"""bench.bench_search: the arms' sizing, the paired summary and its targets, refusals and one tiny run."""
 
 from __future__ import annotations
 
@@ -9,72 +9,79 @@ from pathlib import Path
 import pytest
 
 from bench import bench_search
-from bench.bench_search import RunFigures, anytime_curve, best_within, summarise
+from bench.bench_search import RunFigures, arm_config, is_point, parse_epsilons, summarise
 from trainables.cli import run_main
-from tuner.trials import TrialRecord
+from trainables.evaluation import SuiteOverrides
+from tuner.search import SearchConfig
 
 
-def _record(tid: str, epochs: int, objective: float, outcome: str = "finished", suspect: float = 0.0) -> TrialRecord:
-    final = {"objective": objective, "final_evaluated": float(outcome == "finished"), "suspect": suspect}
-    return TrialRecord(tid, outcome, {}, [{"epoch": float(e + 1)} for e in range(epochs)], final)
+def _base() -> SearchConfig:
+    return SearchConfig(space="lwta", seed=2, suite=SuiteOverrides(eps=0.2), live=False, cpus_per_trial=1.0)
 
 
-def test_anytime_curve_follows_creation_order_and_counts_only_exportable_trials() -> None:
-    records = [_record("a", 3, 0.30), _record("b", 1, 0.90, outcome="pruned"), _record("c", 3, 0.90, suspect=1.0),
-               _record("d", 2, 0.40), _record("e", 3, 0.35)]
-    order = {"d": 0, "b": 1, "a": 2, "c": 3, "e": 4}  # Tune's ids are random: the study's numbers give the order
-    assert anytime_curve(records, order) == ((2, 0.40), (3, 0.40), (6, 0.40), (9, 0.40), (12, 0.40))
-    curve = anytime_curve(records, {"a": 0, "b": 1})  # d, c and e unknown: after, by id
-    assert curve[0] == (3, 0.30) and curve[-1] == (12, 0.40)
-    assert math.isnan(anytime_curve([_record("f", 1, 0.2, outcome="failed")], {})[0][1])
+def _run(arm: str, seed: int, robust: float, natural: float, eps: float = 0.1, epochs: int = 48) -> RunFigures:
+    return RunFigures(arm, eps, seed, test_natural=natural, test_robust=robust, val_objective=robust,  # type: ignore[arg-type]
+                      trial_epochs=epochs, wall_s=100.0, trials=6, epochs_per_trial=15, outcomes={"finished": 6},
+                      first_point=True, exported={})
 
 
-def test_best_within_takes_the_longest_prefix_that_fits() -> None:
-    curve = ((3, 0.30), (6, 0.30), (9, 0.45), (12, 0.50))
-    assert best_within(curve, 9) == (0.45, 3) and best_within(curve, 11) == (0.45, 3)
-    assert best_within(curve, 100) == (0.50, 4)
-    best, trials = best_within(curve, 2)
-    assert math.isnan(best) and trials == 0
+def test_references_are_sized_by_the_search_of_their_task_and_seed() -> None:
+    base, search = _base(), _run("search", 2, 0.7, 0.85, eps=0.2, epochs=48)
+    main = arm_config("search", base, slots=2, epochs=15, search=None)
+    assert main.name == "search-eps0.2-seed2" and main.max_concurrent == 2 and main.sampler == "tpe"
+    alone = arm_config("start-alone", base, slots=2, epochs=15, search=search)
+    assert (alone.num_samples, alone.max_concurrent, alone.cpus_per_trial, alone.epochs) == (1, 1, 2.0, 24)
+    assert alone.scheduler == "fifo" and alone.fuse == 1 and alone.seed == 2 and alone.suite.eps == 0.2
+    rand = arm_config("random-fifo", base, slots=2, epochs=15, search=search)
+    assert (rand.sampler, rand.scheduler, rand.num_samples, rand.epochs) == ("random", "fifo", 3, None)
+    with pytest.raises(ValueError, match="sized by the search"):
+        arm_config("random-fifo", base, slots=2, epochs=15, search=None)
 
 
-def _run(strategy: str, seed: int, objective: float, epochs: int, curve: tuple = ()) -> RunFigures:
-    return RunFigures(strategy, seed, objective, epochs, wall_s=10.0 * epochs, trials=4, outcomes={"finished": 4},
-                      curve=curve)
+def test_is_point_compares_the_points_keys() -> None:
+    point = {"lr": 0.05, "ibp": False, "mix": "pgd"}
+    assert is_point({"lr": 0.05 * (1 + 1e-12), "ibp": False, "mix": "pgd", "extra": 3}, point)
+    assert not is_point({"lr": 0.0500001, "ibp": False, "mix": "pgd"}, point)
+    assert not is_point({"lr": 0.05, "ibp": False}, point) and not is_point({"lr": 0.05}, {})
 
 
-def test_summary_compares_at_equal_trials_and_at_equal_trial_epochs() -> None:
-    reference_curve = ((3, 0.30), (6, 0.30), (9, 0.40), (12, 0.50))
-    runs = [_run("tpe+asha", 0, 0.50, 8), _run("random+fifo", 0, 0.50, 12, reference_curve),
-            _run("tpe+asha", 1, 0.40, 6), _run("random+fifo", 1, 0.40, 12, reference_curve)]
+def test_summary_pairs_each_reference_with_the_search_of_its_seed() -> None:
+    runs = [_run("search", 0, 0.75, 0.86), _run("start-alone", 0, 0.74, 0.866), _run("random-fifo", 0, 0.70, 0.88),
+            _run("search", 1, 0.77, 0.86), _run("start-alone", 1, 0.74, 0.86),
+            _run("search", 0, 0.60, 0.80, eps=0.2)]
     summary = summarise(runs)
-    assert summary["tpe+asha"]["objective"]["mean"] == pytest.approx(0.45)
-    assert summary["tpe+asha"]["objective"]["std"] == pytest.approx(math.sqrt(0.005))
-    assert summary["ratios"]["objective"] == pytest.approx(1.0)
-    assert summary["ratios"]["trial_epochs"] == pytest.approx(7 / 12)
-    equal = summary["reference_at_equal_trial_epochs"]
-    assert equal["trials"] == [2, 2]  # 6 and 8 trial-epochs: random + FIFO's first two trials (3 epochs each)
-    assert equal["objective"]["mean"] == pytest.approx(0.30) and equal["ratio"] == pytest.approx(0.45 / 0.30)
+    task = summary["0.1"]
+    assert task["search"]["test_robust"]["mean"] == pytest.approx(0.76)
+    assert task["search"]["test_robust"]["std"] == pytest.approx(math.sqrt(2e-4))
+    alone = task["search-start-alone"]
+    assert alone["seeds"] == 2 and alone["robust"]["mean"] == pytest.approx(0.02)
+    assert alone["natural"]["mean"] == pytest.approx(-0.003)
+    rand = task["search-random-fifo"]
+    assert rand["seeds"] == 1 and rand["robust"]["mean"] == pytest.approx(0.05)
+    assert task["targets"] == {"beats_start_alone": True, "at_least_random_fifo": True}
+    assert summary["0.2"]["targets"] == {"beats_start_alone": None, "at_least_random_fifo": None}
+    runs[4] = _run("start-alone", 1, 0.74, 0.88)  # the search now 1.3 natural points below it
+    assert summarise(runs)["0.1"]["targets"]["beats_start_alone"] is False
     json.dumps(summary)  # the --out file
-
-
-def test_no_equal_trial_epochs_figure_when_asha_saved_nothing() -> None:
-    runs = [_run("tpe+asha", 0, 0.5, 12), _run("random+fifo", 0, 0.4, 12, ((12, 0.4),))]
-    summary = summarise(runs)
-    assert summary["reference_at_equal_trial_epochs"] is None
-    assert math.isnan(summary["tpe+asha"]["objective"]["std"])  # one seed: no spread
 
 
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
         (["--seeds", "0"], "--seeds must be >= 1, got 0"),
+        (["--epsilons", "0.1,-0.2"], "--epsilons takes radii > 0"),
+        (["--epsilons", "a"], "--epsilons takes comma-separated"),
+        (["--epsilon", "0.3"], "from --epsilons, not --epsilon"),
+        (["--arms", "start-alone"], "--arms needs the search"),
+        (["--arms", "search,grid"], "--arms takes names from"),
+        (["--slots", "0"], "--slots must be >= 1"),
         (["--num-samples", "0"], "--num-samples must be >= 1, got 0"),
         (["--space", "nope"], "invalid choice: 'nope'"),
         (["--budget", "pgd.stepz=3"], "cannot set pgd.stepz"),
         (["--attacks", "fgsm,deepfool"], "unknown attack 'deepfool'"),
     ],
 )
-def test_bad_flags_are_one_line_before_any_search(tmp_path: Path, capsys, args: list[str], needle: str) -> None:
+def test_bad_flags_are_one_line_before_any_run(tmp_path: Path, capsys, args: list[str], needle: str) -> None:
     import ray
 
     try:
@@ -86,21 +93,31 @@ def test_bad_flags_are_one_line_before_any_search(tmp_path: Path, capsys, args: 
     assert not ray.is_initialized() and not any(tmp_path.iterdir())
 
 
+def test_epsilons_parse() -> None:
+    assert parse_epsilons("0.1, 0.2,") == (0.1, 0.2)
+
+
 @pytest.mark.slow
 @pytest.mark.ray
-def test_tiny_bench_runs_both_strategies_and_writes_json_and_figure(tmp_path: Path, capsys) -> None:
+def test_tiny_bench_runs_every_arm_and_writes_json_and_figure(tmp_path: Path, capsys) -> None:
     out, figure = tmp_path / "search.json", tmp_path / "search.png"
-    code = run_main(bench_search.main, ["--seeds", "1", "--num-samples", "2", "--epochs", "1", "--train-limit", "200",
-                                        "--val-limit", "100", "--test-limit", "50", "--out", str(out),
-                                        "--figure", str(figure)], prog=bench_search.PROG)
+    code = run_main(bench_search.main, ["--seeds", "1", "--epsilons", "0.2", "--num-samples", "2", "--epochs", "1",
+                                        "--train-limit", "200", "--val-limit", "100", "--test-limit", "50",
+                                        "--slots", "2", "--fuse", "off", "--attacks", "fgsm,pgd",
+                                        "--budget", "pgd.steps=3",
+                                        "--out", str(out), "--figure", str(figure)], prog=bench_search.PROG)
     assert code == 0
     report = json.loads(out.read_text())
-    runs = {r["strategy"]: r for r in report["runs"]}
-    assert set(runs) == {"tpe+asha", "random+fifo"}
+    runs = {r["arm"]: r for r in report["runs"]}
+    assert set(runs) == {"search", "start-alone", "random-fifo"}
+    search, alone, rand = runs["search"], runs["start-alone"], runs["random-fifo"]
+    assert search["trials"] == 2 and 1 <= search["trial_epochs"] <= 2 and search["epsilon"] == 0.2
+    assert alone["trials"] == 1 and alone["first_point"] and alone["epochs_per_trial"] == max(
+        1, round(search["trial_epochs"] / 2))
+    assert rand["trials"] == search["trial_epochs"] and rand["epochs_per_trial"] == 1
     for run in runs.values():
-        assert run["trials"] == 2 and run["trial_epochs"] == 2 and run["wall_s"] > 0
-        assert [spent for spent, _ in run["curve"]] == [1, 2]
-        assert run["curve"][-1][1] == run["objective"] or math.isnan(run["objective"])
-    assert runs["tpe+asha"]["curve"][0] == runs["random+fifo"]["curve"][0]  # the same known-good point first
-    assert report["settings"]["attacks"] == "fgsm,pgd" and figure.stat().st_size > 0
-    assert "tpe+asha / random+fifo" in capsys.readouterr().out
+        assert 0 <= run["test_robust"] <= run["test_natural"] <= 1 and run["wall_s"] > 0
+    summary = report["summary"]["0.2"]
+    assert summary["search-start-alone"]["seeds"] == 1 and summary["search-random-fifo"]["seeds"] == 1
+    assert figure.stat().st_size > 0
+    assert "search - start-alone" in capsys.readouterr().out
