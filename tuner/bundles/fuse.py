@@ -62,7 +62,7 @@ def choose(costs: list[FusionCost]) -> Fusion:
         return Fusion(best.k, f"--fuse auto: bundles of {best.k} trials (a training step per trial costs, against "
                               f"a trial alone: {shares})")
     return Fusion(1, f"--fuse auto: every trial alone (bundling does not pay here: a training step per trial costs "
-                     f"{shares} of a trial alone)")
+                     f"{shares} of a trial alone; a bundle is used at {PAYS:.2f}x or less)")
 
 
 def _measure(spec: dict[str, Any], info: DatasetInfo, device: str) -> list[FusionCost]:
