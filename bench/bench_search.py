@@ -9,19 +9,23 @@ Per task (an L-inf radius, ``--epsilons``) and seed, three real runs of ``tuner.
   trial-epochs / slots epochs, its schedule stretched over them;
 - **random-fifo**: random sampling + FIFO for the same trial-epochs (as many full-length trials as
   fit). Its first trials are the space's starting points too (every search of this system starts
-  from them), so it differs from the search by what it does with the rest.
+  from them), so it differs from the search by what it does with the rest;
+- **screened** (when asked for in ``--arms``): the search with ``--screen N --promote 2`` (its own
+  budget: N short trials, then 2 in full; its trial-epochs count both rungs).
 
 Each run's export is scored by the preset's export suite on the first ``--test-limit`` test images
 (the main job's figures: natural and L-inf worst case); its validation objective, trial-epochs and
 wall time come beside them. Per task and arm: mean +- std over seeds; then the search minus each
 reference, paired by seed, and the issue's targets (search robust >= start-alone + 1.5 points at a
 natural accuracy no more than 0.5 below it; search robust >= random-fifo's). The JSON (``--out``)
-is rewritten after every run, so a bench stopped half-way keeps what it measured.
+is rewritten after every run, so a bench stopped half-way keeps what it measured, and
+``--resume-from`` that file runs only what it lacks (another arm, more seeds).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -42,16 +46,20 @@ from trainables.cli import OneLineParser, run_main
 from trainables.evaluation import SuiteOverrides, add_suite_arguments
 from tuner.bundles import parse_fuse
 from tuner.search import SearchConfig, SearchOutcome, resolve_run, run_search
+from tuner.search.screening import screen_config
 from tuner.trials import read_trials
 
 __all__ = ["ARMS", "Arm", "RunFigures", "arm_config", "build_parser", "is_point", "main", "parse_epsilons",
-           "run_figures", "summarise"]
+           "read_runs", "run_figures", "summarise"]
 
 PROG = "python -m bench.bench_search"
 
-Arm = Literal["search", "start-alone", "random-fifo"]
-ARMS: tuple[Arm, ...] = ("search", "start-alone", "random-fifo")
-REFERENCES: tuple[Arm, ...] = ("start-alone", "random-fifo")
+Arm = Literal["search", "start-alone", "random-fifo", "screened"]
+ARMS: tuple[Arm, ...] = ("search", "start-alone", "random-fifo", "screened")
+DEFAULT_ARMS: tuple[Arm, ...] = ("search", "start-alone", "random-fifo")
+CANDIDATES: tuple[Arm, ...] = ("search", "screened")  # the searches judged
+REFERENCES: tuple[Arm, ...] = ("start-alone", "random-fifo")  # what the issue compares a search with
+PAIRS: tuple[tuple[Arm, Arm], ...] = (*((c, r) for c in CANDIDATES for r in REFERENCES), ("screened", "search"))
 TARGET_GAIN = 0.015  # the search's robust accuracy over the starting point trained alone
 TARGET_NATURAL_LOSS = 0.005  # ... at a natural accuracy no more than this below it
 
@@ -86,14 +94,18 @@ def parse_epsilons(text: str) -> tuple[float, ...]:
     return values
 
 
-def arm_config(arm: Arm, base: SearchConfig, *, slots: int, epochs: int, search: RunFigures | None) -> SearchConfig:
+def arm_config(arm: Arm, base: SearchConfig, *, slots: int, epochs: int, search: RunFigures | None,
+               screen: int = 8) -> SearchConfig:
     """The search of ``arm``: ``base`` is the main job's; the references are sized by its ``search`` run.
 
-    ``slots``: the trials the main job runs at once; ``epochs``: its trials' schedule.
+    ``slots``: the trials the main job runs at once; ``epochs``: its trials' schedule; ``screen``: the
+    screened arm's configurations.
     """
     name = f"{arm}-eps{base.suite.eps:g}-seed{base.seed}"
     if arm == "search":
         return replace(base, name=name, max_concurrent=slots)
+    if arm == "screened":
+        return replace(base, name=name, max_concurrent=slots, num_samples=None, screen=screen, promote=2)
     if search is None:
         raise ValueError(f"the {arm} arm is sized by the search's run of the same task and seed")
     if arm == "start-alone":  # one trial, the whole machine, the search's wall time of trial slots
@@ -112,23 +124,32 @@ def is_point(params: Mapping[str, Any], point: Mapping[str, Any]) -> bool:
     return bool(point) and all(k in params and same(params[k], v) for k, v in point.items())
 
 
+def _experiments(cfg: SearchConfig, epochs: int) -> list[SearchConfig]:
+    """The Tune experiments a run of ``cfg`` made: a screened search's screen, then the search itself."""
+    return [screen_config(cfg, epochs), cfg] if cfg.screen is not None else [cfg]
+
+
 def run_figures(arm: Arm, cfg: SearchConfig, outcome: SearchOutcome, wall_s: float, epochs: int,
                 point: Mapping[str, Any]) -> RunFigures:
-    """The figures of one finished run: its export's metrics, its ``results.parquet`` and its wall time."""
-    results = cfg.folder.results
-    assert results is not None, "bench_search keeps its searches on a local disk"
-    table = read_trials(results)
+    """The figures of one finished run: its export's metrics, its ``results.parquet`` files and its wall time."""
     outcomes: dict[str, int] = {}
-    for name in table.column("outcome").to_pylist():
-        outcomes[name] = outcomes.get(name, 0) + 1
+    trial_epochs = trials = 0
+    for experiment in _experiments(cfg, epochs):
+        results = experiment.folder.results
+        assert results is not None, "bench_search keeps its searches on a local disk"
+        table = read_trials(results)
+        for name in table.column("outcome").to_pylist():
+            outcomes[name] = outcomes.get(name, 0) + 1
+        trial_epochs += int(sum(table.column("epochs").to_pylist()))
+        trials += table.num_rows
     test = (outcome.export_metrics or {}).get("test", {})
     best = outcome.best
     return RunFigures(arm=arm, epsilon=float(cfg.suite.eps or math.nan), seed=cfg.seed,
                       test_natural=float(test.get("natural_acc", math.nan)),
                       test_robust=float(test.get("robust_acc/linf", math.nan)),
                       val_objective=math.nan if best is None else best.objective,
-                      trial_epochs=int(sum(table.column("epochs").to_pylist())), wall_s=wall_s,
-                      trials=table.num_rows, epochs_per_trial=epochs, outcomes=outcomes,
+                      trial_epochs=trial_epochs, wall_s=wall_s, trials=trials,
+                      epochs_per_trial=(cfg.epochs or epochs), outcomes=outcomes,
                       first_point=best is not None and is_point(best.params, point),
                       exported={} if best is None else dict(best.params))
 
@@ -151,20 +172,20 @@ def summarise(runs: Sequence[RunFigures]) -> dict[str, Any]:
         by = {(r.arm, r.seed): r for r in task}
         entry: dict[str, Any] = {arm: {k: _mean_std([float(getattr(r, k)) for r in task if r.arm == arm])
                                        for k in FIGURES} for arm in ARMS}
-        for ref in REFERENCES:
-            pairs = [(by[("search", s)], by[(ref, s)]) for a, s in by if a == ref and ("search", s) in by]
-            entry[f"search-{ref}"] = {
+        for arm, ref in PAIRS:
+            pairs = [(by[(arm, s)], by[(ref, s)]) for a, s in by if a == ref and (arm, s) in by]
+            entry[f"{arm}-{ref}"] = {
                 "seeds": len(pairs),
                 "robust": _mean_std([a.test_robust - b.test_robust for a, b in pairs]),
                 "natural": _mean_std([a.test_natural - b.test_natural for a, b in pairs])}
-        entry["targets"] = _targets(entry)
+        entry["targets"] = {f"{arm}_{k}": v for arm in CANDIDATES for k, v in _targets(entry, arm).items()}
         out[f"{eps:g}"] = entry
     return out
 
 
-def _targets(entry: Mapping[str, Any]) -> dict[str, bool | None]:
-    """The issue's two targets on the seed means (None: a side has no runs yet)."""
-    alone, rand = entry["search-start-alone"], entry["search-random-fifo"]
+def _targets(entry: Mapping[str, Any], arm: Arm) -> dict[str, bool | None]:
+    """The issue's two targets for ``arm`` on the seed means (None: a side has no runs yet)."""
+    alone, rand = entry[f"{arm}-start-alone"], entry[f"{arm}-random-fifo"]
     gain, natural = alone["robust"]["mean"], alone["natural"]["mean"]
     return {"beats_start_alone": (gain >= TARGET_GAIN and natural >= -TARGET_NATURAL_LOSS)
             if alone["seeds"] else None,
@@ -180,8 +201,13 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--epsilons", default="0.1,0.2", type=parse_epsilons, metavar="EPS,...",
                    help="the tasks: L-inf radii (pixel units), every other setting the preset's")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1; each runs every arm of every task")
-    p.add_argument("--arms", default=",".join(ARMS), metavar="ARM,...",
-                   help=f"which of {','.join(ARMS)} to run (the references need the search)")
+    p.add_argument("--arms", default=",".join(DEFAULT_ARMS), metavar="ARM,...",
+                   help=f"which of {','.join(ARMS)} to run (default {','.join(DEFAULT_ARMS)}; the references need "
+                        "the search of their task and seed, run here or in --resume-from)")
+    p.add_argument("--screen", type=int, default=8, metavar="N",
+                   help="the screened arm's configurations (--screen N --promote 2)")
+    p.add_argument("--resume-from", type=Path, default=None, metavar="JSON",
+                   help="an earlier --out file: its runs are kept and not run again")
     p.add_argument("--num-samples", type=int, default=None, help="the search's trials (default: the preset's)")
     p.add_argument("--epochs", type=int, default=None, help="the search's epochs per trial (default: the preset's)")
     p.add_argument("--train-limit", type=int, default=None, help="training images (default: the whole split)")
@@ -208,9 +234,17 @@ def _arms(text: str) -> tuple[Arm, ...]:
     unknown = [a for a in names if a not in ARMS]
     if unknown or not names:
         raise ValueError(f"--arms takes names from {', '.join(ARMS)}, got {text!r}")
-    if "search" not in names:
-        raise ValueError("--arms needs the search: the references are sized by it")
     return tuple(a for a in ARMS if a in names)
+
+
+def read_runs(path: Path | None) -> list[RunFigures]:
+    """The runs of an earlier ``--out`` file (none without one); ValueError, one line, for a file that is not one."""
+    if path is None:
+        return []
+    try:
+        return [RunFigures(**run) for run in json.loads(path.read_text())["runs"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"--resume-from {path}: not a bench_search --out file ({type(exc).__name__})") from None
 
 
 def _slots(args: Any) -> int:
@@ -240,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.epsilon is not None:
         raise ValueError("bench_search takes its radii from --epsilons, not --epsilon")
     arms, slots = _arms(args.arms), _slots(args)
+    if args.screen < 2:
+        raise ValueError(f"--screen must be >= 2, got {args.screen}")
+    runs = read_runs(args.resume_from)
     tasks = [(eps, seed) for seed in range(args.seeds) for eps in args.epsilons]  # seed-major: a stop keeps pairs
     storage = args.storage_path or Path(tempfile.mkdtemp(prefix="robustune-bench-search-"))
     plans = {eps: resolve_run(_base(args, storage, eps, 0)) for eps in args.epsilons}  # every setting checked first
@@ -249,21 +286,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = provenance(torch.device("cpu"), space=args.space, preset="quick", epsilons=args.epsilons,
                         seeds=args.seeds, arms=arms, slots=slots, trials=first.strategy.num_samples, epochs=epochs,
                         train_limit=first.base.data.train_limit, test_limit=args.test_limit)
-    runs: list[RunFigures] = []
+    done = {(r.arm, r.epsilon, r.seed): r for r in runs}
     try:
         for eps, seed in tasks:
             base = _base(args, storage, eps, seed)
-            search: RunFigures | None = None
             for arm in arms:
-                cfg = arm_config(arm, base, slots=slots, epochs=epochs, search=search)
+                if (arm, eps, seed) in done:
+                    continue
+                cfg = arm_config(arm, base, slots=slots, epochs=epochs, search=done.get(("search", eps, seed)),
+                                 screen=args.screen)
                 began = time.perf_counter()
                 outcome = run_search(cfg, f"{PROG} ({arm}, eps {eps:g}, seed {seed})")
                 wall_s = time.perf_counter() - began
                 if outcome.interrupted:
                     raise RuntimeError(f"the {arm} run of eps {eps:g}, seed {seed} was interrupted")
-                figures = run_figures(arm, cfg, outcome, wall_s, cfg.epochs or epochs, point)
+                figures = run_figures(arm, cfg, outcome, wall_s, epochs, point)
                 runs.append(figures)
-                search = figures if arm == "search" else search
+                done[(arm, eps, seed)] = figures
                 _write(args, header, runs)
     finally:
         if args.storage_path is None:
@@ -280,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _write(args: Any, header: dict[str, Any], runs: Sequence[RunFigures]) -> dict[str, Any]:
     """Summarise the runs so far and write them to ``--out`` (when given)."""
     summary = summarise(runs)
-    settings = vars(args) | {"out": str(args.out), "figure": str(args.figure), "storage_path": str(args.storage_path)}
+    settings = vars(args) | {k: str(getattr(args, k)) for k in ("out", "figure", "storage_path", "resume_from")}
     write_json(args.out, {"benchmark": "search", "provenance": header, "settings": settings,
                           "runs": [asdict(r) for r in runs], "summary": summary})
     return summary
@@ -307,12 +346,13 @@ def _show(header: dict[str, Any], runs: Sequence[RunFigures], summary: Mapping[s
             if s["test_robust"]["n"]:
                 lines.append((eps, arm, _pct(s["test_natural"]), _pct(s["test_robust"]), _pct(s["val_objective"]),
                               f"{s['wall_s']['mean']:.0f} s", str(s["test_robust"]["n"])))
-        for ref in REFERENCES:
-            d = entry[f"search-{ref}"]
+        for arm, ref in PAIRS:
+            d = entry[f"{arm}-{ref}"]
             if d["seeds"]:
-                lines.append((eps, f"search - {ref}", _pct(d["natural"], True), _pct(d["robust"], True), "", "",
+                lines.append((eps, f"{arm} - {ref}", _pct(d["natural"], True), _pct(d["robust"], True), "", "",
                               str(d["seeds"])))
-        lines.append((eps, "targets", "", ", ".join(f"{k}: {v}" for k, v in entry["targets"].items()), "", "", ""))
+        met = ", ".join(f"{k}: {v}" for k, v in entry["targets"].items() if v is not None)
+        lines.append((eps, "targets", "", met, "", "", ""))
     render("mean +- std over seeds (points)", {}, [], lines,
            ("eps", "arm", "natural", "L-inf worst", "val objective", "wall", "seeds"))
 
@@ -328,7 +368,7 @@ def _plot(runs: Sequence[RunFigures], path: Path, title: str) -> Path:
 
     epsilons = sorted({r.epsilon for r in runs})
     fig, axes = plt.subplots(1, len(epsilons), figsize=(4.6 * len(epsilons), 3.9), squeeze=False)
-    colors = dict(zip(ARMS, ("tab:blue", "tab:green", "tab:orange"), strict=True))
+    colors = dict(zip(ARMS, ("tab:blue", "tab:green", "tab:orange", "tab:purple"), strict=True))
     for ax, eps in zip(axes[0], epsilons, strict=True):
         for arm in ARMS:
             mine = [r for r in runs if r.epsilon == eps and r.arm == arm and math.isfinite(r.test_robust)]

@@ -58,10 +58,16 @@ def test_summary_pairs_each_reference_with_the_search_of_its_seed() -> None:
     assert alone["natural"]["mean"] == pytest.approx(-0.003)
     rand = task["search-random-fifo"]
     assert rand["seeds"] == 1 and rand["robust"]["mean"] == pytest.approx(0.05)
-    assert task["targets"] == {"beats_start_alone": True, "at_least_random_fifo": True}
-    assert summary["0.2"]["targets"] == {"beats_start_alone": None, "at_least_random_fifo": None}
+    assert task["targets"] == {"search_beats_start_alone": True, "search_at_least_random_fifo": True,
+                               "screened_beats_start_alone": None, "screened_at_least_random_fifo": None}
+    assert set(summary["0.2"]["targets"].values()) == {None}
+    assert task["screened-search"]["seeds"] == 0
     runs[4] = _run("start-alone", 1, 0.74, 0.88)  # the search now 1.3 natural points below it
-    assert summarise(runs)["0.1"]["targets"]["beats_start_alone"] is False
+    assert summarise(runs)["0.1"]["targets"]["search_beats_start_alone"] is False
+    runs.append(_run("screened", 1, 0.78, 0.88))
+    task = summarise(runs)["0.1"]
+    assert task["screened-search"]["seeds"] == 1 and task["screened-search"]["robust"]["mean"] == pytest.approx(0.01)
+    assert task["targets"]["screened_beats_start_alone"] is True  # +4 robust points, equal natural
     json.dumps(summary)  # the --out file
 
 
@@ -72,7 +78,9 @@ def test_summary_pairs_each_reference_with_the_search_of_its_seed() -> None:
         (["--epsilons", "0.1,-0.2"], "--epsilons takes radii > 0"),
         (["--epsilons", "a"], "--epsilons takes comma-separated"),
         (["--epsilon", "0.3"], "from --epsilons, not --epsilon"),
-        (["--arms", "start-alone"], "--arms needs the search"),
+        (["--arms", "start-alone"], "sized by the search"),
+        (["--resume-from", "/nonexistent.json"], "not a bench_search --out file"),
+        (["--screen", "1", "--arms", "screened"], "--screen must be >= 2"),
         (["--arms", "search,grid"], "--arms takes names from"),
         (["--slots", "0"], "--slots must be >= 1"),
         (["--num-samples", "0"], "--num-samples must be >= 1, got 0"),

@@ -7,6 +7,7 @@ storage), :mod:`tuner.console` (what the terminal shows) and :mod:`tuner.export`
 
 from tuner.search.config import SearchConfig
 from tuner.search.plan import SearchPlan, resolve_run
-from tuner.search.run import SearchOutcome, run_search
+from tuner.search.run import SearchOutcome
+from tuner.search.screening import run_search
 
 __all__ = ["SearchConfig", "SearchOutcome", "SearchPlan", "resolve_run", "run_search"]

@@ -19,7 +19,7 @@ from tuner.cluster.storage import STUDY_STORAGES
 from tuner.console.status import show_status
 from tuner.experiment import check_name
 from tuner.search.config import TRACKINGS, SearchConfig
-from tuner.search.run import run_search
+from tuner.search.screening import run_search
 from tuner.trials.strategy import OBJECTIVES, SAMPLERS, SCHEDULERS, describe
 
 __all__ = ["PROG", "build_parser", "main"]
@@ -79,6 +79,13 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--val-limit", type=int, default=None, help="override the preset's validation subset")
     p.add_argument("--test-limit", type=int, default=None, help="override the preset's test subset")
     p.add_argument("--points", default=None, help="JSON list of configurations to evaluate first")
+    p.add_argument("--screen", type=int, default=None, metavar="N",
+                   help="first train N configurations on a short schedule (their own experiment NAME-screen), "
+                        "then the best --promote of them for the full epochs (default: no screen)")
+    p.add_argument("--promote", type=int, default=None, metavar="M",
+                   help="with --screen: configurations trained in full (default 2)")
+    p.add_argument("--screen-epochs", type=int, default=None, metavar="E",
+                   help="with --screen: the screen's whole schedule in E epochs (default: a fifth of --epochs)")
     p.add_argument("--fuse", default="auto", metavar="K|auto|off",
                    help="train up to K trials of one shape as one model in one Ray trial (each still its own Optuna "
                         "trial); auto: measured on the trials' hardware, used where it pays (default auto)")

@@ -58,6 +58,10 @@ class SearchConfig:
     test_limit: int | None = None
     points: str | None = None  # JSON file of extra configurations to evaluate first
     grace_period: int = 1
+    screen: int | None = None  # first this many configurations on a short schedule; the best --promote train in full
+    promote: int | None = None  # configurations promoted from the screen (None: 2)
+    screen_epochs: int | None = None  # the screen's schedule (None: a fifth of the trials' epochs, at least 1)
+    space_points: bool = True  # the space's known-good points first (a promoted phase trains its --points alone)
     fuse: FuseChoice = "auto"  # trials of one shape trained as one bundle: a bundle size (1: off) or measured
     resource_wait_s: float | None = None  # None: 0 for a local Ray, 600 s for a joined cluster (its autoscaler)
     trust_experiment: bool = False  # resume without checking the experiment's integrity record
@@ -72,7 +76,8 @@ class SearchConfig:
         at_least_one = {"--num-samples": self.num_samples, "--max-concurrent": self.max_concurrent,
                         "--workers-per-trial": self.workers_per_trial, "--epochs": self.epochs,
                         "--train-limit": self.train_limit, "--val-limit": self.val_limit,
-                        "--test-limit": self.test_limit, "--grace-period": self.grace_period}
+                        "--test-limit": self.test_limit, "--grace-period": self.grace_period,
+                        "--promote": self.promote, "--screen-epochs": self.screen_epochs}
         for flag, value in at_least_one.items():
             if value is not None and value < 1:
                 raise ValueError(f"{flag} must be >= 1, got {value}")
@@ -100,10 +105,31 @@ class SearchConfig:
                              f"got --objective {self.objective}")
         if not (self.fuse == "auto" or (isinstance(self.fuse, int) and self.fuse >= 1)):
             raise ValueError(f"--fuse must be auto or a number of trials >= 1 (1: off), got {self.fuse!r}")
+        self._check_screen()
         if self.trust_experiment and not self.resume:
             raise ValueError("--trust-experiment goes with --resume")
         if self.tracking_uri is not None and self.tracking != "mlflow":
             raise ValueError("--tracking-uri goes with --tracking mlflow")
+
+    def _check_screen(self) -> None:
+        """``--screen`` and what goes with it (ValueError, one line)."""
+        if self.screen is None:
+            if self.promote is not None or self.screen_epochs is not None:
+                raise ValueError("--promote and --screen-epochs go with --screen N")
+            return
+        if self.screen < 2:
+            raise ValueError(f"--screen needs at least 2 configurations to choose from, got {self.screen}")
+        if self.promoted > self.screen:
+            raise ValueError(f"--promote {self.promoted} is more than the {self.screen} configurations screened")
+        if self.num_samples is not None:
+            raise ValueError("--num-samples goes without --screen: --screen N and --promote M set the trials")
+        if self.pareto:
+            raise ValueError("--screen ranks configurations by one objective: not with --objective pareto")
+
+    @property
+    def promoted(self) -> int:
+        """How many screened configurations train in full (``--promote``, default 2)."""
+        return 2 if self.promote is None else self.promote
 
     @property
     def data_parallel(self) -> bool:
@@ -128,7 +154,8 @@ class SearchConfig:
     def strategy(self, num_samples: int) -> Strategy:
         """How the search explores (``num_samples``: the trials, ``--num-samples`` or the preset's)."""
         return Strategy(objective=self.objective, sampler=self.sampler, scheduler=self.scheduler, seed=self.seed,
-                        num_samples=num_samples, grace_period=self.grace_period, points=read_points(self.points))
+                        num_samples=num_samples, grace_period=self.grace_period, points=read_points(self.points),
+                        space_points=self.space_points)
 
 
 def read_points(path: str | None) -> tuple[Mapping[str, Any], ...]:

@@ -59,7 +59,7 @@ from tuner.trials.study import HonestOptunaSearch, settle_study, study_states
 from tuner.trials.trial import TrialContext
 from tuner.trials.tune_run import build_tuner, check_experiment, make_trainable, restored_parts
 
-__all__ = ["SearchOutcome", "run_search"]
+__all__ = ["SearchOutcome", "run_experiment"]
 
 
 @dataclass
@@ -366,11 +366,11 @@ def _results_page(cfg: SearchConfig, records: list[TrialRecord], params: tuple[s
                               front=None if pick is None else [r.trial_id for r in pick.front])
 
 
-def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> SearchOutcome:
-    """Run (or resume) one search end to end and export its best honest model.
+def run_experiment(cfg: SearchConfig, command: str = "python -m tuner.search", *, export: bool = True) -> SearchOutcome:
+    """Run (or resume) one Tune experiment end to end and export its best honest model (``export=False``: rank only).
 
     A run refused or failed before Tune began (a bad setting, a cluster too small) leaves no
-    experiment folder behind when it made one.
+    experiment folder behind when it made one. ``--screen`` is :func:`tuner.search.screening.run_search`'s.
     """
     plan = resolve_run(cfg)  # every setting is checked here, before Ray starts
     check_address(cfg.address)  # a cluster that is not there: one line, before anything else is shown
@@ -382,7 +382,7 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
     folder = cfg.folder
     made = not folder.remote and not Path(folder.path).exists()
     try:
-        return _search(cfg, plan, command)
+        return _search(cfg, plan, command, export)
     except BaseException as exc:
         if made and not tune.Tuner.can_restore(folder.path):
             shutil.rmtree(folder.path, ignore_errors=True)
@@ -391,8 +391,8 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
         raise
 
 
-def _search(cfg: SearchConfig, plan: SearchPlan, command: str) -> SearchOutcome:
-    """The search of :func:`run_search`, its settings checked."""
+def _search(cfg: SearchConfig, plan: SearchPlan, command: str, export_best: bool) -> SearchOutcome:
+    """The experiment of :func:`run_experiment`, its settings checked."""
     folder = cfg.folder
     phases = Phases(live=cfg.live, progress_file=folder.progress)
     with experiment_lock(folder.path, command, remote=folder.remote):
@@ -414,7 +414,7 @@ def _search(cfg: SearchConfig, plan: SearchPlan, command: str) -> SearchOutcome:
                 records, results = _collect(cfg, grid, study, interrupted)
             params = tuple(k for k in get_space(cfg.space).leaderboard if any(k in r.params for r in records))
             pick = pick_from_front(records, cfg.pick_min_natural) if cfg.pareto else None
-            ranked = [] if interrupted else ranked_trials(records)
+            ranked = [] if interrupted or not export_best else ranked_trials(records)
             if pick is not None and pick.trial is not None:
                 ranked = [pick.trial, *(r for r in ranked if r is not pick.trial)]
             best = ranked[0] if ranked else None

@@ -50,6 +50,7 @@ class Strategy:
     num_samples: int = 6
     grace_period: int = 1  # ASHA's first rung, in epochs
     points: tuple[Mapping[str, Any], ...] = field(default=())  # tried after the space's own starting points
+    space_points: bool = True  # the space's known-good points first (False: ``points`` alone, as promoted trials)
 
     def __post_init__(self) -> None:
         check_choice("--objective", self.objective, OBJECTIVES)
@@ -138,8 +139,9 @@ class DefineBySpace:
 
 
 def starting_points(strategy: Strategy, space: str, preset: Preset) -> list[dict[str, Any]]:
-    """The configurations tried first: the space's known-good points, then ``--points``."""
-    return [*get_space(space).points_to_evaluate(preset), *map(dict, strategy.points)]
+    """The configurations tried first: the space's known-good points (unless left out), then ``--points``."""
+    known = get_space(space).points_to_evaluate(preset) if strategy.space_points else []
+    return [*known, *map(dict, strategy.points)]
 
 
 def sampler_of(strategy: Strategy) -> optuna.samplers.BaseSampler:

@@ -1,0 +1,96 @@
+"""``--screen N --promote M``: short trials first, the best in full; refusals, the rungs' settings, a run, a resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trainables.evaluation import SuiteOverrides
+from tuner.search import SearchConfig, run_search
+from tuner.search.screening import PROMOTED, promoted_config, screen_config, screen_epochs
+from tuner.trials import read_trials
+
+
+@pytest.mark.parametrize(
+    ("settings", "needle"),
+    [
+        ({"screen": 1}, "--screen needs at least 2 configurations"),
+        ({"screen": 3, "promote": 4}, "--promote 4 is more than the 3 configurations screened"),
+        ({"promote": 2}, "--promote and --screen-epochs go with --screen N"),
+        ({"screen_epochs": 2}, "--promote and --screen-epochs go with --screen N"),
+        ({"screen": 4, "num_samples": 3}, "--num-samples goes without --screen"),
+        ({"screen": 4, "objective": "pareto"}, "not with --objective pareto"),
+        ({"screen": 4, "screen_epochs": 0}, "--screen-epochs must be >= 1"),
+        ({"screen": 4, "promote": 0}, "--promote must be >= 1"),
+    ],
+)
+def test_bad_screen_settings_are_refused(settings: dict, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        SearchConfig(**settings)
+
+
+def test_the_rungs_settings(tmp_path: Path) -> None:
+    cfg = SearchConfig(space="lwta", screen=8, storage_path=str(tmp_path), name="job", seed=3, scheduler="asha",
+                       suite=SuiteOverrides(eps=0.2))
+    assert cfg.promoted == 2 and screen_epochs(cfg, 15) == 3 and screen_epochs(cfg, 2) == 1
+    assert screen_epochs(SearchConfig(screen=8, screen_epochs=5), 15) == 5
+    screen = screen_config(cfg, 15)
+    assert (screen.folder.name, screen.num_samples, screen.epochs, screen.scheduler) == ("job-screen", 8, 3, "fifo")
+    assert screen.screen is None and screen.seed == 3 and screen.suite.eps == 0.2 and screen.space_points
+    verdict = tmp_path / PROMOTED
+    verdict.write_text(json.dumps([{"lr": 0.1}, {"lr": 0.2}]))
+    full = promoted_config(cfg, verdict, 2)
+    assert (full.folder.name, full.num_samples, full.epochs, full.scheduler) == ("job", 2, None, "fifo")
+    strategy = full.strategy(2)
+    assert not strategy.space_points and [dict(p) for p in strategy.points] == [{"lr": 0.1}, {"lr": 0.2}]
+
+
+def test_the_command_line_refuses_in_one_line(tmp_path: Path, capsys) -> None:
+    from trainables.cli import run_main
+    from tuner.search.cli import PROG, main
+
+    code = run_main(main, ["--screen", "3", "--promote", "5", "--storage-path", str(tmp_path)], prog=PROG)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "--promote 5 is more than the 3 configurations screened" in lines[0]
+    assert not any(tmp_path.iterdir())
+
+
+def _params(row: dict) -> dict:
+    """A results.parquet row's sampled settings (the columns ``param/...`` it has)."""
+    return {k.removeprefix("param/"): v for k, v in row.items() if k.startswith("param/") and v is not None}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_screened_search_trains_the_screens_best_in_full_and_resumes_after_the_screen(tmp_path: Path) -> None:
+    cfg = SearchConfig(space="lwta", screen=3, promote=2, epochs=2, train_limit=200, val_limit=50, test_limit=50,
+                       suite=SuiteOverrides(attacks=("fgsm",)), storage_path=str(tmp_path / "runs"), name="job",
+                       export_dir=str(tmp_path / "exports"), live=False, fuse=1, max_concurrent=2)
+    outcome = run_search(cfg)
+    assert not outcome.interrupted and outcome.export_path is not None and outcome.best is not None
+    screened = read_trials(tmp_path / "runs" / "job-screen" / "results.parquet").to_pylist()
+    assert len(screened) == 3 and {row["epochs"] for row in screened} == {1}  # a fifth of 2 epochs: at least 1
+    verdict = json.loads((tmp_path / "runs" / "job-screen" / PROMOTED).read_text())
+    assert len(verdict) == 2
+    chosen = [r for r in screened if _params(r) in verdict]
+    left = [r for r in screened if r not in chosen]
+    assert len(chosen) == 2 and all(r["exportable"] for r in chosen)  # the screen's best two go on
+    assert min(r["objective"] for r in chosen) >= max((r["objective"] for r in left if r["exportable"]), default=0)
+    assert sorted(map(json.dumps, (r.params for r in outcome.records))) == sorted(map(json.dumps, verdict))
+    assert all(len(r.history) == 2 for r in outcome.records)  # promoted: the full schedule, from scratch
+    assert json.loads((outcome.export_path / "metrics.json").read_text())["search"]["experiment"].endswith("runs/job")
+
+    with pytest.raises(FileExistsError, match="add --resume"):  # a second run over the first refuses
+        run_search(cfg)
+
+    # stopped between the rungs: the screen is done, the promote rung never began; --resume trains the verdict
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs" / "job")
+    stamp = (tmp_path / "runs" / "job-screen" / "results.parquet").stat().st_mtime_ns
+    again = run_search(SearchConfig(**{**cfg.__dict__, "resume": True}))
+    assert not again.interrupted and again.export_path is not None
+    assert (tmp_path / "runs" / "job-screen" / "results.parquet").stat().st_mtime_ns == stamp  # not screened again
+    assert sorted(map(json.dumps, (r.params for r in again.records))) == sorted(map(json.dumps, verdict))
