@@ -64,7 +64,11 @@ def _params(row: dict) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_a_screened_search_trains_the_screens_best_in_full_and_resumes_after_the_screen(tmp_path: Path) -> None:
+def test_a_screened_search_trains_the_screens_best_in_full_and_resumes_after_the_screen(tmp_path: Path,
+                                                                                        capsys) -> None:
+    from trainables.cli import run_main
+    from tuner.search.cli import PROG, main
+
     cfg = SearchConfig(space="lwta", screen=3, promote=2, epochs=2, train_limit=200, val_limit=50, test_limit=50,
                        suite=SuiteOverrides(attacks=("fgsm",)), storage_path=str(tmp_path / "runs"), name="job",
                        export_dir=str(tmp_path / "exports"), live=False, fuse=1, max_concurrent=2)
@@ -89,6 +93,8 @@ def test_a_screened_search_trains_the_screens_best_in_full_and_resumes_after_the
     import shutil
 
     shutil.rmtree(tmp_path / "runs" / "job")
+    assert run_main(main, ["--status", "job", "--storage-path", str(tmp_path / "runs")], prog=PROG) == 0
+    assert "screening first, in" in capsys.readouterr().out  # --status NAME shows the screen before the promote rung
     stamp = (tmp_path / "runs" / "job-screen" / "results.parquet").stat().st_mtime_ns
     again = run_search(SearchConfig(**{**cfg.__dict__, "resume": True}))
     assert not again.interrupted and again.export_path is not None

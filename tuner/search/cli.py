@@ -117,7 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, suite_flags = build_parser()
     args = parser.parse_args(argv)
     if args.status is not None:
-        return show_status(Path(args.storage_path) / check_name(args.status, "--status"))
+        experiment = Path(args.storage_path) / check_name(args.status, "--status")
+        screen = experiment.with_name(f"{experiment.name}-screen")
+        if not experiment.exists() and screen.is_dir():  # a screened search before its promote rung
+            print(f"{experiment}: screening first, in {screen}")
+            experiment = screen
+        return show_status(experiment)
     values = {k: v for k, v in vars(args).items() if k not in ("no_live", "status", "fuse") and k not in suite_flags}
     cfg = SearchConfig(**values, fuse=parse_fuse(args.fuse), suite=SuiteOverrides.from_args(args),
                        live=not args.no_live)
