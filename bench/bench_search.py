@@ -126,7 +126,8 @@ def is_point(params: Mapping[str, Any], point: Mapping[str, Any]) -> bool:
 
 def _experiments(cfg: SearchConfig, epochs: int) -> list[SearchConfig]:
     """The Tune experiments a run of ``cfg`` made: a screened search's screen, then the search itself."""
-    return [screen_config(cfg, epochs), cfg] if cfg.screen is not None else [cfg]
+    configurations = cfg.screened(resolve_run(cfg).preset.screen)
+    return [screen_config(cfg, configurations, epochs), cfg] if configurations else [cfg]
 
 
 def run_figures(arm: Arm, cfg: SearchConfig, outcome: SearchOutcome, wall_s: float, epochs: int,

@@ -44,6 +44,7 @@ class Preset:
     export_val_limit: int | None = 200  # validation examples re-scored with the export suite (None: all)
     num_samples: int = 8
     gpus_per_trial: float = 0.0
+    screen: int = 0  # a search's default --screen: configurations tried on a short schedule first (0: none)
 
     def __post_init__(self) -> None:
         for suite in (self.epoch_suite, self.objective_suite, self.export_suite):

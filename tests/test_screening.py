@@ -17,9 +17,7 @@ from tuner.trials import read_trials
     ("settings", "needle"),
     [
         ({"screen": 1}, "--screen needs at least 2 configurations"),
-        ({"screen": 3, "promote": 4}, "--promote 4 is more than the 3 configurations screened"),
-        ({"promote": 2}, "--promote and --screen-epochs go with --screen N"),
-        ({"screen_epochs": 2}, "--promote and --screen-epochs go with --screen N"),
+        ({"screen": 0, "promote": 2}, "go with --screen N, not --screen off"),
         ({"screen": 4, "num_samples": 3}, "--num-samples goes without --screen"),
         ({"screen": 4, "objective": "pareto"}, "not with --objective pareto"),
         ({"screen": 4, "screen_epochs": 0}, "--screen-epochs must be >= 1"),
@@ -31,29 +29,56 @@ def test_bad_screen_settings_are_refused(settings: dict, needle: str) -> None:
         SearchConfig(**settings)
 
 
+def test_what_is_screened_explicitly_or_by_the_preset() -> None:
+    assert SearchConfig(screen=5).screened(0) == 5 and SearchConfig(screen=0).screened(8) == 0
+    assert SearchConfig().screened(8) == 8 and SearchConfig().screened(0) == 0  # the preset's default
+    assert SearchConfig(num_samples=4).screened(8) == 0  # --num-samples asks for plain trials
+    assert SearchConfig(objective="pareto").screened(8) == 0
+    assert SearchConfig(promote=3).screened(8) == 8
+    with pytest.raises(ValueError, match="--promote 4 is more than the 3 configurations screened"):
+        SearchConfig(screen=3, promote=4).screened(0)
+    with pytest.raises(ValueError, match="go with a screened search"):
+        SearchConfig(promote=2).screened(0)  # nothing screened: the preset screens nothing
+    with pytest.raises(ValueError, match="go with a screened search"):
+        SearchConfig(num_samples=4, screen_epochs=2).screened(8)
+
+
 def test_the_rungs_settings(tmp_path: Path) -> None:
     cfg = SearchConfig(space="lwta", screen=8, storage_path=str(tmp_path), name="job", seed=3, scheduler="asha",
                        suite=SuiteOverrides(eps=0.2))
     assert cfg.promoted == 2 and screen_epochs(cfg, 15) == 3 and screen_epochs(cfg, 2) == 1
     assert screen_epochs(SearchConfig(screen=8, screen_epochs=5), 15) == 5
-    screen = screen_config(cfg, 15)
+    screen = screen_config(cfg, 8, 15)
     assert (screen.folder.name, screen.num_samples, screen.epochs, screen.scheduler) == ("job-screen", 8, 3, "fifo")
-    assert screen.screen is None and screen.seed == 3 and screen.suite.eps == 0.2 and screen.space_points
+    assert screen.screened(8) == 0 and screen.seed == 3 and screen.suite.eps == 0.2 and screen.space_points
     verdict = tmp_path / PROMOTED
     verdict.write_text(json.dumps([{"lr": 0.1}, {"lr": 0.2}]))
     full = promoted_config(cfg, verdict, 2)
     assert (full.folder.name, full.num_samples, full.epochs, full.scheduler) == ("job", 2, None, "fifo")
+    assert full.screened(8) == 0  # the promote rung screens nothing, whatever the preset says
     strategy = full.strategy(2)
     assert not strategy.space_points and [dict(p) for p in strategy.points] == [{"lr": 0.1}, {"lr": 0.2}]
 
 
-def test_the_command_line_refuses_in_one_line(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--screen", "3", "--promote", "5"], "--promote 5 is more than the 3 configurations screened"),
+        (["--screen", "some"], "must be a number of configurations or 'off'"),
+        (["--screen", "off", "--screen-epochs", "2"], "not --screen off"),
+        (["--num-samples", "3", "--promote", "2"], "go with a screened search"),
+    ],
+)
+def test_the_command_line_refuses_in_one_line(tmp_path: Path, capsys, args: list[str], needle: str) -> None:
     from trainables.cli import run_main
     from tuner.search.cli import PROG, main
 
-    code = run_main(main, ["--screen", "3", "--promote", "5", "--storage-path", str(tmp_path)], prog=PROG)
+    try:
+        code = run_main(main, [*args, "--storage-path", str(tmp_path)], prog=PROG)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
     lines = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "--promote 5 is more than the 3 configurations screened" in lines[0]
+    assert code == 2 and len(lines) == 1 and needle in lines[0], lines
     assert not any(tmp_path.iterdir())
 
 

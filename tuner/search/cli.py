@@ -79,9 +79,10 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--val-limit", type=int, default=None, help="override the preset's validation subset")
     p.add_argument("--test-limit", type=int, default=None, help="override the preset's test subset")
     p.add_argument("--points", default=None, help="JSON list of configurations to evaluate first")
-    p.add_argument("--screen", type=int, default=None, metavar="N",
+    p.add_argument("--screen", type=_screen, default=None, metavar="N|off",
                    help="first train N configurations on a short schedule (their own experiment NAME-screen), "
-                        "then the best --promote of them for the full epochs (default: no screen)")
+                        "then the best --promote of them for the full epochs; off: --num-samples trials under "
+                        "--scheduler (default: the preset's, off with --num-samples)")
     p.add_argument("--promote", type=int, default=None, metavar="M",
                    help="with --screen: configurations trained in full (default 2)")
     p.add_argument("--screen-epochs", type=int, default=None, metavar="E",
@@ -100,6 +101,16 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
                    help="show where the search NAME (in --storage-path) stands, running or finished, and exit")
     suite_flags = add_suite_arguments(p)  # radii apply to training and every suite; attacks, budgets to the final ones
     return p, suite_flags
+
+
+def _screen(text: str) -> int:
+    """``--screen``: a number of configurations, or 'off' (0)."""
+    if text == "off":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of configurations or 'off', got {text!r}") from None
 
 
 def _gpus(text: str) -> float | str:

@@ -58,7 +58,8 @@ class SearchConfig:
     test_limit: int | None = None
     points: str | None = None  # JSON file of extra configurations to evaluate first
     grace_period: int = 1
-    screen: int | None = None  # first this many configurations on a short schedule; the best --promote train in full
+    screen: int | None = None  # this many configurations on a short schedule first, the best --promote in full
+    # (None: the preset's screen, unless --num-samples or a Pareto search asks for plain trials; 0: no screen)
     promote: int | None = None  # configurations promoted from the screen (None: 2)
     screen_epochs: int | None = None  # the screen's schedule (None: a fifth of the trials' epochs, at least 1)
     space_points: bool = True  # the space's known-good points first (a promoted phase trains its --points alone)
@@ -112,19 +113,32 @@ class SearchConfig:
             raise ValueError("--tracking-uri goes with --tracking mlflow")
 
     def _check_screen(self) -> None:
-        """``--screen`` and what goes with it (ValueError, one line)."""
+        """An explicit ``--screen`` and what goes with it (ValueError, one line); the preset's: :meth:`screened`."""
         if self.screen is None:
+            return
+        if self.screen == 0:
             if self.promote is not None or self.screen_epochs is not None:
-                raise ValueError("--promote and --screen-epochs go with --screen N")
+                raise ValueError("--promote and --screen-epochs go with --screen N, not --screen off")
             return
         if self.screen < 2:
             raise ValueError(f"--screen needs at least 2 configurations to choose from, got {self.screen}")
-        if self.promoted > self.screen:
-            raise ValueError(f"--promote {self.promoted} is more than the {self.screen} configurations screened")
         if self.num_samples is not None:
             raise ValueError("--num-samples goes without --screen: --screen N and --promote M set the trials")
         if self.pareto:
             raise ValueError("--screen ranks configurations by one objective: not with --objective pareto")
+
+    def screened(self, preset_screen: int) -> int:
+        """The configurations screened first (0: none): ``--screen``, else the preset's ``preset_screen`` unless
+        ``--num-samples`` or a Pareto search asks for plain trials; ValueError (one line) for a bad ``--promote``."""
+        if self.screen is not None:
+            screen = self.screen
+        else:
+            screen = 0 if self.num_samples is not None or self.pareto else preset_screen
+        if screen == 0 and (self.promote is not None or self.screen_epochs is not None):
+            raise ValueError("--promote and --screen-epochs go with a screened search (--screen N)")
+        if screen and self.promoted > screen:
+            raise ValueError(f"--promote {self.promoted} is more than the {screen} configurations screened")
+        return screen
 
     @property
     def promoted(self) -> int:

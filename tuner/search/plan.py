@@ -58,5 +58,6 @@ def resolve_run(cfg: SearchConfig) -> SearchPlan:
                      epoch_suite=overrides.apply(preset.epoch_suite, attacks=False),  # stays the cheap suite
                      objective_suite=overrides.apply(preset.objective_suite),
                      export_suite=overrides.apply(preset.export_suite))
+    cfg.screened(preset.screen)  # --promote and --screen-epochs refused here when nothing is screened
     return SearchPlan(preset=preset, base=space.fixed(preset),
                       strategy=cfg.strategy(cfg.num_samples or preset.num_samples))

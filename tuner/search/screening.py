@@ -39,10 +39,12 @@ PROMOTED = "promoted.json"  # the screen's verdict: the configurations the promo
 
 def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> SearchOutcome:
     """Run (or resume) one search end to end and export its best honest model; screened first with ``--screen``."""
-    if cfg.screen is None:
+    plan = resolve_run(cfg)  # every setting checked before either rung starts
+    configurations = cfg.screened(plan.preset.screen)
+    if not configurations:
         return run_experiment(cfg, command)
-    epochs = resolve_run(cfg).base.train.epochs  # every setting checked before either rung starts
-    screen = screen_config(cfg, epochs)
+    epochs = plan.base.train.epochs
+    screen = screen_config(cfg, configurations, epochs)
     verdict = _verdict_path(screen)
     if not cfg.resume and tune.Tuner.can_restore(cfg.folder.path):
         raise FileExistsError(f"experiment {cfg.folder.path} exists: add --resume to continue it, "
@@ -57,8 +59,8 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
         verdict.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(verdict, json.dumps(points, indent=1))
     count = len(json.loads(verdict.read_text()))
-    print(f"screened {cfg.screen} configurations for {screen.epochs} epochs ({screen.folder.path}); the best {count} "
-          f"train for {epochs} epochs in {cfg.folder.path}", flush=True)
+    print(f"screened {configurations} configurations for {screen.epochs} epochs ({screen.folder.path}); "
+          f"the best {count} train for {epochs} epochs in {cfg.folder.path}", flush=True)
     full = promoted_config(cfg, verdict, count)
     return run_experiment(replace(full, resume=cfg.resume and tune.Tuner.can_restore(cfg.folder.path)), command)
 
@@ -68,16 +70,16 @@ def screen_epochs(cfg: SearchConfig, epochs: int) -> int:
     return cfg.screen_epochs or max(1, round(epochs / 5))
 
 
-def screen_config(cfg: SearchConfig, epochs: int) -> SearchConfig:
-    """The screen rung of ``cfg`` (trials of ``epochs`` in full): N short FIFO trials in ``<name>-screen``."""
-    assert cfg.screen is not None, "only a screened search has a screen rung"
-    return replace(cfg, name=f"{cfg.folder.name}-screen", screen=None, promote=None, screen_epochs=None,
-                   num_samples=cfg.screen, epochs=screen_epochs(cfg, epochs), scheduler="fifo")
+def screen_config(cfg: SearchConfig, configurations: int, epochs: int) -> SearchConfig:
+    """The screen rung of ``cfg`` (trials of ``epochs`` in full): ``configurations`` short FIFO trials in
+    ``<name>-screen``."""
+    return replace(cfg, name=f"{cfg.folder.name}-screen", screen=0, promote=None, screen_epochs=None,
+                   num_samples=configurations, epochs=screen_epochs(cfg, epochs), scheduler="fifo")
 
 
 def promoted_config(cfg: SearchConfig, verdict: Path, count: int) -> SearchConfig:
     """The promote rung of ``cfg``: the ``count`` configurations of ``verdict`` alone, in full, FIFO."""
-    return replace(cfg, screen=None, promote=None, screen_epochs=None, num_samples=count, points=str(verdict),
+    return replace(cfg, screen=0, promote=None, screen_epochs=None, num_samples=count, points=str(verdict),
                    space_points=False, scheduler="fifo")
 
 
