@@ -51,6 +51,18 @@ def test_training_time_is_the_trials_side_by_side_or_the_longest_alone() -> None
     assert plan.training_s(two[:1], 2, 4, measured) == pytest.approx(3 * 4 * 10 / 2)
 
 
+def test_a_screens_eta_counts_the_promote_rung_after_it() -> None:
+    plan = EtaPlan(objective_ratio=2.0, fixed_s=5.0, later=(2, 15))  # --screen: then 2 trials of 15 epochs
+    measured = Measured(epoch_s=10.0, eval_alone_s=3.0, slots=2)
+    rung = max(2 * 150 / 2, 150) + 2 * 2.0 * 3.0 + 5.0  # side by side, their objectives, Ray's restart
+    assert plan.training_s([Decided(3, ended=True)], 0, 3, measured) == pytest.approx(rung)  # the screen is over
+    running = [Decided(1, ended=False, epoch_s=10.0)]
+    assert plan.training_s(running, 0, 3, measured) == pytest.approx(
+        EtaPlan(objective_ratio=2.0, fixed_s=5.0).training_s(running, 0, 3, measured) + rung)
+    assert EtaPlan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+    assert EtaPlan.from_json({"rungs": [1, 2]}).later is None  # a progress file from before
+
+
 def test_the_export_share_weighs_each_run_by_its_model_passes() -> None:
     suite = SuiteConfig(attacks=(FGSM(), PGD(steps=20), Square(n_queries=300)), gradients=GRADIENT_WAYS,
                         eot_samples=3, predict_samples=3)

@@ -29,6 +29,13 @@ def test_bad_screen_settings_are_refused(settings: dict, needle: str) -> None:
         SearchConfig(**settings)
 
 
+def test_the_quick_main_job_is_screened() -> None:
+    from search_spaces.presets import PAPER, QUICK
+
+    assert SearchConfig().screened(QUICK.screen) == 6 and SearchConfig().promoted == 2
+    assert SearchConfig(screen=0).screened(QUICK.screen) == 0 and PAPER.screen == 0
+
+
 def test_what_is_screened_explicitly_or_by_the_preset() -> None:
     assert SearchConfig(screen=5).screened(0) == 5 and SearchConfig(screen=0).screened(8) == 0
     assert SearchConfig().screened(8) == 8 and SearchConfig().screened(0) == 0  # the preset's default

@@ -85,6 +85,7 @@ class EtaPlan:
     export_ratio: float = 0.0  # the export's scoring seconds per second of one epoch's scoring, alone
     objective_ratio: float = 0.0  # a finished trial's objective scoring, per second of one epoch's scoring
     fixed_s: float = _FIXED_S
+    later: tuple[int, int] | None = None  # a rung after this experiment: (trials, epochs each), FIFO (--screen's)
 
     def walks(self, trials: list[Decided], pending: int, max_epochs: int,
               typical_s: float | None = None) -> list[Walk]:
@@ -117,17 +118,23 @@ class EtaPlan:
         return sum(t.epoch for t in trials) + sum(w.epochs * w.trials for w in self.walks(trials, pending, max_epochs))
 
     def training_s(self, trials: list[Decided], pending: int, max_epochs: int, measured: Measured) -> float:
-        """Seconds of training left: the expected epochs side by side, never less than the longest trial's alone."""
+        """Seconds of training left: the expected epochs side by side, never less than the longest trial's alone;
+        then a later rung's (:attr:`later`), its trials as long as this run's epochs."""
         if measured.epoch_s is None:
             return 0.0
+        objective = 0.0 if measured.eval_alone_s is None else self.objective_ratio * measured.eval_alone_s
+        later = 0.0
+        if self.later is not None:
+            count, epochs = self.later
+            one = epochs * measured.epoch_s
+            later = max(one * count / max(measured.slots, 1), one) + count * objective + self.fixed_s
         walks = self.walks(trials, pending, max_epochs, measured.epoch_s)
         if not walks:
-            return 0.0
-        objective = 0.0 if measured.eval_alone_s is None else self.objective_ratio * measured.eval_alone_s
+            return later
         finishing = sum(w.finish * w.trials for w in walks)  # each scores its objective
         work = [(w.epochs * (w.epoch_s or measured.epoch_s), w.trials) for w in walks]
         side_by_side = sum(one * count for one, count in work) / max(measured.slots, 1)
-        return max(side_by_side, max(one for one, _ in work)) + finishing * objective
+        return max(side_by_side, max(one for one, _ in work)) + finishing * objective + later
 
     def export_s(self, eval_alone_s: float | None) -> float | None:
         """The export's scoring seconds from one epoch's scoring seconds alone (None before the first epoch)."""
@@ -136,15 +143,17 @@ class EtaPlan:
     def to_json(self) -> dict[str, float | list[int]]:
         """What progress.json keeps of it."""
         return {"rungs": list(self.rungs), "reduction_factor": self.reduction_factor,
-                "export_ratio": self.export_ratio, "objective_ratio": self.objective_ratio, "fixed_s": self.fixed_s}
+                "export_ratio": self.export_ratio, "objective_ratio": self.objective_ratio, "fixed_s": self.fixed_s,
+                "later": None if self.later is None else list(self.later)}
 
     @classmethod
     def from_json(cls, data: dict[str, object] | None) -> EtaPlan:
         """Inverse of :meth:`to_json` (the default plan for None)."""
         if not data:
             return cls()
-        rungs = data.get("rungs", [])
+        rungs, later = data.get("rungs", []), data.get("later")
         return cls(rungs=tuple(int(r) for r in rungs) if isinstance(rungs, list) else (),
+                   later=(int(later[0]), int(later[1])) if isinstance(later, list) and len(later) == 2 else None,
                    reduction_factor=float(data.get("reduction_factor", 2.0)),  # type: ignore[arg-type]
                    export_ratio=float(data.get("export_ratio", 0.0)),  # type: ignore[arg-type]
                    objective_ratio=float(data.get("objective_ratio", 0.0)),  # type: ignore[arg-type]

@@ -121,8 +121,9 @@ def _stochastic(plan: SearchPlan, splits: Splits) -> bool:
     return is_stochastic(build_model(plan.base.model, splits.info))
 
 
-def _eta_plan(plan: SearchPlan, splits: Splits) -> EtaPlan:
-    """The ETA's plan: the scheduler's rungs, and the export's scoring cost against one epoch's per-epoch scoring."""
+def _eta_plan(plan: SearchPlan, splits: Splits, later: tuple[int, int] | None) -> EtaPlan:
+    """The ETA's plan: the scheduler's rungs, a later rung's trials, and the export's scoring cost against one
+    epoch's per-epoch scoring."""
     preset, strategy, epochs = plan.preset, plan.strategy, plan.base.train.epochs
     asha = strategy.scheduler == "asha" and not strategy.pareto
     stochastic = _stochastic(plan, splits)
@@ -131,7 +132,8 @@ def _eta_plan(plan: SearchPlan, splits: Splits) -> EtaPlan:
     per_epoch = max(preset.epoch_suite.work(plan.threat, stochastic) * scored, 1e-9)
     return EtaPlan(rungs=rungs_of(min(strategy.grace_period, epochs), 2, epochs) if asha else (),
                    export_ratio=plan.export_suite.work(plan.threat, stochastic) * exported / per_epoch,
-                   objective_ratio=plan.objective_suite.work(plan.threat, stochastic) * len(splits.val) / per_epoch)
+                   objective_ratio=plan.objective_suite.work(plan.threat, stochastic) * len(splits.val) / per_epoch,
+                   later=later)
 
 
 def _tracking(cfg: SearchConfig) -> tuple[str, str | None] | None:
@@ -177,7 +179,7 @@ def _callbacks(cfg: SearchConfig, plan: SearchPlan, started: float, eta: EtaPlan
 
 
 def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, log: Path | None,
-           study: StudyStorage | None) -> tuple[Any, bool]:
+           study: StudyStorage | None, later: tuple[int, int] | None) -> tuple[Any, bool]:
     """Start or join Ray, check the trials fit, run Tune; the result grid and whether Ctrl-C stopped it."""
     preset, base = plan.preset, plan.base
     where = "starting a local Ray" if cfg.address == "" else f"joining the Ray cluster at {cfg.address}"
@@ -209,7 +211,7 @@ def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, 
             trainable = make_trainable(context, splits, layout, cfg.folder)
             searcher = None if cfg.resume else build_searcher(plan.strategy, cfg.space, preset, study, name)
             scheduler = build_scheduler(plan.strategy, preset.train.epochs)
-        eta = _eta_plan(plan, splits)
+        eta = _eta_plan(plan, splits, later)
         tuner = build_tuner(trainable, cfg.folder, resume=cfg.resume, searcher=searcher, scheduler=scheduler,
                             num_samples=plan.strategy.num_samples, callbacks=_callbacks(cfg, plan, phases.started, eta),
                             max_concurrent=max_concurrent,
@@ -366,11 +368,13 @@ def _results_page(cfg: SearchConfig, records: list[TrialRecord], params: tuple[s
                               front=None if pick is None else [r.trial_id for r in pick.front])
 
 
-def run_experiment(cfg: SearchConfig, command: str = "python -m tuner.search", *, export: bool = True) -> SearchOutcome:
+def run_experiment(cfg: SearchConfig, command: str = "python -m tuner.search", *, export: bool = True,
+                   later: tuple[int, int] | None = None) -> SearchOutcome:
     """Run (or resume) one Tune experiment end to end and export its best honest model (``export=False``: rank only).
 
-    A run refused or failed before Tune began (a bad setting, a cluster too small) leaves no
-    experiment folder behind when it made one. ``--screen`` is :func:`tuner.search.screening.run_search`'s.
+    ``later``: (trials, epochs) of a rung that follows this experiment, counted by its ETA. A run
+    refused or failed before Tune began (a bad setting, a cluster too small) leaves no experiment
+    folder behind when it made one. ``--screen`` is :func:`tuner.search.screening.run_search`'s.
     """
     plan = resolve_run(cfg)  # every setting is checked here, before Ray starts
     check_address(cfg.address)  # a cluster that is not there: one line, before anything else is shown
@@ -382,7 +386,7 @@ def run_experiment(cfg: SearchConfig, command: str = "python -m tuner.search", *
     folder = cfg.folder
     made = not folder.remote and not Path(folder.path).exists()
     try:
-        return _search(cfg, plan, command, export)
+        return _search(cfg, plan, command, export, later)
     except BaseException as exc:
         if made and not tune.Tuner.can_restore(folder.path):
             shutil.rmtree(folder.path, ignore_errors=True)
@@ -391,7 +395,8 @@ def run_experiment(cfg: SearchConfig, command: str = "python -m tuner.search", *
         raise
 
 
-def _search(cfg: SearchConfig, plan: SearchPlan, command: str, export_best: bool) -> SearchOutcome:
+def _search(cfg: SearchConfig, plan: SearchPlan, command: str, export_best: bool,
+            later: tuple[int, int] | None) -> SearchOutcome:
     """The experiment of :func:`run_experiment`, its settings checked."""
     folder = cfg.folder
     phases = Phases(live=cfg.live, progress_file=folder.progress)
@@ -405,7 +410,7 @@ def _search(cfg: SearchConfig, plan: SearchPlan, command: str, export_best: bool
                 phases.say(f"Ray's, Tune's and Optuna's own messages: {log}")
             with phases.phase(f"loading {plan.base.data.name}"):
                 splits = load_splits(plan.base.data)
-            grid, stopped_by_signal = _train(cfg, plan, splits, phases, log, study)
+            grid, stopped_by_signal = _train(cfg, plan, splits, phases, log, study, later)
             finished = grid.num_terminated + grid.num_errors
             trials = sum(len((result.config or {}).get("members", [None])) for result in grid)  # a bundle's members
             interrupted = stopped_by_signal or finished < len(grid) or (

@@ -50,7 +50,7 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
         raise FileExistsError(f"experiment {cfg.folder.path} exists: add --resume to continue it, "
                               "or pick another --name")
     if not (cfg.resume and verdict.is_file()):
-        outcome = run_experiment(screen, command, export=False)
+        outcome = run_experiment(screen, command, export=False, later=(cfg.promoted, epochs))  # its ETA: the whole job
         if outcome.interrupted:
             return outcome
         points = promoted_points(outcome, cfg.promoted)
