@@ -391,4 +391,5 @@ def _plot(runs: Sequence[RunFigures], path: Path, title: str) -> Path:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main, prog=PROG))
+    sys.exit(run_main(main, prog=PROG, interrupted="interrupted; the runs finished so far are in --out: continue "
+                                                   "with --resume-from that file"))

@@ -129,3 +129,13 @@ def test_tiny_bench_runs_every_arm_and_writes_json_and_figure(tmp_path: Path, ca
     assert summary["search-start-alone"]["seeds"] == 1 and summary["search-random-fifo"]["seeds"] == 1
     assert figure.stat().st_size > 0
     assert "search - start-alone" in capsys.readouterr().out
+
+
+def test_ctrl_c_says_what_each_command_continues_from(capsys) -> None:
+    def stopped(argv: object) -> int:
+        raise KeyboardInterrupt
+
+    assert run_main(stopped, [], prog="p") == 130
+    assert capsys.readouterr().err.strip() == "p: interrupted"  # no --resume to point at
+    assert run_main(stopped, [], prog="p", interrupted="interrupted; continue with --resume-from it") == 130
+    assert capsys.readouterr().err.strip() == "p: interrupted; continue with --resume-from it"

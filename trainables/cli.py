@@ -52,14 +52,17 @@ def _one_line_warnings(prog: str) -> Callable[..., None]:
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, *,
-             prog: str) -> int:
-    """Call ``main(argv)``; user errors become one line on stderr and exit status 2, warnings one line each."""
+             prog: str, interrupted: str = "interrupted") -> int:
+    """Call ``main(argv)``; user errors become one line on stderr and exit status 2, warnings one line each.
+
+    ``interrupted``: the line Ctrl-C prints (exit status 130), saying what a command can continue from.
+    """
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings(prog)
         try:
             return main(argv)
         except KeyboardInterrupt:
-            print(f"{prog}: interrupted; finished work is kept, run again with --resume", file=sys.stderr)
+            print(f"{prog}: {interrupted}", file=sys.stderr)
             return 130
         except USER_ERRORS as exc:
             message = " ".join(str(exc).split()) or type(exc).__name__

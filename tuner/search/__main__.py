@@ -5,4 +5,4 @@ import sys
 from trainables.cli import run_main
 from tuner.search.cli import PROG, main
 
-sys.exit(run_main(main, prog=PROG))
+sys.exit(run_main(main, prog=PROG, interrupted="interrupted; finished trials are kept, run again with --resume"))
