@@ -299,8 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 began = time.perf_counter()
                 outcome = run_search(cfg, f"{PROG} ({arm}, eps {eps:g}, seed {seed})")
                 wall_s = time.perf_counter() - began
-                if outcome.interrupted:
-                    raise RuntimeError(f"the {arm} run of eps {eps:g}, seed {seed} was interrupted")
+                if outcome.interrupted:  # Ctrl-C stopped Tune: the runs so far are in --out
+                    raise KeyboardInterrupt
                 figures = run_figures(arm, cfg, outcome, wall_s, epochs, point)
                 runs.append(figures)
                 done[(arm, eps, seed)] = figures
