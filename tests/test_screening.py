@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -132,3 +133,19 @@ def test_a_screened_search_trains_the_screens_best_in_full_and_resumes_after_the
     assert not again.interrupted and again.export_path is not None
     assert (tmp_path / "runs" / "job-screen" / "results.parquet").stat().st_mtime_ns == stamp  # not screened again
     assert sorted(map(json.dumps, (r.params for r in again.records))) == sorted(map(json.dumps, verdict))
+
+
+def test_resume_continues_an_experiment_begun_without_a_screen(tmp_path: Path, monkeypatch) -> None:
+    from tuner.search import screening
+
+    ran: list[SearchConfig] = []
+    restorable = {str(tmp_path / "runs" / "job")}  # an experiment of 6 trials under ASHA, from before the screen
+    monkeypatch.setattr(screening.tune.Tuner, "can_restore", staticmethod(lambda path: str(path) in restorable))
+    stopped = SimpleNamespace(interrupted=True)
+    monkeypatch.setattr(screening, "run_experiment", lambda cfg, command, **kw: ran.append(cfg) or stopped)
+    cfg = SearchConfig(space="lwta", storage_path=str(tmp_path / "runs"), name="job", resume=True)
+    assert run_search(cfg) is stopped and ran == [cfg]  # resumed as it began: no screen rung
+    restorable.add(str(tmp_path / "runs" / "job-screen"))  # a screened search stopped in its screen
+    ran.clear()
+    assert run_search(cfg) is stopped  # stopped again, in the screen
+    assert ran[0].folder.name == "job-screen" and ran[0].resume

@@ -46,6 +46,8 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
     epochs = plan.base.train.epochs
     screen = screen_config(cfg, configurations, epochs)
     verdict = _verdict_path(screen)
+    if cfg.resume and cfg.screen is None and _unscreened(cfg, screen, verdict):
+        return run_experiment(cfg, command)  # started without a screen (before its preset screened): as it began
     if not cfg.resume and tune.Tuner.can_restore(cfg.folder.path):
         raise FileExistsError(f"experiment {cfg.folder.path} exists: add --resume to continue it, "
                               "or pick another --name")
@@ -63,6 +65,12 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
           f"the best {count} train for {epochs} epochs in {cfg.folder.path}", flush=True)
     full = promoted_config(cfg, verdict, count)
     return run_experiment(replace(full, resume=cfg.resume and tune.Tuner.can_restore(cfg.folder.path)), command)
+
+
+def _unscreened(cfg: SearchConfig, screen: SearchConfig, verdict: Path) -> bool:
+    """Whether ``cfg``'s experiment exists with no screen before it (``--resume`` continues it unscreened)."""
+    return (tune.Tuner.can_restore(cfg.folder.path) and not verdict.is_file()
+            and not tune.Tuner.can_restore(screen.folder.path))
 
 
 def screen_epochs(cfg: SearchConfig, epochs: int) -> int:
