@@ -38,17 +38,33 @@ from typing import Any
 import torch
 from scipy import stats
 
-from bench.bench_search import creation_order
 from bench.common import provenance, render, write_json
 from search_spaces import list_spaces
 from trainables.cli import OneLineParser, run_main
 from trainables.data import load_splits
+from tuner.cluster.storage import study_name, study_storage
 from tuner.search import SearchConfig, resolve_run, run_search
 from tuner.trials import TrialRecord
+from tuner.trials.study import TUNE_ID
 
-__all__ = ["Fidelity", "FidelityFigures", "build_parser", "compare", "main", "match_configurations"]
+__all__ = ["Fidelity", "FidelityFigures", "build_parser", "compare", "creation_order", "main",
+           "match_configurations"]
 
 PROG = "python -m bench.bench_fidelity"
+
+
+def creation_order(cfg: SearchConfig) -> dict[str, int]:
+    """Tune trial id -> the number of its Optuna trial: the order the searcher proposed them (known points first).
+
+    Tune's trial ids are random, but each asks the study for one trial when it is created.
+    """
+    import optuna
+
+    storage = study_storage(cfg.folder.path, cfg.study_storage, cfg.optuna_storage, remote=cfg.folder.remote)
+    if storage is None:
+        return {}
+    study = optuna.load_study(study_name=study_name(storage, cfg.folder.name), storage=storage.open())
+    return {str(t.user_attrs[TUNE_ID]): t.number for t in study.get_trials(deepcopy=False) if TUNE_ID in t.user_attrs}
 
 
 @dataclass(frozen=True)
