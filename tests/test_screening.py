@@ -75,6 +75,7 @@ def test_the_rungs_settings(tmp_path: Path) -> None:
         (["--screen", "some"], "must be a number of configurations or 'off'"),
         (["--screen", "off", "--screen-epochs", "2"], "not --screen off"),
         (["--num-samples", "3", "--promote", "2"], "go with a screened search"),
+        (["--screen", "4", "--screen-epochs", "15"], "--screen-epochs 15 is not a short schedule"),
     ],
 )
 def test_the_command_line_refuses_in_one_line(tmp_path: Path, capsys, args: list[str], needle: str) -> None:

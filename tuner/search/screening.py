@@ -20,6 +20,7 @@ continues whichever rung was stopped.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
         return run_experiment(cfg, command)
     epochs = plan.base.train.epochs
     screen = screen_config(cfg, configurations, epochs)
+    if cfg.screen_epochs is not None and cfg.screen_epochs >= epochs:
+        raise ValueError(f"--screen-epochs {cfg.screen_epochs} is not a short schedule: the trials train for {epochs}")
     verdict = _verdict_path(screen)
     if cfg.resume and cfg.screen is None and _unscreened(cfg, screen, verdict):
         return run_experiment(cfg, command)  # started without a screen (before its preset screened): as it began
@@ -62,7 +65,7 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
         atomic_write_text(verdict, json.dumps(points, indent=1))
     count = len(json.loads(verdict.read_text()))
     print(f"screened {configurations} configurations for {screen.epochs} epochs ({screen.folder.path}); "
-          f"the best {count} train for {epochs} epochs in {cfg.folder.path}", flush=True)
+          f"the best {count} train for {epochs} epochs in {cfg.folder.path}", file=sys.stderr, flush=True)
     full = promoted_config(cfg, verdict, count)
     return run_experiment(replace(full, resume=cfg.resume and tune.Tuner.can_restore(cfg.folder.path)), command)
 
