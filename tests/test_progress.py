@@ -51,7 +51,7 @@ def test_the_callback_follows_each_trial_into_lines_and_progress_json(tmp_path: 
     callback = LiveProgress(progress, num_samples=2, max_epochs=2, params=("lr",), space="lwta", view="none")
     callback.setup()
     out = io.StringIO()
-    callback._view = _LineView(callback._model(), out)
+    callback._view = _LineView(callback.progress(), out)
     one, two = _trial("one", lr=0.05), _trial("two", lr=0.2)
     callback.on_trial_start(0, [one], one)
     callback.on_trial_result(0, [one], one, {"epoch": 1.0, "natural_acc": 0.7, "robust_acc": 0.4})
@@ -181,7 +181,7 @@ def test_a_trial_whose_node_died_is_one_line_retrying_from_its_checkpoint(tmp_pa
                             view="none")
     callback.setup()
     out = io.StringIO()
-    callback._view = _LineView(callback._model(), out)
+    callback._view = _LineView(callback.progress(), out)
     one = _trial("one", lr=0.05)
     callback.on_trial_start(0, [one], one)
     one.error_msg = ("Traceback (most recent call last):\n  ...\n"
@@ -263,7 +263,7 @@ def test_no_live_lines_share_one_clock_and_each_is_stamped_when_it_is_printed(mo
         now[0] = 1150.0
     callback = LiveProgress(None, num_samples=1, max_epochs=1, view="none", started=phases.started)
     callback.setup()
-    callback._view = _LineView(callback._model(), out)
+    callback._view = _LineView(callback.progress(), out)
     one = _trial("one", lr=0.05)
     callback.on_trial_start(0, [one], one)
     stamps = [line.split("]")[0] + "]" for line in out.getvalue().splitlines()]

@@ -33,7 +33,7 @@ def test_bad_screen_settings_are_refused(settings: dict, needle: str) -> None:
 def test_the_quick_main_job_is_screened() -> None:
     from search_spaces.presets import PAPER, QUICK
 
-    assert SearchConfig().screened(QUICK.screen) == 6 and SearchConfig().promoted == 2
+    assert SearchConfig().screened(QUICK.screen) == 12 and SearchConfig().promoted == 2  # as many as 13 min hold
     assert SearchConfig(screen=0).screened(QUICK.screen) == 0 and PAPER.screen == 0
 
 
@@ -103,13 +103,17 @@ def test_a_screened_search_trains_the_screens_best_in_full_and_resumes_after_the
     from trainables.cli import run_main
     from tuner.search.cli import PROG, main
 
-    cfg = SearchConfig(space="lwta", screen=3, promote=2, epochs=2, train_limit=200, val_limit=50, test_limit=50,
-                       suite=SuiteOverrides(attacks=("fgsm",)), storage_path=str(tmp_path / "runs"), name="job",
-                       export_dir=str(tmp_path / "exports"), live=False, fuse=1, max_concurrent=2)
+    # a time budget of 3 s holds none of the 4 configurations: the screen starts the least one may, 3 (promote + 1)
+    cfg = SearchConfig(space="lwta", screen=4, promote=2, epochs=3, screen_epochs=2, train_limit=200, val_limit=50,
+                       test_limit=50, suite=SuiteOverrides(attacks=("fgsm",)), storage_path=str(tmp_path / "runs"),
+                       name="job", export_dir=str(tmp_path / "exports"), live=False, fuse=1, max_concurrent=2,
+                       time_budget=0.05)
     outcome = run_search(cfg)
     assert not outcome.interrupted and outcome.export_path is not None and outcome.best is not None
+    err = capsys.readouterr().err
+    assert "screened 3 configurations for 2 epochs (of up to 4: the 0.05-minute --time-budget held fewer" in err
     screened = read_trials(tmp_path / "runs" / "job-screen" / "results.parquet").to_pylist()
-    assert len(screened) == 3 and {row["epochs"] for row in screened} == {1}  # a fifth of 2 epochs: at least 1
+    assert len(screened) == 3 and {row["epochs"] for row in screened} == {2}  # --screen-epochs
     verdict = json.loads((tmp_path / "runs" / "job-screen" / PROMOTED).read_text())
     assert len(verdict) == 2
     chosen = [r for r in screened if _params(r) in verdict]
@@ -117,7 +121,7 @@ def test_a_screened_search_trains_the_screens_best_in_full_and_resumes_after_the
     assert len(chosen) == 2 and all(r["exportable"] for r in chosen)  # the screen's best two go on
     assert min(r["objective"] for r in chosen) >= max((r["objective"] for r in left if r["exportable"]), default=0)
     assert sorted(map(json.dumps, (r.params for r in outcome.records))) == sorted(map(json.dumps, verdict))
-    assert all(len(r.history) == 2 for r in outcome.records)  # promoted: the full schedule, from scratch
+    assert all(len(r.history) == 3 for r in outcome.records)  # promoted: the full schedule, from scratch
     assert json.loads((outcome.export_path / "metrics.json").read_text())["search"]["experiment"].endswith("runs/job")
 
     with pytest.raises(FileExistsError, match="add --resume"):  # a second run over the first refuses

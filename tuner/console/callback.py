@@ -9,7 +9,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from tuner.console.eta import EtaPlan
+from tuner.console.eta import EtaPlan, TimeBudget
 from tuner.console.progress import SearchProgress, TrialView, write_progress
 from tuner.console.view import TrialEvent, TrialEventView, ViewKind, make_view
 from tuner.trials.outcome import Outcome, TrialReport, finite, trial_outcome, trial_units
@@ -31,9 +31,9 @@ class LiveProgress(Callback):
 
     def __init__(self, progress_file: Path | None, num_samples: int, max_epochs: int, params: tuple[str, ...] = (),
                  space: str = "", view: ViewKind = ViewKind.LIVE, started: float | None = None,
-                 eta: EtaPlan | None = None) -> None:
+                 eta: EtaPlan | None = None, budget: TimeBudget | None = None) -> None:
         self.progress_file, self.started = progress_file, started  # started: the run's clock (None: now)
-        self.eta = eta or EtaPlan()
+        self.eta, self.budget = eta or EtaPlan(), budget
         self.num_samples, self.max_epochs, self.params, self.space = num_samples, max_epochs, params, space
         self.view_kind = ViewKind(view)
         self._progress: SearchProgress | None = None
@@ -46,21 +46,26 @@ class LiveProgress(Callback):
         return state
 
     def resume_at(self, progress_file: Path | None, view: ViewKind, started: float | None = None,
-                  eta: EtaPlan | None = None) -> None:
-        """Write ``progress_file``, show ``view``, stamp lines from ``started``: a resumed search, where it now is."""
+                  eta: EtaPlan | None = None, budget: TimeBudget | None = None) -> None:
+        """Write ``progress_file``, show ``view``, stamp lines from ``started``: a resumed search, where it now is
+        (a budget counts from ``started`` again)."""
         self.progress_file, self.view_kind, self.started = progress_file, ViewKind(view), started
-        self.eta = eta or EtaPlan()
+        self.eta, self.budget = eta or EtaPlan(), budget
 
-    def _model(self) -> SearchProgress:
+    def progress(self) -> SearchProgress:
+        """The run as this callback has seen it so far (its ETA, and under a budget the trials that still fit)."""
         if self._progress is None:
+            budget = getattr(self, "budget", None)  # None in a callback pickled before budgets were kept
             self._progress = SearchProgress(self.num_samples, self.max_epochs, space=self.space,
-                                            run_started=self.started, eta_plan=self.eta)
+                                            run_started=self.started, eta_plan=self.eta,
+                                            budget_s=None if budget is None else budget.seconds,
+                                            minimum=0 if budget is None else budget.minimum)
         return self._progress
 
     def setup(self, **info: Any) -> None:
         """Start the view when the experiment starts (or resumes)."""
         if self._view is None:
-            self._view = make_view(self.view_kind, self._model())
+            self._view = make_view(self.view_kind, self.progress())
 
     def _units(self, trial: Any, result: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any],
                                                                                   TrialReport | None]]:
@@ -70,7 +75,7 @@ class LiveProgress(Callback):
 
     def _sync(self, unit: str, params: dict[str, Any], report: TrialReport | None) -> TrialView:
         """The view of a trial (or member), brought up to date with its parameters and ``report``."""
-        view = self._model().view(unit)
+        view = self.progress().view(unit)
         if not view.params:
             view.params = {k: params[k] for k in self.params if k in params}
         if report is None:
@@ -90,7 +95,7 @@ class LiveProgress(Callback):
     def _emit(self, event: TrialEvent, view: TrialView) -> None:
         if self._view is not None:
             self._view.event(event, view)
-        write_progress(self.progress_file, self._model())
+        write_progress(self.progress_file, self.progress())
 
     def _end(self, view: TrialView, outcome: Outcome, reason: str = "") -> None:
         view.outcome, view.reason, view.ended_at = outcome, _one_line(reason), time.time()
@@ -109,7 +114,7 @@ class LiveProgress(Callback):
         """Trials Tune restored on a resume and this view has not seen yet, each as Tune's state says it is."""
         for trial in trials:
             for unit, params, report in self._units(trial):
-                if unit not in self._model().trials:
+                if unit not in self.progress().trials:
                     self._sync(unit, params, report).outcome = trial_outcome(trial.status, report)
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
@@ -121,7 +126,7 @@ class LiveProgress(Callback):
                 continue
             took, scoring = report.epoch_metric("epoch_seconds"), report.epoch_metric("eval_seconds")
             if took is not None and scoring is not None and not report.ended:  # a member: its share of the bundle
-                self._model().record_epoch(unit, took, scoring, running)
+                self.progress().record_epoch(unit, took, scoring, running)
             view = self._sync(unit, params, report)
             ended = bundle and report.ended
             if ended:  # a member's last report: the bundle goes on without it
@@ -157,7 +162,7 @@ class LiveProgress(Callback):
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         """Training is over (or interrupted): trials still running were interrupted; stop the view."""
-        model = self._model()
+        model = self.progress()
         self._adopt(trials)  # a resumed search with nothing left to run started none of them
         for trial in trials:
             for unit, params, report in self._units(trial):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from trainables.attacks import ThreatModel
 from trainables.evaluation import SuiteConfig
 
-__all__ = ["Decided", "EtaPlan", "ExportWork", "Measured", "Walk", "rungs_of"]
+__all__ = ["Decided", "EtaPlan", "ExportWork", "Measured", "TimeBudget", "Walk", "rungs_of"]
 
 _FIXED_S = 5.0  # stopping Ray, collecting the results, writing the page: a few seconds on every machine seen
 _WALKED = 64  # trials not yet started that are walked one by one; the rest repeat the last one's walk
@@ -39,6 +39,19 @@ def rungs_of(grace_period: int, reduction_factor: float, max_epochs: int) -> tup
         rungs.append(int(rung))
         rung *= reduction_factor
     return tuple(rungs)
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """A run's time budget (a screen's ``--time-budget``): the whole job's seconds, and the trials it starts
+    whatever the ETA says (the rest only while the ETA with them ends within the seconds)."""
+
+    seconds: float
+    minimum: int
+
+    def __post_init__(self) -> None:
+        if not self.seconds > 0:
+            raise ValueError(f"a time budget must be > 0 seconds, got {self.seconds}")
 
 
 @dataclass(frozen=True)

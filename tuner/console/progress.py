@@ -81,6 +81,8 @@ class SearchProgress:
     slots: int = 1  # trials that ran side by side, at most
     export_started: float | None = None  # when the export's scoring began
     export_done: float | None = None  # its share done (0..1)
+    budget_s: float | None = None  # the run's time budget from run_started (a screen's --time-budget; None: none)
+    minimum: int = 0  # trials started whatever the budget says (the budget sizes the rest)
 
     def record_epoch(self, trial_id: str, epoch_s: float, eval_s: float, running: int) -> None:
         """A trial's epoch took ``epoch_s`` (its scoring ``eval_s``) while ``running`` trials shared the machine."""
@@ -113,11 +115,11 @@ class SearchProgress:
         return self.trials[trial_id]
 
     def counts(self) -> dict[Outcome, int]:
-        """Trials per outcome; trials not yet created count as pending."""
+        """Trials per outcome; trials not yet created count as pending (under a budget: those it holds)."""
         out: dict[Outcome, int] = {}
         for t in self.trials.values():
             out[t.outcome] = out.get(t.outcome, 0) + 1
-        out[Outcome.PENDING] = out.get(Outcome.PENDING, 0) + max(self.num_samples - len(self.trials), 0)
+        out[Outcome.PENDING] = out.get(Outcome.PENDING, 0) + self.affordable()
         return out
 
     def epochs_done(self) -> int:
@@ -125,9 +127,26 @@ class SearchProgress:
         return sum(t.epoch for t in self.trials.values())
 
     def _decided(self) -> tuple[list[Decided], int]:
-        """The trials as the ETA sees them, and how many are still to start."""
+        """The trials as the ETA sees them, and how many are still to start (under a budget: as many as fit)."""
         decided = [Decided(t.epoch, t.outcome.ended, t.epoch_s) for t in self.trials.values()]
-        return decided, max(self.num_samples - len(self.trials), 0)
+        return decided, self.affordable(decided)
+
+    def affordable(self, decided: list[Decided] | None = None, now: float | None = None) -> int:
+        """Trials not yet started that the run may still start: all of them without a budget (or before an
+        epoch was timed); under one, the most whose ETA still ends within it, never fewer than needed to
+        reach :attr:`minimum`."""
+        pending = max(self.num_samples - len(self.trials), 0)
+        measured = self.measured()
+        if self.budget_s is None or pending == 0 or measured.epoch_s is None:
+            return pending
+        if decided is None:
+            decided = [Decided(t.epoch, t.outcome.ended, t.epoch_s) for t in self.trials.values()]
+        floor = min(max(self.minimum - len(self.trials), 0), pending)
+        left = self.budget_s - self.clock(now) - (self.export_s() or 0.0)
+        for count in range(pending, floor, -1):
+            if self.eta_plan.training_s(decided, count, self.max_epochs, measured) <= left:
+                return count
+        return floor
 
     def _expected(self) -> float:
         return self.eta_plan.training_epochs(*self._decided(), self.max_epochs)
@@ -175,6 +194,7 @@ class SearchProgress:
                 "eta_plan": self.eta_plan.to_json(), "eval_alone_s": self.eval_alone_s,
                 "evals": self.evals, "slots": self.slots,
                 "export_started": self.export_started, "export_done": self.export_done,
+                "budget_s": self.budget_s, "minimum": self.minimum, "run_started": self.run_started,
                 "epochs_done": self.epochs_done(),
                 "epochs_expected": self.epochs_expected(), "elapsed_s": now - self.started, "eta_s": self.eta_s(now),
                 "best_objective": None if best is None else best.objective,
@@ -210,7 +230,8 @@ def from_json(data: dict[str, Any]) -> SearchProgress:
                            eval_alone_s=float(data.get("eval_alone_s", 0.0)),
                            evals=int(data.get("evals", 0)), slots=int(data.get("slots", 1)),
                            export_started=_number(data.get("export_started")),
-                           export_done=_number(data.get("export_done")))
+                           export_done=_number(data.get("export_done")), budget_s=_number(data.get("budget_s")),
+                           minimum=int(data.get("minimum", 0)), run_started=_number(data.get("run_started")))
     for row in data.get("trials", []):
         view = _view({k: v for k, v in row.items() if k in known})
         model.trials[view.trial_id] = view

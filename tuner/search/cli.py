@@ -87,6 +87,10 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
                    help="with --screen: configurations trained in full (default 2)")
     p.add_argument("--screen-epochs", type=int, default=None, metavar="E",
                    help="with --screen: the screen's whole schedule in E epochs (default: a fifth of --epochs)")
+    p.add_argument("--time-budget", type=_minutes, default=None, metavar="MIN|off",
+                   help="with a screen: the whole job's minutes, screen to export; the screen tries as many of its "
+                        "--screen N configurations as its ETA says fit, at least --promote + 1 (default: the "
+                        "preset's; off: all N)")
     p.add_argument("--fuse", default="auto", metavar="K|auto|off",
                    help="train up to K trials of one shape as one model in one Ray trial (each still its own Optuna "
                         "trial); auto: measured on the trials' hardware, used where it pays (default auto)")
@@ -111,6 +115,16 @@ def _screen(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number of configurations or 'off', got {text!r}") from None
+
+
+def _minutes(text: str) -> float:
+    """``--time-budget``: minutes, or 'off' (0)."""
+    if text == "off":
+        return 0.0
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of minutes or 'off', got {text!r}") from None
 
 
 def _gpus(text: str) -> float | str:

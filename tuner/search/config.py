@@ -62,6 +62,8 @@ class SearchConfig:
     # (None: the preset's screen, unless --num-samples or a Pareto search asks for plain trials; 0: no screen)
     promote: int | None = None  # configurations promoted from the screen (None: 2)
     screen_epochs: int | None = None  # the screen's schedule (None: a fifth of the trials' epochs, at least 1)
+    time_budget: float | None = None  # minutes for a screened search's whole job, screen to export: the screen
+    # tries as many of its configurations as fit (None: the preset's; 0: no budget, every one)
     space_points: bool = True  # the space's known-good points first (a promoted phase trains its --points alone)
     fuse: FuseChoice = "auto"  # trials of one shape trained as one bundle: a bundle size (1: off) or measured
     resource_wait_s: float | None = None  # None: 0 for a local Ray, 600 s for a joined cluster (its autoscaler)
@@ -106,6 +108,9 @@ class SearchConfig:
                              f"got --objective {self.objective}")
         if not (self.fuse == "auto" or (isinstance(self.fuse, int) and self.fuse >= 1)):
             raise ValueError(f"--fuse must be auto or a number of trials >= 1 (1: off), got {self.fuse!r}")
+        budget = self.time_budget
+        if budget is not None and not (math.isfinite(budget) and budget >= 0):
+            raise ValueError(f"--time-budget must be a finite number of minutes >= 0 (or off), got {budget}")
         self._check_screen()
         if self.trust_experiment and not self.resume:
             raise ValueError("--trust-experiment goes with --resume")
@@ -134,11 +139,16 @@ class SearchConfig:
             screen = self.screen
         else:
             screen = 0 if self.num_samples is not None or self.pareto else preset_screen
-        if screen == 0 and (self.promote is not None or self.screen_epochs is not None):
-            raise ValueError("--promote and --screen-epochs go with a screened search (--screen N)")
+        if screen == 0 and (self.promote is not None or self.screen_epochs is not None or self.time_budget):
+            raise ValueError("--promote, --screen-epochs and --time-budget go with a screened search (--screen N)")
         if screen and self.promoted > screen:
             raise ValueError(f"--promote {self.promoted} is more than the {screen} configurations screened")
         return screen
+
+    def budget_minutes(self, preset_budget: float | None) -> float | None:
+        """A screened job's time budget in minutes: ``--time-budget``, else the preset's (None: none)."""
+        budget = preset_budget if self.time_budget is None else self.time_budget
+        return budget or None
 
     @property
     def promoted(self) -> int:

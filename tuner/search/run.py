@@ -40,13 +40,14 @@ from tuner.cluster.lock import experiment_lock
 from tuner.cluster.resources import TrialResources
 from tuner.cluster.storage import StudyStorage, check_writable, study_name, study_storage
 from tuner.console.callback import LiveProgress
-from tuner.console.eta import EtaPlan, ExportWork, rungs_of
+from tuner.console.eta import EtaPlan, ExportWork, TimeBudget, rungs_of
 from tuner.console.leaderboard import leaderboard
 from tuner.console.progress import DONE, INTERRUPTED, write_export_progress, write_phase
 from tuner.console.view import Phases, ViewKind, plain
 from tuner.export import METRICS_FILE, DamagedCheckpoint, ExportError, ExportRequest, export_best
 from tuner.report.page import write_results_page
 from tuner.report.tracking import MlflowTracking, check_tracking, default_tracking_uri, log_export
+from tuner.search.budget import BudgetGate
 from tuner.search.config import SearchConfig
 from tuner.search.logs import quiet_libraries, route_ray_logs
 from tuner.search.placement import place_trials
@@ -164,12 +165,15 @@ def _track_export(cfg: SearchConfig, best: TrialRecord | None, export: tuple[Pat
     phases.say(f"MLflow: experiment {cfg.folder.name}, {where}; mlflow ui --backend-store-uri {tracking[0]}")
 
 
-def _callbacks(cfg: SearchConfig, plan: SearchPlan, started: float, eta: EtaPlan) -> list[Any]:
-    """Tune callbacks of a new experiment: the live view and progress.json, and the integrity record (local storage)."""
+def _callbacks(cfg: SearchConfig, plan: SearchPlan, started: float, eta: EtaPlan,
+               budget: TimeBudget | None) -> list[Any]:
+    """Tune callbacks of a new experiment: the live view and progress.json (first), and the integrity record (local
+    storage)."""
     folder, preset = cfg.folder, plan.preset
     callbacks: list[Any] = [LiveProgress(folder.progress, plan.strategy.num_samples, preset.train.epochs,
                                          params=get_space(cfg.space).leaderboard, space=f"{cfg.space} · {preset.name}",
-                                         view=ViewKind.LIVE if cfg.live else ViewKind.LINES, started=started, eta=eta)]
+                                         view=ViewKind.LIVE if cfg.live else ViewKind.LINES, started=started, eta=eta,
+                                         budget=budget)]
     if not folder.remote:
         callbacks.append(IntegrityRecorder(folder.path))
     tracking = _tracking(cfg)
@@ -179,7 +183,8 @@ def _callbacks(cfg: SearchConfig, plan: SearchPlan, started: float, eta: EtaPlan
 
 
 def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, log: Path | None,
-           study: StudyStorage | None, later: tuple[int, int] | None) -> tuple[Any, bool]:
+           study: StudyStorage | None, later: tuple[int, int] | None,
+           budget: TimeBudget | None) -> tuple[Any, bool]:
     """Start or join Ray, check the trials fit, run Tune; the result grid and whether Ctrl-C stopped it."""
     preset, base = plan.preset, plan.base
     where = "starting a local Ray" if cfg.address == "" else f"joining the Ray cluster at {cfg.address}"
@@ -212,12 +217,14 @@ def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, 
             searcher = None if cfg.resume else build_searcher(plan.strategy, cfg.space, preset, study, name)
             scheduler = build_scheduler(plan.strategy, preset.train.epochs)
         eta = _eta_plan(plan, splits, later)
+        callbacks = _callbacks(cfg, plan, phases.started, eta, budget)
+        if searcher is not None and budget is not None:
+            searcher = BudgetGate(searcher, callbacks[0])
         tuner = build_tuner(trainable, cfg.folder, resume=cfg.resume, searcher=searcher, scheduler=scheduler,
-                            num_samples=plan.strategy.num_samples, callbacks=_callbacks(cfg, plan, phases.started, eta),
-                            max_concurrent=max_concurrent,
+                            num_samples=plan.strategy.num_samples, callbacks=callbacks, max_concurrent=max_concurrent,
                             reuse_actors=not layout.data_parallel)  # Train's workers are not reusable
         if cfg.resume:
-            _repoint(tuner, cfg, study, phases.started, eta)
+            _repoint(tuner, cfg, study, phases.started, eta, budget)
         return _fit_watching_disk(tuner, cfg)
     finally:
         if cfg.address == "":
@@ -225,13 +232,16 @@ def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, 
                 ray.shutdown()
 
 
-def _repoint(tuner: Any, cfg: SearchConfig, study: StudyStorage | None, started: float, eta: EtaPlan) -> None:
+def _repoint(tuner: Any, cfg: SearchConfig, study: StudyStorage | None, started: float, eta: EtaPlan,
+             budget: TimeBudget | None) -> None:
     """A restored run's searcher and callbacks pointed at where the experiment is now, shown as this command asks.
 
     A moved or copied experiment then resumes in place: its trials go into its own study file, its
     progress and integrity record into its own folder, never into the original's.
     """
     searcher, callbacks = restored_parts(tuner)
+    gate = searcher if isinstance(searcher, BudgetGate) else None
+    searcher = searcher.searcher if gate is not None else searcher
     if study is not None and study.in_experiment:
         if isinstance(searcher, HonestOptunaSearch):
             searcher.use_study(study.open())
@@ -239,7 +249,9 @@ def _repoint(tuner: Any, cfg: SearchConfig, study: StudyStorage | None, started:
             searcher.use_study(study)
     for callback in callbacks:
         if isinstance(callback, LiveProgress):
-            callback.resume_at(cfg.folder.progress, ViewKind.LIVE if cfg.live else ViewKind.LINES, started, eta)
+            callback.resume_at(cfg.folder.progress, ViewKind.LIVE if cfg.live else ViewKind.LINES, started, eta, budget)
+            if gate is not None:
+                gate.live = callback  # the budget of this command, counted from its start
         elif isinstance(callback, IntegrityRecorder):
             callback.resume_at(cfg.folder.path)
         elif isinstance(callback, MlflowTracking) and (tracking := _tracking(cfg)) is not None:
@@ -369,10 +381,11 @@ def _results_page(cfg: SearchConfig, records: list[TrialRecord], params: tuple[s
 
 
 def run_experiment(cfg: SearchConfig, command: str = "python -m tuner.search", *, export: bool = True,
-                   later: tuple[int, int] | None = None) -> SearchOutcome:
+                   later: tuple[int, int] | None = None, budget: TimeBudget | None = None) -> SearchOutcome:
     """Run (or resume) one Tune experiment end to end and export its best honest model (``export=False``: rank only).
 
-    ``later``: (trials, epochs) of a rung that follows this experiment, counted by its ETA. A run
+    ``later``: (trials, epochs) of a rung that follows this experiment, counted by its ETA; ``budget``: the
+    whole job's time, which sizes this experiment's trials (:mod:`tuner.search.budget`). A run
     refused or failed before Tune began (a bad setting, a cluster too small) leaves no experiment
     folder behind when it made one. ``--screen`` is :func:`tuner.search.screening.run_search`'s.
     """
@@ -386,7 +399,7 @@ def run_experiment(cfg: SearchConfig, command: str = "python -m tuner.search", *
     folder = cfg.folder
     made = not folder.remote and not Path(folder.path).exists()
     try:
-        return _search(cfg, plan, command, export, later)
+        return _search(cfg, plan, command, export, later, budget)
     except BaseException as exc:
         if made and not tune.Tuner.can_restore(folder.path):
             shutil.rmtree(folder.path, ignore_errors=True)
@@ -396,7 +409,7 @@ def run_experiment(cfg: SearchConfig, command: str = "python -m tuner.search", *
 
 
 def _search(cfg: SearchConfig, plan: SearchPlan, command: str, export_best: bool,
-            later: tuple[int, int] | None) -> SearchOutcome:
+            later: tuple[int, int] | None, budget: TimeBudget | None) -> SearchOutcome:
     """The experiment of :func:`run_experiment`, its settings checked."""
     folder = cfg.folder
     phases = Phases(live=cfg.live, progress_file=folder.progress)
@@ -410,11 +423,11 @@ def _search(cfg: SearchConfig, plan: SearchPlan, command: str, export_best: bool
                 phases.say(f"Ray's, Tune's and Optuna's own messages: {log}")
             with phases.phase(f"loading {plan.base.data.name}"):
                 splits = load_splits(plan.base.data)
-            grid, stopped_by_signal = _train(cfg, plan, splits, phases, log, study, later)
+            grid, stopped_by_signal = _train(cfg, plan, splits, phases, log, study, later, budget)
             finished = grid.num_terminated + grid.num_errors
             trials = sum(len((result.config or {}).get("members", [None])) for result in grid)  # a bundle's members
-            interrupted = stopped_by_signal or finished < len(grid) or (
-                not cfg.resume and trials < plan.strategy.num_samples)
+            interrupted = stopped_by_signal or finished < len(grid) or (  # a budget may start fewer than all
+                not cfg.resume and budget is None and trials < plan.strategy.num_samples)
             with phases.phase("collecting the trials' results"):
                 records, results = _collect(cfg, grid, study, interrupted)
             params = tuple(k for k in get_space(cfg.space).leaderboard if any(k in r.params for r in records))

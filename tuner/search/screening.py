@@ -28,12 +28,14 @@ from typing import Any
 from ray import tune
 
 from trainables.atomic import atomic_write_text
+from tuner.console.eta import TimeBudget
 from tuner.search.config import SearchConfig
 from tuner.search.plan import resolve_run
 from tuner.search.run import SearchOutcome, run_experiment
 from tuner.trials.pareto import ranked_trials
 
-__all__ = ["PROMOTED", "promoted_config", "promoted_points", "run_search", "screen_config", "screen_epochs"]
+__all__ = ["PROMOTED", "promoted_config", "promoted_points", "run_search", "screen_budget", "screen_config",
+           "screen_epochs"]
 
 PROMOTED = "promoted.json"  # the screen's verdict: the configurations the promote rung trains
 
@@ -54,8 +56,11 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
     if not cfg.resume and tune.Tuner.can_restore(cfg.folder.path):
         raise FileExistsError(f"experiment {cfg.folder.path} exists: add --resume to continue it, "
                               "or pick another --name")
+    screened = "the screen"
     if not (cfg.resume and verdict.is_file()):
-        outcome = run_experiment(screen, command, export=False, later=(cfg.promoted, epochs))  # its ETA: the whole job
+        budget = screen_budget(cfg, plan.preset.time_budget, configurations)
+        outcome = run_experiment(screen, command, export=False, later=(cfg.promoted, epochs),  # its ETA: the whole job
+                                 budget=budget)
         if outcome.interrupted:
             return outcome
         points = promoted_points(outcome, cfg.promoted)
@@ -63,11 +68,31 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
             return outcome  # no screened trial is exportable: nothing to promote, nothing exported
         verdict.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(verdict, json.dumps(points, indent=1))
+        screened = _screened_line(len(outcome.records), configurations, screen.epochs, budget)
     count = len(json.loads(verdict.read_text()))
-    print(f"screened {configurations} configurations for {screen.epochs} epochs ({screen.folder.path}); "
-          f"the best {count} train for {epochs} epochs in {cfg.folder.path}", file=sys.stderr, flush=True)
+    print(f"{screened} ({screen.folder.path}): the best {count} train for {epochs} epochs in {cfg.folder.path}",
+          file=sys.stderr, flush=True)
     full = promoted_config(cfg, verdict, count)
     return run_experiment(replace(full, resume=cfg.resume and tune.Tuner.can_restore(cfg.folder.path)), command)
+
+
+def screen_budget(cfg: SearchConfig, preset_budget: float | None, configurations: int) -> TimeBudget | None:
+    """The whole job's time budget, which sizes the screen (None: none): it starts one configuration more than
+    the promote rung trains whatever the budget says."""
+    minutes = cfg.budget_minutes(preset_budget)
+    return None if minutes is None else TimeBudget(minutes * 60, min(cfg.promoted + 1, configurations))
+
+
+def _screened_line(started: int, configurations: int, epochs: int, budget: TimeBudget | None) -> str:
+    """What the screen did, in words."""
+    line = f"screened {started} configurations for {epochs} epochs"
+    if budget is None or started >= configurations:
+        return line
+    minutes = f"{budget.seconds / 60:g}-minute --time-budget"
+    if started > budget.minimum:
+        return f"{line} (of up to {configurations}: as many as the {minutes} held)"
+    return f"{line} (of up to {configurations}: the {minutes} held fewer on this machine; a screen tries at least " \
+           f"{budget.minimum})"
 
 
 def _unscreened(cfg: SearchConfig, screen: SearchConfig, verdict: Path) -> bool:
@@ -84,14 +109,14 @@ def screen_epochs(cfg: SearchConfig, epochs: int) -> int:
 def screen_config(cfg: SearchConfig, configurations: int, epochs: int) -> SearchConfig:
     """The screen rung of ``cfg`` (trials of ``epochs`` in full): ``configurations`` short FIFO trials in
     ``<name>-screen``."""
-    return replace(cfg, name=f"{cfg.folder.name}-screen", screen=0, promote=None, screen_epochs=None,
+    return replace(cfg, name=f"{cfg.folder.name}-screen", screen=0, promote=None, screen_epochs=None, time_budget=None,
                    num_samples=configurations, epochs=screen_epochs(cfg, epochs), scheduler="fifo")
 
 
 def promoted_config(cfg: SearchConfig, verdict: Path, count: int) -> SearchConfig:
     """The promote rung of ``cfg``: the ``count`` configurations of ``verdict`` alone, in full, FIFO."""
-    return replace(cfg, screen=0, promote=None, screen_epochs=None, num_samples=count, points=str(verdict),
-                   space_points=False, scheduler="fifo")
+    return replace(cfg, screen=0, promote=None, screen_epochs=None, time_budget=None, num_samples=count,
+                   points=str(verdict), space_points=False, scheduler="fifo")
 
 
 def promoted_points(outcome: SearchOutcome, count: int) -> list[dict[str, Any]]:
