@@ -63,7 +63,8 @@ def _latest(experiment: Path) -> list[dict[str, float]]:
 @pytest.mark.slow
 @pytest.mark.ray
 def test_interrupted_data_parallel_trial_resumes_from_its_train_checkpoint(search, tmp_path: Path) -> None:
-    args = [*TINY, "--epochs", "4", "--train-limit", "4000", "--max-concurrent", "1"]  # epochs of a few seconds
+    args = [*TINY, "--epochs", "4", "--train-limit", "2000", "--max-concurrent", "1",  # epochs of a few seconds
+            "--attacks", "fgsm"]  # the export's suite is not what this tests
     experiment = tmp_path / "runs" / "lwta-quick"
     interrupted = search.interrupt_when(lambda: bool(_latest(experiment)), "--space", "lwta", "--num-samples", "1",
                                         *args, within=300)  # after the first epoch's checkpoint
