@@ -64,7 +64,7 @@ read_nodes() { [[ -f $STATE/nodes ]] && cat "$STATE/nodes" || true; }
 
 leader_alive() {  # pid tempdir: the node's `ray start` is running (not a recycled pid, not a zombie)
   local args
-  args=$(ps -o stat=,args= -p "$1" 2>/dev/null) || return 1
+  args=$(ps -ww -o stat=,args= -p "$1" 2>/dev/null) || return 1  # -ww: a long --temp-dir is never cut
   [[ $args != Z* && " $args " == *" --temp-dir=$2 "* ]]
 }
 

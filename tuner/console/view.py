@@ -184,8 +184,8 @@ class Phases:
         self.started = time.time()  # the run's one clock: every stamped line counts from here (trials' too)
 
     def say(self, text: str) -> None:
-        """One line, as is."""
-        self.console.print(text, highlight=False)
+        """One line, as is (never wrapped: a path or a setting stays whole for whoever greps the log)."""
+        self.console.print(text, highlight=False, soft_wrap=True)
 
     def clock(self) -> str:
         """``[m:ss]`` since the run started, now."""
