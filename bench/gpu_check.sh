@@ -95,10 +95,11 @@ echo "gpu_check: device $DEVICE, quick $QUICK, python $PY, outputs in $OUT_DIR"
 
 if "$PY" -c 'import pytest' 2>/dev/null; then
   # --continue-on-collection-errors: a test module that cannot import there (a package the GPU
-  # machine lacks) must not stop the gpu tests of the others; its error still shows in the counts
-  step pytest-gpu "$T_GPU_TESTS" env ROBUSTUNE_DEVICE="$DEVICE" "$PY" -m pytest -q -p no:cacheprovider -m gpu \
+  # machine lacks) must not stop the gpu tests of the others; its error still shows in the counts.
+  # -o addopts=-ra: one process (pyproject's -n 2 needs pytest-xdist, which .gpu/ does not carry)
+  step pytest-gpu "$T_GPU_TESTS" env ROBUSTUNE_DEVICE="$DEVICE" "$PY" -m pytest -q -p no:cacheprovider -o addopts=-ra -m gpu \
     --continue-on-collection-errors tests
-  step pytest-fused "$T_TESTS" env ROBUSTUNE_DEVICE="$DEVICE" "$PY" -m pytest -q -p no:cacheprovider \
+  step pytest-fused "$T_TESTS" env ROBUSTUNE_DEVICE="$DEVICE" "$PY" -m pytest -q -p no:cacheprovider -o addopts=-ra \
     -m "not gpu and not slow" tests/test_fused.py
 else
   printf 'pytest\t-\t0\tpytest is not installed: bash bench/gpu_check.sh --prepare where there is network\n' \
