@@ -3,15 +3,17 @@
 Per task (an L-inf radius, ``--epsilons``) and seed, three real runs of ``tuner.search.run_search``
 (the command line's own code path), each exporting its best trial as the main job does:
 
-- **search**: the main job (TPE + ASHA, the preset's trials, ``--fuse`` as given);
+- **search**: the main job as the preset runs it (since ``68ea96a``: a screen of as many configurations
+  as its ``--time-budget`` holds, then the best 2 in full; before, TPE + ASHA over 6 trials), ``--fuse``
+  as given;
 - **start-alone**: the space's first starting point trained alone, for the same wall time: one
   trial on the whole machine (the CPUs of all the search's trial slots) for the search's
   trial-epochs / slots epochs, its schedule stretched over them;
 - **random-fifo**: random sampling + FIFO for the same trial-epochs (as many full-length trials as
   fit). Its first trials are the space's starting points too (every search of this system starts
   from them), so it differs from the search by what it does with the rest;
-- **screened** (when asked for in ``--arms``): the search with ``--screen N --promote 2`` (its own
-  budget: N short trials, then 2 in full; its trial-epochs count both rungs).
+- **screened** (when asked for in ``--arms``): the search with ``--screen N --promote 2 --time-budget off``
+  (its own budget: N short trials, then 2 in full; its trial-epochs count both rungs).
 
 Each run's export is scored by the preset's export suite on the first ``--test-limit`` test images
 (the main job's figures: natural and L-inf worst case); its validation objective, trial-epochs and
@@ -105,7 +107,8 @@ def arm_config(arm: Arm, base: SearchConfig, *, slots: int, epochs: int, search:
     if arm == "search":
         return replace(base, name=name, max_concurrent=slots)
     if arm == "screened":
-        return replace(base, name=name, max_concurrent=slots, num_samples=None, screen=screen, promote=2)
+        return replace(base, name=name, max_concurrent=slots, num_samples=None, screen=screen, promote=2,
+                       time_budget=0)  # every one of the N, whatever the time
     if search is None:
         raise ValueError(f"the {arm} arm is sized by the search's run of the same task and seed")
     if arm == "start-alone":  # one trial, the whole machine, the search's wall time of trial slots

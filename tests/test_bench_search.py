@@ -36,6 +36,8 @@ def test_references_are_sized_by_the_search_of_their_task_and_seed() -> None:
     assert (rand.sampler, rand.scheduler, rand.num_samples, rand.epochs) == ("random", "fifo", 3, None)
     with pytest.raises(ValueError, match="sized by the search"):
         arm_config("random-fifo", base, slots=2, epochs=15, search=None)
+    screened = arm_config("screened", base, slots=2, epochs=15, search=None, screen=8)
+    assert (screened.screen, screened.promote, screened.time_budget, screened.num_samples) == (8, 2, 0, None)
 
 
 def test_is_point_compares_the_points_keys() -> None:

@@ -59,6 +59,8 @@ def test_a_screens_eta_counts_the_promote_rung_after_it() -> None:
     running = [Decided(1, ended=False, epoch_s=10.0)]
     assert plan.training_s(running, 0, 3, measured) == pytest.approx(
         EtaPlan(objective_ratio=2.0, fixed_s=5.0).training_s(running, 0, 3, measured) + rung)
+    slow = [Decided(3, ended=True, epoch_s=8.0), Decided(3, ended=True, epoch_s=12.0)]  # its slowest sets the pace
+    assert plan.training_s(slow, 0, 3, measured) == pytest.approx(max(2 * 180 / 2, 180) + 2 * 2.0 * 3.0 + 5.0)
     assert EtaPlan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
     assert EtaPlan.from_json({"rungs": [1, 2]}).later is None  # a progress file from before
 

@@ -70,7 +70,7 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
         atomic_write_text(verdict, json.dumps(points, indent=1))
         screened = _screened_line(len(outcome.records), configurations, screen.epochs, budget)
     count = len(json.loads(verdict.read_text()))
-    print(f"{screened} ({screen.folder.path}): the best {count} train for {epochs} epochs in {cfg.folder.path}",
+    print(f"{screened} in {screen.folder.path}; the best {count} train for {epochs} epochs in {cfg.folder.path}",
           file=sys.stderr, flush=True)
     full = promoted_config(cfg, verdict, count)
     return run_experiment(replace(full, resume=cfg.resume and tune.Tuner.can_restore(cfg.folder.path)), command)
