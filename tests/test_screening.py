@@ -76,6 +76,10 @@ def test_the_rungs_settings(tmp_path: Path) -> None:
         (["--screen", "off", "--screen-epochs", "2"], "not --screen off"),
         (["--num-samples", "3", "--promote", "2"], "go with a screened search"),
         (["--screen", "4", "--screen-epochs", "15"], "--screen-epochs 15 is not a short schedule"),
+        (["--time-budget", "-3"], "--time-budget must be a finite number of minutes >= 0"),
+        (["--time-budget", "soon"], "must be a number of minutes or 'off'"),
+        (["--screen", "off", "--time-budget", "10"], "--time-budget go with a screened search"),
+        (["--num-samples", "3", "--time-budget", "10"], "--time-budget go with a screened search"),
     ],
 )
 def test_the_command_line_refuses_in_one_line(tmp_path: Path, capsys, args: list[str], needle: str) -> None:

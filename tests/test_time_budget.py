@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-import pytest
 from ray.tune.search import Searcher
 
 from tuner.console.callback import LiveProgress
@@ -111,25 +109,3 @@ def test_the_screen_budget_follows_the_flags_and_the_preset() -> None:
     assert screen_budget(SearchConfig(time_budget=30, promote=4), None, 12) == TimeBudget(1800.0, 5)
     assert screen_budget(SearchConfig(screen=3, promote=3), QUICK.time_budget, 3) == TimeBudget(780.0, 3)
     assert screen_budget(SearchConfig(), None, 12) is None
-
-
-@pytest.mark.parametrize(
-    ("args", "needle"),
-    [
-        (["--time-budget", "-3"], "--time-budget must be a finite number of minutes >= 0"),
-        (["--time-budget", "soon"], "must be a number of minutes or 'off'"),
-        (["--screen", "off", "--time-budget", "10"], "--time-budget go with a screened search"),
-        (["--num-samples", "3", "--time-budget", "10"], "--time-budget go with a screened search"),
-    ],
-)
-def test_bad_budgets_are_refused_in_one_line(tmp_path: Path, capsys, args: list[str], needle: str) -> None:
-    from trainables.cli import run_main
-    from tuner.search.cli import PROG, main
-
-    try:
-        code = run_main(main, [*args, "--storage-path", str(tmp_path)], prog=PROG)
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and needle in lines[0], lines
-    assert not any(tmp_path.iterdir())
