@@ -9,10 +9,12 @@ and the same suite on as many test images. Variants train ``--parallel`` at a ti
 one thread each, as a quick search runs its trials.
 
 A variant is ``NAME:SETTING=VALUE,...``; a setting is a training setting (``trades_beta``,
-``ema_decay``, ``eps_warmup``, ``seed``, ``lr``, ...) or one of the space's parameters
-(``clean_weight``, ``competitors``, ...); values are JSON (``0.2``, ``true``, ``"dense"``)::
+``ema_decay``, ``eps_warmup``, ``seed``, ``lr``, ...), one of the space's parameters
+(``clean_weight``, ``competitors``, ...) or a budget of the training mix's attacks
+(``ATTACK.FIELD``: ``pgd.steps``, ``pgd.step_ratio``); values are JSON (``0.2``, ``true``, ``"dense"``)::
 
     python -m bench.bench_levers --epsilon 0.2 --variant base: --variant trades:trades_beta=6,clean_weight=0
+    python -m bench.bench_levers --variant fgsm-rs:pgd.steps=1,pgd.step_ratio=1.25
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import torch
 
 from bench.common import provenance, render, write_json
 from search_spaces import PRESETS, get_space
-from trainables.attacks import ThreatModel
+from trainables.attacks import Assignment, ThreatModel
 from trainables.cli import OneLineParser, run_main
 from trainables.data import load_splits
 from trainables.evaluation import evaluate_sharded
@@ -46,11 +48,12 @@ _TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
 
 @dataclass(frozen=True)
 class Variant:
-    """The starting point with some settings changed: training settings and space parameters."""
+    """The starting point with some settings changed: training settings, space parameters, mix budgets."""
 
     name: str
     train: dict[str, Any]
     params: dict[str, Any]
+    budget: tuple[Assignment, ...] = ()  # (attack, field, value) set on the training mix's attacks
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ def parse_variant(text: str) -> Variant:
         raise ValueError(f"a variant is NAME:SETTING=VALUE,... (NAME: for the point itself), got {text!r}")
     train: dict[str, Any] = {}
     params: dict[str, Any] = {}
+    budget: list[Assignment] = []
     for part in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, raw = part.partition("=")
         if not eq or not key.strip():
@@ -81,8 +85,13 @@ def parse_variant(text: str) -> Variant:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw.strip()
-        (train if key.strip() in _TRAIN_FIELDS else params)[key.strip()] = value
-    return Variant(name.strip(), train, params)
+        key = key.strip()
+        attack, dot, field = key.partition(".")
+        if dot:
+            budget.append((attack, field, value))
+        else:
+            (train if key in _TRAIN_FIELDS else params)[key] = value
+    return Variant(name.strip(), train, params, tuple(budget))
 
 
 def variant_spec(variant: Variant, epsilon: float | None = None, train_limit: int | None = None,
@@ -99,6 +108,8 @@ def variant_spec(variant: Variant, epsilon: float | None = None, train_limit: in
                          f"nor a parameter of the {SPACE} space")
     spec = space.apply(space.fixed(preset), point | variant.params)
     train = replace(spec.train, **variant.train, **({} if epochs is None else {"epochs": epochs}))
+    if variant.budget:
+        train = replace(train, mix=train.mix.with_budget(variant.budget))
     return replace(spec, train=train, data=replace(spec.data, train_limit=train_limit or spec.data.train_limit))
 
 

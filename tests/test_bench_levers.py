@@ -21,8 +21,19 @@ def test_a_variant_changes_training_settings_and_space_parameters_of_the_startin
     assert spec.train_threat.eps == pytest.approx(0.2 * spec.train.eps_scale)
 
 
+def test_a_variant_sets_the_training_mix_attack_budget() -> None:
+    spec = variant_spec(parse_variant("fgsm-rs:pgd.steps=1,pgd.step_ratio=1.25"), epsilon=0.2)
+    (pgd,) = [e.attack for e in spec.train.mix.entries if e.weight > 0]
+    base = variant_spec(parse_variant("base:"))
+    (base_pgd,) = [e.attack for e in base.train.mix.entries if e.weight > 0]
+    assert (pgd.steps, pgd.step_ratio, pgd.random_start) == (1, 1.25, True)
+    assert base_pgd.steps == 3 and base_pgd.step_ratio == 2.5
+    assert pgd.bind(spec.train_threat).alpha == pytest.approx(1.25 * spec.train_threat.eps)  # FGSM-RS
+
+
 @pytest.mark.parametrize(("text", "needle"), [("nameless", "NAME:SETTING"), ("x:lr", "SETTING=VALUE"),
-                                              ("x:foo=1", "neither a training setting")])
+                                              ("x:foo=1", "neither a training setting"),
+                                              ("x:pgd.nosuch=1", "cannot set pgd.nosuch")])
 def test_bad_variants_are_one_line_errors(text: str, needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
         variant_spec(parse_variant(text))
