@@ -10,7 +10,7 @@ import pytest
 
 from trainables.evaluation import SuiteOverrides
 from tuner.search import SearchConfig, run_search
-from tuner.search.screening import PROMOTED, promoted_config, screen_config, screen_epochs
+from tuner.search.screening import PROMOTE, PROMOTED, promoted_config, screen_config, screen_epochs
 from tuner.trials import read_trials
 
 
@@ -116,6 +116,9 @@ def test_a_screened_search_trains_the_screens_best_in_full_and_resumes_after_the
     assert not outcome.interrupted and outcome.export_path is not None and outcome.best is not None
     err = capsys.readouterr().err
     assert "screened 3 configurations for 2 epochs (of up to 4: the 0.05-minute --time-budget held fewer" in err
+    # nothing left of the budget: the promote rung trains the least, one epoch more than the screen
+    assert "the best 2 train for 3 epochs (the least after a 2-epoch screen: the 0.05-minute --time-budget" in err
+    assert json.loads((tmp_path / "runs" / "job-screen" / PROMOTE).read_text())["epochs"] == 3
     screened = read_trials(tmp_path / "runs" / "job-screen" / "results.parquet").to_pylist()
     assert len(screened) == 3 and {row["epochs"] for row in screened} == {2}  # --screen-epochs
     verdict = json.loads((tmp_path / "runs" / "job-screen" / PROMOTED).read_text())

@@ -11,7 +11,7 @@ from tuner.console.eta import EtaPlan, TimeBudget
 from tuner.console.progress import SearchProgress, from_json
 from tuner.console.view import ViewKind
 from tuner.search import SearchConfig
-from tuner.search.budget import BudgetGate
+from tuner.search.budget import BudgetGate, PromoteEpochs, promote_epochs
 from tuner.search.screening import screen_budget
 from tuner.trials.outcome import Outcome
 
@@ -109,3 +109,30 @@ def test_the_screen_budget_follows_the_flags_and_the_preset() -> None:
     assert screen_budget(SearchConfig(time_budget=30, promote=4), None, 12) == TimeBudget(1800.0, 5)
     assert screen_budget(SearchConfig(screen=3, promote=3), QUICK.time_budget, 3) == TimeBudget(780.0, 3)
     assert screen_budget(SearchConfig(), None, 12) is None
+
+
+def test_the_promote_rung_trains_what_the_budget_leaves_after_the_screen() -> None:
+    # after 100 s: the two finalists at 10 s an epoch side by side on 2 slots, no objective, no export
+    promoted = ["t0", "t1"]
+    assert promote_epochs(_screen(100.0 + 150), promoted, 15, 4, now=NOW) == PromoteEpochs(15, 10.0, 150.0)
+    assert promote_epochs(_screen(100.0 + 189), promoted, 15, 4, now=NOW).epochs == 18  # a faster machine: longer
+    assert promote_epochs(_screen(100.0 + 10_000), promoted, 15, 4, now=NOW).epochs == 30  # at most twice
+    assert promote_epochs(_screen(100.0 + 60), promoted, 15, 4, now=NOW).epochs == 6  # a slower one: shorter
+    assert promote_epochs(_screen(50.0), promoted, 15, 4, now=NOW).epochs == 4  # past the budget: the least
+    slow = _screen(100.0 + 150)
+    slow.record_epoch("t1", 30.0, 0.0, 2)  # t1 now averages 20 s an epoch: the rung goes at its pace
+    assert promote_epochs(slow, promoted, 15, 4, now=NOW) == PromoteEpochs(7, 20.0, 150.0)
+    assert promote_epochs(slow, ["t0"], 15, 4, now=NOW).epochs == 15  # t0 alone, its own 10 s
+    assert promote_epochs(slow, ["gone"], 15, 4, now=NOW).epochs == 7  # unknown: the slowest screened trial's
+    assert promote_epochs(_screen(None), promoted, 15, 4, now=NOW) == PromoteEpochs(15)  # no budget
+    assert promote_epochs(None, promoted, 15, 4) == PromoteEpochs(15)
+    untimed = SearchProgress(12, 3, budget_s=1.0, minimum=3)
+    assert promote_epochs(untimed, promoted, 15, 4, now=NOW) == PromoteEpochs(15)
+
+
+def test_the_promote_rung_counts_the_objectives_and_the_export() -> None:
+    model = _screen(100.0 + 150)
+    model.eta_plan = EtaPlan(later=(2, 15), fixed_s=5.0, objective_ratio=2.0, export_ratio=10.0)
+    model.eval_alone_s, model.evals = 1.0, 1  # one epoch's scoring: 1 s alone
+    # left: 150 - export (1 x 10 + 5) - 2 objectives (2 x 1 x 2) - 5 fixed = 126 s: 12 epochs of 10 s
+    assert promote_epochs(model, ["t0", "t1"], 15, 4, now=NOW) == PromoteEpochs(12, 10.0, 126.0)

@@ -42,7 +42,7 @@ from tuner.cluster.storage import StudyStorage, check_writable, study_name, stud
 from tuner.console.callback import LiveProgress
 from tuner.console.eta import EtaPlan, ExportWork, TimeBudget, rungs_of
 from tuner.console.leaderboard import leaderboard
-from tuner.console.progress import DONE, INTERRUPTED, write_export_progress, write_phase
+from tuner.console.progress import DONE, INTERRUPTED, SearchProgress, write_export_progress, write_phase
 from tuner.console.view import Phases, ViewKind, plain
 from tuner.export import METRICS_FILE, DamagedCheckpoint, ExportError, ExportRequest, export_best
 from tuner.report.page import write_results_page
@@ -74,6 +74,7 @@ class SearchOutcome:
     export_path: Path | None
     front: list[TrialRecord] = field(default_factory=list)  # a Pareto search's front, most robust first
     export_metrics: dict[str, Any] | None = None  # the export's metrics.json
+    progress: SearchProgress | None = None  # the run as its ETA saw it: trials' paces, scoring, budget
 
 
 def _study_storage(cfg: SearchConfig) -> StudyStorage | None:
@@ -184,8 +185,9 @@ def _callbacks(cfg: SearchConfig, plan: SearchPlan, started: float, eta: EtaPlan
 
 def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, log: Path | None,
            study: StudyStorage | None, later: tuple[int, int] | None,
-           budget: TimeBudget | None) -> tuple[Any, bool]:
-    """Start or join Ray, check the trials fit, run Tune; the result grid and whether Ctrl-C stopped it."""
+           budget: TimeBudget | None) -> tuple[Any, bool, SearchProgress]:
+    """Start or join Ray, check the trials fit, run Tune; the result grid, whether Ctrl-C stopped it, and the run
+    as its ETA saw it."""
     preset, base = plan.preset, plan.base
     where = "starting a local Ray" if cfg.address == "" else f"joining the Ray cluster at {cfg.address}"
     with phases.phase(where):  # Ray Train's clean-up of stopped trials needs the dashboard (see data_parallel)
@@ -223,9 +225,8 @@ def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, 
         tuner = build_tuner(trainable, cfg.folder, resume=cfg.resume, searcher=searcher, scheduler=scheduler,
                             num_samples=plan.strategy.num_samples, callbacks=callbacks, max_concurrent=max_concurrent,
                             reuse_actors=not layout.data_parallel)  # Train's workers are not reusable
-        if cfg.resume:
-            _repoint(tuner, cfg, study, phases.started, eta, budget)
-        return _fit_watching_disk(tuner, cfg)
+        live = _repoint(tuner, cfg, study, phases.started, eta, budget) if cfg.resume else callbacks[0]
+        return (*_fit_watching_disk(tuner, cfg), live.progress())
     finally:
         if cfg.address == "":
             with phases.phase("stopping the local Ray"):
@@ -233,8 +234,9 @@ def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, 
 
 
 def _repoint(tuner: Any, cfg: SearchConfig, study: StudyStorage | None, started: float, eta: EtaPlan,
-             budget: TimeBudget | None) -> None:
-    """A restored run's searcher and callbacks pointed at where the experiment is now, shown as this command asks.
+             budget: TimeBudget | None) -> LiveProgress:
+    """A restored run's searcher and callbacks pointed at where the experiment is now, shown as this command asks;
+    its live progress.
 
     A moved or copied experiment then resumes in place: its trials go into its own study file, its
     progress and integrity record into its own folder, never into the original's.
@@ -247,8 +249,10 @@ def _repoint(tuner: Any, cfg: SearchConfig, study: StudyStorage | None, started:
             searcher.use_study(study.open())
         elif isinstance(searcher, BundleSearch):
             searcher.use_study(study)
+    live = None
     for callback in callbacks:
         if isinstance(callback, LiveProgress):
+            live = callback
             callback.resume_at(cfg.folder.progress, ViewKind.LIVE if cfg.live else ViewKind.LINES, started, eta, budget)
             if gate is not None:
                 gate.live = callback  # the budget of this command, counted from its start
@@ -256,6 +260,8 @@ def _repoint(tuner: Any, cfg: SearchConfig, study: StudyStorage | None, started:
             callback.resume_at(cfg.folder.path)
         elif isinstance(callback, MlflowTracking) and (tracking := _tracking(cfg)) is not None:
             callback.resume_at(*tracking)
+    assert live is not None, "every experiment is begun with its LiveProgress callback (_callbacks)"
+    return live
 
 
 def _fusion(cfg: SearchConfig, plan: SearchPlan, splits: Splits, layout: TrialResources,
@@ -423,7 +429,7 @@ def _search(cfg: SearchConfig, plan: SearchPlan, command: str, export_best: bool
                 phases.say(f"Ray's, Tune's and Optuna's own messages: {log}")
             with phases.phase(f"loading {plan.base.data.name}"):
                 splits = load_splits(plan.base.data)
-            grid, stopped_by_signal = _train(cfg, plan, splits, phases, log, study, later, budget)
+            grid, stopped_by_signal, progress = _train(cfg, plan, splits, phases, log, study, later, budget)
             finished = grid.num_terminated + grid.num_errors
             trials = sum(len((result.config or {}).get("members", [None])) for result in grid)  # a bundle's members
             interrupted = stopped_by_signal or finished < len(grid) or (  # a budget may start fewer than all
@@ -444,4 +450,4 @@ def _search(cfg: SearchConfig, plan: SearchPlan, command: str, export_best: bool
             _track_export(cfg, best, export, phases)
             write_phase(phases.progress_file, INTERRUPTED if interrupted else DONE)
     return SearchOutcome(folder.path, records, interrupted, best, None if export is None else export[0],
-                         [] if pick is None else list(pick.front), None if export is None else export[1])
+                         [] if pick is None else list(pick.front), None if export is None else export[1], progress)

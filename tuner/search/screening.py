@@ -10,11 +10,14 @@ rungs, each rung its own Tune experiment:
    ``--screen-epochs`` each (default a fifth of the trials' epochs), FIFO, ranked by the honest
    objective, nothing exported;
 2. **promote**: ``<name>``, the best ``--promote`` M of them (exportable trials only) trained for the
-   full epochs from scratch, FIFO; its best trial is exported as any search's.
+   full epochs from scratch, FIFO; its best trial is exported as any search's. Under a
+   ``--time-budget`` "the full epochs" are what the budget leaves once the screen is over
+   (:func:`tuner.search.budget.promote_epochs`: up to twice the preset's, at least one more than
+   the screen's).
 
 The promoted configurations are written to ``promoted.json`` in the screen's folder (beside the
-exports on remote storage) once the screen is over; ``--resume`` skips a finished screen and
-continues whichever rung was stopped.
+exports on remote storage) once the screen is over, and the rung's epochs to ``promote.json``
+beside it; ``--resume`` skips a finished screen and continues whichever rung was stopped.
 """
 
 from __future__ import annotations
@@ -23,21 +26,22 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from ray import tune
 
 from trainables.atomic import atomic_write_text
 from tuner.console.eta import TimeBudget
+from tuner.search.budget import PromoteEpochs, promote_epochs
 from tuner.search.config import SearchConfig
 from tuner.search.plan import resolve_run
 from tuner.search.run import SearchOutcome, run_experiment
 from tuner.trials.pareto import ranked_trials
 
-__all__ = ["PROMOTED", "promoted_config", "promoted_points", "run_search", "screen_budget", "screen_config",
+__all__ = ["PROMOTE", "PROMOTED", "promoted_config", "run_search", "screen_budget", "screen_config",
            "screen_epochs"]
 
 PROMOTED = "promoted.json"  # the screen's verdict: the configurations the promote rung trains
+PROMOTE = "promote.json"  # and how long: {"epochs": E, "line": what was said of it}
 
 
 def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> SearchOutcome:
@@ -63,17 +67,43 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
                                  budget=budget)
         if outcome.interrupted:
             return outcome
-        points = promoted_points(outcome, cfg.promoted)
-        if not points:
+        chosen = ranked_trials(outcome.records)[:cfg.promoted]
+        if not chosen:
             return outcome  # no screened trial is exportable: nothing to promote, nothing exported
+        sized = promote_epochs(outcome.progress, [r.trial_id for r in chosen], epochs, screen.epochs + 1)
         verdict.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(verdict, json.dumps(points, indent=1))
+        atomic_write_text(verdict.with_name(verdict.name.replace(PROMOTED, PROMOTE)),
+                          json.dumps({"epochs": sized.epochs, "line": _promote_line(sized, epochs, budget)}))
+        atomic_write_text(verdict, json.dumps([dict(r.params) for r in chosen], indent=1))
         screened = _screened_line(len(outcome.records), configurations, screen.epochs, budget)
     count = len(json.loads(verdict.read_text()))
-    print(f"{screened} in {screen.folder.path}; the best {count} train for {epochs} epochs in {cfg.folder.path}",
-          file=sys.stderr, flush=True)
-    full = promoted_config(cfg, verdict, count)
+    full_epochs, how = _promote_record(verdict, epochs)
+    print(f"{screened} in {screen.folder.path}; the best {count} train for {full_epochs} epochs{how} in "
+          f"{cfg.folder.path}", file=sys.stderr, flush=True)
+    full = replace(promoted_config(cfg, verdict, count), epochs=full_epochs)
     return run_experiment(replace(full, resume=cfg.resume and tune.Tuner.can_restore(cfg.folder.path)), command)
+
+
+def _promote_line(sized: PromoteEpochs, epochs: int, budget: TimeBudget | None) -> str:
+    """Why the promote rung trains ``sized.epochs``, in words ('' when it trains the preset's, no budget sizing it)."""
+    if budget is None or sized.epoch_s is None or sized.left_s is None:
+        return ""
+    minutes = f"{budget.seconds / 60:g}-minute --time-budget"
+    if sized.epochs * sized.epoch_s > max(sized.left_s, 0.0):
+        return (f" (the least after a {sized.epochs - 1}-epoch screen: the {minutes} leaves "
+                f"{max(sized.left_s, 0.0) / 60:.1f} minutes of training at {sized.epoch_s:.0f} s an epoch)")
+    return (f" (what the {minutes} leaves: {sized.left_s / 60:.1f} minutes at {sized.epoch_s:.0f} s an epoch; "
+            f"{epochs} without a budget, at most {2 * epochs})")
+
+
+def _promote_record(verdict: Path, epochs: int) -> tuple[int, str]:
+    """The promote rung's epochs and why, as the screen recorded them (``epochs``, no reason, for a screen of
+    before ``promote.json``)."""
+    path = verdict.with_name(verdict.name.replace(PROMOTED, PROMOTE))
+    if not path.is_file():
+        return epochs, ""
+    record = json.loads(path.read_text())
+    return int(record["epochs"]), str(record.get("line", ""))
 
 
 def screen_budget(cfg: SearchConfig, preset_budget: float | None, configurations: int) -> TimeBudget | None:
@@ -117,11 +147,6 @@ def promoted_config(cfg: SearchConfig, verdict: Path, count: int) -> SearchConfi
     """The promote rung of ``cfg``: the ``count`` configurations of ``verdict`` alone, in full, FIFO."""
     return replace(cfg, screen=0, promote=None, screen_epochs=None, time_budget=None, num_samples=count,
                    points=str(verdict), space_points=False, scheduler="fifo")
-
-
-def promoted_points(outcome: SearchOutcome, count: int) -> list[dict[str, Any]]:
-    """The sampled settings of the screen's best ``count`` exportable trials, best first."""
-    return [dict(record.params) for record in ranked_trials(outcome.records)[:count]]
 
 
 def _verdict_path(screen: SearchConfig) -> Path:
