@@ -120,10 +120,10 @@ def test_the_promote_rung_trains_what_the_budget_leaves_after_the_screen() -> No
     assert promote_epochs(_screen(100.0 + 60), promoted, 15, 4, now=NOW).epochs == 6  # a slower one: shorter
     assert promote_epochs(_screen(50.0), promoted, 15, 4, now=NOW).epochs == 4  # past the budget: the least
     slow = _screen(100.0 + 150)
-    slow.record_epoch("t1", 30.0, 0.0, 2)  # t1 now averages 20 s an epoch: the rung goes at its pace
-    assert promote_epochs(slow, promoted, 15, 4, now=NOW) == PromoteEpochs(7, 20.0, 150.0)
+    slow.record_epoch("t1", 30.0, 0.0, 2)  # t1's second epoch took 30 s: the rung goes at that pace
+    assert promote_epochs(slow, promoted, 15, 4, now=NOW) == PromoteEpochs(5, 30.0, 150.0)
     assert promote_epochs(slow, ["t0"], 15, 4, now=NOW).epochs == 15  # t0 alone, its own 10 s
-    assert promote_epochs(slow, ["gone"], 15, 4, now=NOW).epochs == 7  # unknown: the slowest screened trial's
+    assert promote_epochs(slow, ["gone"], 15, 4, now=NOW).epochs == 5  # unknown: the slowest screened trial's
     assert promote_epochs(_screen(None), promoted, 15, 4, now=NOW) == PromoteEpochs(15)  # no budget
     assert promote_epochs(None, promoted, 15, 4) == PromoteEpochs(15)
     untimed = SearchProgress(12, 3, budget_s=1.0, minimum=3)
@@ -136,3 +136,11 @@ def test_the_promote_rung_counts_the_objectives_and_the_export() -> None:
     model.eval_alone_s, model.evals = 1.0, 1  # one epoch's scoring: 1 s alone
     # left: 150 - export (1 x 10 + 5) - 2 objectives (2 x 1 x 2) - 5 fixed = 126 s: 12 epochs of 10 s
     assert promote_epochs(model, ["t0", "t1"], 15, 4, now=NOW) == PromoteEpochs(12, 10.0, 126.0)
+
+
+def test_the_promote_rung_prices_a_trials_start_up_once() -> None:
+    model = _screen(100.0 + 150, started=1)
+    model.trials["t0"].first_s = 25.0  # its first epoch carried 15 s of start-up: 25 + 10 + 10
+    model.trials["t0"].seconds = 45.0
+    sized = promote_epochs(model, ["t0"], 15, 4, now=NOW)
+    assert sized == PromoteEpochs(13, 10.0, 135.0)  # (150 - 15) / 10, not 150 / 15 per epoch

@@ -40,11 +40,17 @@ class TrialView:
     ended_at: float | None = None
     seconds: float = 0.0  # its timed epochs' wall time, summed
     timed: int = 0  # epochs timed
+    first_s: float = 0.0  # its first timed epoch's wall time (the trial's start-up costs are in it)
 
     @property
     def epoch_s(self) -> float | None:
         """Its epochs' mean wall time (None before the first)."""
         return self.seconds / self.timed if self.timed else None
+
+    @property
+    def steady_s(self) -> float | None:
+        """Its epochs' mean wall time after the first (the first's when only one was timed; None before it)."""
+        return (self.seconds - self.first_s) / (self.timed - 1) if self.timed > 1 else self.epoch_s
 
     def state(self, max_epochs: int) -> str:
         """``running``, ``pruned at epoch 2``, ``failed: <reason>``... for a view's state column."""
@@ -87,6 +93,8 @@ class SearchProgress:
     def record_epoch(self, trial_id: str, epoch_s: float, eval_s: float, running: int) -> None:
         """A trial's epoch took ``epoch_s`` (its scoring ``eval_s``) while ``running`` trials shared the machine."""
         view = self.view(trial_id)
+        if not view.timed:
+            view.first_s = epoch_s
         view.seconds += epoch_s
         view.timed += 1
         self.eval_alone_s += eval_s / max(running, 1)
@@ -252,7 +260,7 @@ def _view(values: dict[str, Any]) -> TrialView:
                      objective=_number(values.get("objective")), outcome=Outcome(values.get("outcome", "pending")),
                      suspect=bool(values.get("suspect", False)), reason=str(values.get("reason", "")),
                      ended_at=_number(values.get("ended_at")), seconds=float(values.get("seconds", 0.0)),
-                     timed=int(values.get("timed", 0)))
+                     timed=int(values.get("timed", 0)), first_s=float(values.get("first_s", 0.0)))
 
 
 def _update(path: Path | None, values: dict[str, Any]) -> float | None:

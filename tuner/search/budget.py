@@ -54,23 +54,26 @@ def promote_epochs(progress: SearchProgress | None, promoted: Sequence[str], epo
     """The promote rung's epochs under the screen's budget: the most of ``floor`` .. 2 x ``epochs`` that end in time.
 
     ``promoted``: the screened trials it trains; each epoch goes at the slowest one's screened pace
-    (the slowest screened trial's when none was timed), the rung's trials side by side as the screen
-    ran them; after the training come each trial's objective and the export's scoring, as the ETA
-    counts them. Without a budget, or before any epoch was timed: ``epochs``.
+    after its first epoch (the first carries the trial's start-up, paid once more: a 3-epoch screen
+    would otherwise price all 15 epochs at a third of it), the rung's trials side by side as the
+    screen ran them; the slowest screened trial's pace when none of them was timed. After the
+    training come each trial's objective and the export's scoring, as the ETA counts them. Without
+    a budget, or before any epoch was timed: ``epochs``.
     """
     if progress is None or progress.budget_s is None:
         return PromoteEpochs(epochs)
     measured = progress.measured()
-    paces = [t.epoch_s for t in progress.trials.values() if t.epoch_s is not None]
-    chosen = [progress.trials[t].epoch_s for t in promoted if t in progress.trials]
-    paces = [p for p in chosen if p is not None] or paces
-    if not paces or measured.epoch_s is None:
+    timed = [t for t in progress.trials.values() if t.timed]
+    timed = [progress.trials[t] for t in promoted if t in progress.trials and progress.trials[t].timed] or timed
+    if not timed or measured.epoch_s is None:
         return PromoteEpochs(epochs)
+    slowest = max(timed, key=lambda t: t.steady_s or 0.0)
+    pace, start_up = slowest.steady_s or 0.0, max(slowest.first_s - (slowest.steady_s or 0.0), 0.0)
     count, plan = max(len(promoted), 1), progress.eta_plan
     objective = 0.0 if measured.eval_alone_s is None else plan.objective_ratio * measured.eval_alone_s
     left = progress.budget_s - progress.clock(now or time.time()) - (progress.export_s() or 0.0) \
-        - count * objective - plan.fixed_s
-    epoch_s = max(paces) * max(count / max(measured.slots, 1), 1.0)
+        - count * objective - plan.fixed_s - start_up
+    epoch_s = pace * max(count / max(measured.slots, 1), 1.0)
     fits = math.floor(left / epoch_s) if left > 0 else 0
     return PromoteEpochs(max(floor, min(2 * epochs, fits)), epoch_s, left)
 
