@@ -293,6 +293,23 @@ def test_a_stochastic_export_takes_the_worst_case_over_both_ways_of_taking_gradi
 
 
 
+def test_the_export_scores_in_processes_and_evaluate_repeats_its_figures(fmnist: Splits, tmp_path: Path,
+                                                                        capsys) -> None:
+    torch.manual_seed(0)
+    model = build_model(_spec("lwta-cnn").model, INFO).eval()  # stochastic: the shards' draws must match too
+    small = Splits(fmnist.train, fmnist.val.head(20), fmnist.test.head(60), fmnist.info)
+    metrics = evaluate_for_export(model, small, SUITE, ThreatModel(), workers=2)
+    assert metrics["workers"] == 2 and metrics["examples"] == {"validation": 20, "test": 60}
+    out = export_model(model, _spec("lwta-cnn"), tmp_path / "lwta", info=fmnist.info, metrics=metrics,
+                       command=COMMAND, space="lwta", params={}, provenance={})
+    assert run_main(evaluate.main, [str(out), "--limit", "60", "--device", "cpu"], prog=evaluate.PROG) == 0
+    natural, robust = map(float, SUMMARY.search(capsys.readouterr().out).groups())  # the same 2 shards
+    assert (natural, robust) == (round(100 * metrics["test"]["natural_acc"], 2),
+                                 round(100 * metrics["test"]["robust_acc"], 2))
+    assert run_main(evaluate.main, [str(out), "--workers", "0"], prog=evaluate.PROG) == 2
+    assert "--workers must be >= 1" in capsys.readouterr().err
+
+
 def test_an_export_is_data_its_data_location_and_downloads_are_ignored(exported, tmp_path: Path, capsys) -> None:
     copy = _copy(exported[1], tmp_path)
     config = json.loads((copy / CONFIG_FILE).read_text())

@@ -8,6 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from trainables.attacks import NORMS, Norm, ThreatModel
 from trainables.cli import OneLineParser, run_main
 from trainables.data import load_splits
@@ -17,6 +19,7 @@ from trainables.evaluation import (
     SuiteConfig,
     SuiteOverrides,
     add_suite_arguments,
+    evaluate_in_processes,
     evaluate_robustness,
     gradient_free_gap,
 )
@@ -42,6 +45,9 @@ def build_parser() -> OneLineParser:
                         "export's own setting)")
     p.add_argument("--download", action="store_true", help="download a torchvision dataset into --data-dir")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: $ROBUSTUNE_DEVICE or auto)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="on a CPU, score in N processes of one thread, each a contiguous share of the examples "
+                        "(default: as the export was scored, so its figures come out again)")
     add_suite_arguments(p)
     return p
 
@@ -91,8 +97,9 @@ def _print_result(export: Export, result: RobustResult, suite: SuiteConfig, thre
 def main(argv: Sequence[str] | None = None) -> int:
     """Load the export, evaluate it on the chosen split, print a table and a one-line summary."""
     args = build_parser().parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    for flag, value in (("--limit", args.limit), ("--workers", args.workers)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
     overrides = SuiteOverrides.from_args(args)
     device = resolve_device(args.device)
     export = load_export(args.export_dir, device=device)
@@ -109,9 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"export's {export.info}")
     data = splits.test if args.split == "test" else splits.val
     phases = Phases(live=sys.stderr.isatty())  # a bar over attacks and batches; a line per attack when piped
+    workers = args.workers or int(export.metrics.get("workers", 1))
     with phases.counted(f"attacking {len(data)} {args.split} images") as heard:
-        result = evaluate_robustness(export.model, data.floats(), data.labels, suite, threat, device=device,
-                                     progress=heard)
+        if torch.device(device).type == "cpu":
+            result = evaluate_in_processes(export.model, data.floats(), data.labels, suite, threat, workers=workers,
+                                           progress=heard)
+        else:
+            result = evaluate_robustness(export.model, data.floats(), data.labels, suite, threat, device=device,
+                                         progress=heard)
     _print_result(export, result, suite, threat, args.split)
     return 0
 

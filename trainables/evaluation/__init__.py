@@ -1,8 +1,9 @@
 """Scoring a model under attack: suites, their command-line overrides, per-example worst cases, gradient-masking flags.
 
 A :class:`SuiteConfig` lists attacks and how they run; it is bound to the run's one
-:class:`~trainables.attacks.ThreatModel` when it scores (:func:`evaluate_robustness`, or
-:func:`evaluate_sharded` across data-parallel ranks). The result keeps per-example outcomes, so the
+:class:`~trainables.attacks.ThreatModel` when it scores (:func:`evaluate_robustness`,
+:func:`evaluate_sharded` across data-parallel ranks, :func:`evaluate_in_processes` across CPU
+processes). The result keeps per-example outcomes, so the
 robust accuracy is a per-example worst case over attacks and gradient ways. :mod:`.masking` owns
 the gradient-masking checks and the rule that makes a model ``suspect``.
 """
@@ -18,6 +19,7 @@ from .masking import (
     large_eps_accuracy,
 )
 from .overrides import SuiteOverrides, add_suite_arguments
+from .processes import ShardFailed, evaluate_in_processes, usable_cpus
 from .result import RobustResult, outcome_norm
 from .robustness import ProgressFn, RobustnessWarning, evaluate_robustness, warn_if_unreliable
 from .sharded import evaluate_sharded
@@ -35,14 +37,17 @@ __all__ = [
     "ProgressFn",
     "RobustResult",
     "RobustnessWarning",
+    "ShardFailed",
     "SuiteConfig",
     "SuiteOverrides",
     "add_suite_arguments",
     "check_masking",
+    "evaluate_in_processes",
     "evaluate_robustness",
     "evaluate_sharded",
     "large_eps_accuracy",
     "outcome_key",
     "outcome_norm",
+    "usable_cpus",
     "warn_if_unreliable",
 ]

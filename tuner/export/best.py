@@ -42,6 +42,7 @@ class ExportRequest:
     suite: SuiteConfig  # the export suite
     threat: ThreatModel
     val_limit: int | None  # validation examples re-scored with the export suite (None: all)
+    workers: int = 1  # CPU processes the scoring shares the examples among (trainables.evaluation.processes)
 
 
 def _point_latest(export_dir: Path, name: str) -> None:
@@ -94,7 +95,7 @@ def export_best(record: TrialRecord, splits: Splits, request: ExportRequest, pro
     model.load_state_dict(weights)
     model.eval()
     metrics = evaluate_for_export(model, splits, request.suite, request.threat, val_limit=request.val_limit,
-                                  progress=progress)
+                                  progress=progress, workers=request.workers)
     metrics["search"] = _search_record(record, request, pick)
     out = export_model(model, spec, request.export_dir / request.experiment, info=splits.info, metrics=metrics,
                        command=request.command, space=request.space, params=record.params,

@@ -9,7 +9,13 @@ import torch
 
 from trainables.attacks import ThreatModel
 from trainables.data import Splits
-from trainables.evaluation import ProgressFn, SuiteConfig, evaluate_robustness, gradient_free_gap
+from trainables.evaluation import (
+    ProgressFn,
+    SuiteConfig,
+    evaluate_in_processes,
+    evaluate_robustness,
+    gradient_free_gap,
+)
 from trainables.models import RobustModel
 
 __all__ = ["GAP_KEY", "evaluate_for_export"]
@@ -25,19 +31,29 @@ def evaluate_for_export(
     device: torch.device | str | None = None,
     val_limit: int | None = None,
     progress: ProgressFn | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Validation (first ``val_limit``) and test accuracies under ``suite`` at ``threat``: {"validation", "test", ...}.
 
     ``robust_acc`` is the per-example worst case over every attack of the suite, through every way
     of taking gradients it lists (an export suite attacks a stochastic model both through its
     surrogate and through its own sampled gradients, since neither is always the stronger).
-    ``progress`` hears of every batch, labelled ``<split>: <attack>``.
+    ``progress`` hears of every batch, labelled ``<split>: <attack>``. ``workers`` > 1 scores on the
+    CPU in that many processes of one thread, each a contiguous share of the examples
+    (:func:`~trainables.evaluation.evaluate_in_processes`; on a GPU ``device``, this process).
     """
+    on_cpu = torch.device(device).type == "cpu" if device is not None else \
+        next(model.parameters()).device.type == "cpu"
     out: dict[str, Any] = {}
     examples: dict[str, int] = {}
     for key, data in (("validation", splits.val.head(val_limit)), ("test", splits.test)):
         heard = None if progress is None else _labelled(progress, key)
-        result = evaluate_robustness(model, data.floats(), data.labels, suite, threat, device=device, progress=heard)
+        if on_cpu:
+            result = evaluate_in_processes(model.cpu(), data.floats(), data.labels, suite, threat, workers=workers,
+                                           progress=heard)
+        else:
+            result = evaluate_robustness(model, data.floats(), data.labels, suite, threat, device=device,
+                                         progress=heard)
         metrics = result.as_dict()
         assert 0.0 <= metrics["robust_acc"] <= metrics["natural_acc"] <= 1.0, (key, metrics)
         gap = gradient_free_gap(result)
@@ -49,6 +65,7 @@ def evaluate_for_export(
     out["threat"] = asdict(threat)
     out["stochastic"] = model.stochastic  # attacked through each way of taking gradients, with EOT
     out["examples"] = examples
+    out["workers"] = workers if on_cpu else 1  # the shards the examples were scored in: tuner.evaluate repeats them
     return out
 
 

@@ -31,6 +31,7 @@ from ray.tune.schedulers import FIFOScheduler
 
 from search_spaces import get_space
 from trainables.data import Splits, load_splits
+from trainables.evaluation import usable_cpus
 from trainables.models import build_model, is_stochastic
 from tuner.bundles import BundleSearch, Fusion, bundle_searcher, bundle_trainable, resolve_fusion
 from tuner.cluster.connect import check_address, connect_ray
@@ -345,7 +346,7 @@ def _export(cfg: SearchConfig, plan: SearchPlan, best: TrialRecord, splits: Spli
     request = ExportRequest(export_dir=Path(cfg.export_dir), experiment=cfg.folder.name,
                             experiment_path=cfg.folder.path, space=cfg.space, objective_mode=cfg.objective,
                             command=command, suite=plan.export_suite, threat=plan.threat,
-                            val_limit=plan.preset.export_val_limit)
+                            val_limit=plan.preset.export_val_limit, workers=usable_cpus())
     images = {"validation": len(splits.val.head(request.val_limit)), "test": len(splits.test)}
     work = ExportWork.of(plan.export_suite, plan.threat, _stochastic(plan, splits), images)
     began = time.time()
