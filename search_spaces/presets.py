@@ -91,11 +91,12 @@ QUICK = Preset(
     export_val_limit=200,
     num_samples=6,  # --num-samples' default without a screen (--screen off): ASHA over 6 trials
     # The main job screens configurations for 3 epochs each (the whole schedule compressed), then trains the
-    # best 2 for 15, ranked by a fidelity measured to order configurations as full training does
+    # best 2 in full, ranked by a fidelity measured to order configurations as full training does
     # (bench_fidelity: Spearman 0.96; ASHA's epoch-1 rung 0.74, and on 10,000 training images it pruned the
     # best configuration, bench_search). How many: as many of up to 12 as the job's ETA says fit 13 minutes
     # from start to export (the issue's 15, with room for a loaded machine): 3 on a 2-core CPU without
-    # native bf16, more where a trial-epoch is cheaper (tuner.search.budget)
+    # native bf16, more where a trial-epoch is cheaper (tuner.search.budget). "In full": the epochs the
+    # budget leaves once the screen is over, 4 to 30 (15 with --time-budget off)
     screen=12,
     time_budget=13.0,
 )
