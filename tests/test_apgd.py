@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
+from fitting import adam_steps
 from test_attacks import CountingModel
 from torch import Tensor, nn
 
@@ -20,25 +20,11 @@ EPS = 0.05
 L2_EPS = 1.0
 
 
-def _fit(model: nn.Module, splits: Splits, steps: int) -> nn.Module:
-    """``steps`` Adam steps on 128-image batches of the training split; returned in eval mode, no grads."""
-    x, y = splits.train.floats(), splits.train.labels
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (128,))
-        loss = F.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.zero_grad(set_to_none=True)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def cnn(fmnist: Splits) -> tuple[nn.Module, Tensor, Tensor]:
     """A deterministic small CNN trained for ~2 s on Fashion-MNIST, with 200 test images and labels."""
     torch.manual_seed(0)
-    model = _fit(build_model(ModelConfig(name="cnn", cnn_width=8, cnn_kernel=3, hidden_blocks=16), fmnist.info),
+    model = adam_steps(build_model(ModelConfig(name="cnn", cnn_width=8, cnn_kernel=3, hidden_blocks=16), fmnist.info),
                  fmnist, steps=150)
     return model, fmnist.test.floats()[:200], fmnist.test.labels[:200]
 
@@ -48,7 +34,7 @@ def lwta(fmnist: Splits) -> nn.Module:
     """A stochastic LWTA CNN trained for a few steps."""
     torch.manual_seed(0)
     cfg = ModelConfig(name="lwta-cnn", cnn_width=8, cnn_kernel=3, hidden_blocks=8)
-    return _fit(build_model(cfg, fmnist.info), fmnist, steps=40)
+    return adam_steps(build_model(cfg, fmnist.info), fmnist, steps=40)
 
 
 def _acc(model: nn.Module, x: Tensor, y: Tensor) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
+from fitting import adam_steps
 from torch import Tensor, nn
 
 from trainables.attacks import FGSM, PGD, ThreatModel
@@ -23,16 +23,7 @@ def lwta(fmnist: Splits) -> tuple[nn.Module, Tensor, Tensor]:
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="lwta-cnn", cnn_width=8, cnn_kernel=3, hidden_blocks=16, ibp=False),
                         fmnist.info)
-    x, y = fmnist.train.floats(), fmnist.train.labels
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(40):
-        idx = torch.randint(0, len(x), (128,))
-        loss = F.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.zero_grad(set_to_none=True)
-    return model.eval(), fmnist.test.floats()[:90], fmnist.test.labels[:90]
+    return adam_steps(model, fmnist, 40), fmnist.test.floats()[:90], fmnist.test.labels[:90]
 
 
 def test_shards_in_processes_score_as_each_shard_here(lwta) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
+from fitting import adam_steps
 from torch import Tensor, nn
 
 from trainables.attacks import APGDCE, FGSM, PGDL2, CarliniWagnerL2, GaussianNoise, ThreatModel
@@ -18,16 +18,7 @@ def cnn(fmnist: Splits) -> tuple[nn.Module, Tensor, Tensor]:
     """A small CNN trained for ~1 s, with 100 test images and labels."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="cnn", cnn_width=8, cnn_kernel=3, hidden_blocks=16), fmnist.info)
-    x, y = fmnist.train.floats(), fmnist.train.labels
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(80):
-        idx = torch.randint(0, len(x), (128,))
-        loss = F.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.zero_grad(set_to_none=True)
-    return model.eval(), fmnist.test.floats()[:100], fmnist.test.labels[:100]
+    return adam_steps(model, fmnist, 80), fmnist.test.floats()[:100], fmnist.test.labels[:100]
 
 
 THREAT = ThreatModel(0.08, 1.5)
