@@ -56,7 +56,7 @@ if [ "$QUICK" = 1 ]; then
   SEARCH=(--num-samples 2 --epochs 1 --train-limit 256 --val-limit 64 --test-limit 64 --attacks fgsm,pgd
           --budget pgd.steps=2 --predict-samples 2 --eot-samples 1)
 else
-  T_GPU_TESTS=60; T_TESTS=40; T_PAPER=85; T_FMNIST=60; T_PACK=85; T_FUSED=40; T_SEARCH=110
+  T_GPU_TESTS=60; T_TESTS=20; T_PAPER=60; T_FMNIST=40; T_PACK=85; T_FUSED=120; T_SEARCH=95
   PACK=(--counts 1,2,4,8 --seconds 8 --warmup 3)
   FUSED=(--shapes quick,wrn16,paper --ks 1,2,4,8 --repeats 3 --warmup 1)
   PAPER=(--shape cifar10 --depth 34 --at-steps 5 --compile)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from search_spaces import PRESETS, get_space
 from trainables.data.sources import DATASETS
+from trainables.train import footprint
 from trainables.train.footprint import Footprint, measure_footprint
 from tuner.cluster.packing import MAX_PER_GPU, gpu_share, trials_per_gpu
 
@@ -52,6 +54,15 @@ def test_a_failed_probe_falls_back_to_the_preset() -> None:
 def test_measuring_needs_cuda() -> None:
     with pytest.raises(ValueError, match="needs a CUDA device"):
         measure_footprint([], FMNIST, [], device="cpu")
+
+
+def test_the_footprint_runs_the_training_loops_step_and_a_scoring_batch_on_any_device() -> None:
+    # what the GPU probe runs, on the CPU here: a probe that breaks sizes every trial at 0 GPU without a word in CI
+    preset, space = PRESETS["quick"], get_space("lwta")
+    base = space.fixed(preset)
+    for spec in (base, *(space.apply(base, p) for p in space.points_to_evaluate(preset))):
+        footprint._training_step(spec, FMNIST, torch.device("cpu"))  # noqa: SLF001 - the probe's own steps
+        footprint._scoring_batch(spec, FMNIST, preset.objective_suite, torch.device("cpu"))  # noqa: SLF001
 
 
 @pytest.mark.gpu

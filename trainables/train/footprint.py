@@ -17,6 +17,7 @@ from trainables.models import build_model
 from trainables.train.compute import resolve_compute
 from trainables.train.config import RunSpec
 from trainables.train.loop import _LossForward
+from trainables.train.losses import needs_clean
 
 __all__ = ["Footprint", "measure_footprint"]
 
@@ -41,14 +42,14 @@ def _training_step(spec: RunSpec, info: DatasetInfo, device: torch.device) -> No
     compute = resolve_compute(spec.train.precision, spec.train.memory_format, device)
     model = compute.layout(build_model(spec.model, info).to(device)).train()
     cfg = spec.train
-    step = _LossForward(model, cfg.clean_weight, with_kl=cfg.kl_weight > 0, label_smoothing=cfg.label_smoothing)
+    step = _LossForward(model, cfg, with_kl=cfg.kl_weight > 0)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=cfg.momentum)
     x = torch.rand(cfg.batch_size, info.channels, info.size, info.size, device=device)  # (B, C, H, W)
     y = torch.randint(0, info.classes, (cfg.batch_size,), device=device)  # (B,)
     for attack in cfg.mix.bound(spec.train_threat):
         with compute.autocast_context(device):
             x_train = attack.perturb(model, x, y) if attack is not None else x
-            ce, _, kl = step(x_train, y, x if cfg.clean_weight > 0 else None)  # the loop's forward, clean term too
+            ce, _, kl = step(x_train, y, x if needs_clean(cfg) else None)  # the loop's forward, clean term too
         opt.zero_grad(set_to_none=True)
         (ce + cfg.kl_weight * kl / 1e4).backward()  # the KL's scale (1 / N_train) does not change the memory
         opt.step()
@@ -69,6 +70,8 @@ def measure_footprint(specs: list[RunSpec], info: DatasetInfo, suites: list[Suit
     device = torch.device(device)
     if device.type != "cuda" or not torch.cuda.is_available():
         raise ValueError(f"measuring GPU memory needs a CUDA device, got {device}")
+    if device.index is None:  # torch's memory queries and set_device want an index ('cuda' alone: ValueError)
+        device = torch.device("cuda", torch.cuda.current_device())
     torch.cuda.set_device(device)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
