@@ -189,6 +189,18 @@ def _runs() -> list[RunSpec]:
     ]
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", [ModelConfig(name="lwta-cnn", cnn_width=8, cnn_kernel=3, hidden_blocks=8),
+                                   ModelConfig(name="wrn", depth=10)], ids=["lwta cnn with ibp", "relu wrn-10"])
+def test_a_bundle_trains_on_the_gpu(fmnist: Splits, model: ModelConfig) -> None:
+    # the bundled convolutions, norms and IBP buffers are made new: they must follow the members to the GPU
+    splits = _tiny(fmnist)
+    runs = [replace(spec, model=model, train=replace(spec.train, epochs=1, ema_decay=0.0)) for spec in _runs()]
+    outcomes = fit_bundle(runs, splits, device="cuda")
+    assert [o.ended for o in outcomes] == ["finished"] * len(runs)
+    assert all(0.0 <= o.history[-1]["robust_acc"] <= o.history[-1]["natural_acc"] <= 1.0 for o in outcomes)
+
+
 @pytest.mark.slow
 def test_a_bundle_trains_like_its_members_trained_apart(fmnist: Splits) -> None:
     splits, runs = _tiny(fmnist), _runs()

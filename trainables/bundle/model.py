@@ -11,6 +11,7 @@ gives a member's weights as an ordinary single model's, which is what checkpoint
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -116,4 +117,6 @@ def bundle_models(models: Sequence[RobustModel]) -> BundledModel:
     _replace_layers(body, models)
     shapes = {name: value.shape for name, value in models[0].state_dict().items()}
     bundle = BundledModel(body, len(models), shapes)
-    return bundle.train(models[0].training)
+    # the bundled convolutions, norms and per-member buffers are made new, on the CPU: onto the members' device
+    device = next(itertools.chain(models[0].parameters(), models[0].buffers())).device
+    return bundle.to(device).train(models[0].training)
