@@ -8,8 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from trainables.attacks import NORMS, Norm, ThreatModel
 from trainables.cli import OneLineParser, run_main
 from trainables.data import load_splits
@@ -20,7 +18,6 @@ from trainables.evaluation import (
     SuiteOverrides,
     add_suite_arguments,
     evaluate_in_processes,
-    evaluate_robustness,
     gradient_free_gap,
 )
 from trainables.train import resolve_device
@@ -118,12 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     phases = Phases(live=sys.stderr.isatty())  # a bar over attacks and batches; a line per attack when piped
     workers = args.workers or int(export.metrics.get("workers", 1))
     with phases.counted(f"attacking {len(data)} {args.split} images") as heard:
-        if torch.device(device).type == "cpu":
-            result = evaluate_in_processes(export.model, data.floats(), data.labels, suite, threat, workers=workers,
-                                           progress=heard)
-        else:
-            result = evaluate_robustness(export.model, data.floats(), data.labels, suite, threat, device=device,
-                                         progress=heard)
+        result = evaluate_in_processes(export.model, data.floats(), data.labels, suite, threat, workers=workers,
+                                       device=device, progress=heard)
     _print_result(export, result, suite, threat, args.split)
     return 0
 

@@ -19,7 +19,7 @@ from .masking import (
     large_eps_accuracy,
 )
 from .overrides import SuiteOverrides, add_suite_arguments
-from .processes import ShardFailed, evaluate_in_processes, usable_cpus
+from .processes import ShardFailed, evaluate_in_processes, scoring_workers, usable_cpus
 from .result import RobustResult, outcome_norm
 from .robustness import ProgressFn, RobustnessWarning, evaluate_robustness, warn_if_unreliable
 from .sharded import evaluate_sharded
@@ -48,6 +48,7 @@ __all__ = [
     "large_eps_accuracy",
     "outcome_key",
     "outcome_norm",
+    "scoring_workers",
     "usable_cpus",
     "warn_if_unreliable",
 ]

@@ -21,12 +21,13 @@ import torch
 from torch import Tensor, nn
 
 from trainables.attacks import ThreatModel
+from trainables.models.base import model_device
 
 from .result import RobustResult
 from .robustness import ProgressFn, evaluate_robustness
 from .suite import SuiteConfig
 
-__all__ = ["ShardFailed", "evaluate_in_processes", "usable_cpus"]
+__all__ = ["ShardFailed", "evaluate_in_processes", "scoring_workers", "usable_cpus"]
 
 _POLL_S = 2.0  # how often the parent looks for a worker that died without a word
 
@@ -54,18 +55,25 @@ def _score_shard(model: nn.Module, images: Tensor, labels: Tensor, suite: SuiteC
         out.put(("failed", shard, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"))
 
 
+def scoring_workers(workers: int, device: torch.device, n: int) -> int:
+    """The shards :func:`evaluate_in_processes` scores ``n`` examples in on ``device``: 1 off the CPU."""
+    return max(1, min(workers, n)) if device.type == "cpu" else 1
+
+
 def evaluate_in_processes(model: nn.Module, images: Tensor, labels: Tensor, suite: SuiteConfig,
-                          threat: ThreatModel, *, workers: int, progress: ProgressFn | None = None) -> RobustResult:
+                          threat: ThreatModel, *, workers: int, device: torch.device | str | None = None,
+                          progress: ProgressFn | None = None) -> RobustResult:
     """:func:`evaluate_robustness` on a CPU with the examples in ``workers`` contiguous shards, one process each.
 
-    One worker (or one example) scores in this process. ``progress`` hears the first shard's batches
-    (the shards are of one size, so its share done is the whole run's). A worker that fails or dies
-    stops the others and raises :class:`ShardFailed`.
+    One worker (or one example), or a ``device`` that is no CPU (None: the model's), scores in this
+    process. ``progress`` hears the first shard's batches (the shards are of one size, so its share
+    done is the whole run's). A worker that fails or dies stops the others and raises :class:`ShardFailed`.
     """
+    device = model_device(model) if device is None else torch.device(device)
     n = images.shape[0]
-    workers = max(1, min(workers, n))
+    workers = scoring_workers(workers, device, n)
     if workers == 1:
-        return evaluate_robustness(model, images, labels, suite, threat, device="cpu", progress=progress)
+        return evaluate_robustness(model, images, labels, suite, threat, device=device, progress=progress)
     bounds = [n * s // workers for s in range(workers + 1)]
     context = get_context("spawn")
     out: Queue = context.Queue()

@@ -9,14 +9,8 @@ import torch
 
 from trainables.attacks import ThreatModel
 from trainables.data import Splits
-from trainables.evaluation import (
-    ProgressFn,
-    SuiteConfig,
-    evaluate_in_processes,
-    evaluate_robustness,
-    gradient_free_gap,
-)
-from trainables.models import RobustModel
+from trainables.evaluation import ProgressFn, SuiteConfig, evaluate_in_processes, gradient_free_gap, scoring_workers
+from trainables.models import RobustModel, model_device
 
 __all__ = ["GAP_KEY", "evaluate_for_export"]
 
@@ -42,18 +36,13 @@ def evaluate_for_export(
     CPU in that many processes of one thread, each a contiguous share of the examples
     (:func:`~trainables.evaluation.evaluate_in_processes`; on a GPU ``device``, this process).
     """
-    on_cpu = torch.device(device).type == "cpu" if device is not None else \
-        next(model.parameters()).device.type == "cpu"
+    where = model_device(model) if device is None else torch.device(device)
     out: dict[str, Any] = {}
     examples: dict[str, int] = {}
     for key, data in (("validation", splits.val.head(val_limit)), ("test", splits.test)):
         heard = None if progress is None else _labelled(progress, key)
-        if on_cpu:
-            result = evaluate_in_processes(model.cpu(), data.floats(), data.labels, suite, threat, workers=workers,
-                                           progress=heard)
-        else:
-            result = evaluate_robustness(model, data.floats(), data.labels, suite, threat, device=device,
-                                         progress=heard)
+        result = evaluate_in_processes(model, data.floats(), data.labels, suite, threat, workers=workers,
+                                       device=where, progress=heard)
         metrics = result.as_dict()
         assert 0.0 <= metrics["robust_acc"] <= metrics["natural_acc"] <= 1.0, (key, metrics)
         gap = gradient_free_gap(result)
@@ -65,7 +54,8 @@ def evaluate_for_export(
     out["threat"] = asdict(threat)
     out["stochastic"] = model.stochastic  # attacked through each way of taking gradients, with EOT
     out["examples"] = examples
-    out["workers"] = workers if on_cpu else 1  # the shards the examples were scored in: tuner.evaluate repeats them
+    out["workers"] = scoring_workers(workers, where, len(splits.test))  # the test split's shards: tuner.evaluate's
+
     return out
 
 

@@ -72,7 +72,7 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
             return outcome  # no screened trial is exportable: nothing to promote, nothing exported
         sized = promote_epochs(outcome.progress, [r.trial_id for r in chosen], epochs, screen.epochs + 1)
         verdict.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(verdict.with_name(verdict.name.replace(PROMOTED, PROMOTE)),
+        atomic_write_text(_promote_path(verdict),
                           json.dumps({"epochs": sized.epochs, "line": _promote_line(sized, epochs, budget)}))
         atomic_write_text(verdict, json.dumps([dict(r.params) for r in chosen], indent=1))
         screened = _screened_line(len(outcome.records), configurations, screen.epochs, budget)
@@ -96,10 +96,15 @@ def _promote_line(sized: PromoteEpochs, epochs: int, budget: TimeBudget | None) 
             f"{epochs} without a budget, at most {2 * epochs})")
 
 
+def _promote_path(verdict: Path) -> Path:
+    """Where the promote rung's epochs are kept: beside the screen's verdict."""
+    return verdict.with_name(verdict.name.replace(PROMOTED, PROMOTE))
+
+
 def _promote_record(verdict: Path, epochs: int) -> tuple[int, str]:
     """The promote rung's epochs and why, as the screen recorded them (``epochs``, no reason, for a screen of
     before ``promote.json``)."""
-    path = verdict.with_name(verdict.name.replace(PROMOTED, PROMOTE))
+    path = _promote_path(verdict)
     if not path.is_file():
         return epochs, ""
     record = json.loads(path.read_text())
