@@ -33,10 +33,11 @@ from trainables.data import DATASETS
 from trainables.models import ModelConfig
 from trainables.train import RunSpec
 
-__all__ = ["FusedRow", "build_parser", "main", "shape_spec", "trial_steps"]
+__all__ = ["SHAPES", "FusedRow", "build_parser", "main", "shape_spec", "trial_steps"]
 
 PROG = "python -m bench.bench_fused"
 TRAIN_IMAGES = {"fashion-mnist": 55_000, "cifar10": 45_000}  # the presets' training splits
+SHAPES = ("quick", "wrn16", "paper")
 
 
 def shape_spec(shape: str) -> RunSpec:
@@ -46,8 +47,8 @@ def shape_spec(shape: str) -> RunSpec:
     spec = space.apply(space.fixed(preset), space.points_to_evaluate(preset)[0])
     if shape == "wrn16":
         spec = replace(spec, model=ModelConfig(name="lwta-wrn", depth=16, widen=1, ibp=False))
-    elif shape not in ("quick", "paper"):
-        raise ValueError(f"unknown shape {shape!r}; choose from quick, wrn16, paper")
+    elif shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
     return spec
 
 

@@ -1,15 +1,19 @@
 """``python -m bench.bench_packing``: trials per hour when 1, 2, 4, 8 trials share one GPU.
 
-Each packed trial is a separate process, as Ray Tune runs them: it builds the quick preset's
-``lwta`` run (the space's first starting point: the LWTA CNN in the loop's default precision and
-layout), trains it with ``bench_trainables``' PGD-3 adversarial-training step on random batches of
-the dataset's shape for ``--seconds`` after ``--warmup`` steps, and reports how many training steps
-it made. All k processes build and warm up first, then are timed over the same window. Trials per
-hour = (summed steps per second) x 3600 / (steps of one trial: epochs x ceil(55000 / batch)); the
-ratio column is k trials' throughput over one trial's. This measures the GPU's share of a search;
-start-up, data loading and scoring are not in it.
+Each packed trial is a separate process, as Ray Tune runs them: it builds the run of ``--shape``
+(``bench.bench_fused``'s shapes: ``quick``, the quick preset's ``lwta`` starting point; ``wrn16``;
+``paper``) and trains it with the training loop's step (``trainables.bundle.measure.training_step``,
+the step bench_fused times for its runs apart and bundles: the mix's costliest attack, the model in
+the loop's precision and layout) on random batches of the dataset's shape for ``--seconds`` after
+``--warmup`` steps, and reports how many training steps it made. All k processes build and warm up
+first, then are timed over the same window. Trials per hour = (summed steps per second) x 3600 /
+(steps of one trial: epochs x ceil(training split / batch)), as bench_fused counts them, so a bundle
+of k and k packed processes of one shape compare directly; the ratio column is k trials' throughput
+over one trial's. This measures the GPU's share of a search; start-up, data loading and scoring are
+not in it.
 
     python -m bench.bench_packing --counts 1,2,4,8 --seconds 20      # on a GPU machine
+    python -m bench.bench_packing --shape wrn16 --counts 1,8 --seconds 8
     python -m bench.bench_packing --device cpu --counts 1,2 --seconds 5   # a dry run of the code path
 """
 
@@ -27,41 +31,21 @@ from pathlib import Path
 
 import torch
 
-from bench.bench_trainables import TrainablesBench, _with, adversarial_step_fn
+from bench.bench_fused import SHAPES, shape_spec, trial_steps
 from bench.common import provenance, resolve_bench_device, write_json
-from search_spaces import PRESETS, get_space
+from trainables.bundle.measure import training_step
 from trainables.cli import OneLineParser, run_main
-from trainables.models import build_model
-from trainables.train import RunSpec
-from trainables.train.compute import resolve_compute
+from trainables.data import DATASETS
 
-__all__ = ["PackingRow", "main", "trial_steps", "worker"]
+__all__ = ["PackingRow", "main", "worker"]
 
 PROG = "python -m bench.bench_packing"
-TRAIN_SIZE = 55_000  # the quick preset's training split
 
 
-def _spec() -> RunSpec:
-    """The quick lwta search's first starting point."""
-    space, preset = get_space("lwta"), PRESETS["quick"]
-    return space.apply(space.fixed(preset), space.points_to_evaluate(preset)[0])
-
-
-def trial_steps(spec: RunSpec) -> int:
-    """Training steps of one whole trial of ``spec`` on the quick preset's split."""
-    return spec.train.epochs * math.ceil(TRAIN_SIZE / spec.train.batch_size)
-
-
-def worker(device: torch.device, seconds: float, warmup: int) -> dict[str, float]:
-    """One packed trial: warm up, say ready, wait for the go line on stdin, train for ``seconds``."""
-    spec = _spec()
-    bench = TrainablesBench(shape=spec.data.name, batch=spec.train.batch_size, at_pgd_steps=3)
-    info = bench.info
-    compute = resolve_compute(spec.train.precision, spec.train.memory_format, device)
-    model = compute.layout(build_model(spec.model, info).to(device))
-    x = torch.rand(bench.batch, info.channels, info.size, info.size, device=device)  # (B, C, H, W)
-    y = torch.randint(0, info.classes, (bench.batch,), device=device)  # (B,)
-    step = _with(lambda: compute.autocast_context(device), adversarial_step_fn(model, x, y, bench))
+def worker(shape: str, device: torch.device, seconds: float, warmup: int) -> dict[str, float]:
+    """One packed trial of ``shape``: warm up, say ready, wait for the go line on stdin, train for ``seconds``."""
+    spec = shape_spec(shape)
+    step = training_step(spec, DATASETS[spec.data.name][0], 1, device)
     for _ in range(warmup):
         step()
     if device.type == "cuda":
@@ -89,10 +73,10 @@ class PackingRow:
     speedup: float  # over one trial alone
 
 
-def _pack(k: int, device: str, seconds: float, warmup: int, threads: int | None) -> float:
+def _pack(shape: str, k: int, device: str, seconds: float, warmup: int, threads: int | None) -> float:
     """Summed training steps per second of ``k`` worker processes timed over the same window."""
-    argv = [sys.executable, "-m", "bench.bench_packing", "--worker", "--device", device, "--seconds", str(seconds),
-            "--warmup", str(warmup)]
+    argv = [sys.executable, "-m", "bench.bench_packing", "--worker", "--shape", shape, "--device", device,
+            "--seconds", str(seconds), "--warmup", str(warmup)]
     if threads is not None:
         argv += ["--threads", str(threads)]
     procs = [subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(k)]
@@ -121,6 +105,7 @@ def build_parser() -> OneLineParser:
     """The benchmark's command line."""
     p = OneLineParser(prog=PROG, description="Trials per hour with 1, 2, 4, 8 trials sharing one GPU.")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when torch sees it")
+    p.add_argument("--shape", choices=SHAPES, default="quick", help="the run each packed trial trains (bench_fused's)")
     p.add_argument("--counts", default="1,2,4,8", help="trials packed at once, comma-separated")
     p.add_argument("--seconds", type=float, default=20.0, help="timed window of every packed trial")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps each trial makes first")
@@ -137,23 +122,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.worker:
-        print(json.dumps(worker(device, args.seconds, args.warmup)), flush=True)
+        print(json.dumps(worker(args.shape, device, args.seconds, args.warmup)), flush=True)
         return 0
     counts = [int(c) for c in args.counts.split(",")]
     if not counts or min(counts) < 1 or args.seconds <= 0:
         raise ValueError(f"--counts must be positive integers and --seconds > 0, got {args.counts!r}, {args.seconds}")
-    per_trial = trial_steps(_spec())
+    spec = shape_spec(args.shape)
+    per_trial = trial_steps(spec)
     rows: list[PackingRow] = []
     for k in counts:
-        rate = _pack(k, device.type, args.seconds, args.warmup, args.threads)
+        rate = _pack(args.shape, k, device.type, args.seconds, args.warmup, args.threads)
         alone = rows[0].steps_per_s if rows and rows[0].trials == 1 else (rate if k == 1 else math.nan)
         rows.append(PackingRow(k, rate, rate * 3600 / per_trial, rate / alone))
         row = rows[-1]
-        print(f"{k} trial(s) on one {device.type}: {row.steps_per_s:.2f} steps/s together, "
+        print(f"{k} {args.shape} trial(s) on one {device.type}: {row.steps_per_s:.2f} steps/s together, "
               f"{row.trials_per_hour:.1f} trials/h ({per_trial} steps each), {row.speedup:.2f}x one trial",
               flush=True)
-    write_json(args.json, {"benchmark": "packing", "provenance": provenance(device), "trial_steps": per_trial,
-                           "spec": _spec().to_dict(), "rows": [r.__dict__ for r in rows]})
+    write_json(args.json, {"benchmark": "packing", "provenance": provenance(device), "shape": args.shape,
+                           "trial_steps": per_trial, "spec": spec.to_dict(), "rows": [r.__dict__ for r in rows]})
     return 0
 
 

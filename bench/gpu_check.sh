@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/gpu_check.sh: one offline run on one GPU (H100/H200) that runs the GPU tests and every GPU
-# benchmark, then prints one table (bench/gpu_check_summary.py). Under 8 minutes: each step has its
-# own `timeout`, and the timeouts add up to 480 s.
+# benchmark, then prints one table (bench/gpu_check_summary.py). Under 9 minutes: each step has its
+# own `timeout`, and the timeouts add up to 540 s.
 #
 #   on the GPU machine, from the project root with .gpu/ carried (../shared/README.md):
 #       source .gpu/install.sh && bash bench/gpu_check.sh
@@ -16,7 +16,7 @@
 # compiled vs eager LWTA (--compile), our PGD vs torchattacks' PGD, a PGD-20 adversarial-training
 # step of LWTA and ReLU with its epoch estimate (50 000 / 128 steps at the paper's shape), the loop's
 # default precision and layout against fp32 contiguous; (4) trials per hour with 1, 2, 4, 8 trials
-# sharing the GPU (bench.bench_packing); (5) trials per hour of 1, 2, 4, 8 trials fused into one model
+# sharing the GPU (bench.bench_packing: the quick CNN, and 1 and 8 WRN-16-1 trials); (5) trials per hour of 1, 2, 4, 8 trials fused into one model
 # against the same trials apart (bench.bench_fused: the quick CNN, WRN-16-1 and the paper's WRN-34-1);
 # (6) a quick LWTA search, its GPU share sized by --gpus-per-trial auto and its bundles by --fuse auto.
 # Outputs (logs, JSON, steps.tsv, the search's experiment and export) go to $OUT_DIR (default: $OUT
@@ -47,8 +47,9 @@ DATA=()
 [ -d .gpu/data ] && DATA=(--data-dir .gpu/data)
 
 if [ "$QUICK" = 1 ]; then
-  T_GPU_TESTS=60; T_TESTS=90; T_PAPER=90; T_FMNIST=90; T_PACK=90; T_FUSED=90; T_SEARCH=240
+  T_GPU_TESTS=60; T_TESTS=90; T_PAPER=90; T_FMNIST=90; T_PACK=90; T_PACK16=90; T_FUSED=90; T_SEARCH=240
   PACK=(--counts 1,2 --seconds 2 --warmup 1)
+  PACK16=(--shape wrn16 --counts 1,2 --seconds 2 --warmup 1)
   FUSED=(--shapes quick --ks 1,2 --repeats 1 --warmup 0)
   SIZE=(--batch 16 --depth 10 --repeats 1 --warmup 0 --steps 2 --at-steps 1 --at-pgd-steps 2)
   PAPER=(--shape cifar10 "${SIZE[@]}")
@@ -56,8 +57,9 @@ if [ "$QUICK" = 1 ]; then
   SEARCH=(--num-samples 2 --epochs 1 --train-limit 256 --val-limit 64 --test-limit 64 --attacks fgsm,pgd
           --budget pgd.steps=2 --predict-samples 2 --eot-samples 1)
 else
-  T_GPU_TESTS=60; T_TESTS=20; T_PAPER=60; T_FMNIST=40; T_PACK=85; T_FUSED=120; T_SEARCH=95
+  T_GPU_TESTS=60; T_TESTS=20; T_PAPER=55; T_FMNIST=35; T_PACK=85; T_PACK16=70; T_FUSED=120; T_SEARCH=95
   PACK=(--counts 1,2,4,8 --seconds 8 --warmup 3)
+  PACK16=(--shape wrn16 --counts 1,8 --seconds 8 --warmup 3)
   FUSED=(--shapes quick,wrn16,paper --ks 1,2,4,8 --repeats 3 --warmup 1)
   PAPER=(--shape cifar10 --depth 34 --at-steps 5 --compile)
   FMNIST=(--shape fashion-mnist --depth 16 --at-steps 5 --compile)
@@ -71,6 +73,7 @@ else
   PAPER+=(--threads 1)
   FMNIST+=(--threads 1)
   PACK+=(--threads 1)
+  PACK16+=(--threads 1)
   FUSED+=(--threads 1)
 fi
 
@@ -111,6 +114,8 @@ step bench-paper "$T_PAPER" "$PY" -m bench.bench_trainables --device "$DEVICE" "
 step bench-fmnist "$T_FMNIST" "$PY" -m bench.bench_trainables --device "$DEVICE" "${FMNIST[@]}" \
   --json "$OUT_DIR/trainables-fashion-mnist.json"
 step packing "$T_PACK" "$PY" -m bench.bench_packing --device "$DEVICE" "${PACK[@]}" --json "$OUT_DIR/packing.json"
+step packing-wrn16 "$T_PACK16" "$PY" -m bench.bench_packing --device "$DEVICE" "${PACK16[@]}" \
+  --json "$OUT_DIR/packing-wrn16.json"
 step fused "$T_FUSED" "$PY" -m bench.bench_fused --device "$DEVICE" "${FUSED[@]}" --json "$OUT_DIR/fused.json"
 # RAY_ADDRESS=local: a fresh local Ray even where a `ray start` cluster runs (ray.init would join it)
 step search "$T_SEARCH" env RAY_ADDRESS="${RAY_ADDRESS:-local}" "$PY" -m tuner.search --space lwta --no-live --seed 0 --name gpu-check \
