@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -49,14 +50,19 @@ def test_concurrency_is_what_the_cluster_holds() -> None:
 # A data-parallel search with a diverging trial, its workers on two nodes: tests/test_multinode.py.
 
 
-def _latest(experiment: Path) -> list[dict[str, float]]:
-    """The training history in the newest checkpoint of the experiment's only Train run ([] before one)."""
+def _registered(experiment: Path) -> list[dict[str, float]]:
+    """The training history in the newest checkpoint Ray Train has registered for the experiment's only Train run
+    ([] before one). A checkpoint folder can reach storage and the run be stopped before Train registers it; a
+    resume then starts from the registered one and trains the epochs after it again (on a fast machine, one
+    epoch fits between the two)."""
     from trainables.train import CheckpointError, load_checkpoint
 
-    found = sorted((experiment / "train-runs").glob("train-*/checkpoint_*/checkpoint.pt"))
+    snapshots = sorted((experiment / "train-runs").glob("train-*/checkpoint_manager_snapshot.json"))
     try:
-        return load_checkpoint(found[-1]).history if found else []
-    except CheckpointError:  # still being written
+        results = json.loads(snapshots[-1].read_text())["checkpoint_results"] if snapshots else []
+        newest = max(results, key=lambda r: r["metrics"]["epoch"]) if results else None
+        return load_checkpoint(snapshots[-1].parent / newest["checkpoint_dir_name"]).history if newest else []
+    except (CheckpointError, OSError, ValueError, KeyError):  # still being written
         return []
 
 
@@ -66,17 +72,17 @@ def test_interrupted_data_parallel_trial_resumes_from_its_train_checkpoint(searc
     args = [*TINY, "--epochs", "4", "--train-limit", "2000", "--max-concurrent", "1",  # epochs of a few seconds
             "--attacks", "fgsm"]  # the export's suite is not what this tests
     experiment = tmp_path / "runs" / "lwta-quick"
-    interrupted = search.interrupt_when(lambda: bool(_latest(experiment)), "--space", "lwta", "--num-samples", "1",
-                                        *args, within=300)  # after the first epoch's checkpoint
+    interrupted = search.interrupt_when(lambda: bool(_registered(experiment)), "--space", "lwta", "--num-samples",
+                                        "1", *args, within=300)  # after the first epoch's checkpoint
     assert interrupted.returncode == 130, interrupted.stderr[-2000:]
-    before = _latest(experiment)
+    before = _registered(experiment)
     assert 1 <= len(before) < 4
 
     resumed = search.run("--space", "lwta", "--num-samples", "1", "--resume", *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    after = _latest(experiment)
+    after = _registered(experiment)
     assert [row["epoch"] for row in after] == [1.0, 2.0, 3.0, 4.0]
-    assert after[:len(before)] == before  # the epochs done before were kept (same timings), not trained again
+    assert after[:len(before)] == before  # the epochs Train had recorded were kept (same timings), not trained again
     row = pq.read_table(experiment / "results.parquet").to_pylist()[0]
     assert row["outcome"] == "finished" and row["epochs"] == 4  # the epochs before the interrupt are kept too
     assert [h["epoch"] for h in row["history"]] == [1.0, 2.0, 3.0, 4.0]
