@@ -52,7 +52,9 @@ def test_one_worker_scores_here(lwta) -> None:
     assert torch.equal(one.worst, evaluate_robustness(model, x[:20], y[:20], SUITE, THREAT).worst)
 
 
-def test_a_failing_worker_is_one_clear_error(lwta) -> None:
+def test_a_failing_worker_is_one_clear_error_of_its_kind(lwta) -> None:
     model, x, y = lwta
-    with pytest.raises(ShardFailed, match=r"scoring worker 1 of 2 failed: ValueError: .*one label per image"):
+    with pytest.raises(ValueError, match=r"scoring worker 1 of 2 failed: ValueError: .*one label per image"):
         evaluate_in_processes(model, x[:20], y[:19], SUITE, THREAT, workers=2)  # the second shard lacks a label
+    with pytest.raises(ShardFailed, match=r"scoring worker [01] of 2 failed: RuntimeError: .*channels"):
+        evaluate_in_processes(model, x[:20].repeat(1, 3, 1, 1), y[:20], SUITE, THREAT, workers=2)  # 3 channels, not 1

@@ -1,8 +1,8 @@
 """Robust evaluation on a CPU split across worker processes of one thread each.
 
-Why processes and not threads: the small models this project scores on a CPU keep one thread busy
-with little left for a second (two torch threads scored the export suite at 0.69-0.75x of twice
-one thread's speed on the 2-core machine), while two processes of one thread each run apart.
+Why processes and not threads: the small models this project scores on a CPU leave a second torch
+thread little to do, while two processes of one thread each run apart (bench_scoring: the export
+suite in 0.86x the time of one process of two threads on the 2-core machine).
 Shard s of W scores the contiguous examples [s*N/W, (s+1)*N/W) with :func:`evaluate_robustness`;
 outcomes are per example, so the worst case stays a per-example AND over the attacks, exactly as in
 one process. Each shard draws from the same seeded streams as a whole run would, so the figures
@@ -52,7 +52,9 @@ def _score_shard(model: nn.Module, images: Tensor, labels: Tensor, suite: SuiteC
         # as numpy arrays: a torch tensor would travel as a shared-memory handle that dies with this process
         out.put(("done", shard, (result.natural.numpy(), {k: v.numpy() for k, v in result.per_attack.items()})))
     except BaseException as exc:  # noqa: BLE001 - told to the parent in one line, which raises it there
-        out.put(("failed", shard, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"))
+        bad_input = isinstance(exc, (ValueError, OSError))  # the parent raises the same kind: one line at a CLI
+        out.put(("failed", shard, (type(exc) if bad_input else ShardFailed,
+                                   f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")))
 
 
 def scoring_workers(workers: int, device: torch.device, n: int) -> int:
@@ -67,7 +69,8 @@ def evaluate_in_processes(model: nn.Module, images: Tensor, labels: Tensor, suit
 
     One worker (or one example), or a ``device`` that is no CPU (None: the model's), scores in this
     process. ``progress`` hears the first shard's batches (the shards are of one size, so its share
-    done is the whole run's). A worker that fails or dies stops the others and raises :class:`ShardFailed`.
+    done is the whole run's). A worker that fails or dies stops the others and raises :class:`ShardFailed`
+    (a worker's ValueError or OSError, bad input, as the same kind).
     """
     device = model_device(model) if device is None else torch.device(device)
     n = images.shape[0]
@@ -94,7 +97,8 @@ def evaluate_in_processes(model: nn.Module, images: Tensor, labels: Tensor, suit
                                       f"{processes[dead[0]].exitcode}) before it reported") from None
                 continue  # (a worker that exits 0 has put its outcome or its failure first)
             if kind == "failed":
-                raise ShardFailed(f"scoring worker {shard} of {workers} failed: {body}")
+                error, reason = body
+                raise error(f"scoring worker {shard} of {workers} failed: {reason}")
             if kind == "progress" and progress is not None:
                 progress(*body)
             elif kind == "done":

@@ -54,8 +54,7 @@ def evaluate_for_export(
     out["threat"] = asdict(threat)
     out["stochastic"] = model.stochastic  # attacked through each way of taking gradients, with EOT
     out["examples"] = examples
-    out["workers"] = scoring_workers(workers, where, len(splits.test))  # the test split's shards: tuner.evaluate's
-
+    out["workers"] = scoring_workers(workers, where, len(splits.test))  # tuner.evaluate scores in as many shards
     return out
 
 
