@@ -257,6 +257,29 @@ def test_a_bundle_resumes_from_its_checkpoint_as_if_never_stopped(fmnist: Splits
 
 
 @pytest.mark.slow
+def test_a_stochastic_bundle_resumes_on_the_random_stream_it_stopped_on(fmnist: Splits, tmp_path: Path) -> None:
+    # LWTA's Gumbel draws come from torch's global stream: rebuilding the bundle on resume must not move it
+    splits = _tiny(fmnist)
+    lwta = ModelConfig(name="lwta-cnn", cnn_width=8, cnn_kernel=3, hidden_blocks=8)
+    runs = [replace(spec, model=lwta, train=replace(spec.train, ema_decay=0.0)) for spec in _runs()[:2]]
+    whole = fit_bundle(runs, splits)
+    stopped: list[int] = []
+
+    def crash(reports, folder):
+        stopped.append(1)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_bundle(runs, splits, checkpoint_dir=tmp_path, on_epoch=crash)
+    torch.manual_seed(12345)  # another process: whatever its stream, the checkpoint's is the one it goes on with
+    resumed = fit_bundle(runs, splits, checkpoint_dir=tmp_path)
+    assert stopped == [1]
+    for a, b in zip(whole, resumed, strict=True):
+        assert [h["train_loss"] for h in a.history] == pytest.approx([h["train_loss"] for h in b.history], rel=1e-6)
+        assert all(torch.allclose(v.float(), b.weights[k].float(), atol=1e-6) for k, v in a.weights.items())
+
+
+@pytest.mark.slow
 def test_an_exported_member_loads_as_an_ordinary_model(fmnist: Splits, tmp_path: Path) -> None:
     splits, runs = _tiny(fmnist), _runs()
     runs = [replace(r, train=replace(r.train, epochs=1)) for r in runs]

@@ -96,13 +96,16 @@ class Watcher:
     def __init__(self, cluster: Any, title: str = TRIAL, period: float = 0.2) -> None:
         self.cluster, self.title, self.period = cluster, title, period
         self.most: Counter[Any] = Counter()
+        self.spread = 0  # the most nodes holding such processes at once
         self.pids: dict[int, Any] = {}  # every process seen -> its node
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for node, pids in _placed(self.cluster, self.title).items():
+            placed = _placed(self.cluster, self.title)
+            self.spread = max(self.spread, len(placed))
+            for node, pids in placed.items():
                 self.most[node] = max(self.most[node], len(pids))
                 self.pids.update(dict.fromkeys(pids, node))
             time.sleep(self.period)
@@ -310,8 +313,9 @@ def test_a_data_parallel_search_runs_each_trial_over_two_nodes_exports_and_survi
                              "--train-limit", "600", "--name", "dp"))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 data-parallel workers per trial (gloo)" in " ".join(done.stderr.split()) and "best trial" in done.stdout
-    # a worker takes 1 of the trial's 2 CPUs, a node has 1: one worker on each of two nodes
-    assert len(watched.most) >= 2 and max(watched.most.values()) == 1, watched.most
+    # a worker takes 1 of the trial's 2 CPUs, a node has 1: one trial's workers on two nodes at once (not the
+    # most per node: a worker of the trial before may still be exiting there when the next one's starts)
+    assert watched.spread >= 2, watched.most
     assert set(watched.most) <= set(cluster.worker_nodes)
     experiment = tmp_path / "runs" / "dp"
     rows = list(_results(experiment).values())

@@ -248,6 +248,29 @@ def test_trials_a_dead_driver_left_running_are_failed_when_the_search_ends(tmp_p
     assert lost.user_attrs["outcome"] == LOST
 
 
+def test_a_trial_that_finished_as_the_driver_stopped_is_told_to_the_study(tmp_path: Path) -> None:
+    # Ctrl-C after the trial's last report, before Tune handed its end to the searcher
+    from tuner.trials.outcome import Outcome
+    from tuner.trials.record import TrialRecord
+    from tuner.trials.study import study_states, tell_finished
+
+    searcher, storage = _searcher(tmp_path)
+    for tid in ("ended", "stopped", "told"):
+        searcher.suggest(tid)
+    searcher.on_trial_complete("told", {"objective": 0.5, "final_evaluated": 1.0, "training_iteration": 2})
+    scored = {"objective": 0.42, "final_evaluated": 1.0, "objective_natural": 0.8}
+    records = [TrialRecord("ended", Outcome.FINISHED, {}, final=scored),
+               TrialRecord("stopped", Outcome.INTERRUPTED, {}, final={"objective": 0.3}),
+               TrialRecord("told", Outcome.FINISHED, {}, final=scored | {"objective": 0.5})]
+    assert tell_finished(storage, "s", records, ("objective",)) == [0]
+    assert study_states(storage, "s") == {"ended": "COMPLETE", "stopped": "RUNNING", "told": "COMPLETE"}
+    import optuna
+
+    values = {t.user_attrs["tune_trial_id"]: t.value for t in optuna.load_study(study_name="s", storage=storage).trials}
+    assert values == {"ended": pytest.approx(0.42), "stopped": None, "told": pytest.approx(0.5)}
+    assert tell_finished(storage, "s", records, ("objective",)) == []  # told once
+
+
 def test_a_searcher_restored_from_before_its_last_tell_does_not_tell_the_study_again(tmp_path: Path) -> None:
     import pickle
 

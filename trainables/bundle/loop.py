@@ -118,9 +118,14 @@ class _Bundle:
 
 
 def _build(members: Sequence[_Member], splits: Splits, device: torch.device, step: int) -> _Bundle:
-    """The bundle of ``members``, its optimiser and its weight average, from their single-model states."""
+    """The bundle of ``members``, its optimiser and its weight average, from their single-model states.
+
+    Building draws initial weights that the members' states then replace: it runs on a forked RNG,
+    so that a bundle rebuilt (members left, or resumed from a checkpoint) trains on the stream it had.
+    """
     compute = resolve_compute(members[0].spec.train.precision, members[0].spec.train.memory_format, device)
-    bundle = compute.layout(bundle_models([_single(m.spec, splits, m.state, device) for m in members]))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        bundle = compute.layout(bundle_models([_single(m.spec, splits, m.state, device) for m in members]))
     skip = no_decay(bundle)
     trains = [m.spec.train for m in members]
     opt = MemberSGD([(p, id(p) not in skip) for p in bundle.parameters()], len(members),
@@ -282,24 +287,27 @@ def fit_bundle(specs: Sequence[RunSpec], splits: Splits, *, checkpoint_dir: Path
         _save_members(active, bundle)
         reports = _score(active, bundle.scored, splits, epoch, dev, train_metrics, time.perf_counter() - began)
         epoch += 1
-        _checkpoint(checkpoint_dir, members, epoch, step)
+        _checkpoint(checkpoint_dir, members, epoch, step, dev)
         drop = on_epoch(reports, checkpoint_dir) if on_epoch is not None else set()
         if _retire(members, reports, drop):
             bundle = None  # rebuilt without the members that left: they stop costing compute
-            _checkpoint(checkpoint_dir, members, epoch, step)
+            _checkpoint(checkpoint_dir, members, epoch, step, dev)
     for member in members:
         member.outcome.best_epoch = member.best.epoch if member.spec.train.keep_best else 0
         member.outcome.weights = member.outcome.weights or _kept(member)
     return [m.outcome for m in members]
 
 
-def _checkpoint(directory: Path | None, members: Sequence[_Member], epoch: int, step: int) -> None:
-    """Every member as a single model (weights, momentum, history, best epoch), atomically, with the RNG."""
+def _checkpoint(directory: Path | None, members: Sequence[_Member], epoch: int, step: int,
+                device: torch.device) -> None:
+    """Every member as a single model (weights, momentum, history, best epoch), atomically, with the RNG
+    (the CUDA generators' too on a GPU, where stochastic layers draw from them)."""
     if directory is None:
         return
     directory.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {
         "format": _FORMAT, "epoch": epoch, "step": step, "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
         "members": [{"spec": m.spec.to_dict(), "state": m.state, "momentum": m.momentum, "averaged": m.averaged,
                      "active": m.active,
                      "history": m.outcome.history, "ended": m.outcome.ended, "error": m.outcome.error,
@@ -328,6 +336,9 @@ def _resume(directory: Path | None, specs: Sequence[RunSpec], splits: Splits) ->
                                MemberOutcome(raw["history"], raw["best_epoch"], raw["ended"], raw["error"]), best,
                                raw["active"]))
     torch.set_rng_state(payload["rng"])
+    cuda_rng = payload.get("cuda_rng") or []  # written on a GPU; a bundle resumed on a CPU has no use for it
+    if cuda_rng and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_rng)
     return members, int(payload["epoch"]), int(payload["step"])
 
 

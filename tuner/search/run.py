@@ -57,7 +57,7 @@ from tuner.trials.pareto import ParetoPick, pick_from_front, ranked_trials
 from tuner.trials.record import TrialRecord
 from tuner.trials.results import collect_trials, time_spent, write_trials
 from tuner.trials.strategy import build_scheduler, build_searcher, sampler_of, starting_points
-from tuner.trials.study import HonestOptunaSearch, settle_study, study_states
+from tuner.trials.study import HonestOptunaSearch, settle_study, study_states, tell_finished
 from tuner.trials.trial import TrialContext
 from tuner.trials.tune_run import build_tuner, check_experiment, make_trainable, restored_parts
 
@@ -290,22 +290,23 @@ def _bundle_layout(layout: TrialResources, k: int) -> TrialResources:
     return TrialResources(1, layout.cpus_per_worker, min(1.0, math.floor(layout.gpus_per_worker * k * 1e4) / 1e4))
 
 
-def _study_states(cfg: SearchConfig, study: StudyStorage | None, interrupted: bool) -> dict[str, str]:
-    """The study's state per Tune trial; once the search is over, no trial is left RUNNING."""
-    if study is None:
-        return {}
-    opened, name = study.open(), study_name(study, cfg.folder.name)
-    if not interrupted:  # every trial is over: one still RUNNING was asked for by a driver that died
-        settle_study(opened, name, live=set())
-    return study_states(opened, name)
+def _collect(cfg: SearchConfig, grid: Any, study: StudyStorage | None, interrupted: bool,
+             metrics: tuple[str, ...]) -> tuple[list[TrialRecord], Path]:
+    """Every trial as a record, written to results.parquet (beside the exports on remote storage).
 
-
-def _collect(cfg: SearchConfig, grid: Any, study: StudyStorage | None, interrupted: bool) -> tuple[list[TrialRecord],
-                                                                                                  Path]:
-    """Every trial as a record, written to results.parquet (beside the exports on remote storage)."""
+    The study hears of trials that finished as the driver stopped (:func:`tell_finished`); once the
+    search is over, no trial is left RUNNING in it (one still RUNNING was asked for by a driver that died).
+    """
     folder = cfg.folder
     filesystem = pyarrow.fs.FileSystem.from_uri(cfg.storage_path)[0] if folder.remote else None
-    records = collect_trials(grid, filesystem=filesystem, study=_study_states(cfg, study, interrupted))
+    opened, name = (None, "") if study is None else (study.open(), study_name(study, folder.name))
+    records = collect_trials(grid, filesystem=filesystem, study={} if opened is None else study_states(opened, name))
+    if opened is not None:
+        changed = tell_finished(opened, name, records, metrics)
+        if not interrupted:
+            changed += settle_study(opened, name, live=set())
+        if changed:  # an interrupted trial's outcome reads the study's state
+            records = collect_trials(grid, filesystem=filesystem, study=study_states(opened, name))
     path = folder.results or Path(cfg.export_dir) / f"{folder.name}-{folder.RESULTS}"
     write_trials(records, path)
     return records, path
@@ -436,7 +437,7 @@ def _search(cfg: SearchConfig, plan: SearchPlan, command: str, export_best: bool
             interrupted = stopped_by_signal or finished < len(grid) or (  # a budget may start fewer than all
                 not cfg.resume and budget is None and trials < plan.strategy.num_samples)
             with phases.phase("collecting the trials' results"):
-                records, results = _collect(cfg, grid, study, interrupted)
+                records, results = _collect(cfg, grid, study, interrupted, plan.strategy.metrics)
             params = tuple(k for k in get_space(cfg.space).leaderboard if any(k in r.params for r in records))
             pick = pick_from_front(records, cfg.pick_min_natural) if cfg.pareto else None
             ranked = [] if interrupted or not export_best else ranked_trials(records)

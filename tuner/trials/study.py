@@ -8,7 +8,8 @@ trial RUNNING when its value is NaN or when the driver died between asking and s
 - a trial ASHA stopped is PRUNED, with its per-epoch values reported as intermediate values;
 - a diverged or crashed trial FAILs;
 - each Optuna trial carries its Tune trial id and its outcome as user attributes, so that
-  ``results.parquet`` and the study agree, and :func:`settle_study` marks trials the driver lost.
+  ``results.parquet`` and the study agree, :func:`tell_finished` tells the study of trials that
+  finished while the driver was stopping, and :func:`settle_study` marks trials the driver lost.
 
 With a list of metrics (``--objective pareto``) a finished trial is COMPLETE with every value,
 finite all; Optuna keeps no intermediate values for several objectives, so a pruned trial is
@@ -17,14 +18,17 @@ PRUNED without them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from tuner.trials.outcome import Outcome, TrialReport, finite, trial_outcome
+from tuner.trials.record import TrialRecord
 
-__all__ = ["LOST", "OUTCOME", "TUNE_ID", "HonestOptunaSearch", "settle_study", "study_states", "verdict"]
+__all__ = ["LOST", "OUTCOME", "TUNE_ID", "HonestOptunaSearch", "settle_study", "study_states", "tell_finished",
+           "verdict"]
 
 TUNE_ID = "tune_trial_id"
 OUTCOME = "outcome"
@@ -146,3 +150,25 @@ def settle_study(storage: Any, study_name: str, live: set[str]) -> list[int]:
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         lost.append(trial.number)
     return lost
+
+
+def tell_finished(storage: Any, study_name: str, records: Iterable[TrialRecord], metrics: Sequence[str]) -> list[int]:
+    """Tell the study the end of every trial Tune saw finish that it still holds RUNNING; their numbers.
+
+    A Ctrl-C (or a driver's death) that comes after a trial's last report but before Tune hands its
+    end to the searcher leaves the trial finished in Tune's results and RUNNING in the study, which
+    ``--resume`` would then record as lost: its objective, read from the record, goes to the study.
+    """
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    running = {str(t.user_attrs.get(TUNE_ID)): t for t in
+               study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+    told = []
+    for record in records:
+        trial = running.get(record.trial_id)
+        if trial is None or record.outcome != Outcome.FINISHED:
+            continue
+        outcome, state, values = verdict(record.outcome, record.report, [record.final.get(m) for m in metrics])
+        optuna.trial.Trial(study, trial._trial_id).set_user_attr(OUTCOME, str(outcome))
+        study.tell(trial.number, values if values is None or len(values) > 1 else values[0], state=state)
+        told.append(trial.number)
+    return told
