@@ -52,9 +52,10 @@ def _score_shard(model: nn.Module, images: Tensor, labels: Tensor, suite: SuiteC
         # as numpy arrays: a torch tensor would travel as a shared-memory handle that dies with this process
         out.put(("done", shard, (result.natural.numpy(), {k: v.numpy() for k, v in result.per_attack.items()})))
     except BaseException as exc:  # noqa: BLE001 - told to the parent in one line, which raises it there
-        bad_input = isinstance(exc, (ValueError, OSError))  # the parent raises the same kind: one line at a CLI
-        out.put(("failed", shard, (type(exc) if bad_input else ShardFailed,
-                                   f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")))
+        # bad input reaches the parent as its kind, so a CLI says it in one line; as the base class, which
+        # one message builds (a subclass such as UnicodeDecodeError takes other arguments)
+        kind = next((base for base in (OSError, ValueError) if isinstance(exc, base)), ShardFailed)
+        out.put(("failed", shard, (kind, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")))
 
 
 def scoring_workers(workers: int, device: torch.device, n: int) -> int:

@@ -35,7 +35,7 @@ from tuner.cluster.storage import StudyStorage
 from tuner.trials.checkpoints import restore_intact
 from tuner.trials.objective import score_objective
 from tuner.trials.outcome import TrialReport, bundle_metrics, trial_outcome
-from tuner.trials.study import OUTCOME, verdict
+from tuner.trials.study import tell_end, verdict
 from tuner.trials.trial import TrialContext, refused_report, trial_spec
 
 __all__ = ["REPORTS", "BundleContext", "run_bundle_trial"]
@@ -104,9 +104,7 @@ class _Members:
         """Record a member's end in the study, as :class:`~tuner.trials.study.HonestOptunaSearch` records a trial's."""
         values = [report.to_metrics().get(m) for m in self.context.metrics]
         outcome, state, told = verdict(trial_outcome("TERMINATED", report), report, values)
-        trial = self.trials[member]
-        trial.set_user_attr(OUTCOME, str(outcome))
-        self.study.tell(trial, None if told is None else told if len(told) > 1 else told[0], state=state)
+        tell_end(self.study, self.trials[member], outcome, state, told)
 
 
 def _settled(folder: Path) -> dict[int, TrialReport]:

@@ -27,8 +27,8 @@ from ray.tune.search.optuna import OptunaSearch
 from tuner.trials.outcome import Outcome, TrialReport, finite, trial_outcome
 from tuner.trials.record import TrialRecord
 
-__all__ = ["LOST", "OUTCOME", "TUNE_ID", "HonestOptunaSearch", "settle_study", "study_states", "tell_finished",
-           "verdict"]
+__all__ = ["LOST", "OUTCOME", "TUNE_ID", "HonestOptunaSearch", "settle_study", "study_states", "tell_end",
+           "tell_finished", "verdict"]
 
 TUNE_ID = "tune_trial_id"
 OUTCOME = "outcome"
@@ -109,9 +109,16 @@ class HonestOptunaSearch(OptunaSearch):
             step, value = (result or {}).get("training_iteration"), (result or {}).get(metrics[0])
             if not self._multi and finite(value) and step is not None and self._last_steps.get(trial_id) != step:
                 ot_trial.report(float(value), int(step))
-        ot_trial.set_user_attr(OUTCOME, str(outcome))
-        self._ot_study.tell(ot_trial, told if not isinstance(told, list) or self._multi else told[0], state=state)
+        tell_end(self._ot_study, ot_trial, outcome, state, told)
         self._completed_trials.add(trial_id)
+
+
+def tell_end(study: optuna.Study, trial: optuna.Trial, outcome: Outcome, state: optuna.trial.TrialState,
+             values: list[float] | None) -> None:
+    """Record a trial's end in ``study``: its outcome word (a user attribute), then its state and values
+    (one objective: the value itself; several: the list)."""
+    trial.set_user_attr(OUTCOME, str(outcome))
+    study.tell(trial, values if values is None or len(values) > 1 else values[0], state=state)
 
 
 def verdict(outcome: Outcome, report: TrialReport, values: list[Any]
@@ -168,7 +175,6 @@ def tell_finished(storage: Any, study_name: str, records: Iterable[TrialRecord],
         if trial is None or record.outcome != Outcome.FINISHED:
             continue
         outcome, state, values = verdict(record.outcome, record.report, [record.final.get(m) for m in metrics])
-        optuna.trial.Trial(study, trial._trial_id).set_user_attr(OUTCOME, str(outcome))
-        study.tell(trial.number, values if values is None or len(values) > 1 else values[0], state=state)
+        tell_end(study, optuna.trial.Trial(study, trial._trial_id), outcome, state, values)
         told.append(trial.number)
     return told
