@@ -89,7 +89,7 @@ def test_the_gate_asks_its_searcher_until_the_budget_holds_no_more() -> None:
         live.progress().record_epoch(trial, 10.0, 0.0, 2)
         live.progress().view(trial).epoch = 1
     assert gate.suggest("c") == {"lr": 0.1}  # the least screen: one more than the promote rung's 2
-    live.progress().view("c")
+    # "c" has not started yet (no view shows it): it counts as started all the same
     assert gate.suggest("d") == Searcher.FINISHED and gate.closed_at == 3
     assert gate.suggest("e") == Searcher.FINISHED and inner.asked == ["a", "b", "c"]
 
@@ -97,6 +97,24 @@ def test_the_gate_asks_its_searcher_until_the_budget_holds_no_more() -> None:
     for trial in "abcd":
         roomy.live.progress().record_epoch(trial, 10.0, 0.0, 2)
         assert roomy.suggest(trial) == {"lr": 0.1}
+
+
+class _Bundles(_Inner):
+    def suggest(self, trial_id: str) -> dict:
+        self.asked.append(trial_id)
+        return {"members": [{"params": {"lr": 0.1}}, {"params": {"lr": 0.2}}]}
+
+
+def test_the_gate_counts_a_bundle_it_suggested_as_its_members_until_they_start() -> None:
+    live = _live(TimeBudget(1.0, 5))  # the least screen: 5 configurations
+    gate = BudgetGate(_Bundles(), live)
+    for trial in ("a", "b"):
+        live.progress().record_epoch(trial, 10.0, 0.0, 2)
+    assert isinstance(gate.suggest("x"), dict) and gate.issued == {"x": ["x.0", "x.1"]}
+    assert live.progress().affordable(unseen=2) == 1  # a, b and x's two members started: one more reaches 5
+    assert isinstance(gate.suggest("y"), dict)
+    live.progress().view("x.0")  # x started: its members are in the view
+    assert gate.suggest("z") == Searcher.FINISHED and gate.closed_at == 5 and list(gate.issued) == ["y"]
 
 
 def test_the_screen_budget_follows_the_flags_and_the_preset() -> None:

@@ -139,20 +139,22 @@ class SearchProgress:
         decided = [Decided(t.epoch, t.outcome.ended, t.epoch_s) for t in self.trials.values()]
         return decided, self.affordable(decided)
 
-    def affordable(self, decided: list[Decided] | None = None, now: float | None = None) -> int:
+    def affordable(self, decided: list[Decided] | None = None, now: float | None = None, unseen: int = 0) -> int:
         """Trials not yet started that the run may still start: all of them without a budget (or before an
         epoch was timed); under one, the most whose ETA still ends within it, never fewer than needed to
-        reach :attr:`minimum`."""
-        pending = max(self.num_samples - len(self.trials), 0)
+        reach :attr:`minimum`. ``unseen``: trials started that no view shows yet (Tune starts a trial's
+        process after its searcher suggests it), counted as started and still to train."""
+        started = len(self.trials) + unseen
+        pending = max(self.num_samples - started, 0)
         measured = self.measured()
         if self.budget_s is None or pending == 0 or measured.epoch_s is None:
             return pending
         if decided is None:
             decided = [Decided(t.epoch, t.outcome.ended, t.epoch_s) for t in self.trials.values()]
-        floor = min(max(self.minimum - len(self.trials), 0), pending)
+        floor = min(max(self.minimum - started, 0), pending)
         left = self.budget_s - self.clock(now) - (self.export_s() or 0.0)
         for count in range(pending, floor, -1):
-            if self.eta_plan.training_s(decided, count, self.max_epochs, measured) <= left:
+            if self.eta_plan.training_s(decided, count + unseen, self.max_epochs, measured) <= left:
                 return count
         return floor
 

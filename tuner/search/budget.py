@@ -36,6 +36,7 @@ from ray.tune.search import Searcher
 
 from tuner.console.callback import LiveProgress
 from tuner.console.progress import SearchProgress
+from tuner.trials.outcome import trial_units
 
 __all__ = ["BudgetGate", "PromoteEpochs", "promote_epochs"]
 
@@ -88,6 +89,7 @@ class BudgetGate(Searcher):
     def __init__(self, searcher: Searcher, live: LiveProgress) -> None:
         self.searcher, self.live = searcher, live
         self.closed_at: int | None = None  # the trials started when the budget held no more
+        self.issued: dict[str, list[str]] = {}  # suggested, no view shows them yet: their view ids
         super().__init__(metric=searcher.metric, mode=searcher.mode)
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
@@ -99,19 +101,30 @@ class BudgetGate(Searcher):
         return self.searcher.set_max_concurrency(max_concurrent)
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        """The wrapped searcher's next configuration, or ``FINISHED`` once the budget holds no more."""
-        if self.closed_at is None and self.live.progress().affordable() < 1:
-            self.closed_at = len(self.live.progress().trials)
+        """The wrapped searcher's next configuration, or ``FINISHED`` once the budget holds no more.
+
+        A trial suggested a moment ago is not in the run's view until its process starts: two trials
+        ending together would otherwise both see the least screen unreached and start one each.
+        """
+        progress = self.live.progress()
+        self.issued = {t: units for t, units in self.issued.items() if units[0] not in progress.trials}
+        unseen = sum(len(units) for units in self.issued.values())
+        if self.closed_at is None and progress.affordable(unseen=unseen) < 1:
+            self.closed_at = len(progress.trials) + unseen
         if self.closed_at is not None:
             return Searcher.FINISHED
-        return self.searcher.suggest(trial_id)
+        config = self.searcher.suggest(trial_id)
+        if isinstance(config, dict):
+            self.issued[trial_id] = [unit for unit, _, _ in trial_units(trial_id, config, None)]
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """To the wrapped searcher."""
         self.searcher.on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        """To the wrapped searcher."""
+        """To the wrapped searcher (a trial that ended unseen, failed before it started, no longer counts as unseen)."""
+        self.issued.pop(trial_id, None)
         self.searcher.on_trial_complete(trial_id, result=result, error=error)
 
     def on_pause(self, trial_id: str) -> None:
