@@ -50,6 +50,7 @@ from tuner.bundles import parse_fuse
 from tuner.search import SearchConfig, SearchOutcome, resolve_run, run_search
 from tuner.search.screening import screen_config
 from tuner.trials import read_trials
+from tuner.trials.strategy import same_value
 
 __all__ = ["ARMS", "Arm", "RunFigures", "arm_config", "build_parser", "is_point", "main", "parse_epsilons",
            "read_runs", "run_figures", "summarise"]
@@ -119,12 +120,8 @@ def arm_config(arm: Arm, base: SearchConfig, *, slots: int, epochs: int, search:
 
 
 def is_point(params: Mapping[str, Any], point: Mapping[str, Any]) -> bool:
-    """Whether the sampled ``params`` are the known ``point`` (floats to a relative 1e-9)."""
-    def same(a: Any, b: Any) -> bool:
-        if isinstance(a, float) or isinstance(b, float):
-            return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-9)
-        return a == b
-    return bool(point) and all(k in params and same(params[k], v) for k, v in point.items())
+    """Whether the sampled ``params`` are the known ``point`` (floats to a relative 1e-9; other keys may follow)."""
+    return bool(point) and all(k in params and same_value(params[k], v) for k, v in point.items())
 
 
 def _experiments(cfg: SearchConfig, epochs: int) -> list[SearchConfig]:

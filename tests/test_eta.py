@@ -30,6 +30,14 @@ def test_without_rungs_every_trial_runs_every_epoch() -> None:
     assert plan.training_epochs(trials, 2, 10) == 3 + 5 + 7 + 20
 
 
+def test_a_trial_of_its_own_epochs_walks_to_its_own_last() -> None:
+    plan = EtaPlan()
+    trials = [Decided(3, ended=False, schedule=20), Decided(3, ended=False, schedule=5), Decided(3, ended=False)]
+    assert [w.epochs for w in plan.walks(trials, 0, 10)] == [17, 2, 7]  # a promoted point's epochs, the run's
+    [short] = EtaPlan(rungs=(4, 8)).walks([Decided(1, ended=False, schedule=6)], 0, 10)
+    assert short.epochs == 5 and short.finish == 1.0  # ends at its epoch 6, before the rung at 8
+
+
 def test_asha_keeps_the_first_arrivals_and_about_half_of_the_rest() -> None:
     plan = EtaPlan(rungs=(1, 2, 4, 8))
     [alone] = plan.walks([], pending=1, max_epochs=15)

@@ -74,6 +74,26 @@ def test_the_callback_follows_each_trial_into_lines_and_progress_json(tmp_path: 
     assert read_progress(progress)["phase"] == "training done"
 
 
+def test_a_trial_of_its_own_epochs_shows_them_and_keeps_them_in_progress_json(tmp_path: Path) -> None:
+    progress = tmp_path / "progress.json"
+    callback = LiveProgress(progress, num_samples=2, max_epochs=10, params=("lr",), space="lwta", view="none")
+    callback.setup()
+    out = io.StringIO()
+    callback._view = _LineView(callback.progress(), out)
+    own = _trial("own", lr=0.05, epochs=16)  # a promoted point that trains for 16, the rung's 10
+    callback.on_trial_start(0, [own], own)
+    callback.on_trial_result(0, [own], own, {"epoch": 1.0, "natural_acc": 0.7, "robust_acc": 0.4})
+    assert "trial own epoch 1/16" in out.getvalue()
+    view = callback.progress().trials["own"]
+    assert view.schedule == 16 and view.state(10) == "running"
+    view.epoch = 15
+    assert view.state(10) == "running (epoch 16 and the objective)"
+    assert {t["trial_id"]: t["schedule"] for t in read_progress(progress)["trials"]} == {"own": 16}
+    from tuner.console.progress import from_json
+
+    assert from_json(read_progress(progress)).trials["own"].schedule == 16
+
+
 def test_the_live_view_shows_a_bar_and_a_row_per_trial() -> None:
     from rich.console import Console
 

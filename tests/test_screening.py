@@ -68,6 +68,29 @@ def test_the_rungs_settings(tmp_path: Path) -> None:
     assert not strategy.space_points and [dict(p) for p in strategy.points] == [{"lr": 0.1}, {"lr": 0.2}]
 
 
+def test_a_promoted_point_trains_for_its_own_epochs() -> None:
+    from search_spaces import get_space
+    from search_spaces.presets import PRESETS
+    from tuner.trials.strategy import DefineBySpace, PointEpochs, Strategy, build_searcher, point_epochs
+    from tuner.trials.trial import TrialContext, trial_spec
+
+    preset, space = PRESETS["quick"], get_space("lwta")
+    first, second = space.points_to_evaluate(preset)
+    strategy = Strategy(scheduler="fifo", num_samples=3, points=({**first, "epochs": 7}, second), space_points=False)
+    assert point_epochs(strategy.points) == (PointEpochs(tuple(first.items()), 7),)
+    searcher = build_searcher(strategy, "lwta", preset, None, "job")
+    own, plain, sampled = (searcher.suggest(t) for t in ("a", "b", "c"))
+    assert own == {**first, "epochs": 7}  # the point's own epochs: a constant of its trial's configuration
+    assert plain == second and "epochs" not in sampled  # a point without them, and the sampler's: the run's
+    context = TrialContext(space="lwta", base=space.fixed(preset), objective_suite=preset.objective_suite)
+    assert trial_spec(context, own).train.epochs == 7 and trial_spec(context, plain).train.epochs == preset.train.epochs
+    assert DefineBySpace("lwta", preset, point_epochs(strategy.points)).schedules[0].matches({**first})
+    assert not PointEpochs(tuple(first.items()), 7).matches({**first, "lr": first["lr"] * 1.001})
+    for bad in (0, 2.5, True, "7"):
+        with pytest.raises(ValueError, match="'epochs' must be a whole number >= 1"):
+            Strategy(points=({**first, "epochs": bad},))
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -141,10 +164,14 @@ def test_a_screened_search_trains_the_screens_best_in_full_and_resumes_after_the
     assert run_main(main, ["--status", "job", "--storage-path", str(tmp_path / "runs")], prog=PROG) == 0
     assert "screening first, in" in capsys.readouterr().out  # --status NAME shows the screen before the promote rung
     stamp = (tmp_path / "runs" / "job-screen" / "results.parquet").stat().st_mtime_ns
+    # as a screen whose finalists each had a slot of their own writes them: each point with its own epochs
+    verdict = [{**point, "epochs": own} for point, own in zip(verdict, (4, 3), strict=True)]
+    (tmp_path / "runs" / "job-screen" / PROMOTED).write_text(json.dumps(verdict))
     again = run_search(SearchConfig(**{**cfg.__dict__, "resume": True}))
     assert not again.interrupted and again.export_path is not None
     assert (tmp_path / "runs" / "job-screen" / "results.parquet").stat().st_mtime_ns == stamp  # not screened again
     assert sorted(map(json.dumps, (r.params for r in again.records))) == sorted(map(json.dumps, verdict))
+    assert sorted(len(r.history) for r in again.records) == [3, 4]  # each trained its own epochs
 
 
 def test_resume_continues_an_experiment_begun_without_a_screen(tmp_path: Path, monkeypatch) -> None:

@@ -13,6 +13,7 @@ from tuner.console.eta import EtaPlan, TimeBudget
 from tuner.console.progress import SearchProgress, TrialView, write_progress
 from tuner.console.view import TrialEvent, TrialEventView, ViewKind, make_view
 from tuner.trials.outcome import Outcome, TrialReport, finite, trial_outcome, trial_units
+from tuner.trials.strategy import POINT_EPOCHS
 
 __all__ = ["LiveProgress"]
 
@@ -78,6 +79,8 @@ class LiveProgress(Callback):
         view = self.progress().view(unit)
         if not view.params:
             view.params = {k: params[k] for k in self.params if k in params}
+        if isinstance(params.get(POINT_EPOCHS), int):
+            view.schedule = params[POINT_EPOCHS]
         if report is None:
             return view
         if report.epoch_number is not None:

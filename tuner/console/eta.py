@@ -61,6 +61,7 @@ class Decided:
     epoch: int
     ended: bool
     epoch_s: float | None = None  # its epochs' mean wall time (None: none timed yet)
+    schedule: int | None = None  # its own epochs (None: the run's)
 
 
 @dataclass(frozen=True)
@@ -111,19 +112,20 @@ class EtaPlan:
         """
         arrivals = {r: float(sum(1 for t in trials if t.epoch >= r)) for r in self.rungs}
         walked = min(pending, _WALKED)
-        starts = [(t.epoch, t.epoch_s or typical_s, 1) for t in trials if not t.ended]
-        starts += [(0, typical_s, 1)] * max(walked - 1, 0) + ([(0, typical_s, pending - walked + 1)] if walked else [])
+        starts = [(t.epoch, t.epoch_s or typical_s, 1, t.schedule or max_epochs) for t in trials if not t.ended]
+        starts += [(0, typical_s, 1, max_epochs)] * max(walked - 1, 0) \
+            + ([(0, typical_s, pending - walked + 1, max_epochs)] if walked else [])
         out = []
-        for epoch, seconds, count in starts:
+        for epoch, seconds, count, last in starts:
             total, reach, at = 0.0, 1.0, epoch
             for rung in self.rungs:
-                if rung <= epoch:
-                    continue  # reported there and still running: passed
+                if rung <= epoch or rung >= last:
+                    continue  # reported there and still running: passed (or past its own schedule)
                 total += reach * (rung - at)
                 arrivals[rung] += reach
                 reach *= _pass_chance(arrivals[rung], self.reduction_factor)
                 at = rung
-            out.append(Walk(total + reach * (max_epochs - at), reach, seconds, count))
+            out.append(Walk(total + reach * max(last - at, 0), reach, seconds, count))
         return out
 
     def training_epochs(self, trials: list[Decided], pending: int, max_epochs: int) -> float:

@@ -41,6 +41,7 @@ class TrialView:
     seconds: float = 0.0  # its timed epochs' wall time, summed
     timed: int = 0  # epochs timed
     first_s: float = 0.0  # its first timed epoch's wall time (the trial's start-up costs are in it)
+    schedule: int | None = None  # its own epochs, where they are not the run's (a promoted point's)
 
     @property
     def epoch_s(self) -> float | None:
@@ -52,10 +53,15 @@ class TrialView:
         """Its epochs' mean wall time after the first (the first's when only one was timed; None before it)."""
         return (self.seconds - self.first_s) / (self.timed - 1) if self.timed > 1 else self.epoch_s
 
+    def epochs(self, max_epochs: int) -> int:
+        """The epochs it trains: its own schedule, else the run's ``max_epochs``."""
+        return max_epochs if self.schedule is None else self.schedule
+
     def state(self, max_epochs: int) -> str:
         """``running``, ``pruned at epoch 2``, ``failed: <reason>``... for a view's state column."""
-        if self.outcome == Outcome.RUNNING and self.epoch >= max_epochs - 1:
-            return f"running (epoch {max_epochs} and the objective)"
+        last = self.epochs(max_epochs)
+        if self.outcome == Outcome.RUNNING and self.epoch >= last - 1:
+            return f"running (epoch {last} and the objective)"
         if self.outcome == Outcome.PRUNED:
             return f"pruned at epoch {self.epoch}"
         if self.outcome == Outcome.FAILED:
@@ -136,7 +142,7 @@ class SearchProgress:
 
     def _decided(self) -> tuple[list[Decided], int]:
         """The trials as the ETA sees them, and how many are still to start (under a budget: as many as fit)."""
-        decided = [Decided(t.epoch, t.outcome.ended, t.epoch_s) for t in self.trials.values()]
+        decided = [Decided(t.epoch, t.outcome.ended, t.epoch_s, t.schedule) for t in self.trials.values()]
         return decided, self.affordable(decided)
 
     def affordable(self, decided: list[Decided] | None = None, now: float | None = None, unseen: int = 0) -> int:
@@ -150,7 +156,7 @@ class SearchProgress:
         if self.budget_s is None or pending == 0 or measured.epoch_s is None:
             return pending
         if decided is None:
-            decided = [Decided(t.epoch, t.outcome.ended, t.epoch_s) for t in self.trials.values()]
+            decided = [Decided(t.epoch, t.outcome.ended, t.epoch_s, t.schedule) for t in self.trials.values()]
         floor = min(max(self.minimum - started, 0), pending)
         left = self.budget_s - self.clock(now) - (self.export_s() or 0.0)
         for count in range(pending, floor, -1):
@@ -262,7 +268,8 @@ def _view(values: dict[str, Any]) -> TrialView:
                      objective=_number(values.get("objective")), outcome=Outcome(values.get("outcome", "pending")),
                      suspect=bool(values.get("suspect", False)), reason=str(values.get("reason", "")),
                      ended_at=_number(values.get("ended_at")), seconds=float(values.get("seconds", 0.0)),
-                     timed=int(values.get("timed", 0)), first_s=float(values.get("first_s", 0.0)))
+                     timed=int(values.get("timed", 0)), first_s=float(values.get("first_s", 0.0)),
+                     schedule=None if values.get("schedule") is None else int(values["schedule"]))
 
 
 def _update(path: Path | None, values: dict[str, Any]) -> float | None:

@@ -102,8 +102,8 @@ def render(model: SearchProgress) -> Any:
     ended = sorted((t for t in model.trials.values() if t.outcome.ended), key=lambda t: t.ended_at or 0.0)
     for view in running + ended[-RECENT:]:
         bar = Table.grid(padding=(0, 1))
-        bar.add_row(ProgressBar(total=model.max_epochs, completed=view.epoch, width=12),
-                    Text(f"{view.epoch}/{model.max_epochs}"))
+        bar.add_row(ProgressBar(total=view.epochs(model.max_epochs), completed=view.epoch, width=12),
+                    Text(f"{view.epoch}/{view.epochs(model.max_epochs)}"))
         shown = view.objective if view.outcome == Outcome.FINISHED else view.robust
         table.add_row(Text(plain(view.trial_id)), Text(plain(_params(view))), bar, _pct(view.natural), _pct(shown),
                       Text(plain(view.state(model.max_epochs))))
@@ -140,7 +140,8 @@ class _LineView:
         if kind == TrialEvent.STARTED:
             what = f"started: {_params(view)}"
         elif kind == TrialEvent.EPOCH:
-            what = f"epoch {view.epoch}/{m.max_epochs}: natural {_pct(view.natural)} robust {_pct(view.robust)}"
+            what = (f"epoch {view.epoch}/{view.epochs(m.max_epochs)}: natural {_pct(view.natural)} "
+                    f"robust {_pct(view.robust)}")
         elif kind == TrialEvent.RETRYING:
             what = f"stopped ({view.reason or 'its worker was lost'}); retrying from its last checkpoint"
         else:

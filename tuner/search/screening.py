@@ -13,7 +13,8 @@ rungs, each rung its own Tune experiment:
    full epochs from scratch, FIFO; its best trial is exported as any search's. Under a
    ``--time-budget`` "the full epochs" are what the budget leaves once the screen is over
    (:func:`tuner.search.budget.promote_epochs`: up to twice the preset's, at least one more than
-   the screen's).
+   the screen's), each configuration at its own pace when each has a slot of its own (a promoted
+   point's ``epochs``).
 
 The promoted configurations are written to ``promoted.json`` in the screen's folder (beside the
 exports on remote storage) once the screen is over, and the rung's epochs to ``promote.json``
@@ -36,12 +37,13 @@ from tuner.search.config import SearchConfig
 from tuner.search.plan import resolve_run
 from tuner.search.run import SearchOutcome, run_experiment
 from tuner.trials.pareto import ranked_trials
+from tuner.trials.strategy import POINT_EPOCHS
 
 __all__ = ["PROMOTE", "PROMOTED", "promoted_config", "run_search", "screen_budget", "screen_config",
            "screen_epochs"]
 
 PROMOTED = "promoted.json"  # the screen's verdict: the configurations the promote rung trains
-PROMOTE = "promote.json"  # and how long: {"epochs": E, "line": what was said of it}
+PROMOTE = "promote.json"  # and how long: {"epochs": E, "each": [own epochs], "line": what was said of it}
 
 
 def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> SearchOutcome:
@@ -71,14 +73,18 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
         if not chosen:
             return outcome  # no screened trial is exportable: nothing to promote, nothing exported
         sized = promote_epochs(outcome.progress, [r.trial_id for r in chosen], epochs, screen.epochs + 1)
+        points = [dict(r.params) for r in chosen]
+        if sized.each:  # each its own epochs, carried by the point (POINT_EPOCHS) to its trial
+            points = [{**point, POINT_EPOCHS: own} for point, own in zip(points, sized.each, strict=True)]
         verdict.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(_promote_path(verdict),
-                          json.dumps({"epochs": sized.epochs, "line": _promote_line(sized, epochs, budget)}))
-        atomic_write_text(verdict, json.dumps([dict(r.params) for r in chosen], indent=1))
+        atomic_write_text(_promote_path(verdict), json.dumps({"epochs": sized.epochs, "each": list(sized.each),
+                                                              "line": _promote_line(sized, epochs, budget)}))
+        atomic_write_text(verdict, json.dumps(points, indent=1))
         screened = _screened_line(len(outcome.records), configurations, screen.epochs, budget)
     count = len(json.loads(verdict.read_text()))
-    full_epochs, how = _promote_record(verdict, epochs)
-    print(f"{screened} in {screen.folder.path}; the best {count} train for {full_epochs} epochs{how} in "
+    full_epochs, how, each = _promote_record(verdict, epochs)
+    trains = " and ".join(map(str, each)) if each else str(full_epochs)
+    print(f"{screened} in {screen.folder.path}; the best {count} train for {trains} epochs{how} in "
           f"{cfg.folder.path}", file=sys.stderr, flush=True)
     full = replace(promoted_config(cfg, verdict, count), epochs=full_epochs)
     return run_experiment(replace(full, resume=cfg.resume and tune.Tuner.can_restore(cfg.folder.path)), command)
@@ -92,8 +98,10 @@ def _promote_line(sized: PromoteEpochs, epochs: int, budget: TimeBudget | None) 
     if sized.epochs * sized.epoch_s > max(sized.left_s, 0.0):
         return (f" (the least after a {sized.epochs - 1}-epoch screen: the {minutes} leaves "
                 f"{max(sized.left_s, 0.0) / 60:.1f} minutes of training at {sized.epoch_s:.0f} s an epoch)")
-    return (f" (what the {minutes} leaves: {sized.left_s / 60:.1f} minutes at {sized.epoch_s:.0f} s an epoch; "
-            f"{epochs} without a budget, at most {2 * epochs})")
+    pace = f"the slowest at {sized.epoch_s:.0f} s an epoch, each at its own pace on its own slot" if sized.each \
+        else f"at {sized.epoch_s:.0f} s an epoch"
+    return f" (what the {minutes} leaves: {sized.left_s / 60:.1f} minutes {pace}; {epochs} without a budget, " \
+           f"at most {2 * epochs})"
 
 
 def _promote_path(verdict: Path) -> Path:
@@ -101,14 +109,14 @@ def _promote_path(verdict: Path) -> Path:
     return verdict.with_name(verdict.name.replace(PROMOTED, PROMOTE))
 
 
-def _promote_record(verdict: Path, epochs: int) -> tuple[int, str]:
-    """The promote rung's epochs and why, as the screen recorded them (``epochs``, no reason, for a screen of
-    before ``promote.json``)."""
+def _promote_record(verdict: Path, epochs: int) -> tuple[int, str, tuple[int, ...]]:
+    """The promote rung's epochs, why, and each configuration's own (none: all the rung's), as the screen recorded
+    them (``epochs``, no reason, for a screen of before ``promote.json``)."""
     path = _promote_path(verdict)
     if not path.is_file():
-        return epochs, ""
+        return epochs, "", ()
     record = json.loads(path.read_text())
-    return int(record["epochs"]), str(record.get("line", ""))
+    return int(record["epochs"]), str(record.get("line", "")), tuple(map(int, record.get("each", ())))
 
 
 def screen_budget(cfg: SearchConfig, preset_budget: float | None, configurations: int) -> TimeBudget | None:

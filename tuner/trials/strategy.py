@@ -15,7 +15,8 @@ Adding a sampler: a function of the :class:`Strategy` in :data:`SAMPLERS`, with 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,8 +27,9 @@ from trainables.registry import Registry, check_choice
 from tuner.cluster.storage import StudyStorage
 from tuner.trials.study import HonestOptunaSearch
 
-__all__ = ["OBJECTIVES", "RUNG_METRIC", "SAMPLERS", "SCHEDULERS", "DefineBySpace", "ObjectiveMode", "Strategy",
-           "build_scheduler", "build_searcher", "describe", "sampler_of", "starting_points", "tpe_startup_trials"]
+__all__ = ["OBJECTIVES", "POINT_EPOCHS", "RUNG_METRIC", "SAMPLERS", "SCHEDULERS", "DefineBySpace", "ObjectiveMode",
+           "PointEpochs", "Strategy", "build_scheduler", "build_searcher", "describe", "point_epochs", "same_value",
+           "sampler_of", "starting_points", "tpe_startup_trials"]
 
 ObjectiveMode = Literal["robust", "pareto"]
 
@@ -37,6 +39,7 @@ OBJECTIVES: dict[ObjectiveMode, tuple[str, ...]] = {
     "pareto": ("objective", "objective_natural"),  # and natural validation accuracy: a Pareto front
 }
 RUNG_METRIC = "robust_acc"  # what ASHA compares at its rungs: the per-epoch suite's robust accuracy
+POINT_EPOCHS = "epochs"  # a --points entry's own epochs, and the trial configuration's constant that carries them
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class Strategy:
         SCHEDULERS.get(self.scheduler)
         if self.num_samples < 1 or self.grace_period < 1:
             raise ValueError(f"need >= 1 trials and a grace period >= 1, got {self.num_samples}, {self.grace_period}")
+        point_epochs(self.points)  # a bad point's epochs fail here, before Ray starts
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -127,21 +131,62 @@ def describe(registry: Registry[Any]) -> str:
 
 
 @dataclass(frozen=True)
+class PointEpochs:
+    """A starting point that trains for epochs of its own (a ``--points`` entry with an ``epochs`` key)."""
+
+    params: tuple[tuple[str, Any], ...]
+    epochs: int
+
+    def matches(self, params: Mapping[str, Any]) -> bool:
+        """Whether ``params`` (a trial's suggested values) are this point's."""
+        mine = dict(self.params)
+        return mine.keys() == params.keys() and all(same_value(mine[k], params[k]) for k in mine)
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two parameter values are the same (floats to a relative 1e-9: a value read back from JSON or a study)."""
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-9)
+    return bool(a == b)
+
+
+def point_epochs(points: Sequence[Mapping[str, Any]]) -> tuple[PointEpochs, ...]:
+    """The points that name their own epochs; ValueError (one line) for epochs that are not a whole number >= 1."""
+    out = []
+    for point in points:
+        if POINT_EPOCHS not in point:
+            continue
+        epochs = point[POINT_EPOCHS]
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"a point's {POINT_EPOCHS!r} must be a whole number >= 1, got {epochs!r}")
+        out.append(PointEpochs(tuple((k, v) for k, v in point.items() if k != POINT_EPOCHS), epochs))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class DefineBySpace:
-    """Picklable Optuna define-by-run function for one space under the search's preset (overrides included)."""
+    """Picklable Optuna define-by-run function for one space under the search's preset (overrides included).
+
+    A trial whose values are those of a point in ``schedules`` gets that point's epochs as a constant
+    of its configuration (``epochs``, which :func:`~tuner.trials.trial.trial_spec` trains for).
+    """
 
     space: str
     preset: Preset
+    schedules: tuple[PointEpochs, ...] = ()
 
-    def __call__(self, trial: Any) -> None:
-        """Ask ``trial`` for the space's tunables."""
+    def __call__(self, trial: Any) -> dict[str, int] | None:
+        """Ask ``trial`` for the space's tunables; its own epochs when it is a point that names them."""
         get_space(self.space).define(trial, self.preset)
+        own = next((p.epochs for p in self.schedules if p.matches(trial.params)), None)
+        return None if own is None else {POINT_EPOCHS: own}
 
 
 def starting_points(strategy: Strategy, space: str, preset: Preset) -> list[dict[str, Any]]:
-    """The configurations tried first: the space's known-good points (unless left out), then ``--points``."""
+    """The configurations tried first: the space's known-good points (unless left out), then ``--points`` (the
+    values Optuna fixes: a point's own ``epochs`` goes to :class:`DefineBySpace`)."""
     known = get_space(space).points_to_evaluate(preset) if strategy.space_points else []
-    return [*known, *map(dict, strategy.points)]
+    return [*known, *({k: v for k, v in p.items() if k != POINT_EPOCHS} for p in strategy.points)]
 
 
 def sampler_of(strategy: Strategy) -> optuna.samplers.BaseSampler:
@@ -155,8 +200,9 @@ def build_searcher(strategy: Strategy, space: str, preset: Preset, study: StudyS
     points = starting_points(strategy, space, preset)
     metrics = list(strategy.metrics)  # a list of several: Ray's OptunaSearch makes a multi-objective study
     return HonestOptunaSearch(
-        space=DefineBySpace(space, preset), metric=metrics if strategy.pareto else metrics[0],
-        mode=["max"] * len(metrics) if strategy.pareto else "max", points_to_evaluate=points or None,
+        space=DefineBySpace(space, preset, point_epochs(strategy.points)),
+        metric=metrics if strategy.pareto else metrics[0], mode=["max"] * len(metrics) if strategy.pareto else "max",
+        points_to_evaluate=points or None,
         sampler=sampler_of(strategy), storage=None if study is None else study.open(), study_name=study_name,
     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from trainables.train import RunSpec, TrainingDiverged, fit, resolve_device
 from tuner.trials.checkpoints import Restored, restore_intact
 from tuner.trials.objective import score_objective
 from tuner.trials.outcome import TrialReport
+from tuner.trials.strategy import POINT_EPOCHS
 
 __all__ = ["TrainSession", "TrialContext", "TrialSession", "TuneSession", "diverged_report", "epoch_report",
            "refused_report", "run_trial", "train_trial", "trial_spec"]
@@ -96,8 +97,11 @@ class TrainSession:
 
 
 def trial_spec(context: TrialContext, config: dict[str, Any]) -> RunSpec:
-    """The run one trial's sampled ``config`` describes."""
-    return get_space(context.space).apply(context.base, config)
+    """The run one trial's sampled ``config`` describes (its own ``epochs`` when it names them: a promoted point)."""
+    spec = get_space(context.space).apply(context.base, config)
+    if POINT_EPOCHS not in config:
+        return spec
+    return replace(spec, train=replace(spec.train, epochs=int(config[POINT_EPOCHS])))
 
 
 def epoch_report(metrics: dict[str, float], model: RobustModel, spec: RunSpec, context: TrialContext, val: ImageSet,
