@@ -86,6 +86,13 @@ def test_a_promoted_point_trains_for_its_own_epochs() -> None:
     assert trial_spec(context, own).train.epochs == 7 and trial_spec(context, plain).train.epochs == preset.train.epochs
     assert DefineBySpace("lwta", preset, point_epochs(strategy.points)).schedules[0].matches({**first})
     assert not PointEpochs(tuple(first.items()), 7).matches({**first, "lr": first["lr"] * 1.001})
+    from tuner.console.eta import TimeBudget
+    from tuner.search.budget import PromoteEpochs
+    from tuner.search.screening import _promote_line
+
+    line = _promote_line(PromoteEpochs(11, 30.0, 342.0, (17, 11)), 15, TimeBudget(780.0, 3))
+    assert line == (" (what the 13-minute --time-budget leaves: 5.7 minutes, each at its own pace on its own slot, "
+                    "the slowest at 30 s an epoch; 15 without a budget, at most 30)")
     for bad in (0, 2.5, True, "7"):
         with pytest.raises(ValueError, match="'epochs' must be a whole number >= 1"):
             Strategy(points=({**first, "epochs": bad},))

@@ -98,9 +98,9 @@ def _promote_line(sized: PromoteEpochs, epochs: int, budget: TimeBudget | None) 
     if sized.epochs * sized.epoch_s > max(sized.left_s, 0.0):
         return (f" (the least after a {sized.epochs - 1}-epoch screen: the {minutes} leaves "
                 f"{max(sized.left_s, 0.0) / 60:.1f} minutes of training at {sized.epoch_s:.0f} s an epoch)")
-    pace = f"the slowest at {sized.epoch_s:.0f} s an epoch, each at its own pace on its own slot" if sized.each \
-        else f"at {sized.epoch_s:.0f} s an epoch"
-    return f" (what the {minutes} leaves: {sized.left_s / 60:.1f} minutes {pace}; {epochs} without a budget, " \
+    pace = f", each at its own pace on its own slot, the slowest at {sized.epoch_s:.0f} s an epoch" if sized.each \
+        else f" at {sized.epoch_s:.0f} s an epoch"
+    return f" (what the {minutes} leaves: {sized.left_s / 60:.1f} minutes{pace}; {epochs} without a budget, " \
            f"at most {2 * epochs})"
 
 
