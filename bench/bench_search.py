@@ -312,8 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = _write(args, header, runs)
     _show(header, runs, summary)
     if args.figure is not None:
-        _plot(runs, args.figure, f"{args.space}, quick preset, {first.base.data.train_limit} training images, "
-                                 f"{args.test_limit} test images")
+        limit = first.base.data.train_limit
+        training = "the whole training split" if limit is None else f"{limit} training images"
+        _plot(runs, args.figure, f"{args.space}, quick preset, {training}, {args.test_limit} test images")
     return 0
 
 
