@@ -139,8 +139,9 @@ def test_the_promote_rung_trains_what_the_budget_leaves_after_the_screen() -> No
     assert promote_epochs(_screen(50.0), promoted, 15, 4, now=NOW).epochs == 4  # past the budget: the least
     slow = _screen(100.0 + 150)
     slow.record_epoch("t1", 30.0, 0.0, 2)  # t1's second epoch took 30 s: the rung goes at that pace
-    # t0 has a slot of its own beside t1: its own 10 s fit 15 epochs in the minutes t1 takes for 5
-    assert promote_epochs(slow, promoted, 15, 4, now=NOW) == PromoteEpochs(5, 30.0, 150.0, (15, 5))
+    # t0 has a slot of its own beside t1: its own 10 s, priced at the top of the pace spread (11.5 s), fit 13
+    # epochs in the minutes t1 takes for 5
+    assert promote_epochs(slow, promoted, 15, 4, now=NOW) == PromoteEpochs(5, 30.0, 150.0, (13, 5))
     three = _screen(100.0 + 150, started=3)
     three.record_epoch("t1", 30.0, 0.0, 2)
     assert promote_epochs(three, ["t0", "t1", "t2"], 15, 4, now=NOW).each == ()  # 3 on 2 slots: all at the slowest
