@@ -46,12 +46,18 @@ def test_the_model_counts_epochs_and_estimates_the_time_left() -> None:
     assert SearchProgress(1, 1).eta_s() is None
 
 
-def test_the_callback_follows_each_trial_into_lines_and_progress_json(tmp_path: Path) -> None:
-    progress = tmp_path / "progress.json"
-    callback = LiveProgress(progress, num_samples=2, max_epochs=2, params=("lr",), space="lwta", view="none")
+def _line_callback(progress: Path, max_epochs: int) -> tuple[LiveProgress, io.StringIO]:
+    """A set-up callback of 2 trials whose line view writes to the returned buffer."""
+    callback = LiveProgress(progress, num_samples=2, max_epochs=max_epochs, params=("lr",), space="lwta", view="none")
     callback.setup()
     out = io.StringIO()
     callback._view = _LineView(callback.progress(), out)
+    return callback, out
+
+
+def test_the_callback_follows_each_trial_into_lines_and_progress_json(tmp_path: Path) -> None:
+    progress = tmp_path / "progress.json"
+    callback, out = _line_callback(progress, max_epochs=2)
     one, two = _trial("one", lr=0.05), _trial("two", lr=0.2)
     callback.on_trial_start(0, [one], one)
     callback.on_trial_result(0, [one], one, {"epoch": 1.0, "natural_acc": 0.7, "robust_acc": 0.4})
@@ -76,10 +82,7 @@ def test_the_callback_follows_each_trial_into_lines_and_progress_json(tmp_path: 
 
 def test_a_trial_of_its_own_epochs_shows_them_and_keeps_them_in_progress_json(tmp_path: Path) -> None:
     progress = tmp_path / "progress.json"
-    callback = LiveProgress(progress, num_samples=2, max_epochs=10, params=("lr",), space="lwta", view="none")
-    callback.setup()
-    out = io.StringIO()
-    callback._view = _LineView(callback.progress(), out)
+    callback, out = _line_callback(progress, max_epochs=10)
     own = _trial("own", lr=0.05, epochs=16)  # a promoted point that trains for 16, the rung's 10
     callback.on_trial_start(0, [own], own)
     callback.on_trial_result(0, [own], own, {"epoch": 1.0, "natural_acc": 0.7, "robust_acc": 0.4})

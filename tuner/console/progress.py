@@ -140,9 +140,13 @@ class SearchProgress:
         """Trial-epochs trained so far."""
         return sum(t.epoch for t in self.trials.values())
 
+    def _decisions(self) -> list[Decided]:
+        """The trials as the ETA sees them."""
+        return [Decided(t.epoch, t.outcome.ended, t.epoch_s, t.schedule) for t in self.trials.values()]
+
     def _decided(self) -> tuple[list[Decided], int]:
         """The trials as the ETA sees them, and how many are still to start (under a budget: as many as fit)."""
-        decided = [Decided(t.epoch, t.outcome.ended, t.epoch_s, t.schedule) for t in self.trials.values()]
+        decided = self._decisions()
         return decided, self.affordable(decided)
 
     def affordable(self, decided: list[Decided] | None = None, now: float | None = None, unseen: int = 0) -> int:
@@ -156,7 +160,7 @@ class SearchProgress:
         if self.budget_s is None or pending == 0 or measured.epoch_s is None:
             return pending
         if decided is None:
-            decided = [Decided(t.epoch, t.outcome.ended, t.epoch_s, t.schedule) for t in self.trials.values()]
+            decided = self._decisions()
         floor = min(max(self.minimum - started, 0), pending)
         left = self.budget_s - self.clock(now) - (self.export_s() or 0.0)
         for count in range(pending, floor, -1):
