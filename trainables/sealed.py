@@ -21,7 +21,7 @@ import torch
 
 from trainables.atomic import atomic_write
 
-__all__ = ["SealError", "load_sealed", "save_sealed"]
+__all__ = ["SealError", "load_format", "load_sealed", "save_sealed"]
 
 _ENVELOPE = "robustune-sealed/1"
 
@@ -63,3 +63,12 @@ def load_sealed(path: Path) -> Any:
     if hashlib.sha256(raw).hexdigest() != digest:
         raise SealError(f"{path} fails its sha256 check: the file changed after it was written (disk or copy error)")
     return _read(io.BytesIO(raw), path)
+
+
+def load_format(path: Path, fmt: str, kind: str) -> dict[str, Any]:
+    """The sealed dict in ``path`` written as format ``fmt`` (its ``format`` key dropped); else SealError naming ``kind``."""
+    payload = load_sealed(path)
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise SealError(f"{path} is not a {kind}")
+    payload.pop("format")
+    return payload

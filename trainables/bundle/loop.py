@@ -27,7 +27,7 @@ from torch import Tensor
 
 from trainables.data import Splits, batches
 from trainables.models import RobustModel, build_model, is_stochastic
-from trainables.sealed import SealError, load_sealed, save_sealed
+from trainables.sealed import SealError, load_format, save_sealed
 from trainables.train import RunSpec
 from trainables.train.averaging import WeightAverage
 from trainables.train.compute import resolve_compute
@@ -361,10 +361,7 @@ def load_member(directory: Path, member: int) -> tuple[RunSpec, dict[str, Tensor
 
 def _load(path: Path) -> dict[str, Any]:
     try:
-        payload = load_sealed(path)
+        return load_format(path, _FORMAT, "robustune bundle checkpoint")
     except SealError as exc:
         raise BundleCheckpointError(f"bundle checkpoint {exc}") from None
-    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-        raise BundleCheckpointError(f"{path} is not a robustune bundle checkpoint")
-    return payload
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from trainables.sealed import SealError, load_sealed, save_sealed
+from trainables.sealed import SealError, load_format, save_sealed
 
 __all__ = ["CHECKPOINT_FILE", "CheckpointError", "TrainState", "load_checkpoint", "save_checkpoint"]
 
@@ -59,12 +59,9 @@ def load_checkpoint(path: Path) -> TrainState:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        payload = load_sealed(path)
+        payload = load_format(path, _FORMAT, "robustune checkpoint")
     except SealError as exc:
         raise CheckpointError(f"checkpoint {exc}") from None
-    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-        raise CheckpointError(f"{path} is not a robustune checkpoint")
-    payload.pop("format")
     try:
         return TrainState(**payload)
     except TypeError as exc:
