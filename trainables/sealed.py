@@ -66,7 +66,7 @@ def load_sealed(path: Path) -> Any:
 
 
 def load_format(path: Path, fmt: str, kind: str) -> dict[str, Any]:
-    """The sealed dict in ``path`` written as format ``fmt`` (its ``format`` key dropped); else SealError naming ``kind``."""
+    """The sealed dict in ``path`` of format ``fmt`` (its ``format`` key dropped); else SealError naming ``kind``."""
     payload = load_sealed(path)
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise SealError(f"{path} is not a {kind}")
