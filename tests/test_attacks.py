@@ -457,3 +457,24 @@ def test_a_gradient_free_attack_runs_once_on_a_stochastic_model_and_its_gap_is_m
     fgsm = result.natural & result.per_attack["fgsm"] & result.per_attack["fgsm/sampled"]
     assert gap == pytest.approx(fgsm.float().mean().item() - result.worst.float().mean().item())
     assert gradient_free_gap(evaluate_robustness(noisy, x[:50], y[:50], _suite(FGSM()), SUITE_THREAT)) is None
+
+
+def test_the_convergence_probe_breaks_what_a_too_short_attack_left_standing(trained):
+    from trainables.attacks import APGDCE, Square
+    from trainables.evaluation import PROBE_EXAMPLES, PROBE_STEPS, convergence_gap, probe_suite
+
+    model, x, y = trained
+    short = PGD(steps=2, step_size=0.004, random_start=False)  # 2 steps of 0.004 reach a third of the ball at most
+    suite = _suite(short, Square(n_queries=5), PGDL2(steps=2), cascade=True)
+    probe = probe_suite(suite)
+    assert probe is not None and probe.attacks == (replace(short, steps=2 * PROBE_STEPS),)  # L-inf, iterative
+    assert probe.seed != suite.seed and probe_suite(_suite(FGSM(), Square(n_queries=5))) is None
+    threat = ThreatModel(0.025, 1.5)
+    images, labels = x[:PROBE_EXAMPLES + 20], y[:PROBE_EXAMPLES + 20]
+    weak = evaluate_robustness(model, images, labels, suite, threat)
+    gap = convergence_gap(model, images, labels, suite, threat, weak)
+    standing = weak.worst_for("linf")[:PROBE_EXAMPLES].float().mean().item()
+    assert gap is not None and 0.03 <= gap <= standing  # twice the steps go further, never break more than stood
+    strong = replace(suite, attacks=(FGSM(), APGDCE(steps=50)))
+    assert convergence_gap(model, images, labels, strong, threat,
+                           evaluate_robustness(model, images, labels, strong, threat)) < gap

@@ -83,10 +83,15 @@ def test_the_export_share_weighs_each_run_by_its_model_passes() -> None:
     assert ("validation", "square/sampled") not in keys  # a gradient-free attack runs once
     shares = [work.share(f"{split}: {key}") for split, key in keys]
     assert shares == sorted(shares) and 0 < shares[0] and shares[-1] < 1
-    assert work.share("validation: pgd/sampled") < 200 / 2200 < work.share("test: natural")  # by images
     passes = {(split, key): passes for split, key, passes in work.runs}
+    probe = [key for split, key, _ in work.runs if split == "probe"]
+    assert keys[-3:] == [("probe", key) for key in probe] == [("probe", k) for k in ("natural", "pgd", "pgd/sampled")]
+    scored = 1 - sum(passes["probe", key] for key in probe) / work.passes()  # the suite's own share, the probe's after
+    assert work.share("validation: pgd/sampled") < 200 / 2200 * scored < work.share("test: natural")  # by images
     assert passes["test", "pgd"] > 10 * passes["test", "fgsm"]  # 20 steps against 1
     assert passes["test", "pgd"] == pytest.approx(10 * passes["validation", "pgd"])  # 2000 images against 200
+    # the probe: PGD at twice the steps and twice the EOT draws on the first 100 test images
+    assert passes["probe", "pgd"] == pytest.approx(4 * passes["test", "pgd"] / 20, rel=0.02)
     assert work.share("elsewhere: x") == 0.0
 
 
@@ -134,7 +139,7 @@ def _replay(record: dict) -> list[tuple[int, float | None, int]]:
     plan = EtaPlan(rungs=tuple(record["rungs"]),
                    export_ratio=export.work(QUICK.threat, stochastic) * sum(images.values()) / per_epoch,
                    objective_ratio=QUICK.objective_suite.work(QUICK.threat, stochastic) * 1000 / per_epoch)
-    work = ExportWork.of(export, QUICK.threat, stochastic, images)
+    work = ExportWork.of(export, QUICK.threat, stochastic, images, probed=False)  # recorded before the probe
     model = SearchProgress(record["num_samples"], record["max_epochs"], started=0.0, eta_plan=plan)
     out = []
     for event in record["events"]:

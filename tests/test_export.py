@@ -30,10 +30,12 @@ from tuner.export import (
     README_FILE,
     WEIGHTS_FILE,
     ExportError,
+    claim_warnings,
     evaluate_for_export,
     export_model,
     load_export,
     load_model,
+    masking_warning,
     recorded_threat,
 )
 
@@ -112,9 +114,11 @@ def test_metrics_round_trip_and_sane_accuracies(exported, fmnist) -> None:
     assert json.loads((out / METRICS_FILE).read_text()) == json.loads(json.dumps(metrics))
     for split in ("validation", "test"):
         m = metrics[split]
-        assert set(m) == {"natural_acc", "robust_acc", "robust_acc/linf", "acc/fgsm", "acc/pgd"}
+        probed = {"convergence/stronger_gap"} if split == "test" else set()  # the convergence check: test only
+        assert set(m) == {"natural_acc", "robust_acc", "robust_acc/linf", "acc/fgsm", "acc/pgd"} | probed
         assert 0.0 <= m["robust_acc"] <= min(m["acc/fgsm"], m["acc/pgd"]) <= m["natural_acc"] <= 1.0
         assert m["natural_acc"] > 0.3  # a few steps on real data; chance is 0.10
+    assert 0.0 <= metrics["test"]["convergence/stronger_gap"] <= metrics["test"]["robust_acc/linf"]  # of 100 images
     assert SuiteConfig.from_dict(metrics["suite"]) == SUITE
     assert metrics["examples"] == {"validation": 100, "test": 100}
     export = load_export(out)
@@ -131,6 +135,20 @@ def test_readme_has_command_threat_model_and_table(exported) -> None:
     val, test = (f"{100 * metrics[s]['natural_acc']:.2f}%" for s in ("validation", "test"))
     assert f"| natural | {val} | {test} |" in card
     assert "| pgd |" in card and "| **worst case** |" in card and "| `lr` | `0.05` |" in card
+
+
+def test_a_masking_gap_or_an_unconverged_attack_above_its_limit_is_a_warning_line_and_below_it_none() -> None:
+    gap = "masking/gradient_free_gap"
+    assert masking_warning({"test": {"robust_acc": 0.5}}) is None  # no gradient-free attack ran
+    assert masking_warning({"validation": {gap: 0.02}, "test": {gap: 0.03}}) is None  # at the limit
+    line = masking_warning({"validation": {gap: 0.045}, "test": {gap: 0.0395}})
+    assert line is not None and "\n" not in line
+    assert line.startswith("Square broke 4.50% of the validation images") and "limit 3%" in line
+    probed = {"test": {"convergence/stronger_gap": 0.05}, "probe": {"steps_x": 2, "eot_x": 2}}
+    assert claim_warnings({"test": {"convergence/stronger_gap": 0.02}}) == []  # at the limit
+    [converging] = claim_warnings(probed)
+    assert "2x the steps and 2x the EOT draws broke 5.0% more of the first 100 test images" in converging
+    assert "about 5 points too high" in converging and len(claim_warnings(probed | {"validation": {gap: 0.04}})) == 2
 
 
 def test_a_format_1_export_still_loads_with_its_threat_model(exported, tmp_path: Path) -> None:

@@ -12,11 +12,16 @@ from trainables.attacks import NORMS, Norm, ThreatModel
 from trainables.cli import OneLineParser, run_main
 from trainables.data import load_splits
 from trainables.evaluation import (
+    CONVERGENCE_LIMIT,
     GRADIENT_FREE_GAP_LIMIT,
+    PROBE_EOT,
+    PROBE_EXAMPLES,
+    PROBE_STEPS,
     RobustResult,
     SuiteConfig,
     SuiteOverrides,
     add_suite_arguments,
+    convergence_gap,
     evaluate_in_processes,
     gradient_free_gap,
 )
@@ -45,6 +50,9 @@ def build_parser() -> OneLineParser:
     p.add_argument("--workers", type=int, default=None,
                    help="on a CPU, score in N processes of one thread, each a contiguous share of the examples "
                         "(default: as the export was scored, so its figures come out again)")
+    p.add_argument("--convergence", action="store_true",
+                   help="then attack what stands among the first images again with the L-inf gradient attacks at "
+                        "more steps and EOT draws, and say how much more they break (the export's convergence check)")
     add_suite_arguments(p)
     return p
 
@@ -118,6 +126,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = evaluate_in_processes(export.model, data.floats(), data.labels, suite, threat, workers=workers,
                                        device=device, progress=heard)
     _print_result(export, result, suite, threat, args.split)
+    if args.convergence:
+        with phases.counted(f"attacking what stands among the first {PROBE_EXAMPLES} again, harder") as heard:
+            gap = convergence_gap(export.model, data.floats(), data.labels, suite, threat, result, workers=workers,
+                                  device=device, progress=heard)
+        if gap is None:
+            print("convergence check: the suite has no iterative L-inf gradient attack to strengthen")
+        else:
+            print(f"convergence check: the suite's L-inf gradient attacks at {PROBE_STEPS}x the steps and {PROBE_EOT}x "
+                  f"the EOT draws broke {100 * gap:.1f}% more of the first {min(PROBE_EXAMPLES, result.n)} "
+                  f"{args.split} images (limit {100 * CONVERGENCE_LIMIT:g}%)")
     return 0
 
 

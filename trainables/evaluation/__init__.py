@@ -5,9 +5,11 @@ A :class:`SuiteConfig` lists attacks and how they run; it is bound to the run's 
 :func:`evaluate_sharded` across data-parallel ranks, :func:`evaluate_in_processes` across CPU
 processes). The result keeps per-example outcomes, so the
 robust accuracy is a per-example worst case over attacks and gradient ways. :mod:`.masking` owns
-the gradient-masking checks and the rule that makes a model ``suspect``.
+the gradient-masking checks and the rule that makes a model ``suspect``; :mod:`.convergence` asks
+whether a stronger attack breaks what a suite left standing.
 """
 
+from .convergence import CONVERGENCE_LIMIT, PROBE_EOT, PROBE_EXAMPLES, PROBE_STEPS, convergence_gap, probe_suite
 from .masking import (
     GRADIENT_FREE_GAP_LIMIT,
     MASKING_ACC_LIMIT,
@@ -26,6 +28,12 @@ from .sharded import evaluate_sharded
 from .suite import GRADIENT_WAYS, GradientWay, SuiteConfig, outcome_key
 
 __all__ = [
+    "CONVERGENCE_LIMIT",
+    "PROBE_EOT",
+    "PROBE_EXAMPLES",
+    "PROBE_STEPS",
+    "convergence_gap",
+    "probe_suite",
     "GRADIENT_WAYS",
     "MASKING_ACC_LIMIT",
     "MASKING_EPS",

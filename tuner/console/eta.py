@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 
 from trainables.attacks import ThreatModel
-from trainables.evaluation import SuiteConfig
+from trainables.evaluation import PROBE_EXAMPLES, SuiteConfig, probe_suite
 
 __all__ = ["Decided", "EtaPlan", "ExportWork", "Measured", "TimeBudget", "Walk", "rungs_of"]
 
@@ -184,24 +184,40 @@ class ExportWork:
     runs: tuple[tuple[str, str, float], ...]  # (split, outcome key, passes over the split)
 
     @classmethod
-    def of(cls, suite: SuiteConfig, threat: ThreatModel, stochastic: bool, images: dict[str, int]) -> ExportWork:
-        """The runs of ``suite`` on each split of ``images`` (split -> images, in the order they are scored)."""
-        predict = (suite.predict_samples if stochastic else 1) / 3
-        runs = []
+    def of(cls, suite: SuiteConfig, threat: ThreatModel, stochastic: bool, images: dict[str, int],
+           probed: bool = True) -> ExportWork:
+        """The runs of ``suite`` on each split of ``images`` (split -> images, in the order they are scored), then
+        (``probed``) the convergence check's stronger attacks on the first test images (split ``probe``)."""
+        runs: list[tuple[str, str, float]] = []
         for split, count in images.items():
-            runs.append((split, "natural", predict * count))
-            for key, way, attack in suite.passes(threat, stochastic):
-                if not suite.repeats(way, attack, stochastic):
-                    runs.append((split, key, (attack.work() + predict) * count))
+            runs += _runs(suite, threat, stochastic, split, count)
+        probe = probe_suite(suite) if probed else None
+        if probe is not None and images.get("test"):
+            runs += _runs(probe, threat, stochastic, "probe", min(PROBE_EXAMPLES, images["test"]))
         return cls(tuple(runs))
+
+    def passes(self) -> float:
+        """Model passes of the whole export's scoring (the sum over its runs)."""
+        return sum(work for _, _, work in self.runs)
 
     def share(self, label: str) -> float:
         """The share done while the run ``label`` (``"<split>: <key>"``) goes on: those before it and half of it."""
         split, _, key = label.partition(": ")
-        total = sum(work for _, _, work in self.runs) or 1.0
+        total = self.passes() or 1.0
         before = 0.0
         for run_split, run_key, work in self.runs:
             if (run_split, run_key) == (split, key):
                 return (before + work / 2) / total
             before += work
         return 0.0
+
+
+def _runs(suite: SuiteConfig, threat: ThreatModel, stochastic: bool, split: str,
+          count: int) -> list[tuple[str, str, float]]:
+    """``suite``'s runs on ``count`` images of ``split``: the natural prediction, then each attack and way."""
+    predict = (suite.predict_samples if stochastic else 1) / 3
+    runs = [(split, "natural", predict * count)]
+    for key, way, attack in suite.passes(threat, stochastic):
+        if not suite.repeats(way, attack, stochastic):
+            runs.append((split, key, (attack.work() + predict) * count))
+    return runs

@@ -8,7 +8,14 @@ from the one recorded in config.json.
 """
 
 from tuner.export.best import LATEST, DamagedCheckpoint, ExportRequest, export_best
-from tuner.export.card import accuracy_table, model_card, recorded_suite, recorded_threat
+from tuner.export.card import (
+    accuracy_table,
+    claim_warnings,
+    masking_warning,
+    model_card,
+    recorded_suite,
+    recorded_threat,
+)
 from tuner.export.files import (
     CONFIG_FILE,
     EXPORT_FORMAT,
@@ -34,10 +41,12 @@ __all__ = [
     "ExportError",
     "ExportRequest",
     "accuracy_table",
+    "claim_warnings",
     "evaluate_for_export",
     "export_best",
     "export_model",
     "load_export",
+    "masking_warning",
     "load_model",
     "model_card",
     "recorded_suite",

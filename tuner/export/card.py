@@ -8,12 +8,13 @@ from typing import Any
 
 from trainables.attacks import NORMS, ThreatModel
 from trainables.data import DatasetInfo
-from trainables.evaluation import GRADIENT_FREE_GAP_LIMIT, GradientWay, SuiteConfig
+from trainables.evaluation import CONVERGENCE_LIMIT, GRADIENT_FREE_GAP_LIMIT, PROBE_EXAMPLES, GradientWay, SuiteConfig
 from trainables.models import RobustModel, is_stochastic
 from trainables.train.config import RunSpec
-from tuner.export.scoring import GAP_KEY
+from tuner.export.scoring import CONVERGENCE_KEY, GAP_KEY
 
-__all__ = ["accuracy_table", "model_card", "recorded_suite", "recorded_threat"]
+__all__ = ["accuracy_table", "claim_warnings", "gradient_free_gaps", "masking_warning", "model_card", "recorded_suite",
+           "recorded_threat"]
 
 
 def recorded_suite(metrics: dict[str, Any], spec: RunSpec) -> SuiteConfig:
@@ -71,9 +72,63 @@ def _threat_lines(suite: SuiteConfig, threat: ThreatModel, stochastic: bool) -> 
             f"- Attacks ({order}):\n{attacks or '  - none'}\n- EOT samples: {eot}")
 
 
+def gradient_free_gaps(metrics: dict[str, Any]) -> dict[str, float]:
+    """Per split scored (validation, test), the share only the gradient-free attack broke (none: no such attack)."""
+    return {s: float(metrics[s][GAP_KEY]) for s in ("validation", "test") if GAP_KEY in metrics.get(s, {})}
+
+
+def masking_warning(metrics: dict[str, Any]) -> str | None:
+    """One line when an export's gradient-free check fired (its figures likely overstate robustness), else None."""
+    gaps = gradient_free_gaps(metrics)
+    if not gaps or max(gaps.values()) <= GRADIENT_FREE_GAP_LIMIT:
+        return None
+    split, gap = max(gaps.items(), key=lambda item: item[1])
+    return (f"Square broke {100 * gap:.2f}% of the {split} images every gradient attack left standing (limit "
+            f"{100 * GRADIENT_FREE_GAP_LIMIT:g}%): the gradients are likely masked and the robust figures overstate; "
+            "check with more attack steps and EOT draws (python -m tuner.evaluate --help)")
+
+
+def _convergence(metrics: dict[str, Any]) -> tuple[float, str] | None:
+    """The test split's convergence gap and the stronger attack that measured it, in words (None: not probed)."""
+    gap = metrics.get("test", {}).get(CONVERGENCE_KEY)
+    if gap is None:
+        return None
+    probe = metrics.get("probe", {})
+    how = f"{probe.get('steps_x', '?')}x the steps and {probe.get('eot_x', '?')}x the EOT draws"
+    return float(gap), how
+
+
+def convergence_warning(metrics: dict[str, Any]) -> str | None:
+    """One line when a stronger attack broke more than the limit of what the suite left standing, else None."""
+    measured = _convergence(metrics)
+    if measured is None or measured[0] <= CONVERGENCE_LIMIT:
+        return None
+    gap, how = measured
+    return (f"the suite's L-inf gradient attacks at {how} broke {100 * gap:.1f}% more of the first "
+            f"{PROBE_EXAMPLES} test images (limit {100 * CONVERGENCE_LIMIT:g}%): the attacks had not converged, "
+            f"and the L-inf figure is likely about {100 * gap:.0f} points too high")
+
+
+def claim_warnings(metrics: dict[str, Any]) -> list[str]:
+    """The export's checks that fired, one line each: gradient masking, an attack that had not converged."""
+    return [w for w in (masking_warning(metrics), convergence_warning(metrics)) if w is not None]
+
+
+def _convergence_line(metrics: dict[str, Any]) -> str:
+    """The convergence check's sentence (empty when it did not run)."""
+    measured = _convergence(metrics)
+    if measured is None:
+        return ""
+    gap, how = measured
+    verdict = ("above the limit: the attacks had not converged, so the L-inf figure above likely overstates "
+               "robustness by about that much" if gap > CONVERGENCE_LIMIT else "within the limit")
+    return (f"\nConvergence check: the suite's L-inf gradient attacks at {how} broke {100 * gap:.1f}% of the first "
+            f"{PROBE_EXAMPLES} test images beyond the suite; limit {100 * CONVERGENCE_LIMIT:g}%, {verdict}.\n")
+
+
 def _gap_line(metrics: dict[str, Any]) -> str:
     """The gradient-free check's sentence (empty when the suite held no gradient-free attack)."""
-    gaps = {s: metrics[s][GAP_KEY] for s in ("validation", "test") if GAP_KEY in metrics.get(s, {})}
+    gaps = gradient_free_gaps(metrics)
     if not gaps:
         return ""
     shown = ", ".join(f"{100 * g:.2f}% of {s}" for s, g in gaps.items())
@@ -138,7 +193,7 @@ pixels in [0, 1], normalisation (mean {info.mean}, std {info.std}) happens insid
 ## Accuracy
 
 {accuracy_table(metrics)}
-{_gap_line(metrics)}
+{_gap_line(metrics)}{_convergence_line(metrics)}
 ## Hyperparameters
 
 {params_md}

@@ -9,12 +9,22 @@ import torch
 
 from trainables.attacks import ThreatModel
 from trainables.data import Splits
-from trainables.evaluation import ProgressFn, SuiteConfig, evaluate_in_processes, gradient_free_gap, scoring_workers
+from trainables.evaluation import (
+    PROBE_EOT,
+    PROBE_STEPS,
+    ProgressFn,
+    SuiteConfig,
+    convergence_gap,
+    evaluate_in_processes,
+    gradient_free_gap,
+    scoring_workers,
+)
 from trainables.models import RobustModel, model_device
 
-__all__ = ["GAP_KEY", "evaluate_for_export"]
+__all__ = ["CONVERGENCE_KEY", "GAP_KEY", "evaluate_for_export"]
 
 GAP_KEY = "masking/gradient_free_gap"  # in a split's metrics: the share only a gradient-free attack (Square) broke
+CONVERGENCE_KEY = "convergence/stronger_gap"  # in the test metrics: the share a stronger L-inf attack broke beyond
 
 
 def evaluate_for_export(
@@ -48,11 +58,18 @@ def evaluate_for_export(
         gap = gradient_free_gap(result)
         if gap is not None:  # examples only the gradient-free attack broke: gradient masking shows here
             metrics[GAP_KEY] = gap
+        if key == "test":  # how far the claim is from converged: a stronger attack on what stands among the first
+            heard = None if progress is None else _labelled(progress, "probe")
+            stronger = convergence_gap(model, data.floats(), data.labels, suite, threat, result, workers=workers,
+                                       device=where, progress=heard)
+            if stronger is not None:
+                metrics[CONVERGENCE_KEY] = stronger
         out[key] = metrics
         examples[key] = result.n
     out["suite"] = suite.to_dict()
     out["threat"] = asdict(threat)
     out["stochastic"] = model.stochastic  # attacked through each way of taking gradients, with EOT
+    out["probe"] = {"steps_x": PROBE_STEPS, "eot_x": PROBE_EOT}  # the convergence check's stronger attack
     out["examples"] = examples
     out["workers"] = scoring_workers(workers, where, len(splits.test))  # tuner.evaluate scores in as many shards
     return out

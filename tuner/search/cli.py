@@ -18,6 +18,7 @@ from tuner.bundles import parse_fuse
 from tuner.cluster.storage import STUDY_STORAGES
 from tuner.console.status import show_status
 from tuner.experiment import check_name
+from tuner.export import claim_warnings
 from tuner.search.config import TRACKINGS, SearchConfig
 from tuner.search.screening import run_search
 from tuner.trials.strategy import OBJECTIVES, SAMPLERS, SCHEDULERS, describe
@@ -171,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         chosen = f"best trial {best.trial_id}: validation L-inf objective {100 * best.objective:.2f}%"
     print(f"{chosen}; {_test_line(metrics)} -> {outcome.export_path}")
+    for warning in claim_warnings(metrics):
+        print(f"warning: {warning}")
     print(f"next: python -m tuner.crosscheck {outcome.export_path}   (the figures under torchattacks' attacks)")
     print(f"      python -m tuner.evaluate {outcome.export_path} --epsilon E   (another radius)")
     return 0

@@ -131,10 +131,11 @@ def _eta_plan(plan: SearchPlan, splits: Splits, later: tuple[int, int] | None) -
     asha = strategy.scheduler == "asha" and not strategy.pareto
     stochastic = _stochastic(plan, splits)
     scored = len(splits.val.head(plan.base.train.eval_limit))
-    exported = len(splits.val.head(preset.export_val_limit)) + len(splits.test)
+    exported = {"validation": len(splits.val.head(preset.export_val_limit)), "test": len(splits.test)}
+    export = ExportWork.of(plan.export_suite, plan.threat, stochastic, exported)
     per_epoch = max(preset.epoch_suite.work(plan.threat, stochastic) * scored, 1e-9)
     return EtaPlan(rungs=rungs_of(min(strategy.grace_period, epochs), 2, epochs) if asha else (),
-                   export_ratio=plan.export_suite.work(plan.threat, stochastic) * exported / per_epoch,
+                   export_ratio=export.passes() / per_epoch,
                    objective_ratio=plan.objective_suite.work(plan.threat, stochastic) * len(splits.val) / per_epoch,
                    later=later)
 
