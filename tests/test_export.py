@@ -119,6 +119,7 @@ def test_metrics_round_trip_and_sane_accuracies(exported, fmnist) -> None:
         assert 0.0 <= m["robust_acc"] <= min(m["acc/fgsm"], m["acc/pgd"]) <= m["natural_acc"] <= 1.0
         assert m["natural_acc"] > 0.3  # a few steps on real data; chance is 0.10
     assert 0.0 <= metrics["test"]["convergence/stronger_gap"] <= metrics["test"]["robust_acc/linf"]  # of 100 images
+    assert metrics["probe"] == {"steps_x": 2, "eot_x": 2, "examples": 100}
     assert SuiteConfig.from_dict(metrics["suite"]) == SUITE
     assert metrics["examples"] == {"validation": 100, "test": 100}
     export = load_export(out)

@@ -89,12 +89,14 @@ def masking_warning(metrics: dict[str, Any]) -> str | None:
 
 
 def _convergence(metrics: dict[str, Any]) -> tuple[float, str] | None:
-    """The test split's convergence gap and the stronger attack that measured it, in words (None: not probed)."""
+    """The test split's convergence gap and how it was measured, in words (None: not probed)."""
     gap = metrics.get("test", {}).get(CONVERGENCE_KEY)
     if gap is None:
         return None
     probe = metrics.get("probe", {})
-    how = f"{probe.get('steps_x', '?')}x the steps and {probe.get('eot_x', '?')}x the EOT draws"
+    how = (f"the suite's L-inf gradient attacks at {probe.get('steps_x', '?')}x the steps and "
+           f"{probe.get('eot_x', '?')}x the EOT draws broke {100 * float(gap):.1f}% more of the first "
+           f"{probe.get('examples', PROBE_EXAMPLES)} test images")
     return float(gap), how
 
 
@@ -104,9 +106,8 @@ def convergence_warning(metrics: dict[str, Any]) -> str | None:
     if measured is None or measured[0] <= CONVERGENCE_LIMIT:
         return None
     gap, how = measured
-    return (f"the suite's L-inf gradient attacks at {how} broke {100 * gap:.1f}% more of the first "
-            f"{PROBE_EXAMPLES} test images (limit {100 * CONVERGENCE_LIMIT:g}%): the attacks had not converged, "
-            f"and the L-inf figure is likely about {100 * gap:.0f} points too high")
+    return (f"{how} (limit {100 * CONVERGENCE_LIMIT:g}%): the attacks had not converged, and the L-inf figure is "
+            f"likely about {100 * gap:.0f} points too high")
 
 
 def claim_warnings(metrics: dict[str, Any]) -> list[str]:
@@ -122,8 +123,7 @@ def _convergence_line(metrics: dict[str, Any]) -> str:
     gap, how = measured
     verdict = ("above the limit: the attacks had not converged, so the L-inf figure above likely overstates "
                "robustness by about that much" if gap > CONVERGENCE_LIMIT else "within the limit")
-    return (f"\nConvergence check: the suite's L-inf gradient attacks at {how} broke {100 * gap:.1f}% of the first "
-            f"{PROBE_EXAMPLES} test images beyond the suite; limit {100 * CONVERGENCE_LIMIT:g}%, {verdict}.\n")
+    return f"\nConvergence check: {how} than the suite; limit {100 * CONVERGENCE_LIMIT:g}%, {verdict}.\n"
 
 
 def _gap_line(metrics: dict[str, Any]) -> str:

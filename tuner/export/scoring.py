@@ -11,6 +11,7 @@ from trainables.attacks import ThreatModel
 from trainables.data import Splits
 from trainables.evaluation import (
     PROBE_EOT,
+    PROBE_EXAMPLES,
     PROBE_STEPS,
     ProgressFn,
     SuiteConfig,
@@ -64,12 +65,12 @@ def evaluate_for_export(
                                        device=where, progress=heard)
             if stronger is not None:
                 metrics[CONVERGENCE_KEY] = stronger
+                out["probe"] = {"steps_x": PROBE_STEPS, "eot_x": PROBE_EOT, "examples": min(PROBE_EXAMPLES, result.n)}
         out[key] = metrics
         examples[key] = result.n
     out["suite"] = suite.to_dict()
     out["threat"] = asdict(threat)
     out["stochastic"] = model.stochastic  # attacked through each way of taking gradients, with EOT
-    out["probe"] = {"steps_x": PROBE_STEPS, "eot_x": PROBE_EOT}  # the convergence check's stronger attack
     out["examples"] = examples
     out["workers"] = scoring_workers(workers, where, len(splits.test))  # tuner.evaluate scores in as many shards
     return out
