@@ -45,7 +45,7 @@ def convergence_gap(model: nn.Module, images: Tensor, labels: Tensor, suite: Sui
                     result: RobustResult, *, workers: int = 1, device: torch.device | str | None = None,
                     norm: Norm | str = Norm.LINF, progress: ProgressFn | None = None) -> float | None:
     """Share of the first PROBE_EXAMPLES examples that ``result`` (the suite's, on ``images``) leaves standing in
-    ``norm``'s ball and the probe suite breaks (None: the suite has no attack to strengthen, or none stands)."""
+    ``norm``'s ball and the probe suite breaks (None: no attack to strengthen, or no example; 0: none stands)."""
     probe = probe_suite(suite, norm)
     head = min(PROBE_EXAMPLES, result.n)
     if probe is None or head == 0:
