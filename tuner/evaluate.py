@@ -14,9 +14,7 @@ from trainables.data import load_splits
 from trainables.evaluation import (
     CONVERGENCE_LIMIT,
     GRADIENT_FREE_GAP_LIMIT,
-    PROBE_EOT,
     PROBE_EXAMPLES,
-    PROBE_STEPS,
     RobustResult,
     SuiteConfig,
     SuiteOverrides,
@@ -24,6 +22,7 @@ from trainables.evaluation import (
     convergence_gap,
     evaluate_in_processes,
     gradient_free_gap,
+    probe_words,
 )
 from trainables.train import resolve_device
 from tuner.console.view import Phases
@@ -133,9 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if gap is None:
             print("convergence check: the suite has no iterative L-inf gradient attack to strengthen")
         else:
-            print(f"convergence check: the suite's L-inf gradient attacks at {PROBE_STEPS}x the steps and {PROBE_EOT}x "
-                  f"the EOT draws broke {100 * gap:.1f}% more of the first {min(PROBE_EXAMPLES, result.n)} "
-                  f"{args.split} images (limit {100 * CONVERGENCE_LIMIT:g}%)")
+            print(f"convergence check: {probe_words(gap, min(PROBE_EXAMPLES, result.n), args.split)} "
+                  f"(limit {100 * CONVERGENCE_LIMIT:g}%)")
     return 0
 
 

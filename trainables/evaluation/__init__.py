@@ -9,7 +9,15 @@ the gradient-masking checks and the rule that makes a model ``suspect``; :mod:`.
 whether a stronger attack breaks what a suite left standing.
 """
 
-from .convergence import CONVERGENCE_LIMIT, PROBE_EOT, PROBE_EXAMPLES, PROBE_STEPS, convergence_gap, probe_suite
+from .convergence import (
+    CONVERGENCE_LIMIT,
+    PROBE_EOT,
+    PROBE_EXAMPLES,
+    PROBE_STEPS,
+    convergence_gap,
+    probe_suite,
+    probe_words,
+)
 from .masking import (
     GRADIENT_FREE_GAP_LIMIT,
     MASKING_ACC_LIMIT,
@@ -34,6 +42,7 @@ __all__ = [
     "PROBE_STEPS",
     "convergence_gap",
     "probe_suite",
+    "probe_words",
     "GRADIENT_WAYS",
     "MASKING_ACC_LIMIT",
     "MASKING_EPS",

@@ -24,7 +24,8 @@ from .result import RobustResult
 from .robustness import ProgressFn
 from .suite import SuiteConfig
 
-__all__ = ["CONVERGENCE_LIMIT", "PROBE_EOT", "PROBE_EXAMPLES", "PROBE_STEPS", "convergence_gap", "probe_suite"]
+__all__ = ["CONVERGENCE_LIMIT", "PROBE_EOT", "PROBE_EXAMPLES", "PROBE_STEPS", "convergence_gap", "probe_suite",
+           "probe_words"]
 
 PROBE_EXAMPLES = 100  # the first examples of a split the probe attacks again (those still standing)
 PROBE_STEPS = 2  # times the suite's steps
@@ -57,6 +58,13 @@ def convergence_gap(model: nn.Module, images: Tensor, labels: Tensor, suite: Sui
                                   device=device, progress=progress)
     broken = again.natural & ~again.worst_for(norm)  # still right on clean input, wrong under the stronger attack
     return broken.float().sum().item() / head
+
+
+def probe_words(gap: float, examples: int, split: str = "test", steps_x: int = PROBE_STEPS,
+                eot_x: int = PROBE_EOT) -> str:
+    """What the check found, in words: '... at 2x the steps and 2x the EOT draws broke 1.0% more of ...'."""
+    return (f"the suite's L-inf gradient attacks at {steps_x}x the steps and {eot_x}x the EOT draws broke "
+            f"{100 * gap:.1f}% more of the first {examples} {split} images")
 
 
 def _steps(attack: Attack) -> int:

@@ -8,7 +8,16 @@ from typing import Any
 
 from trainables.attacks import NORMS, ThreatModel
 from trainables.data import DatasetInfo
-from trainables.evaluation import CONVERGENCE_LIMIT, GRADIENT_FREE_GAP_LIMIT, PROBE_EXAMPLES, GradientWay, SuiteConfig
+from trainables.evaluation import (
+    CONVERGENCE_LIMIT,
+    GRADIENT_FREE_GAP_LIMIT,
+    PROBE_EOT,
+    PROBE_EXAMPLES,
+    PROBE_STEPS,
+    GradientWay,
+    SuiteConfig,
+    probe_words,
+)
 from trainables.models import RobustModel, is_stochastic
 from trainables.train.config import RunSpec
 from tuner.export.scoring import CONVERGENCE_KEY, GAP_KEY
@@ -94,9 +103,8 @@ def _convergence(metrics: dict[str, Any]) -> tuple[float, str] | None:
     if gap is None:
         return None
     probe = metrics.get("probe", {})
-    how = (f"the suite's L-inf gradient attacks at {probe.get('steps_x', '?')}x the steps and "
-           f"{probe.get('eot_x', '?')}x the EOT draws broke {100 * float(gap):.1f}% more of the first "
-           f"{probe.get('examples', PROBE_EXAMPLES)} test images")
+    how = probe_words(float(gap), probe.get("examples", PROBE_EXAMPLES), "test", probe.get("steps_x", PROBE_STEPS),
+                      probe.get("eot_x", PROBE_EOT))
     return float(gap), how
 
 
