@@ -431,6 +431,30 @@ def test_square_window_follows_the_paper_s_schedule(query, queries, expected):
     assert square_fraction(0.8, query, queries) == pytest.approx(expected)  # 9 of 300: 300 of 10,000, 3 halvings
 
 
+def test_square_follows_up_where_its_first_run_broke_enough_and_nowhere_else(trained):
+    from trainables.attacks import Square
+
+    model, x, y = trained
+    counted = CountingModel(model).eval()
+
+    def robust(eps: float, follow_up: int) -> Tensor:
+        suite = _suite(Square(n_queries=5, follow_up=follow_up), batch_size=len(y))  # one batch: one first run
+        return evaluate_robustness(counted, x, y, suite, ThreatModel(eps)).worst  # (N,)
+
+    short, longer = robust(EPS, 0), robust(EPS, 100)
+    print(f"natural {_acc(model, x, y):.3f} 5 queries {short.float().mean():.3f} "
+          f"+ 100 on what stood {longer.float().mean():.3f}")
+    assert bool((longer <= short).all())  # the same first run, then more: never less broken
+    assert longer.sum() <= short.sum() - 10  # the follow-up finds what five queries did not
+    faint = 1e-4  # a radius at which five queries break nothing: the follow-up spends no query
+    counted.calls = 0
+    robust(faint, 0)
+    alone = counted.calls
+    counted.calls = 0
+    robust(faint, 100)
+    assert counted.calls == alone
+
+
 def test_square_matches_torchattacks(trained):
     torchattacks = pytest.importorskip("torchattacks")
     from trainables.attacks import Square

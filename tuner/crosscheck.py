@@ -154,7 +154,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--eot-iter", type=int, default=None,
                    help="EOT draws per gradient on a stochastic model (default: the export suite's eot_samples)")
     p.add_argument("--square-queries", type=int, default=None,
-                   help="queries of torchattacks' Square (default: the export suite's Square, else none; 0: none)")
+                   help="queries of torchattacks' Square (default: the export suite's Square with its follow-up, "
+                        "else none; 0: none)")
     p.add_argument("--out", type=Path, default=None, help="also write the table and verdict here as JSON")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset (default: as tuner.evaluate)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: $ROBUSTUNE_DEVICE or auto)")
@@ -164,7 +165,8 @@ def build_parser() -> OneLineParser:
 def _config(args: Any, suite: SuiteConfig) -> CrosscheckConfig:
     """The flags' budget, else the export suite's: most PGD/APGD steps, EOT and prediction draws, batch, seed."""
     steps = max((a.budget()["steps"] for a in suite.attacks if a.name in _STEP_PEERS), default=20)
-    square = max((a.budget()["n_queries"] for a in suite.attacks if a.name == "square"), default=0)
+    square = max((a.budget()["n_queries"] + a.budget().get("follow_up", 0) for a in suite.attacks
+                  if a.name == "square"), default=0)  # the most queries ours spends on an example
     return CrosscheckConfig(steps=steps if args.steps is None else args.steps,
                             eot_iter=suite.eot_samples if args.eot_iter is None else args.eot_iter,
                             predict_samples=suite.predict_samples, batch_size=suite.batch_size, seed=suite.seed or 0,

@@ -98,6 +98,10 @@ class Attack(ABC):
         budget = self.budget()
         return float(budget.get("steps", 1) * budget.get("restarts", 1) * self.eot_samples)
 
+    def follow_up_attack(self) -> Attack | None:
+        """A second run for where this one broke enough of a batch (None: none; Square's ``follow_up``)."""
+        return None
+
     def budget(self) -> dict[str, Any]:
         """The attack's own settings: every field but the shared ``eps`` and ``eot_samples``."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SHARED_FIELDS}
