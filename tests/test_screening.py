@@ -132,12 +132,14 @@ def _params(row: dict) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_a_screened_search_trains_the_screens_best_in_full_and_resumes_after_the_screen(tmp_path: Path,
-                                                                                        capsys) -> None:
+def test_a_screened_search_trains_the_screens_best_in_full_and_resumes_after_the_screen(tmp_path: Path, capsys,
+                                                                                        monkeypatch) -> None:
     from trainables.cli import run_main
+    from tuner.search import screening
     from tuner.search.cli import PROG, main
 
     # a time budget of 3 s holds none of the 4 configurations: the screen starts the least one may, 3 (promote + 1)
+    monkeypatch.setattr(screening, "PROMOTE_MARGIN", 1.0)  # tiny trials score far apart: promote both whatever
     cfg = SearchConfig(space="lwta", screen=4, promote=2, epochs=3, screen_epochs=2, train_limit=200, val_limit=50,
                        test_limit=50, suite=SuiteOverrides(attacks=("fgsm",)), storage_path=str(tmp_path / "runs"),
                        name="job", export_dir=str(tmp_path / "exports"), live=False, fuse=1, max_concurrent=2,
@@ -195,3 +197,51 @@ def test_resume_continues_an_experiment_begun_without_a_screen(tmp_path: Path, m
     ran.clear()
     assert run_search(cfg) is stopped  # stopped again, in the screen
     assert ran[0].folder.name == "job-screen" and ran[0].resume
+
+
+def _screened(trial_id: str, objective: float) -> SimpleNamespace:
+    return SimpleNamespace(trial_id=trial_id, objective=objective, natural=0.8, exportable=True,
+                           params={"lr": objective})
+
+
+def test_a_runner_up_far_below_the_best_is_not_promoted_and_the_best_takes_its_slot(tmp_path: Path, monkeypatch,
+                                                                                    capsys) -> None:
+    from tuner.search import screening
+
+    ran: list[SearchConfig] = []
+    screen = SimpleNamespace(interrupted=False, records=[_screened("b", 0.285), _screened("a", 0.67)],
+                             progress=SimpleNamespace(slots=2, budget_s=None))
+    done = SimpleNamespace(interrupted=False)
+    monkeypatch.setattr(screening, "run_experiment",
+                        lambda cfg, command, **kw: ran.append(cfg) or (screen if len(ran) == 1 else done))
+    monkeypatch.setattr(screening.torch.cuda, "is_available", lambda: False)
+    cfg = SearchConfig(space="lwta", storage_path=str(tmp_path / "runs"), name="job", screen=4)
+    assert run_search(cfg) is done
+    full = ran[1]
+    assert full.num_samples == 1 and full.cpus_per_trial == 2  # the best alone, on both slots
+    assert json.loads((tmp_path / "runs" / "job-screen" / PROMOTED).read_text()) == [{"lr": 0.67}]
+    err = capsys.readouterr().err
+    assert "; the best 1 trains for 15 epochs in" in err
+    assert ("not promoted: b 38.5 points below the best after the screen (margin 5); the promoted take their slots "
+            "too, at 1.45x the screened pace") in err
+    assert json.loads((tmp_path / "runs" / "job-screen" / PROMOTE).read_text())["cpus_per_trial"] == 2
+    again = run_search(SearchConfig(**{**cfg.__dict__, "resume": True}))  # resumed after the screen: as recorded
+    assert again is done and len(ran) == 3 and ran[2].cpus_per_trial == 2 and ran[2].num_samples == 1
+
+
+def test_the_promote_margin_and_who_takes_the_free_slots(monkeypatch) -> None:
+    from tuner.search import screening
+    from tuner.search.screening import widened, within_margin
+
+    ranked = [_screened("a", 0.70), _screened("b", 0.66), _screened("c", 0.64)]
+    assert [r.trial_id for r in within_margin(ranked)] == ["a", "b"]  # 4 points behind: on; 6: off
+    assert [r.trial_id for r in within_margin(ranked[:1])] == ["a"]
+    monkeypatch.setattr(screening.torch.cuda, "is_available", lambda: False)
+    two = SimpleNamespace(slots=2)
+    assert widened(SearchConfig(), 1, two) == 2 and widened(SearchConfig(), 2, two) == 1
+    assert widened(SearchConfig(), 1, SimpleNamespace(slots=1)) == 1 and widened(SearchConfig(), 1, None) == 1
+    assert widened(SearchConfig(promote=3), 1, SimpleNamespace(slots=3)) == 2
+    assert widened(SearchConfig(address="auto"), 1, two) == 1  # a cluster's: not known to pay
+    assert widened(SearchConfig(gpus_per_trial=1), 1, two) == 1  # a GPU trial would hold CPUs it does not use
+    monkeypatch.setattr(screening.torch.cuda, "is_available", lambda: True)
+    assert widened(SearchConfig(), 1, two) == 1

@@ -16,6 +16,13 @@ rungs, each rung its own Tune experiment:
    the screen's), each configuration at its own pace when each has a slot of its own (a promoted
    point's ``epochs``).
 
+A configuration is promoted only within :data:`PROMOTE_MARGIN` of the screen's best: the FGSM-heavy
+mix TPE drew at eps 0.2 and 0.3 screened 8.0 and 24.5 points below the starting point, was promoted
+as the second best, and collapsed (49.4% and 22.1% against 69.1% and 67.0%), while every runner-up
+within 4 points (eps 0.1) stayed within 4 points. Where the best trains alone on a CPU-only local
+machine it takes the slots the others would have had (:func:`widened`): two threads train a step
+1.5x as fast as one, so it trains about that many more epochs in the same minutes.
+
 The promoted configurations are written to ``promoted.json`` in the screen's folder (beside the
 exports on remote storage) once the screen is over, and the rung's epochs to ``promote.json``
 beside it; ``--resume`` skips a finished screen and continues whichever rung was stopped.
@@ -28,22 +35,36 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from ray import tune
 
 from trainables.atomic import atomic_write_text
 from tuner.console.eta import TimeBudget
+from tuner.console.progress import SearchProgress
 from tuner.search.budget import PromoteEpochs, promote_epochs
 from tuner.search.config import SearchConfig
 from tuner.search.plan import resolve_run
 from tuner.search.run import SearchOutcome, run_experiment
 from tuner.trials.pareto import ranked_trials
+from tuner.trials.record import TrialRecord
 from tuner.trials.strategy import POINT_EPOCHS
 
-__all__ = ["PROMOTE", "PROMOTED", "promoted_config", "run_search", "screen_budget", "screen_config",
-           "screen_epochs"]
+__all__ = ["PROMOTE", "PROMOTED", "PROMOTE_MARGIN", "THREAD_GAIN", "promoted_config", "run_search", "screen_budget",
+           "screen_config", "screen_epochs", "within_margin", "widened"]
 
 PROMOTED = "promoted.json"  # the screen's verdict: the configurations the promote rung trains
-PROMOTE = "promote.json"  # and how long: {"epochs": E, "each": [own epochs], "line": what was said of it}
+PROMOTE = "promote.json"  # and how: {"epochs": E, "each": [own epochs], "cpus_per_trial": C, "line": what was said}
+
+# Objective points (a share) a screened configuration may trail the best and still be promoted. The
+# screen's objective is the worst case on 1000 validation images: a difference of two such accuracies
+# near 65% has a standard error of about 2 points, and the short schedule orders configurations as
+# full training does (bench_fidelity: Spearman 0.96). Runners-up 0.6-4 points behind never overtook
+# the best in 13 main jobs and bench_search runs; 8 and 24.5 points behind they collapsed.
+PROMOTE_MARGIN = 0.05
+# A quick-preset training step on 2 torch threads against 1, alone on the 2-core VM (bf16): 1.52x
+# (126.7 / 81.1 and 120.2 / 79.9 ms, 2026-12-05). The screen's paces were taken two trials side by side,
+# slower than one alone, so pricing the widened trial at 1.45x its screened pace errs toward ending early.
+THREAD_GAIN = 1.45
 
 
 def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> SearchOutcome:
@@ -69,24 +90,33 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
                                  budget=budget)
         if outcome.interrupted:
             return outcome
-        chosen = ranked_trials(outcome.records)[:cfg.promoted]
-        if not chosen:
+        ranked = ranked_trials(outcome.records)[:cfg.promoted]
+        if not ranked:
             return outcome  # no screened trial is exportable: nothing to promote, nothing exported
-        sized = promote_epochs(outcome.progress, [r.trial_id for r in chosen], epochs, screen.epochs + 1)
+        chosen = within_margin(ranked)
+        wide = widened(cfg, len(chosen), outcome.progress)
+        sized = promote_epochs(outcome.progress, [r.trial_id for r in chosen], epochs, screen.epochs + 1,
+                               speedup=THREAD_GAIN if wide > 1 else 1.0)
         points = [dict(r.params) for r in chosen]
         if sized.each:  # each its own epochs, carried by the point (POINT_EPOCHS) to its trial
             points = [{**point, POINT_EPOCHS: own} for point, own in zip(points, sized.each, strict=True)]
         verdict.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(_promote_path(verdict), json.dumps({"epochs": sized.epochs, "each": list(sized.each),
-                                                              "line": _promote_line(sized, epochs, budget)}))
+                                                              "cpus_per_trial": cfg.cpus_per_trial * wide,
+                                                              "line": _promote_line(sized, epochs, budget),
+                                                              "margin": _margin_line(ranked, chosen, wide)}))
         atomic_write_text(verdict, json.dumps(points, indent=1))
         screened = _screened_line(len(outcome.records), configurations, screen.epochs, budget)
     count = len(json.loads(verdict.read_text()))
-    full_epochs, how, each = _promote_record(verdict, epochs)
+    full_epochs, how, each, cpus = _promote_record(verdict, epochs, cfg.cpus_per_trial)
     trains = " and ".join(map(str, each)) if each else str(full_epochs)
-    print(f"{screened} in {screen.folder.path}; the best {count} train for {trains} epochs{how} in "
-          f"{cfg.folder.path}", file=sys.stderr, flush=True)
-    full = replace(promoted_config(cfg, verdict, count), epochs=full_epochs)
+    best = "the best 1 trains" if count == 1 else f"the best {count} train"
+    print(f"{screened} in {screen.folder.path}; {best} for {trains} epochs{how} in {cfg.folder.path}",
+          file=sys.stderr, flush=True)
+    margin = json.loads(_promote_path(verdict).read_text()).get("margin") if _promote_path(verdict).is_file() else ""
+    if margin:
+        print(margin, file=sys.stderr, flush=True)
+    full = replace(promoted_config(cfg, verdict, count), epochs=full_epochs, cpus_per_trial=cpus)
     return run_experiment(replace(full, resume=cfg.resume and tune.Tuner.can_restore(cfg.folder.path)), command)
 
 
@@ -104,19 +134,48 @@ def _promote_line(sized: PromoteEpochs, epochs: int, budget: TimeBudget | None) 
            f"at most {2 * epochs})"
 
 
+def within_margin(ranked: list[TrialRecord]) -> list[TrialRecord]:
+    """The ranked screened trials (best first) no more than PROMOTE_MARGIN below the best."""
+    return [r for r in ranked if r.objective >= ranked[0].objective - PROMOTE_MARGIN]
+
+
+def widened(cfg: SearchConfig, count: int, progress: SearchProgress | None) -> int:
+    """How many of the promote rung's slots each of its ``count`` trials takes: 2 where fewer than ``--promote``
+    were promoted and 2 ran side by side in the screen, on a local machine without CUDA, one worker a trial; else 1.
+
+    Only there is the gain known (:data:`THREAD_GAIN`, torch threads on CPU cores); a GPU trial or a cluster's
+    would only hold CPUs it does not use.
+    """
+    local_cpu = cfg.address == "" and cfg.fixed_gpus_per_trial == 0 and not cfg.data_parallel \
+        and not torch.cuda.is_available()
+    slots = 1 if progress is None else progress.slots
+    return 2 if local_cpu and 2 * count <= min(cfg.promoted, slots) else 1
+
+
+def _margin_line(ranked: list[TrialRecord], chosen: list[TrialRecord], wide: int) -> str:
+    """Why fewer than the asked trials were promoted, and what the promoted get instead, in words ('' when all were)."""
+    if len(chosen) == len(ranked):
+        return ""
+    left = ranked[len(chosen):]
+    gaps = " and ".join(f"{r.trial_id} {100 * (ranked[0].objective - r.objective):.1f}" for r in left)
+    slots = f"; the promoted take their slots too, at {THREAD_GAIN:g}x the screened pace" if wide > 1 else ""
+    return f"not promoted: {gaps} points below the best after the screen (margin {100 * PROMOTE_MARGIN:g}){slots}"
+
+
 def _promote_path(verdict: Path) -> Path:
     """Where the promote rung's epochs are kept: beside the screen's verdict."""
     return verdict.with_name(verdict.name.replace(PROMOTED, PROMOTE))
 
 
-def _promote_record(verdict: Path, epochs: int) -> tuple[int, str, tuple[int, ...]]:
-    """The promote rung's epochs, why, and each configuration's own (none: all the rung's), as the screen recorded
-    them (``epochs``, no reason, for a screen of before ``promote.json``)."""
+def _promote_record(verdict: Path, epochs: int, cpus: float) -> tuple[int, str, tuple[int, ...], float]:
+    """The promote rung's epochs, why, each configuration's own (none: all the rung's) and its trials' CPUs, as
+    the screen recorded them (``epochs``, no reason, ``cpus`` for a screen of before ``promote.json``)."""
     path = _promote_path(verdict)
     if not path.is_file():
-        return epochs, "", ()
+        return epochs, "", (), cpus
     record = json.loads(path.read_text())
-    return int(record["epochs"]), str(record.get("line", "")), tuple(map(int, record.get("each", ())))
+    return (int(record["epochs"]), str(record.get("line", "")), tuple(map(int, record.get("each", ()))),
+            float(record.get("cpus_per_trial", cpus)))
 
 
 def screen_budget(cfg: SearchConfig, preset_budget: float | None, configurations: int) -> TimeBudget | None:
