@@ -20,8 +20,9 @@ A configuration is promoted only within :data:`PROMOTE_MARGIN` of the screen's b
 mix TPE drew at eps 0.2 and 0.3 screened 8.0 and 24.5 points below the starting point, was promoted
 as the second best, and collapsed (49.4% and 22.1% against 69.1% and 67.0%), while every runner-up
 within 4 points (eps 0.1) stayed within 4 points. Where the best trains alone on a CPU-only local
-machine it takes the slots the others would have had (:func:`widened`): two threads train a step
-1.5x as fast as one, so it trains about that many more epochs in the same minutes.
+machine it takes the slots the others would have had (:func:`widened`), priced at its screened pace:
+a second torch thread trained the quick preset's epochs 1.0-1.6x as fast in Tune trials on the
+2-core VM (1.0 in a main job), too uncertain to size epochs by, so the rung ends early by what it gains.
 
 The promoted configurations are written to ``promoted.json`` in the screen's folder (beside the
 exports on remote storage) once the screen is over, and the rung's epochs to ``promote.json``
@@ -49,7 +50,7 @@ from tuner.trials.pareto import ranked_trials
 from tuner.trials.record import TrialRecord
 from tuner.trials.strategy import POINT_EPOCHS
 
-__all__ = ["PROMOTE", "PROMOTED", "PROMOTE_MARGIN", "THREAD_GAIN", "promoted_config", "run_search", "screen_budget",
+__all__ = ["PROMOTE", "PROMOTED", "PROMOTE_MARGIN", "promoted_config", "run_search", "screen_budget",
            "screen_config", "screen_epochs", "within_margin", "widened"]
 
 PROMOTED = "promoted.json"  # the screen's verdict: the configurations the promote rung trains
@@ -61,10 +62,6 @@ PROMOTE = "promote.json"  # and how: {"epochs": E, "each": [own epochs], "cpus_p
 # full training does (bench_fidelity: Spearman 0.96). Runners-up 0.6-4 points behind never overtook
 # the best in 13 main jobs and bench_search runs; 8 and 24.5 points behind they collapsed.
 PROMOTE_MARGIN = 0.05
-# A quick-preset training step on 2 torch threads against 1, alone on the 2-core VM (bf16): 1.52x
-# (126.7 / 81.1 and 120.2 / 79.9 ms, 2026-12-05). The screen's paces were taken two trials side by side,
-# slower than one alone, so pricing the widened trial at 1.45x its screened pace errs toward ending early.
-THREAD_GAIN = 1.45
 
 
 def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> SearchOutcome:
@@ -95,8 +92,7 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
             return outcome  # no screened trial is exportable: nothing to promote, nothing exported
         chosen = within_margin(ranked)
         wide = widened(cfg, len(chosen), outcome.progress)
-        sized = promote_epochs(outcome.progress, [r.trial_id for r in chosen], epochs, screen.epochs + 1,
-                               speedup=THREAD_GAIN if wide > 1 else 1.0)
+        sized = promote_epochs(outcome.progress, [r.trial_id for r in chosen], epochs, screen.epochs + 1)
         points = [dict(r.params) for r in chosen]
         if sized.each:  # each its own epochs, carried by the point (POINT_EPOCHS) to its trial
             points = [{**point, POINT_EPOCHS: own} for point, own in zip(points, sized.each, strict=True)]
@@ -143,8 +139,8 @@ def widened(cfg: SearchConfig, count: int, progress: SearchProgress | None) -> i
     """How many of the promote rung's slots each of its ``count`` trials takes: 2 where fewer than ``--promote``
     were promoted and 2 ran side by side in the screen, on a local machine without CUDA, one worker a trial; else 1.
 
-    Only there is the gain known (:data:`THREAD_GAIN`, torch threads on CPU cores); a GPU trial or a cluster's
-    would only hold CPUs it does not use.
+    Only there do the slots' CPUs become the trial's torch threads for sure; a GPU trial would only hold CPUs
+    it does not use, and a cluster's slots may lie on other nodes.
     """
     local_cpu = cfg.address == "" and cfg.fixed_gpus_per_trial == 0 and not cfg.data_parallel \
         and not torch.cuda.is_available()
@@ -158,7 +154,7 @@ def _margin_line(ranked: list[TrialRecord], chosen: list[TrialRecord], wide: int
         return ""
     left = ranked[len(chosen):]
     gaps = " and ".join(f"{r.trial_id} {100 * (ranked[0].objective - r.objective):.1f}" for r in left)
-    slots = f"; the promoted take their slots too, at {THREAD_GAIN:g}x the screened pace" if wide > 1 else ""
+    slots = f"; the promoted take their slots too ({wide} each)" if wide > 1 else ""
     return f"not promoted: {gaps} points below the best after the screen (margin {100 * PROMOTE_MARGIN:g}){slots}"
 
 
