@@ -93,8 +93,9 @@ def masking_warning(metrics: dict[str, Any]) -> str | None:
         return None
     split, gap = max(gaps.items(), key=lambda item: item[1])
     return (f"Square broke {100 * gap:.2f}% of the {split} images every gradient attack left standing (limit "
-            f"{100 * GRADIENT_FREE_GAP_LIMIT:g}%): the gradients are likely masked and the robust figures overstate; "
-            "check with more attack steps and EOT draws (python -m tuner.evaluate --help)")
+            f"{100 * GRADIENT_FREE_GAP_LIMIT:g}%): the gradients are likely masked, the robust figures rest on "
+            "Square and may overstate; check with more Square queries (--budget square.n_queries=5000), attack "
+            "steps and EOT draws (python -m tuner.evaluate --help)")
 
 
 def _convergence(metrics: dict[str, Any]) -> tuple[float, str] | None:
@@ -142,7 +143,8 @@ def _gap_line(metrics: dict[str, Any]) -> str:
     shown = ", ".join(f"{100 * g:.2f}% of {s}" for s, g in gaps.items())
     masked = max(gaps.values()) > GRADIENT_FREE_GAP_LIMIT
     verdict = ("above the limit: the gradient attacks miss what a gradient-free one finds, so the gradients are "
-               "likely masked and the figures above overstate robustness" if masked
+               "likely masked and the figures above rest on the gradient-free attack (a longer run of it may "
+               "lower them)" if masked
                else "within the limit: no sign of gradient masking")
     return (f"\nGradient-free check: the gradient-free attack (Square) broke {shown} images that every gradient "
             f"attack of its ball left standing; limit {100 * GRADIENT_FREE_GAP_LIMIT:g}%, {verdict}.\n")
