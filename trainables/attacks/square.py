@@ -16,7 +16,7 @@ schedule, large windows first) on what it left standing. A short
 Square understates what a long one finds exactly where it finds something: on an eps-0.3 LWTA
 export the suite's gradient attacks left 59.0% of 500 test images, Square at 300 queries 53.4%, at
 1000 50.8%, at 3000 50.6% (docs/results.md, "Square's budget"); where 300 queries break nothing
-beyond the gradient attacks (the same model's eps-0.1 sibling) the follow-up costs nothing.
+beyond the gradient attacks (an eps-0.1 export of the same space) the follow-up costs nothing.
 """
 
 from __future__ import annotations

@@ -21,8 +21,9 @@ mix TPE drew at eps 0.2 and 0.3 screened 8.0 and 24.5 points below the starting 
 as the second best, and collapsed (49.4% and 22.1% against 69.1% and 67.0%), while every runner-up
 within 4 points (eps 0.1) stayed within 4 points. Where the best trains alone on a CPU-only local
 machine it takes the slots the others would have had (:func:`widened`), priced at its screened pace:
-a second torch thread trained the quick preset's epochs 1.0-1.6x as fast in Tune trials on the
-2-core VM (1.0 in a main job), too uncertain to size epochs by, so the rung ends early by what it gains.
+a second torch thread trained the quick preset's epochs 1.15-1.6x as fast in Tune trials on the
+2-core VM and 1.0-1.3x in main jobs, too uncertain to size epochs by, so the rung ends early by what
+it gains.
 
 The promoted configurations are written to ``promoted.json`` in the screen's folder (beside the
 exports on remote storage) once the screen is over, and the rung's epochs to ``promote.json``
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -50,18 +51,29 @@ from tuner.trials.pareto import ranked_trials
 from tuner.trials.record import TrialRecord
 from tuner.trials.strategy import POINT_EPOCHS
 
-__all__ = ["PROMOTE", "PROMOTED", "PROMOTE_MARGIN", "promoted_config", "run_search", "screen_budget",
+__all__ = ["PROMOTE", "PROMOTED", "PROMOTE_MARGIN", "PromoteRecord", "promoted_config", "run_search", "screen_budget",
            "screen_config", "screen_epochs", "within_margin", "widened"]
 
 PROMOTED = "promoted.json"  # the screen's verdict: the configurations the promote rung trains
-PROMOTE = "promote.json"  # and how: {"epochs": E, "each": [own epochs], "cpus_per_trial": C, "line": what was said}
+PROMOTE = "promote.json"  # and how: a PromoteRecord
 
 # Objective points (a share) a screened configuration may trail the best and still be promoted. The
 # screen's objective is the worst case on 1000 validation images: a difference of two such accuracies
 # near 65% has a standard error of about 2 points, and the short schedule orders configurations as
 # full training does (bench_fidelity: Spearman 0.96). Runners-up 0.6-4 points behind never overtook
-# the best in 13 main jobs and bench_search runs; 8 and 24.5 points behind they collapsed.
+# the best in any recorded main job or bench_search run; 8 and 24.5 points behind they collapsed.
 PROMOTE_MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class PromoteRecord:
+    """The promote rung as the screen decided it (``promote.json``): what ``--resume`` trains again, and says."""
+
+    epochs: int  # the rung's schedule
+    line: str = ""  # why that many, in words (appended to the line that starts the rung)
+    each: tuple[int, ...] = ()  # each promoted configuration's own epochs (empty: ``epochs``)
+    cpus_per_trial: float = 1.0  # each promoted trial's CPUs (the free slots of those not promoted: widened)
+    margin: str = ""  # who was not promoted for trailing the best, in words ('' when none)
 
 
 def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> SearchOutcome:
@@ -97,22 +109,20 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
         if sized.each:  # each its own epochs, carried by the point (POINT_EPOCHS) to its trial
             points = [{**point, POINT_EPOCHS: own} for point, own in zip(points, sized.each, strict=True)]
         verdict.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(_promote_path(verdict), json.dumps({"epochs": sized.epochs, "each": list(sized.each),
-                                                              "cpus_per_trial": cfg.cpus_per_trial * wide,
-                                                              "line": _promote_line(sized, epochs, budget),
-                                                              "margin": _margin_line(ranked, chosen, wide)}))
+        record = PromoteRecord(sized.epochs, _promote_line(sized, epochs, budget), sized.each,
+                               cfg.cpus_per_trial * wide, _margin_line(ranked, chosen, wide))
+        atomic_write_text(_promote_path(verdict), json.dumps(asdict(record)))
         atomic_write_text(verdict, json.dumps(points, indent=1))
         screened = _screened_line(len(outcome.records), configurations, screen.epochs, budget)
     count = len(json.loads(verdict.read_text()))
-    full_epochs, how, each, cpus = _promote_record(verdict, epochs, cfg.cpus_per_trial)
-    trains = " and ".join(map(str, each)) if each else str(full_epochs)
+    rung = _promote_record(verdict, epochs, cfg.cpus_per_trial)
+    trains = " and ".join(map(str, rung.each)) if rung.each else str(rung.epochs)
     best = "the best 1 trains" if count == 1 else f"the best {count} train"
-    print(f"{screened} in {screen.folder.path}; {best} for {trains} epochs{how} in {cfg.folder.path}",
+    print(f"{screened} in {screen.folder.path}; {best} for {trains} epochs{rung.line} in {cfg.folder.path}",
           file=sys.stderr, flush=True)
-    margin = json.loads(_promote_path(verdict).read_text()).get("margin") if _promote_path(verdict).is_file() else ""
-    if margin:
-        print(margin, file=sys.stderr, flush=True)
-    full = replace(promoted_config(cfg, verdict, count), epochs=full_epochs, cpus_per_trial=cpus)
+    if rung.margin:
+        print(rung.margin, file=sys.stderr, flush=True)
+    full = replace(promoted_config(cfg, verdict, count), epochs=rung.epochs, cpus_per_trial=rung.cpus_per_trial)
     return run_experiment(replace(full, resume=cfg.resume and tune.Tuner.can_restore(cfg.folder.path)), command)
 
 
@@ -163,15 +173,15 @@ def _promote_path(verdict: Path) -> Path:
     return verdict.with_name(verdict.name.replace(PROMOTED, PROMOTE))
 
 
-def _promote_record(verdict: Path, epochs: int, cpus: float) -> tuple[int, str, tuple[int, ...], float]:
-    """The promote rung's epochs, why, each configuration's own (none: all the rung's) and its trials' CPUs, as
-    the screen recorded them (``epochs``, no reason, ``cpus`` for a screen of before ``promote.json``)."""
+def _promote_record(verdict: Path, epochs: int, cpus: float) -> PromoteRecord:
+    """The promote rung as the screen recorded it (``epochs`` and ``cpus``, no words, for a screen of before
+    ``promote.json``)."""
     path = _promote_path(verdict)
     if not path.is_file():
-        return epochs, "", (), cpus
+        return PromoteRecord(epochs, cpus_per_trial=cpus)
     record = json.loads(path.read_text())
-    return (int(record["epochs"]), str(record.get("line", "")), tuple(map(int, record.get("each", ()))),
-            float(record.get("cpus_per_trial", cpus)))
+    return PromoteRecord(int(record["epochs"]), str(record.get("line", "")), tuple(map(int, record.get("each", ()))),
+                         float(record.get("cpus_per_trial", cpus)), str(record.get("margin", "")))
 
 
 def screen_budget(cfg: SearchConfig, preset_budget: float | None, configurations: int) -> TimeBudget | None:
