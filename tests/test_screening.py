@@ -223,7 +223,7 @@ def test_a_runner_up_far_below_the_best_is_not_promoted_and_the_best_takes_its_s
     err = capsys.readouterr().err
     assert "; the best 1 trains for 15 epochs in" in err
     assert "not promoted: b 38.5 points below the best after the screen (margin 5); the promoted take their slots " \
-        "too (2 each)" in err
+        "too (2 each, priced at 1.15x the pace)" in err
     assert json.loads((tmp_path / "runs" / "job-screen" / PROMOTE).read_text())["cpus_per_trial"] == 2
     again = run_search(SearchConfig(**{**cfg.__dict__, "resume": True}))  # resumed after the screen: as recorded
     assert again is done and len(ran) == 3 and ran[2].cpus_per_trial == 2 and ran[2].num_samples == 1

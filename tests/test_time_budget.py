@@ -147,6 +147,7 @@ def test_the_promote_rung_trains_what_the_budget_leaves_after_the_screen() -> No
     assert promote_epochs(three, ["t0", "t1", "t2"], 15, 4, now=NOW).each == ()  # 3 on 2 slots: all at the slowest
     assert promote_epochs(slow, ["t0", "gone"], 15, 4, now=NOW).each == ()  # an untimed one: all at the slowest
     assert promote_epochs(slow, ["t0"], 15, 4, now=NOW).epochs == 15  # t0 alone, its own 10 s
+    assert promote_epochs(slow, ["t0"], 15, 4, now=NOW, speedup=1.5).epochs == 22  # on both slots: 6.7 s an epoch
     assert promote_epochs(slow, ["gone"], 15, 4, now=NOW).epochs == 5  # unknown: the slowest screened trial's
     assert promote_epochs(_screen(None), promoted, 15, 4, now=NOW) == PromoteEpochs(15)  # no budget
     assert promote_epochs(None, promoted, 15, 4) == PromoteEpochs(15)

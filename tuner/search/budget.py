@@ -60,7 +60,7 @@ class PromoteEpochs:
 
 
 def promote_epochs(progress: SearchProgress | None, promoted: Sequence[str], epochs: int, floor: int,
-                   now: float | None = None) -> PromoteEpochs:
+                   now: float | None = None, speedup: float = 1.0) -> PromoteEpochs:
     """The promote rung's epochs under the screen's budget: the most of ``floor`` .. 2 x ``epochs`` that end in time.
 
     ``promoted``: the screened trials it trains; each epoch goes at the slowest one's screened pace
@@ -76,6 +76,9 @@ def promote_epochs(progress: SearchProgress | None, promoted: Sequence[str], epo
     starting point trained 10 epochs and waited 2.3 minutes for a 36-s finalist). The others are
     sized at :data:`PACE_SPREAD` times their screened pace, so that they end before the slowest
     even when their pace was measured low: the rung lasts as long as its last finalist.
+
+    ``speedup``: how much faster than screened the rung's trials are expected to train (a trial given
+    the slots of those not promoted, :func:`tuner.search.screening.widened`).
     """
     if progress is None or progress.budget_s is None:
         return PromoteEpochs(epochs)
@@ -97,7 +100,7 @@ def promote_epochs(progress: SearchProgress | None, promoted: Sequence[str], epo
         return max(floor, min(2 * epochs, most)), epoch_s, room
 
     slowest = max(timed, key=lambda t: t.steady_s or 0.0)
-    sized, epoch_s, room = fits(slowest, max(count / max(measured.slots, 1), 1.0))
+    sized, epoch_s, room = fits(slowest, max(count / max(measured.slots, 1), 1.0) / speedup)
     apart = len(own) == len(promoted) and len(promoted) <= measured.slots
     each = tuple(sized if view is slowest else max(sized, fits(view, PACE_SPREAD)[0]) for view in own) if apart else ()
     return PromoteEpochs(sized, epoch_s, room, each if len(set(each)) > 1 else ())

@@ -20,10 +20,8 @@ A configuration is promoted only within :data:`PROMOTE_MARGIN` of the screen's b
 mix TPE drew at eps 0.2 and 0.3 screened 8.0 and 24.5 points below the starting point, was promoted
 as the second best, and collapsed (49.4% and 22.1% against 69.1% and 67.0%), while every runner-up
 within 4 points (eps 0.1) stayed within 4 points. Where the best trains alone on a CPU-only local
-machine it takes the slots the others would have had (:func:`widened`), priced at its screened pace:
-a second torch thread trained the quick preset's epochs 1.15-1.6x as fast in Tune trials on the
-2-core VM and 1.0-1.3x in main jobs, too uncertain to size epochs by, so the rung ends early by what
-it gains.
+machine it takes the slots the others would have had (:func:`widened`), priced at
+:data:`THREAD_GAIN` times its screened pace.
 
 The promoted configurations are written to ``promoted.json`` in the screen's folder (beside the
 exports on remote storage) once the screen is over, and the rung's epochs to ``promote.json``
@@ -51,8 +49,8 @@ from tuner.trials.pareto import ranked_trials
 from tuner.trials.record import TrialRecord
 from tuner.trials.strategy import POINT_EPOCHS
 
-__all__ = ["PROMOTE", "PROMOTED", "PROMOTE_MARGIN", "PromoteRecord", "promoted_config", "run_search", "screen_budget",
-           "screen_config", "screen_epochs", "within_margin", "widened"]
+__all__ = ["PROMOTE", "PROMOTED", "PROMOTE_MARGIN", "THREAD_GAIN", "PromoteRecord", "promoted_config", "run_search",
+           "screen_budget", "screen_config", "screen_epochs", "within_margin", "widened"]
 
 PROMOTED = "promoted.json"  # the screen's verdict: the configurations the promote rung trains
 PROMOTE = "promote.json"  # and how: a PromoteRecord
@@ -63,6 +61,11 @@ PROMOTE = "promote.json"  # and how: a PromoteRecord
 # full training does (bench_fidelity: Spearman 0.96). Runners-up 0.6-4 points behind never overtook
 # the best in any recorded main job or bench_search run; 8 and 24.5 points behind they collapsed.
 PROMOTE_MARGIN = 0.05
+# What a second torch thread gains a widened trial, as its epochs are priced: the quick preset's rung on
+# the 2-core VM ran 1.0x, 1.3x, 1.3x and 1.18x its screened pace in four main jobs (1.15-1.6x in Tune
+# trials one after the other), so the least but one: where it gains nothing the rung overruns its
+# pricing by 15% (about 40 s of a 13-minute job), elsewhere it still ends a little early.
+THREAD_GAIN = 1.15
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,8 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
             return outcome  # no screened trial is exportable: nothing to promote, nothing exported
         chosen = within_margin(ranked)
         wide = widened(cfg, len(chosen), outcome.progress)
-        sized = promote_epochs(outcome.progress, [r.trial_id for r in chosen], epochs, screen.epochs + 1)
+        sized = promote_epochs(outcome.progress, [r.trial_id for r in chosen], epochs, screen.epochs + 1,
+                               speedup=THREAD_GAIN if wide > 1 else 1.0)
         points = [dict(r.params) for r in chosen]
         if sized.each:  # each its own epochs, carried by the point (POINT_EPOCHS) to its trial
             points = [{**point, POINT_EPOCHS: own} for point, own in zip(points, sized.each, strict=True)]
@@ -164,7 +168,8 @@ def _margin_line(ranked: list[TrialRecord], chosen: list[TrialRecord], wide: int
         return ""
     left = ranked[len(chosen):]
     gaps = " and ".join(f"{r.trial_id} {100 * (ranked[0].objective - r.objective):.1f}" for r in left)
-    slots = f"; the promoted take their slots too ({wide} each)" if wide > 1 else ""
+    slots = f"; the promoted take their slots too ({wide} each, priced at {THREAD_GAIN:g}x the pace)" if wide > 1 \
+        else ""
     return f"not promoted: {gaps} points below the best after the screen (margin {100 * PROMOTE_MARGIN:g}){slots}"
 
 
