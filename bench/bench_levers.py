@@ -5,8 +5,9 @@ This bench trains the ``lwta`` space's first starting point at the quick preset 
 another ``--epsilon``: every radius follows it) once per variant, each variant that point with some
 settings changed, and scores each trained model as the search ranks trials: the preset's objective
 suite (FGSM and PGD-20, both gradient ways, EOT) on the first ``--val-images`` validation images,
-and the same suite on as many test images. Variants train ``--parallel`` at a time in processes of
-one thread each, as a quick search runs its trials.
+and the same suite on as many test images (``--test-suite export``: the export suite's L-inf attacks,
+APGD and Square included, what a claim is checked against). Variants train ``--parallel`` at a
+time in processes of one thread each, as a quick search runs its trials.
 
 A variant is ``NAME:SETTING=VALUE,...``; a setting is a training setting (``trades_beta``,
 ``ema_decay``, ``eps_warmup``, ``seed``, ``lr``, ...), one of the space's parameters
@@ -27,23 +28,25 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 
 from bench.common import provenance, render, write_json
 from search_spaces import PRESETS, get_space
-from trainables.attacks import Assignment, ThreatModel
+from trainables.attacks import Assignment, Norm, ThreatModel
 from trainables.cli import OneLineParser, run_main
 from trainables.data import load_splits
-from trainables.evaluation import evaluate_sharded
+from trainables.evaluation import SuiteConfig, evaluate_sharded
 from trainables.train import RunSpec, TrainConfig, fit
 
-__all__ = ["LeverFigures", "Variant", "build_parser", "main", "parse_variant", "variant_spec"]
+__all__ = ["LeverFigures", "TestSuite", "Variant", "build_parser", "main", "parse_variant", "scoring_suite",
+           "variant_spec"]
 
 PROG = "python -m bench.bench_levers"
 SPACE = "lwta"
 _TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
+TestSuite = Literal["objective", "export"]
 
 
 @dataclass(frozen=True)
@@ -113,16 +116,24 @@ def variant_spec(variant: Variant, epsilon: float | None = None, train_limit: in
     return replace(spec, train=train, data=replace(spec.data, train_limit=train_limit or spec.data.train_limit))
 
 
-def _score(spec: RunSpec, variant: Variant, images: int) -> LeverFigures:
-    """Train ``spec`` in this process (one thread) and score it with the quick preset's objective suite."""
+def scoring_suite(which: TestSuite) -> SuiteConfig:
+    """The suite the test images are scored with: the objective's, or the export's L-inf attacks."""
+    quick = PRESETS.get("quick")
+    if which == "objective":
+        return quick.objective_suite
+    return replace(quick.export_suite, attacks=tuple(a for a in quick.export_suite.attacks if a.norm == Norm.LINF))
+
+
+def _score(spec: RunSpec, variant: Variant, images: int, which: TestSuite = "objective") -> LeverFigures:
+    """Train ``spec`` in this process (one thread); score validation with the objective suite, test with ``which``."""
     torch.set_num_threads(1)
     splits = load_splits(spec.data)
     began = time.perf_counter()
     result = fit(spec, splits)
     seconds = time.perf_counter() - began
-    suite = PRESETS.get("quick").objective_suite
     scores = []
-    for split in (splits.val.head(images), splits.test.head(images)):
+    for split, suite in ((splits.val.head(images), PRESETS.get("quick").objective_suite),
+                         (splits.test.head(images), scoring_suite(which))):
         scores.append(evaluate_sharded(result.model, split.floats(), split.labels, suite, spec.threat).as_dict())
     return LeverFigures(variant.name, scores[0]["natural_acc"], scores[0]["robust_acc"], scores[1]["natural_acc"],
                         scores[1]["robust_acc"], result.best_epoch, seconds)
@@ -138,6 +149,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--val-images", type=int, default=1000, help="validation and test images scored")
     p.add_argument("--train-limit", type=int, default=None, help="training images (default: the whole split)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--test-suite", choices=get_args(TestSuite), default="objective",
+                   help="the test images' suite: the objective's, or the export suite's L-inf attacks (APGD, Square)")
     p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     return p
 
@@ -150,13 +163,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     variants = [parse_variant(v) for v in args.variant]
     specs = [variant_spec(v, args.epsilon, args.train_limit, args.epochs) for v in variants]  # bad input fails here
     with ProcessPoolExecutor(max_workers=args.parallel, mp_context=get_context("spawn")) as pool:
-        figures = list(pool.map(_score, specs, variants, [args.val_images] * len(specs)))
+        figures = list(pool.map(_score, specs, variants, [args.val_images] * len(specs),
+                                [args.test_suite] * len(specs)))
     header = provenance(torch.device("cpu"), epsilon=specs[0].threat.eps, images=args.val_images,
-                        epochs=specs[0].train.epochs, parallel=args.parallel, worker_threads=1)
+                        epochs=specs[0].train.epochs, parallel=args.parallel, worker_threads=1,
+                        test_suite=args.test_suite)
     rows = [(f.name, *(f"{100 * v:.1f}%" for v in (f.val_natural, f.val_robust, f.test_natural, f.test_robust)),
              str(f.best_epoch), f"{f.train_seconds:.0f} s") for f in figures]
     render(f"{SPACE} starting point, one lever at a time", header, (), rows,
-           ("variant", "val natural", "val objective", "test natural", "test robust", "best epoch", "training"))
+           ("variant", "val natural", "val objective", "test natural", f"test robust ({args.test_suite} suite)",
+            "best epoch", "training"))
     write_json(args.out, {"header": header, "variants": [asdict(v) for v in variants],
                           "figures": [asdict(f) for f in figures]})
     return 0

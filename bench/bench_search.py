@@ -7,8 +7,13 @@ Per task (an L-inf radius, ``--epsilons``) and seed, three real runs of ``tuner.
   as its ``--time-budget`` holds, then the best 2 in full; before, TPE + ASHA over 6 trials), ``--fuse``
   as given;
 - **start-alone**: the space's first starting point trained alone, for the same wall time: one
-  trial on the whole machine (the CPUs of all the search's trial slots) for the search's
-  trial-epochs / slots epochs, its schedule stretched over them;
+  trial on the whole machine (the CPUs of all the search's trial slots), its schedule stretched
+  over as many epochs as the search's training minutes (its start to its export's scoring) hold at
+  the point's pace on the whole machine, as the search's own rung measured it (priced at
+  ``THREAD_GAIN`` x its pace there when it shared the machine). Before 2026-12-05 it got the search's
+  trial-epochs / slots epochs, which assumed a second thread gains nothing: it then trained in about
+  two thirds of the search's minutes. A search run without that pace (an older ``--out``) falls back
+  to that rule;
 - **random-fifo**: random sampling + FIFO for the same trial-epochs (as many full-length trials as
   fit). Its first trials are the space's starting points too (every search of this system starts
   from them), so it differs from the search by what it does with the rest;
@@ -47,12 +52,14 @@ from search_spaces import get_space, list_spaces
 from trainables.cli import OneLineParser, run_main
 from trainables.evaluation import SuiteOverrides, add_suite_arguments
 from tuner.bundles import parse_fuse
+from tuner.console.progress import SearchProgress
 from tuner.search import SearchConfig, SearchOutcome, resolve_run, run_search
-from tuner.search.screening import screen_config
+from tuner.search.screening import THREAD_GAIN, screen_config
 from tuner.trials import read_trials
 from tuner.trials.strategy import same_value
 
-__all__ = ["ARMS", "Arm", "RunFigures", "arm_config", "build_parser", "is_point", "main", "parse_epsilons",
+__all__ = ["ARMS", "Arm", "RunFigures", "alone_epochs", "alone_pace", "arm_config",
+           "build_parser", "is_point", "main", "parse_epsilons",
            "read_runs", "run_figures", "summarise"]
 
 PROG = "python -m bench.bench_search"
@@ -84,6 +91,8 @@ class RunFigures:
     outcomes: dict[str, int]  # finished / pruned / failed / ... -> trials
     first_point: bool  # the exported trial is the space's first starting point
     exported: dict[str, Any]  # the exported trial's sampled settings
+    train_s: float = math.nan  # from the run's start to its export's scoring (NaN: not measured)
+    alone_pace_s: float = math.nan  # the first point's seconds an epoch on the whole machine, from the last rung
 
 
 def parse_epsilons(text: str) -> tuple[float, ...]:
@@ -112,11 +121,36 @@ def arm_config(arm: Arm, base: SearchConfig, *, slots: int, epochs: int, search:
                        time_budget=0)  # every one of the N, whatever the time
     if search is None:
         raise ValueError(f"the {arm} arm is sized by the search's run of the same task and seed")
-    if arm == "start-alone":  # one trial, the whole machine, the search's wall time of trial slots
+    if arm == "start-alone":  # one trial, the whole machine, the search's training minutes
         return replace(base, name=name, num_samples=1, max_concurrent=1, scheduler="fifo", sampler="random", fuse=1,
-                       cpus_per_trial=base.cpus_per_trial * slots, epochs=max(1, round(search.trial_epochs / slots)))
+                       cpus_per_trial=base.cpus_per_trial * slots, epochs=alone_epochs(search, slots))
     return replace(base, name=name, sampler="random", scheduler="fifo", max_concurrent=slots,
                    num_samples=max(1, round(search.trial_epochs / epochs)))
+
+
+def alone_epochs(search: RunFigures, slots: int) -> int:
+    """The start-alone arm's epochs: the search's training minutes at the point's pace on the whole machine.
+
+    Without those figures (a search of an older ``--out``): the search's trial-epochs / ``slots``.
+    """
+    if math.isfinite(search.train_s) and math.isfinite(search.alone_pace_s) and search.alone_pace_s > 0:
+        return max(1, math.floor(search.train_s / search.alone_pace_s))
+    return max(1, round(search.trial_epochs / slots))
+
+
+def alone_pace(progress: SearchProgress | None, point: Mapping[str, Any]) -> float:
+    """The first point's seconds an epoch on the whole machine, from a run's last rung (NaN: it did not train there).
+
+    Measured where it trained alone; where trials shared the machine, its pace there / ``THREAD_GAIN``
+    (the search's own pricing of a trial given the free slots, :mod:`tuner.search.screening`).
+    """
+    if progress is None:
+        return math.nan
+    views = [v for v in progress.trials.values() if v.timed and is_point(v.params, point)]
+    if not views:
+        return math.nan
+    pace = views[0].seconds / views[0].timed
+    return pace if progress.slots <= 1 else pace / THREAD_GAIN
 
 
 def is_point(params: Mapping[str, Any], point: Mapping[str, Any]) -> bool:
@@ -131,8 +165,9 @@ def _experiments(cfg: SearchConfig, epochs: int) -> list[SearchConfig]:
 
 
 def run_figures(arm: Arm, cfg: SearchConfig, outcome: SearchOutcome, wall_s: float, epochs: int,
-                point: Mapping[str, Any]) -> RunFigures:
-    """The figures of one finished run: its export's metrics, its ``results.parquet`` files and its wall time."""
+                point: Mapping[str, Any], started: float | None = None) -> RunFigures:
+    """The figures of one finished run: its export's metrics, its ``results.parquet`` files and its wall time
+    (``started``: its ``time.time()`` at the start, for its training minutes)."""
     outcomes: dict[str, int] = {}
     trial_epochs = trials = 0
     for experiment in _experiments(cfg, epochs):
@@ -152,7 +187,16 @@ def run_figures(arm: Arm, cfg: SearchConfig, outcome: SearchOutcome, wall_s: flo
                       trial_epochs=trial_epochs, wall_s=wall_s, trials=trials,
                       epochs_per_trial=(cfg.epochs or epochs), outcomes=outcomes,
                       first_point=best is not None and is_point(best.params, point),
-                      exported={} if best is None else dict(best.params))
+                      exported={} if best is None else dict(best.params),
+                      train_s=_train_seconds(outcome.progress, started),
+                      alone_pace_s=alone_pace(outcome.progress, point))
+
+
+def _train_seconds(progress: SearchProgress | None, started: float | None) -> float:
+    """Seconds from ``started`` to the export's scoring (NaN: either unknown)."""
+    if progress is None or started is None or progress.export_started is None:
+        return math.nan
+    return progress.export_started - started
 
 
 def _mean_std(values: Sequence[float]) -> dict[str, float]:
@@ -296,12 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     continue
                 cfg = arm_config(arm, base, slots=slots, epochs=epochs, search=done.get(("search", eps, seed)),
                                  screen=args.screen)
-                began = time.perf_counter()
+                began, started = time.perf_counter(), time.time()
                 outcome = run_search(cfg, f"{PROG} ({arm}, eps {eps:g}, seed {seed})")
                 wall_s = time.perf_counter() - began
                 if outcome.interrupted:  # Ctrl-C stopped Tune: the runs so far are in --out
                     raise KeyboardInterrupt
-                figures = run_figures(arm, cfg, outcome, wall_s, epochs, point)
+                figures = run_figures(arm, cfg, outcome, wall_s, epochs, point, started)
                 runs.append(figures)
                 done[(arm, eps, seed)] = figures
                 _write(args, header, runs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.bench_levers import main, parse_variant, variant_spec
+from bench.bench_levers import main, parse_variant, scoring_suite, variant_spec
 from search_spaces import PRESETS
 
 
@@ -44,3 +44,11 @@ def test_the_command_refuses_bad_input_before_training(capsys) -> None:
 
     assert run_main(main, ["--variant", "x:trades_beta=-1"], prog="bench_levers") == 2
     assert "trades_beta" in capsys.readouterr().err
+
+
+def test_the_test_images_can_be_scored_as_a_claim_is_checked() -> None:
+    """``--test-suite export``: the export suite's L-inf attacks (APGD, Square), its L2 ones left out."""
+    export = scoring_suite("export")
+    assert [a.name for a in export.attacks] == ["fgsm", "pgd", "apgd-ce", "apgd-dlr", "square"]
+    assert export.eot_samples == PRESETS["quick"].export_suite.eot_samples
+    assert scoring_suite("objective") == PRESETS["quick"].objective_suite

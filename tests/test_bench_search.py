@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from bench import bench_search
-from bench.bench_search import RunFigures, arm_config, is_point, parse_epsilons, summarise
+from bench.bench_search import RunFigures, alone_pace, arm_config, is_point, parse_epsilons, summarise
 from trainables.cli import run_main
 from trainables.evaluation import SuiteOverrides
+from tuner.console.progress import SearchProgress, TrialView
 from tuner.search import SearchConfig
+from tuner.search.screening import THREAD_GAIN
 
 
 def _base() -> SearchConfig:
@@ -38,6 +40,22 @@ def test_references_are_sized_by_the_search_of_their_task_and_seed() -> None:
         arm_config("random-fifo", base, slots=2, epochs=15, search=None)
     screened = arm_config("screened", base, slots=2, epochs=15, search=None, screen=8)
     assert (screened.screen, screened.promote, screened.time_budget, screened.num_samples) == (8, 2, 0, None)
+
+
+def test_start_alone_fills_the_searchs_training_minutes_at_the_points_own_pace() -> None:
+    """Sized by minutes, not by trial-epochs / slots (which assumed the second thread gains nothing)."""
+    base, point = _base(), {"lr": 0.05, "ibp": False}
+    alone_view = TrialView("a", params={**point, "epochs": 14}, timed=14, seconds=14 * 16.0)
+    other = TrialView("b", params={"lr": 0.1, "ibp": False}, timed=10, seconds=10 * 12.0)
+    assert alone_pace(SearchProgress(num_samples=1, max_epochs=15, trials={"a": alone_view}, slots=1), point) == 16.0
+    shared = SearchProgress(num_samples=2, max_epochs=15, trials={"b": other, "a": alone_view}, slots=2)
+    assert alone_pace(shared, point) == pytest.approx(16.0 / THREAD_GAIN)  # priced as the search prices a widened trial
+    assert math.isnan(alone_pace(SearchProgress(num_samples=1, max_epochs=15, trials={"b": other}), point))
+    assert math.isnan(alone_pace(None, point))
+    search = _run("search", 2, 0.7, 0.85, eps=0.2, epochs=35)
+    timed = RunFigures(**{**search.__dict__, "train_s": 500.0, "alone_pace_s": 16.0})
+    assert arm_config("start-alone", base, slots=2, epochs=15, search=timed).epochs == 31  # 500 s // 16 s
+    assert arm_config("start-alone", base, slots=2, epochs=15, search=search).epochs == 18  # no pace: 35 / 2
 
 
 def test_is_point_compares_the_points_keys() -> None:
