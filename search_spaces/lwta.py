@@ -46,7 +46,10 @@ class LWTASpace(SearchSpace):
     steps: -2.2 robust, +1.9 natural at eps 0.2). All three remain training settings
     (``trades_beta``, ``ema_decay``, ``eps_warmup``; ``python -m trainables.train --trades-beta ...``).
     So does the training attack's budget: FGSM with a random start in place of PGD-3 trained in
-    0.69x the time and lost 2.6 points of objective at eps 0.1 and 9.4 at eps 0.2, so PGD-3 stays.
+    0.69x the time and lost 2.6 points of objective at eps 0.1 and 9.4 at eps 0.2, so PGD-3 stays;
+    PGD-7 in the same minutes lost 2.4 points of test worst case at eps 0.3. At eps 0.3, a radius the
+    starting point was not made at, label smoothing 0.1, lr 0.1, a training radius x 1.15 and no clean
+    term all cost 1.9-36 points against it (docs/results.md, "At a radius nobody tuned").
     """
 
     name = "lwta"
