@@ -52,13 +52,13 @@ from search_spaces import get_space, list_spaces
 from trainables.cli import OneLineParser, run_main
 from trainables.evaluation import SuiteOverrides, add_suite_arguments
 from tuner.bundles import parse_fuse
-from tuner.console.progress import SearchProgress
+from tuner.console.progress import SearchProgress, from_json
 from tuner.search import SearchConfig, SearchOutcome, resolve_run, run_search
 from tuner.search.screening import THREAD_GAIN, screen_config
 from tuner.trials import read_trials
 from tuner.trials.strategy import same_value
 
-__all__ = ["ARMS", "Arm", "RunFigures", "alone_epochs", "alone_pace", "arm_config",
+__all__ = ["ARMS", "Arm", "RunFigures", "alone_epochs", "alone_pace", "arm_config", "last_progress",
            "build_parser", "is_point", "main", "parse_epsilons",
            "read_runs", "run_figures", "summarise"]
 
@@ -123,34 +123,43 @@ def arm_config(arm: Arm, base: SearchConfig, *, slots: int, epochs: int, search:
         raise ValueError(f"the {arm} arm is sized by the search's run of the same task and seed")
     if arm == "start-alone":  # one trial, the whole machine, the search's training minutes
         return replace(base, name=name, num_samples=1, max_concurrent=1, scheduler="fifo", sampler="random", fuse=1,
-                       cpus_per_trial=base.cpus_per_trial * slots, epochs=alone_epochs(search, slots))
+                       cpus_per_trial=base.cpus_per_trial * slots, epochs=alone_epochs(search, slots, 2 * epochs))
     return replace(base, name=name, sampler="random", scheduler="fifo", max_concurrent=slots,
                    num_samples=max(1, round(search.trial_epochs / epochs)))
 
 
-def alone_epochs(search: RunFigures, slots: int) -> int:
-    """The start-alone arm's epochs: the search's training minutes at the point's pace on the whole machine.
+def alone_epochs(search: RunFigures, slots: int, most: int) -> int:
+    """The start-alone arm's epochs: the search's training minutes at the point's pace on the whole machine,
+    at most ``most`` (the search's own ceiling for a promoted trial: twice the preset's epochs).
 
     Without those figures (a search of an older ``--out``): the search's trial-epochs / ``slots``.
     """
     if math.isfinite(search.train_s) and math.isfinite(search.alone_pace_s) and search.alone_pace_s > 0:
-        return max(1, math.floor(search.train_s / search.alone_pace_s))
+        return max(1, min(most, math.floor(search.train_s / search.alone_pace_s)))
     return max(1, round(search.trial_epochs / slots))
 
 
-def alone_pace(progress: SearchProgress | None, point: Mapping[str, Any]) -> float:
+def alone_pace(progress: SearchProgress | None, trial_ids: Sequence[str]) -> float:
     """The first point's seconds an epoch on the whole machine, from a run's last rung (NaN: it did not train there).
 
-    Measured where it trained alone; where trials shared the machine, its pace there / ``THREAD_GAIN``
-    (the search's own pricing of a trial given the free slots, :mod:`tuner.search.screening`).
+    ``trial_ids``: the rung's trials of that point. Measured where it trained alone; where trials shared
+    the machine, its pace there / ``THREAD_GAIN`` (the search's own pricing of a trial given the free
+    slots, :mod:`tuner.search.screening`).
     """
-    if progress is None:
-        return math.nan
-    views = [v for v in progress.trials.values() if v.timed and is_point(v.params, point)]
+    views = [] if progress is None else [progress.trials[t] for t in trial_ids
+                                         if t in progress.trials and progress.trials[t].timed]
     if not views:
         return math.nan
     pace = views[0].seconds / views[0].timed
-    return pace if progress.slots <= 1 else pace / THREAD_GAIN
+    return pace if progress is None or progress.slots <= 1 else pace / THREAD_GAIN
+
+
+def last_progress(cfg: SearchConfig) -> SearchProgress | None:
+    """The progress.json a run of ``cfg`` left (its last rung's, with the export's start; None: none on disk)."""
+    path = cfg.folder.progress
+    if path is None or not path.is_file():
+        return None
+    return from_json(json.loads(path.read_text()))
 
 
 def is_point(params: Mapping[str, Any], point: Mapping[str, Any]) -> bool:
@@ -179,7 +188,7 @@ def run_figures(arm: Arm, cfg: SearchConfig, outcome: SearchOutcome, wall_s: flo
         trial_epochs += int(sum(table.column("epochs").to_pylist()))
         trials += table.num_rows
     test = (outcome.export_metrics or {}).get("test", {})
-    best = outcome.best
+    best, progress = outcome.best, last_progress(cfg) or outcome.progress
     return RunFigures(arm=arm, epsilon=float(cfg.suite.eps or math.nan), seed=cfg.seed,
                       test_natural=float(test.get("natural_acc", math.nan)),
                       test_robust=float(test.get("robust_acc/linf", math.nan)),
@@ -188,8 +197,9 @@ def run_figures(arm: Arm, cfg: SearchConfig, outcome: SearchOutcome, wall_s: flo
                       epochs_per_trial=(cfg.epochs or epochs), outcomes=outcomes,
                       first_point=best is not None and is_point(best.params, point),
                       exported={} if best is None else dict(best.params),
-                      train_s=_train_seconds(outcome.progress, started),
-                      alone_pace_s=alone_pace(outcome.progress, point))
+                      train_s=_train_seconds(progress, started),
+                      alone_pace_s=alone_pace(progress, [r.trial_id for r in outcome.records
+                                                         if is_point(r.params, point)]))
 
 
 def _train_seconds(progress: SearchProgress | None, started: float | None) -> float:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench import bench_search
-from bench.bench_search import RunFigures, alone_pace, arm_config, is_point, parse_epsilons, summarise
+from bench.bench_search import RunFigures, alone_epochs, alone_pace, arm_config, is_point, parse_epsilons, summarise
 from trainables.cli import run_main
 from trainables.evaluation import SuiteOverrides
 from tuner.console.progress import SearchProgress, TrialView
@@ -44,17 +44,18 @@ def test_references_are_sized_by_the_search_of_their_task_and_seed() -> None:
 
 def test_start_alone_fills_the_searchs_training_minutes_at_the_points_own_pace() -> None:
     """Sized by minutes, not by trial-epochs / slots (which assumed the second thread gains nothing)."""
-    base, point = _base(), {"lr": 0.05, "ibp": False}
-    alone_view = TrialView("a", params={**point, "epochs": 14}, timed=14, seconds=14 * 16.0)
-    other = TrialView("b", params={"lr": 0.1, "ibp": False}, timed=10, seconds=10 * 12.0)
-    assert alone_pace(SearchProgress(num_samples=1, max_epochs=15, trials={"a": alone_view}, slots=1), point) == 16.0
+    base = _base()
+    alone_view = TrialView("a", params={"lr": 0.05}, timed=14, seconds=14 * 16.0)
+    other = TrialView("b", params={"lr": 0.1}, timed=10, seconds=10 * 12.0)
+    assert alone_pace(SearchProgress(num_samples=1, max_epochs=15, trials={"a": alone_view}, slots=1), ["a"]) == 16.0
     shared = SearchProgress(num_samples=2, max_epochs=15, trials={"b": other, "a": alone_view}, slots=2)
-    assert alone_pace(shared, point) == pytest.approx(16.0 / THREAD_GAIN)  # priced as the search prices a widened trial
-    assert math.isnan(alone_pace(SearchProgress(num_samples=1, max_epochs=15, trials={"b": other}), point))
-    assert math.isnan(alone_pace(None, point))
+    assert alone_pace(shared, ["a"]) == pytest.approx(16.0 / THREAD_GAIN)  # priced as the search prices a widened trial
+    assert math.isnan(alone_pace(SearchProgress(num_samples=1, max_epochs=15, trials={"b": other}), ["a"]))
+    assert math.isnan(alone_pace(None, ["a"])) and math.isnan(alone_pace(shared, []))
     search = _run("search", 2, 0.7, 0.85, eps=0.2, epochs=35)
     timed = RunFigures(**{**search.__dict__, "train_s": 500.0, "alone_pace_s": 16.0})
-    assert arm_config("start-alone", base, slots=2, epochs=15, search=timed).epochs == 31  # 500 s // 16 s
+    assert arm_config("start-alone", base, slots=2, epochs=20, search=timed).epochs == 31  # 500 s // 16 s
+    assert arm_config("start-alone", base, slots=2, epochs=15, search=timed).epochs == 30  # at most twice the preset's
     assert arm_config("start-alone", base, slots=2, epochs=15, search=search).epochs == 18  # no pace: 35 / 2
 
 
@@ -129,7 +130,7 @@ def test_epsilons_parse() -> None:
 @pytest.mark.ray
 def test_tiny_bench_runs_every_arm_and_writes_json_and_figure(tmp_path: Path, capsys) -> None:
     out, figure = tmp_path / "search.json", tmp_path / "search.png"
-    code = run_main(bench_search.main, ["--seeds", "1", "--epsilons", "0.2", "--num-samples", "2", "--epochs", "1",
+    code = run_main(bench_search.main, ["--seeds", "1", "--epsilons", "0.2", "--num-samples", "2", "--epochs", "2",
                                         "--train-limit", "200", "--val-limit", "100", "--test-limit", "50",
                                         "--slots", "2", "--fuse", "off", "--attacks", "fgsm,pgd",
                                         "--budget", "pgd.steps=3",
@@ -139,10 +140,13 @@ def test_tiny_bench_runs_every_arm_and_writes_json_and_figure(tmp_path: Path, ca
     runs = {r["arm"]: r for r in report["runs"]}
     assert set(runs) == {"search", "start-alone", "random-fifo"}
     search, alone, rand = runs["search"], runs["start-alone"], runs["random-fifo"]
-    assert search["trials"] == 2 and 1 <= search["trial_epochs"] <= 2 and search["epsilon"] == 0.2
-    assert alone["trials"] == 1 and alone["first_point"] and alone["epochs_per_trial"] == max(
-        1, round(search["trial_epochs"] / 2))
-    assert rand["trials"] == search["trial_epochs"] and rand["epochs_per_trial"] == 1
+    assert search["trials"] == 2 and 3 <= search["trial_epochs"] <= 4 and search["epsilon"] == 0.2  # ASHA may stop one
+    # the search's minutes and the point's pace (its timed epochs: each trial's first; a last one is not timed)
+    assert search["train_s"] > 0 and search["alone_pace_s"] > 0
+    assert alone["trials"] == 1 and alone["first_point"]
+    assert alone["epochs_per_trial"] == alone_epochs(RunFigures(**search), 2, 4) == min(  # 4: twice the search's epochs
+        4, math.floor(search["train_s"] / search["alone_pace_s"]))
+    assert rand["trials"] == max(1, round(search["trial_epochs"] / 2)) and rand["epochs_per_trial"] == 2
     for run in runs.values():
         assert 0 <= run["test_robust"] <= run["test_natural"] <= 1 and run["wall_s"] > 0
     summary = report["summary"]["0.2"]
