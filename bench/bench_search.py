@@ -58,9 +58,8 @@ from tuner.search.screening import THREAD_GAIN, screen_config
 from tuner.trials import read_trials
 from tuner.trials.strategy import same_value
 
-__all__ = ["ARMS", "Arm", "RunFigures", "alone_epochs", "alone_pace", "arm_config", "last_progress",
-           "build_parser", "is_point", "main", "parse_epsilons",
-           "read_runs", "run_figures", "summarise"]
+__all__ = ["ARMS", "Arm", "RunFigures", "alone_epochs", "alone_pace", "arm_config", "build_parser", "is_point",
+           "last_progress", "main", "parse_epsilons", "read_runs", "run_figures", "summarise"]
 
 PROG = "python -m bench.bench_search"
 
