@@ -52,7 +52,7 @@ from search_spaces import get_space, list_spaces
 from trainables.cli import OneLineParser, run_main
 from trainables.evaluation import SuiteOverrides, add_suite_arguments
 from tuner.bundles import parse_fuse
-from tuner.console.progress import SearchProgress, from_json
+from tuner.console.progress import SearchProgress, from_json, read_progress
 from tuner.search import SearchConfig, SearchOutcome, resolve_run, run_search
 from tuner.search.screening import THREAD_GAIN, screen_config
 from tuner.trials import read_trials
@@ -145,12 +145,13 @@ def alone_pace(progress: SearchProgress | None, trial_ids: Sequence[str]) -> flo
     the machine, its pace there / ``THREAD_GAIN`` (the search's own pricing of a trial given the free
     slots, :mod:`tuner.search.screening`).
     """
-    views = [] if progress is None else [progress.trials[t] for t in trial_ids
-                                         if t in progress.trials and progress.trials[t].timed]
+    if progress is None:
+        return math.nan
+    views = [progress.trials[t] for t in trial_ids if t in progress.trials and progress.trials[t].timed]
     if not views:
         return math.nan
     pace = views[0].seconds / views[0].timed
-    return pace if progress is None or progress.slots <= 1 else pace / THREAD_GAIN
+    return pace if progress.slots <= 1 else pace / THREAD_GAIN
 
 
 def last_progress(cfg: SearchConfig) -> SearchProgress | None:
@@ -158,7 +159,7 @@ def last_progress(cfg: SearchConfig) -> SearchProgress | None:
     path = cfg.folder.progress
     if path is None or not path.is_file():
         return None
-    return from_json(json.loads(path.read_text()))
+    return from_json(read_progress(path))
 
 
 def is_point(params: Mapping[str, Any], point: Mapping[str, Any]) -> bool:
