@@ -110,6 +110,7 @@ def test_a_promoted_point_trains_for_its_own_epochs() -> None:
         (["--time-budget", "soon"], "must be a number of minutes or 'off'"),
         (["--screen", "off", "--time-budget", "10"], "--time-budget go with a screened search"),
         (["--num-samples", "3", "--time-budget", "10"], "--time-budget go with a screened search"),
+        (["--screen", "off", "--promote-from", "screen"], "--promote, --promote-from, --screen-epochs"),
     ],
 )
 def test_the_command_line_refuses_in_one_line(tmp_path: Path, capsys, args: list[str], needle: str) -> None:
@@ -137,30 +138,35 @@ def test_a_screened_search_trains_the_screens_best_in_full_and_resumes_after_the
     from trainables.cli import run_main
     from tuner.search import screening
     from tuner.search.cli import PROG, main
+    from tuner.trials.warm import POINT_WARM, WarmStart
 
     # a time budget of 3 s holds none of the 4 configurations: the screen starts the least one may, 3 (promote + 1)
     monkeypatch.setattr(screening, "PROMOTE_MARGIN", 1.0)  # tiny trials score far apart: promote both whatever
     cfg = SearchConfig(space="lwta", screen=4, promote=2, epochs=3, screen_epochs=2, train_limit=200, val_limit=50,
                        test_limit=50, suite=SuiteOverrides(attacks=("fgsm",)), storage_path=str(tmp_path / "runs"),
                        name="job", export_dir=str(tmp_path / "exports"), live=False, fuse=1, max_concurrent=2,
-                       time_budget=0.05)
+                       time_budget=0.05, promote_from="screen")
     outcome = run_search(cfg)
     assert not outcome.interrupted and outcome.export_path is not None and outcome.best is not None
     err = capsys.readouterr().err
     assert "screened 3 configurations for 2 epochs (of up to 4: the 0.05-minute --time-budget held fewer" in err
     # nothing left of the budget: the promote rung trains the least, one epoch more than the screen
-    assert "the best 2 train for 3 epochs (the least after a 2-epoch screen: the 0.05-minute --time-budget" in err
+    assert "the best 2 train for 3 epochs more from their screen weights (the least after a 2-epoch screen: the " \
+        "0.05-minute --time-budget" in err
     assert json.loads((tmp_path / "runs" / "job-screen" / PROMOTE).read_text())["epochs"] == 3
     screened = read_trials(tmp_path / "runs" / "job-screen" / "results.parquet").to_pylist()
     assert len(screened) == 3 and {row["epochs"] for row in screened} == {2}  # --screen-epochs
     verdict = json.loads((tmp_path / "runs" / "job-screen" / PROMOTED).read_text())
     assert len(verdict) == 2
-    chosen = [r for r in screened if _params(r) in verdict]
+    starts = [WarmStart.decode(point[POINT_WARM]) for point in verdict]  # each names its screen trial's weights
+    chosen = [r for r in screened if _params(r) in [{k: v for k, v in p.items() if k != POINT_WARM} for p in verdict]]
     left = [r for r in screened if r not in chosen]
     assert len(chosen) == 2 and all(r["exportable"] for r in chosen)  # the screen's best two go on
+    assert sorted(s.trial_id for s in starts) == sorted(r["trial_id"] for r in chosen)
+    assert all(s.epochs == 2 and Path(s.checkpoint).is_dir() and "job-screen" in s.checkpoint for s in starts)
     assert min(r["objective"] for r in chosen) >= max((r["objective"] for r in left if r["exportable"]), default=0)
     assert sorted(map(json.dumps, (r.params for r in outcome.records))) == sorted(map(json.dumps, verdict))
-    assert all(len(r.history) == 3 for r in outcome.records)  # promoted: the full schedule, from scratch
+    assert all(len(r.history) == 3 for r in outcome.records)  # promoted: the full schedule, from the screen's weights
     assert json.loads((outcome.export_path / "metrics.json").read_text())["search"]["experiment"].endswith("runs/job")
 
     with pytest.raises(FileExistsError, match="add --resume"):  # a second run over the first refuses
@@ -179,7 +185,8 @@ def test_a_screened_search_trains_the_screens_best_in_full_and_resumes_after_the
     again = run_search(SearchConfig(**{**cfg.__dict__, "resume": True}))
     assert not again.interrupted and again.export_path is not None
     assert (tmp_path / "runs" / "job-screen" / "results.parquet").stat().st_mtime_ns == stamp  # not screened again
-    assert sorted(map(json.dumps, (r.params for r in again.records))) == sorted(map(json.dumps, verdict))
+    assert sorted(json.dumps(r.params, sort_keys=True) for r in again.records) == \
+        sorted(json.dumps(p, sort_keys=True) for p in verdict)
     assert sorted(len(r.history) for r in again.records) == [3, 4]  # each trained its own epochs
 
 
@@ -199,9 +206,10 @@ def test_resume_continues_an_experiment_begun_without_a_screen(tmp_path: Path, m
     assert ran[0].folder.name == "job-screen" and ran[0].resume
 
 
-def _screened(trial_id: str, objective: float) -> SimpleNamespace:
+def _screened(trial_id: str, objective: float, checkpoint: str | None = None) -> SimpleNamespace:
     return SimpleNamespace(trial_id=trial_id, objective=objective, natural=0.8, exportable=True,
-                           params={"lr": objective})
+                           params={"lr": objective}, member=None, final={"epoch": 3.0}, history=[{}] * 3,
+                           checkpoint=None if checkpoint is None else SimpleNamespace(path=checkpoint))
 
 
 def test_a_runner_up_far_below_the_best_is_not_promoted_and_the_best_takes_its_slot(tmp_path: Path, monkeypatch,
@@ -245,3 +253,83 @@ def test_the_promote_margin_and_who_takes_the_free_slots(monkeypatch) -> None:
     assert widened(SearchConfig(gpus_per_trial=1), 1, two) == 1  # a GPU trial would hold CPUs it does not use
     monkeypatch.setattr(screening.torch.cuda, "is_available", lambda: True)
     assert widened(SearchConfig(), 1, two) == 1
+
+
+@pytest.mark.parametrize("promote_from", ["screen", "scratch"])
+def test_a_promoted_configuration_starts_from_its_screen_weights(tmp_path: Path, monkeypatch, capsys,
+                                                                 promote_from: str) -> None:
+    from tuner.search import screening
+    from tuner.trials.warm import POINT_WARM, WarmStart
+
+    ran: list[SearchConfig] = []
+    where = str(tmp_path / "runs" / "job-screen" / "trial_a" / "checkpoint_000002")
+    screen = SimpleNamespace(interrupted=False, records=[_screened("a", 0.67, where), _screened("b", 0.66)],
+                             progress=SimpleNamespace(slots=2, budget_s=None))
+    done = SimpleNamespace(interrupted=False)
+    monkeypatch.setattr(screening, "run_experiment",
+                        lambda cfg, command, **kw: ran.append(cfg) or (screen if len(ran) == 1 else done))
+    cfg = SearchConfig(space="lwta", storage_path=str(tmp_path / "runs"), name="job", screen=4, fuse="auto",
+                       promote_from=promote_from)
+    assert run_search(cfg) is done
+    verdict = json.loads((tmp_path / "runs" / "job-screen" / PROMOTED).read_text())
+    err = capsys.readouterr().err
+    assert ran[1].fuse == 1  # each its own weights and epochs: the promote rung is never fused
+    if promote_from == "scratch":
+        assert verdict == [{"lr": 0.67}, {"lr": 0.66}] and "screen weights" not in err
+        return
+    # the best left a checkpoint: it starts from there; the runner-up left none (lost): from scratch
+    assert verdict[1] == {"lr": 0.66} and set(verdict[0]) == {"lr", POINT_WARM}
+    assert WarmStart.decode(verdict[0][POINT_WARM]) == WarmStart(where, "a", 3)
+    assert "; the best 2 train for 15 epochs more from their screen weights in" in err
+    strategy = ran[1].strategy(2)  # the promote rung's searcher hands the point's warm start to its trial
+    from search_spaces import get_space
+    from search_spaces.presets import PRESETS
+    from tuner.trials.strategy import build_searcher
+
+    point = {**get_space("lwta").points_to_evaluate(PRESETS["quick"])[0], POINT_WARM: verdict[0][POINT_WARM]}
+    strategy = type(strategy)(scheduler="fifo", num_samples=1, points=(point,), space_points=False)
+    assert build_searcher(strategy, "lwta", PRESETS["quick"], None, "job").suggest("t") == point
+
+
+def test_where_a_warm_start_is_kept_and_what_is_refused() -> None:
+    from tuner.trials.strategy import Strategy
+    from tuner.trials.warm import POINT_WARM, WarmStart, warm_start_of
+
+    record = _screened("a", 0.7, "bucket/runs/job-screen/trial_a/checkpoint_000002")
+    assert warm_start_of(record, "s3").checkpoint == "s3://bucket/runs/job-screen/trial_a/checkpoint_000002"
+    assert warm_start_of(record).checkpoint == "bucket/runs/job-screen/trial_a/checkpoint_000002"
+    assert warm_start_of(_screened("b", 0.7)) is None
+    start = WarmStart("/x/checkpoint_000001", "t", 2, member=1)
+    assert WarmStart.decode(start.encode()) == start
+    for bad in ("", "nonsense", '{"checkpoint": ""}', '{"checkpoint": "/x", "trial_id": "t", "epochs": "2"}', 7):
+        with pytest.raises(ValueError, match="'warm_from' must name a screen trial's checkpoint"):
+            Strategy(points=({"lr": 0.1, POINT_WARM: bad},)) if bad else WarmStart.decode(bad)
+
+
+def test_a_trial_reads_its_screen_weights_and_starts_over_without_them(fmnist, tmp_path: Path, capsys) -> None:
+    import torch
+
+    from trainables.data import DataConfig, Splits
+    from trainables.models import ModelConfig
+    from trainables.train import RunSpec, TrainConfig, fit, load_checkpoint
+    from tuner.trials.trial import _warm_weights
+    from tuner.trials.warm import POINT_WARM, WarmStart
+
+    spec = RunSpec(data=DataConfig(train_limit=256, val_limit=50), model=ModelConfig(name="cnn"),
+                   train=TrainConfig(epochs=1, eval_limit=50))
+    folder = tmp_path / "trial_a" / "checkpoint_000000"
+    fit(spec, Splits(fmnist.train.head(256), fmnist.val.head(50), fmnist.test.head(50), fmnist.info),
+        checkpoint_dir=folder)
+    kept = load_checkpoint(folder).trained_weights()
+    config = {"lr": 0.1, POINT_WARM: WarmStart(str(folder), "a", 1).encode()}
+    weights = _warm_weights(config, restored_any=False)
+    assert weights is not None and all(torch.equal(v, weights[k]) for k, v in kept.items())
+    assert _warm_weights(config, restored_any=True) is None  # resumed from its own checkpoint: that one
+    assert _warm_weights({"lr": 0.1}, restored_any=False) is None
+    (folder / "checkpoint.pt").write_bytes((folder / "checkpoint.pt").read_bytes()[:500])  # damaged since
+    assert _warm_weights(config, restored_any=False) is None
+    lost = {POINT_WARM: WarmStart(str(tmp_path / "gone"), "b", 1).encode()}
+    assert _warm_weights(lost, restored_any=False) is None
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all(line.endswith("; the trial starts from scratch") for line in lines), lines
+    assert lines[0].startswith("robustune: screen trial a: ") and "screen trial b's checkpoint" in lines[1]

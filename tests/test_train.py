@@ -222,3 +222,35 @@ def test_label_smoothing_reaches_the_training_loss() -> None:
     plain = _LossForward(model, TrainConfig(), False)
     smooth = _LossForward(model, TrainConfig(label_smoothing=0.2), False)
     assert not torch.allclose(plain(x, y)[0], smooth(x, y)[0])
+
+
+def test_a_warm_start_trains_on_from_the_weights_it_is_given(fmnist, device, tmp_path: Path, monkeypatch) -> None:
+    import trainables.train.loop as loop
+
+    spec, data = _spec("cnn", epochs=1, eval_limit=50), _tiny(fmnist)
+    first = fit(spec, data, device=device)
+    weights = {k: v.clone() for k, v in first.model.state_dict().items()}
+    warm = fit(spec, data, device=device, initial=weights)
+    assert not all(torch.equal(v, warm.model.state_dict()[k]) for k, v in weights.items())  # it trained on
+
+    built = loop.build_model
+
+    def loaded(config: ModelConfig, info: DatasetInfo) -> torch.nn.Module:
+        model = built(config, info)
+        model.load_state_dict(weights)
+        return model
+
+    monkeypatch.setattr(loop, "build_model", loaded)  # the same run, its model's initial weights swapped by hand
+    by_hand = fit(spec, data, device=device)
+    monkeypatch.undo()
+    for name, tensor in by_hand.model.state_dict().items():
+        assert torch.equal(tensor, warm.model.state_dict()[name]), name
+    assert warm.history[0]["natural_acc"] == by_hand.history[0]["natural_acc"]
+
+    fit(spec, data, checkpoint_dir=tmp_path, device=device)  # a run with a checkpoint resumes it: no warm start
+    odd = {k: v[..., :1] for k, v in weights.items()}
+    again = fit(replace(spec, train=replace(spec.train, epochs=1)), data, checkpoint_dir=tmp_path, device=device,
+                initial=odd)
+    assert [m["epoch"] for m in again.history] == [1.0]
+    with pytest.raises(CheckpointError, match="warm-start weights do not fit the cnn model"):
+        fit(spec, data, device=device, initial=odd)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,6 +223,15 @@ def evaluate_epoch(model: RobustModel, val: ImageSet, spec: RunSpec, device: tor
     return result.as_dict()
 
 
+def _warm_start(model: nn.Module, initial: Mapping[str, Tensor], spec: RunSpec) -> None:
+    """Load ``initial`` into ``model``; CheckpointError (one line) when they are another architecture's weights."""
+    try:
+        model.load_state_dict(dict(initial))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"the warm-start weights do not fit the {spec.model.name} model: {first}") from None
+
+
 def _resume(
     checkpoint_dir: Path | None, spec: RunSpec, model: nn.Module, opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler, replicas: Replicas, average: WeightAverage | None,
@@ -291,8 +300,12 @@ def fit(
     on_epoch: EpochCallback | None = None,
     on_batch: BatchCallback | None = None,
     device: torch.device | str | None = None,
+    initial: Mapping[str, Tensor] | None = None,
 ) -> FitResult:
     """Train ``spec`` on ``splits``; resumes from ``checkpoint_dir`` when a checkpoint is there.
+
+    ``initial``: weights a new run starts from instead of its seeded initialisation (a promoted
+    configuration's screen weights: a warm start); a resumed run ignores them for its checkpoint's.
 
     In a torch.distributed process group every rank calls ``fit`` with the same arguments; rank 0
     writes the checkpoints and is the only one whose ``on_epoch`` gets the checkpoint folder.
@@ -303,6 +316,8 @@ def fit(
     torch.manual_seed(cfg.seed)
     compute = resolve_compute(cfg.precision, cfg.memory_format, dev)
     model = compute.layout(build_model(spec.model, splits.info).to(dev))
+    if initial is not None and not (checkpoint_dir is not None and (checkpoint_dir / CHECKPOINT_FILE).exists()):
+        _warm_start(model, initial, spec)
     opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg, math.ceil(len(splits.train) / cfg.batch_size))
     replicas.seed(cfg.seed)

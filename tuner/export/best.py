@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from trainables.attacks import ThreatModel
-from trainables.bundle import BundleCheckpointError, load_member
 from trainables.data import Splits
 from trainables.evaluation import ProgressFn, SuiteConfig
 from trainables.models import build_model
-from trainables.train import CheckpointError, RunSpec, TrainState, load_checkpoint
+from trainables.train import CheckpointError, RunSpec
 from tuner.export.files import ExportError, export_model
 from tuner.export.scoring import evaluate_for_export
 from tuner.provenance import collect_provenance
+from tuner.trials.checkpoints import trained_weights
 from tuner.trials.pareto import ParetoPick
 from tuner.trials.record import TrialRecord
 
@@ -73,11 +73,8 @@ def _trained(record: TrialRecord) -> tuple[RunSpec, dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         record.checkpoint.to_directory(tmp)
         try:
-            if record.member is not None:  # a fused trial's member: its own run and weights from the bundle's
-                return load_member(Path(tmp), record.member)
-            state: TrainState = load_checkpoint(Path(tmp))
-            return RunSpec.from_dict(state.spec), state.trained_weights()
-        except (CheckpointError, BundleCheckpointError) as exc:
+            return trained_weights(Path(tmp), record.member)  # a fused trial's member: its own from the bundle's
+        except CheckpointError as exc:
             where = str(record.checkpoint.path)
             raise DamagedCheckpoint(f"trial {record.trial_id}: {str(exc).replace(tmp, where)}") from None
 

@@ -19,7 +19,7 @@ from tuner.cluster.storage import STUDY_STORAGES
 from tuner.console.status import show_status
 from tuner.experiment import check_name
 from tuner.export import claim_warnings
-from tuner.search.config import TRACKINGS, SearchConfig
+from tuner.search.config import PROMOTE_FROM, TRACKINGS, SearchConfig
 from tuner.search.screening import run_search
 from tuner.trials.strategy import OBJECTIVES, SAMPLERS, SCHEDULERS, describe
 
@@ -88,6 +88,10 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
                         "--scheduler (default: the preset's, off with --num-samples)")
     p.add_argument("--promote", type=int, default=None, metavar="M",
                    help="with --screen: configurations trained in full (default 2)")
+    p.add_argument("--promote-from", choices=list(PROMOTE_FROM), default="scratch",
+                   help="with --screen: a promoted configuration's full run starts from a new initialisation "
+                        "(scratch) or from the weights its screen run ended with (screen); measured on the quick "
+                        "preset, neither is better (default scratch)")
     p.add_argument("--screen-epochs", type=int, default=None, metavar="E",
                    help="with --screen: the screen's whole schedule in E epochs (default: a fifth of --epochs)")
     p.add_argument("--time-budget", type=_minutes, default=None, metavar="MIN|off",

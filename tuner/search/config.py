@@ -17,10 +17,12 @@ from tuner.cluster.storage import STUDY_STORAGES, StudyChoice
 from tuner.experiment import ExperimentFolder, check_name
 from tuner.trials.strategy import OBJECTIVES, SAMPLERS, SCHEDULERS, ObjectiveMode, Strategy
 
-__all__ = ["TRACKINGS", "SearchConfig", "Tracking", "read_points"]
+__all__ = ["PROMOTE_FROM", "TRACKINGS", "PromoteFrom", "SearchConfig", "Tracking", "read_points"]
 
 Tracking = Literal["none", "mlflow"]  # --tracking
 TRACKINGS: tuple[Tracking, ...] = ("none", "mlflow")
+PromoteFrom = Literal["screen", "scratch"]  # --promote-from: where a promoted configuration's full run starts
+PROMOTE_FROM: tuple[PromoteFrom, ...] = ("screen", "scratch")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class SearchConfig:
     # (None: the preset's screen, unless --num-samples or a Pareto search asks for plain trials; 0: no screen)
     promote: int | None = None  # configurations promoted from the screen (None: 2)
     screen_epochs: int | None = None  # the screen's schedule (None: a fifth of the trials' epochs, at least 1)
+    promote_from: PromoteFrom = "scratch"  # a promoted configuration starts anew, or from its screen weights
     time_budget: float | None = None  # minutes for a screened search's whole job, screen to export: the screen
     # tries as many of its configurations as fit (None: the preset's; 0: no budget, every one)
     space_points: bool = True  # the space's known-good points first (a promoted phase trains its --points alone)
@@ -98,7 +101,8 @@ class SearchConfig:
         for flag, value, choices in (("--objective", self.objective, OBJECTIVES), ("--sampler", self.sampler, SAMPLERS),
                                      ("--scheduler", self.scheduler, SCHEDULERS),
                                      ("--study-storage", self.study_storage, STUDY_STORAGES),
-                                     ("--tracking", self.tracking, TRACKINGS)):
+                                     ("--tracking", self.tracking, TRACKINGS),
+                                     ("--promote-from", self.promote_from, PROMOTE_FROM)):
             check_choice(flag, value, choices)
         floor = self.pick_min_natural
         if floor is not None and not (math.isfinite(floor) and 0 <= floor <= 1):
@@ -139,8 +143,10 @@ class SearchConfig:
             screen = self.screen
         else:
             screen = 0 if self.num_samples is not None or self.pareto else preset_screen
-        if screen == 0 and (self.promote is not None or self.screen_epochs is not None or self.time_budget):
-            raise ValueError("--promote, --screen-epochs and --time-budget go with a screened search (--screen N)")
+        if screen == 0 and (self.promote is not None or self.screen_epochs is not None or self.time_budget
+                            or self.promote_from != "scratch"):
+            raise ValueError("--promote, --promote-from, --screen-epochs and --time-budget go with a screened search "
+                             "(--screen N)")
         if screen and self.promoted > screen:
             raise ValueError(f"--promote {self.promoted} is more than the {screen} configurations screened")
         return screen

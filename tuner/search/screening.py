@@ -34,6 +34,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from ray import tune
@@ -48,9 +49,10 @@ from tuner.search.run import SearchOutcome, run_experiment
 from tuner.trials.pareto import ranked_trials
 from tuner.trials.record import TrialRecord
 from tuner.trials.strategy import POINT_EPOCHS
+from tuner.trials.warm import POINT_WARM, warm_start_of
 
 __all__ = ["PROMOTE", "PROMOTED", "PROMOTE_MARGIN", "THREAD_GAIN", "PromoteRecord", "promoted_config", "run_search",
-           "screen_budget", "screen_config", "screen_epochs", "within_margin", "widened"]
+           "screen_budget", "screen_config", "screen_epochs", "warm_point", "within_margin", "widened"]
 
 PROMOTED = "promoted.json"  # the screen's verdict: the configurations the promote rung trains
 PROMOTE = "promote.json"  # and how: a PromoteRecord
@@ -112,6 +114,8 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
         points = [dict(r.params) for r in chosen]
         if sized.each:  # each its own epochs, carried by the point (POINT_EPOCHS) to its trial
             points = [{**point, POINT_EPOCHS: own} for point, own in zip(points, sized.each, strict=True)]
+        if cfg.promote_from == "screen":  # and the screen weights it starts from (POINT_WARM)
+            points = [warm_point(point, record, screen) for point, record in zip(points, chosen, strict=True)]
         verdict.parent.mkdir(parents=True, exist_ok=True)
         record = PromoteRecord(sized.epochs, _promote_line(sized, epochs, budget), sized.each,
                                cfg.cpus_per_trial * wide, _margin_line(ranked, chosen, wide))
@@ -122,7 +126,9 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
     rung = _promote_record(verdict, epochs, cfg.cpus_per_trial)
     trains = " and ".join(map(str, rung.each)) if rung.each else str(rung.epochs)
     best = "the best 1 trains" if count == 1 else f"the best {count} train"
-    print(f"{screened} in {screen.folder.path}; {best} for {trains} epochs{rung.line} in {cfg.folder.path}",
+    warm = " more from its screen weights" if count == 1 else " more from their screen weights"
+    warm = warm if any(POINT_WARM in point for point in json.loads(verdict.read_text())) else ""
+    print(f"{screened} in {screen.folder.path}; {best} for {trains} epochs{warm}{rung.line} in {cfg.folder.path}",
           file=sys.stderr, flush=True)
     if rung.margin:
         print(rung.margin, file=sys.stderr, flush=True)
@@ -227,9 +233,17 @@ def screen_config(cfg: SearchConfig, configurations: int, epochs: int) -> Search
 
 
 def promoted_config(cfg: SearchConfig, verdict: Path, count: int) -> SearchConfig:
-    """The promote rung of ``cfg``: the ``count`` configurations of ``verdict`` alone, in full, FIFO."""
+    """The promote rung of ``cfg``: the ``count`` configurations of ``verdict`` alone, in full, FIFO, unfused (each
+    trains its own epochs from its own screen weights, where a bundle's members share their batches and epochs)."""
     return replace(cfg, screen=0, promote=None, screen_epochs=None, time_budget=None, num_samples=count,
-                   points=str(verdict), space_points=False, scheduler="fifo")
+                   points=str(verdict), space_points=False, scheduler="fifo", fuse=1, promote_from="scratch")
+
+
+def warm_point(point: dict[str, Any], record: TrialRecord, screen: SearchConfig) -> dict[str, Any]:
+    """``point`` with the screen weights of ``record`` (its screen trial) to start from, where it left them."""
+    folder = screen.folder
+    start = warm_start_of(record, folder.path.split("://", 1)[0] if folder.remote else "")
+    return point if start is None else {**point, POINT_WARM: start.encode()}
 
 
 def _verdict_path(screen: SearchConfig) -> Path:

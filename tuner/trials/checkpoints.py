@@ -1,4 +1,5 @@
-"""The checkpoint a restored trial resumes from: Tune's latest when it is intact, else the newest intact one before it.
+"""The checkpoint a restored trial resumes from: Tune's latest when it is intact, else the newest intact one before it;
+and the weights a trial's checkpoint stands for (:func:`trained_weights`).
 
 Every checkpoint file a trial writes is sealed with its sha256 (:mod:`trainables.sealed`). Tune keeps
 a trial's last two checkpoints (``checkpoint_000004``, ``checkpoint_000005``, ...: one per epoch, the
@@ -16,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.fs
+from torch import Tensor
 
+from trainables.bundle import BundleCheckpointError, load_member
 from trainables.sealed import SealError, load_sealed
+from trainables.train import CheckpointError, RunSpec, TrainState, load_checkpoint
 
-__all__ = ["Restored", "damage", "restore_intact"]
+__all__ = ["Restored", "damage", "restore_intact", "trained_weights"]
 
 _PREFIX = "checkpoint_"
 
@@ -86,6 +90,18 @@ def restore_intact(checkpoint: Any, folder: Path) -> Restored:
     _empty(folder)
     print(f"robustune: {why}; no intact earlier checkpoint: the trial starts over", file=sys.stderr)
     return Restored(reported)
+
+
+def trained_weights(folder: Path, member: int | None = None) -> tuple[RunSpec, dict[str, Tensor]]:
+    """The run and the weights a trial's checkpoint in ``folder`` stands for (what its objective scored): its
+    ``member``'s own in a fused trial's bundle. CheckpointError (one line) when they cannot be read."""
+    try:
+        if member is not None:
+            return load_member(folder, member)
+        state: TrainState = load_checkpoint(folder)
+        return RunSpec.from_dict(state.spec), state.trained_weights()
+    except BundleCheckpointError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _empty(folder: Path) -> None:

@@ -26,10 +26,11 @@ from search_spaces import Preset, get_space
 from trainables.registry import Registry, check_choice
 from tuner.cluster.storage import StudyStorage
 from tuner.trials.study import HonestOptunaSearch
+from tuner.trials.warm import POINT_WARM, WarmStart
 
-__all__ = ["OBJECTIVES", "POINT_EPOCHS", "RUNG_METRIC", "SAMPLERS", "SCHEDULERS", "DefineBySpace", "ObjectiveMode",
-           "PointEpochs", "Strategy", "build_scheduler", "build_searcher", "describe", "point_epochs", "same_value",
-           "sampler_of", "starting_points", "tpe_startup_trials"]
+__all__ = ["OBJECTIVES", "POINT_CONSTANTS", "POINT_EPOCHS", "RUNG_METRIC", "SAMPLERS", "SCHEDULERS", "DefineBySpace",
+           "ObjectiveMode", "PointEpochs", "Strategy", "build_scheduler", "build_searcher", "describe", "point_epochs",
+           "same_value", "sampler_of", "starting_points", "tpe_startup_trials"]
 
 ObjectiveMode = Literal["robust", "pareto"]
 
@@ -40,6 +41,7 @@ OBJECTIVES: dict[ObjectiveMode, tuple[str, ...]] = {
 }
 RUNG_METRIC = "robust_acc"  # what ASHA compares at its rungs: the per-epoch suite's robust accuracy
 POINT_EPOCHS = "epochs"  # a --points entry's own epochs, and the trial configuration's constant that carries them
+POINT_CONSTANTS = frozenset({POINT_EPOCHS, POINT_WARM})  # a point's keys that are no parameter of the space
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Strategy:
         SCHEDULERS.get(self.scheduler)
         if self.num_samples < 1 or self.grace_period < 1:
             raise ValueError(f"need >= 1 trials and a grace period >= 1, got {self.num_samples}, {self.grace_period}")
-        point_epochs(self.points)  # a bad point's epochs fail here, before Ray starts
+        point_epochs(self.points)  # a bad point's epochs or warm start fail here, before Ray starts
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -132,15 +134,22 @@ def describe(registry: Registry[Any]) -> str:
 
 @dataclass(frozen=True)
 class PointEpochs:
-    """A starting point that trains for epochs of its own (a ``--points`` entry with an ``epochs`` key)."""
+    """A starting point with a run of its own: its own epochs (a ``--points`` entry with an ``epochs`` key), and
+    for a promoted configuration the screen weights it starts from (``warm_from``)."""
 
     params: tuple[tuple[str, Any], ...]
-    epochs: int
+    epochs: int | None = None  # None: the run's
+    warm: str = ""  # an encoded WarmStart ('' : from scratch)
 
     def matches(self, params: Mapping[str, Any]) -> bool:
         """Whether ``params`` (a trial's suggested values) are this point's."""
         mine = dict(self.params)
         return mine.keys() == params.keys() and all(same_value(mine[k], params[k]) for k in mine)
+
+    def constants(self) -> dict[str, Any]:
+        """What a trial of this point carries beside its suggested values."""
+        return {**({} if self.epochs is None else {POINT_EPOCHS: self.epochs}),
+                **({POINT_WARM: self.warm} if self.warm else {})}
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -151,15 +160,19 @@ def same_value(a: Any, b: Any) -> bool:
 
 
 def point_epochs(points: Sequence[Mapping[str, Any]]) -> tuple[PointEpochs, ...]:
-    """The points that name their own epochs; ValueError (one line) for epochs that are not a whole number >= 1."""
+    """The points that name their own epochs or warm start; ValueError (one line) for epochs that are not a whole
+    number >= 1, or a warm start that names no checkpoint."""
     out = []
     for point in points:
-        if POINT_EPOCHS not in point:
+        if not POINT_CONSTANTS & point.keys():
             continue
-        epochs = point[POINT_EPOCHS]
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        epochs = point.get(POINT_EPOCHS)
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
             raise ValueError(f"a point's {POINT_EPOCHS!r} must be a whole number >= 1, got {epochs!r}")
-        out.append(PointEpochs(tuple((k, v) for k, v in point.items() if k != POINT_EPOCHS), epochs))
+        warm = point.get(POINT_WARM, "")
+        if warm:
+            WarmStart.decode(warm)
+        out.append(PointEpochs(tuple((k, v) for k, v in point.items() if k not in POINT_CONSTANTS), epochs, warm))
     return tuple(out)
 
 
@@ -167,26 +180,27 @@ def point_epochs(points: Sequence[Mapping[str, Any]]) -> tuple[PointEpochs, ...]
 class DefineBySpace:
     """Picklable Optuna define-by-run function for one space under the search's preset (overrides included).
 
-    A trial whose values are those of a point in ``schedules`` gets that point's epochs as a constant
-    of its configuration (``epochs``, which :func:`~tuner.trials.trial.trial_spec` trains for).
+    A trial whose values are those of a point in ``schedules`` gets that point's epochs and warm start as
+    constants of its configuration (``epochs`` and ``warm_from``, which :func:`~tuner.trials.trial.train_trial`
+    trains by).
     """
 
     space: str
     preset: Preset
     schedules: tuple[PointEpochs, ...] = ()
 
-    def __call__(self, trial: Any) -> dict[str, int] | None:
-        """Ask ``trial`` for the space's tunables; its own epochs when it is a point that names them."""
+    def __call__(self, trial: Any) -> dict[str, Any] | None:
+        """Ask ``trial`` for the space's tunables; its own epochs and warm start when it is a point that names them."""
         get_space(self.space).define(trial, self.preset)
-        own = next((p.epochs for p in self.schedules if p.matches(trial.params)), None)
-        return None if own is None else {POINT_EPOCHS: own}
+        own = next((p.constants() for p in self.schedules if p.matches(trial.params)), None)
+        return own or None
 
 
 def starting_points(strategy: Strategy, space: str, preset: Preset) -> list[dict[str, Any]]:
     """The configurations tried first: the space's known-good points (unless left out), then ``--points`` (the
-    values Optuna fixes: a point's own ``epochs`` goes to :class:`DefineBySpace`)."""
+    values Optuna fixes: a point's own ``epochs`` and ``warm_from`` go to :class:`DefineBySpace`)."""
     known = get_space(space).points_to_evaluate(preset) if strategy.space_points else []
-    return [*known, *({k: v for k, v in p.items() if k != POINT_EPOCHS} for p in strategy.points)]
+    return [*known, *({k: v for k, v in p.items() if k not in POINT_CONSTANTS} for p in strategy.points)]
 
 
 def sampler_of(strategy: Strategy) -> optuna.samplers.BaseSampler:

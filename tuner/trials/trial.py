@@ -1,6 +1,7 @@
 """One trial's body, the same whether Tune runs it in one process or Ray Train on every data-parallel worker.
 
-The body builds the run from the suggestion, restores a checkpoint when there is one, trains with
+The body builds the run from the suggestion, restores a checkpoint when there is one (else starts a
+promoted configuration from its screen weights, :mod:`.warm`), trains with
 :func:`trainables.train.fit`, and reports every epoch with its checkpoint; the last epoch carries the
 objective. Where the reports go is a :class:`TrialSession`: Tune's (one process) or Ray Train's
 (every worker of a data-parallel trial, rank 0's report reaching Tune).
@@ -9,6 +10,7 @@ objective. Where the reports go is a :class:`TrialSession`: Tune's (one process)
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -21,11 +23,12 @@ from search_spaces import get_space
 from trainables.data import ImageSet, Splits
 from trainables.evaluation import SuiteConfig
 from trainables.models import RobustModel
-from trainables.train import RunSpec, TrainingDiverged, fit, resolve_device
+from trainables.train import CheckpointError, RunSpec, TrainingDiverged, fit, resolve_device
 from tuner.trials.checkpoints import Restored, restore_intact
 from tuner.trials.objective import score_objective
 from tuner.trials.outcome import TrialReport
 from tuner.trials.strategy import POINT_EPOCHS
+from tuner.trials.warm import POINT_WARM, WarmStart, warm_weights
 
 __all__ = ["TrainSession", "TrialContext", "TrialSession", "TuneSession", "diverged_report", "epoch_report",
            "refused_report", "run_trial", "train_trial", "trial_spec"]
@@ -142,6 +145,7 @@ def train_trial(config: dict[str, Any], context: TrialContext, splits: Splits, s
         return
     work = Path(tempfile.mkdtemp(prefix="robustune-trial-"))
     restored = session.restore_into(work)
+    initial = _warm_weights(config, restored_any=any(work.iterdir()))
 
     def on_epoch(metrics: dict[str, float], checkpoint_dir: Path | None, model: RobustModel) -> None:
         if restored.silent(int(metrics["epoch"])):
@@ -149,11 +153,26 @@ def train_trial(config: dict[str, Any], context: TrialContext, splits: Splits, s
         session.report(epoch_report(metrics, model, spec, context, splits.val, session.device), checkpoint_dir)
 
     try:
-        fit(spec, splits, checkpoint_dir=work, on_epoch=on_epoch, device=session.device)
+        fit(spec, splits, checkpoint_dir=work, on_epoch=on_epoch, device=session.device, initial=initial)
     except TrainingDiverged as exc:  # in a data-parallel trial, raised on every rank together
         session.report(diverged_report(exc), None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _warm_weights(config: dict[str, Any], restored_any: bool) -> dict[str, torch.Tensor] | None:
+    """The screen weights a promoted trial starts from (None: from scratch, or resumed from its own checkpoint).
+
+    Weights that cannot be read (a screen checkpoint lost or damaged since) cost the warm start, not the
+    trial: it starts from scratch and says so in one line on its log.
+    """
+    if restored_any or not config.get(POINT_WARM):
+        return None
+    try:
+        return warm_weights(WarmStart.decode(config[POINT_WARM]))
+    except CheckpointError as exc:
+        print(f"robustune: {exc}; the trial starts from scratch", file=sys.stderr, flush=True)
+        return None
 
 
 def run_trial(config: dict[str, Any], context: TrialContext, splits: Splits) -> None:
