@@ -12,10 +12,14 @@ time in processes of one thread each, as a quick search runs its trials.
 A variant is ``NAME:SETTING=VALUE,...``; a setting is a training setting (``trades_beta``,
 ``ema_decay``, ``eps_warmup``, ``seed``, ``lr``, ...), one of the space's parameters
 (``clean_weight``, ``competitors``, ...) or a budget of the training mix's attacks
-(``ATTACK.FIELD``: ``pgd.steps``, ``pgd.step_ratio``); values are JSON (``0.2``, ``true``, ``"dense"``)::
+(``ATTACK.FIELD``: ``pgd.steps``, ``pgd.step_ratio``) or ``warm_epochs=E`` (first the variant on a short
+schedule of E epochs, as a screen trains it, then the run from those weights, as ``--promote-from
+screen`` trains a promoted configuration; its training time counts both); values are JSON (``0.2``,
+``true``, ``"dense"``)::
 
     python -m bench.bench_levers --epsilon 0.2 --variant base: --variant trades:trades_beta=6,clean_weight=0
     python -m bench.bench_levers --variant fgsm-rs:pgd.steps=1,pgd.step_ratio=1.25
+    python -m bench.bench_levers --epsilon 0.2 --epochs 14 --variant s1:seed=1 --variant warm-s1:seed=1,warm_epochs=3
 """
 
 from __future__ import annotations
@@ -40,13 +44,14 @@ from trainables.data import load_splits
 from trainables.evaluation import SuiteConfig, evaluate_sharded
 from trainables.train import RunSpec, TrainConfig, fit
 
-__all__ = ["LeverFigures", "TestSuite", "Variant", "build_parser", "main", "parse_variant", "scoring_suite",
-           "variant_spec"]
+__all__ = ["WARM_EPOCHS", "LeverFigures", "TestSuite", "Variant", "build_parser", "main", "parse_variant",
+           "scoring_suite", "variant_spec"]
 
 PROG = "python -m bench.bench_levers"
 SPACE = "lwta"
 _TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
 TestSuite = Literal["objective", "export"]
+WARM_EPOCHS = "warm_epochs"  # a variant's setting: warm-started from a short run, as a promoted configuration can be
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class Variant:
     train: dict[str, Any]
     params: dict[str, Any]
     budget: tuple[Assignment, ...] = ()  # (attack, field, value) set on the training mix's attacks
+    warm_epochs: int = 0  # first a run of this many epochs, the whole schedule in them; the run from its weights
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ def parse_variant(text: str) -> Variant:
     train: dict[str, Any] = {}
     params: dict[str, Any] = {}
     budget: list[Assignment] = []
+    warm = 0
     for part in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, raw = part.partition("=")
         if not eq or not key.strip():
@@ -90,11 +97,15 @@ def parse_variant(text: str) -> Variant:
             value = raw.strip()
         key = key.strip()
         attack, dot, field = key.partition(".")
-        if dot:
+        if key == WARM_EPOCHS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{WARM_EPOCHS} must be a whole number of epochs >= 1, got {raw.strip()!r}")
+            warm = value
+        elif dot:
             budget.append((attack, field, value))
         else:
             (train if key in _TRAIN_FIELDS else params)[key] = value
-    return Variant(name.strip(), train, params, tuple(budget))
+    return Variant(name.strip(), train, params, tuple(budget), warm)
 
 
 def variant_spec(variant: Variant, epsilon: float | None = None, train_limit: int | None = None,
@@ -129,7 +140,11 @@ def _score(spec: RunSpec, variant: Variant, images: int, which: TestSuite = "obj
     torch.set_num_threads(1)
     splits = load_splits(spec.data)
     began = time.perf_counter()
-    result = fit(spec, splits)
+    initial = None
+    if variant.warm_epochs:  # the screen's run (its whole schedule in warm_epochs), then the run from its weights
+        short = fit(replace(spec, train=replace(spec.train, epochs=variant.warm_epochs)), splits)
+        initial = short.model.state_dict()
+    result = fit(spec, splits, initial=initial)
     seconds = time.perf_counter() - began
     scores = []
     for split, suite in ((splits.val.head(images), PRESETS.get("quick").objective_suite),

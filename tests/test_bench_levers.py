@@ -33,7 +33,9 @@ def test_a_variant_sets_the_training_mix_attack_budget() -> None:
 
 @pytest.mark.parametrize(("text", "needle"), [("nameless", "NAME:SETTING"), ("x:lr", "SETTING=VALUE"),
                                               ("x:foo=1", "neither a training setting"),
-                                              ("x:pgd.nosuch=1", "cannot set pgd.nosuch")])
+                                              ("x:pgd.nosuch=1", "cannot set pgd.nosuch"),
+                                              ("x:warm_epochs=0", "warm_epochs must be a whole number"),
+                                              ("x:warm_epochs=2.5", "warm_epochs must be a whole number")])
 def test_bad_variants_are_one_line_errors(text: str, needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
         variant_spec(parse_variant(text))
@@ -52,3 +54,34 @@ def test_the_test_images_can_be_scored_as_a_claim_is_checked() -> None:
     assert [a.name for a in export.attacks] == ["fgsm", "pgd", "apgd-ce", "apgd-dlr", "square"]
     assert export.eot_samples == PRESETS["quick"].export_suite.eot_samples
     assert scoring_suite("objective") == PRESETS["quick"].objective_suite
+
+
+def test_a_warm_variant_trains_the_short_run_first_and_the_run_from_its_weights(fmnist, monkeypatch) -> None:
+    import torch
+
+    from bench import bench_levers
+
+    calls: list[tuple[int, bool]] = []
+    real = bench_levers.fit
+
+    def fit(spec, splits, **kw):  # noqa: ANN001, ANN003, ANN202 - fit's own signature
+        calls.append((spec.train.epochs, kw.get("initial") is not None))
+        result = real(spec, splits, **kw)
+        if kw.get("initial") is not None:
+            assert all(torch.equal(v, short[k]) for k, v in kw["initial"].items()) and short
+        else:
+            short.update({k: v.clone() for k, v in result.model.state_dict().items()})
+        return result
+
+    short: dict = {}
+    monkeypatch.setattr(bench_levers, "fit", fit)
+    from trainables.data import Splits
+
+    tiny = Splits(fmnist.train.head(256), fmnist.val.head(50), fmnist.test.head(50), fmnist.info)
+    monkeypatch.setattr(bench_levers, "load_splits", lambda data: tiny)
+    variant = parse_variant("w:warm_epochs=1,seed=2")
+    assert variant.warm_epochs == 1 and variant.train == {"seed": 2} and not variant.params
+    spec = variant_spec(variant, train_limit=256, epochs=2)
+    figures = bench_levers._score(spec, variant, 10)
+    assert calls == [(1, False), (2, True)]  # the screen's run, then the full run from its weights
+    assert 0 <= figures.val_robust <= figures.val_natural <= 1 and figures.train_seconds > 0
