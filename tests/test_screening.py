@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -56,7 +57,7 @@ def test_the_rungs_settings(tmp_path: Path) -> None:
                        suite=SuiteOverrides(eps=0.2))
     assert cfg.promoted == 2 and screen_epochs(cfg, 15) == 3 and screen_epochs(cfg, 2) == 1
     assert screen_epochs(SearchConfig(screen=8, screen_epochs=5), 15) == 5
-    screen = screen_config(cfg, 8, 15)
+    screen = screen_config(replace(cfg, promote_from="screen"), 8, 15)  # the screen rung promotes nothing itself
     assert (screen.folder.name, screen.num_samples, screen.epochs, screen.scheduler) == ("job-screen", 8, 3, "fifo")
     assert screen.screened(8) == 0 and screen.seed == 3 and screen.suite.eps == 0.2 and screen.space_points
     verdict = tmp_path / PROMOTED

@@ -235,7 +235,8 @@ def screen_config(cfg: SearchConfig, configurations: int, epochs: int) -> Search
     """The screen rung of ``cfg`` (trials of ``epochs`` in full): ``configurations`` short FIFO trials in
     ``<name>-screen``."""
     return replace(cfg, name=f"{cfg.folder.name}-screen", screen=0, promote=None, screen_epochs=None, time_budget=None,
-                   num_samples=configurations, epochs=screen_epochs(cfg, epochs), scheduler="fifo")
+                   num_samples=configurations, epochs=screen_epochs(cfg, epochs), scheduler="fifo",
+                   promote_from="scratch")
 
 
 def promoted_config(cfg: SearchConfig, verdict: Path, count: int) -> SearchConfig:
