@@ -128,12 +128,13 @@ def run_search(cfg: SearchConfig, command: str = "python -m tuner.search") -> Se
         atomic_write_text(_promote_path(verdict), json.dumps(asdict(record)))
         atomic_write_text(verdict, json.dumps(points, indent=1))
         screened = _screened_line(len(outcome.records), configurations, screen.epochs, budget)
-    count = len(json.loads(verdict.read_text()))
+    promoted = json.loads(verdict.read_text())
+    count = len(promoted)
     rung = _promote_record(verdict, epochs, cfg.cpus_per_trial)
     trains = " and ".join(map(str, rung.each)) if rung.each else str(rung.epochs)
     best = "the best 1 trains" if count == 1 else f"the best {count} train"
     warm = " more from its screen weights" if count == 1 else " more from their screen weights"
-    warm = warm if any(POINT_WARM in point for point in json.loads(verdict.read_text())) else ""
+    warm = warm if any(POINT_WARM in point for point in promoted) else ""
     print(f"{screened} in {screen.folder.path}; {best} for {trains} epochs{warm}{rung.line} in {cfg.folder.path}",
           file=sys.stderr, flush=True)
     if rung.margin:
