@@ -292,3 +292,28 @@ def test_an_exported_member_loads_as_an_ordinary_model(fmnist: Splits, tmp_path:
     x = splits.test.head(16).floats()
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
+
+
+@pytest.mark.slow
+def test_a_warm_member_trains_on_from_the_weights_it_is_given(fmnist: Splits, tmp_path: Path) -> None:
+    from trainables.train import CheckpointError
+
+    splits, runs = _tiny(fmnist), [replace(r, train=replace(r.train, epochs=1)) for r in _runs()[:2]]
+    weights = {k: v.clone() for k, v in fit(runs[0], splits).model.state_dict().items()}
+    warm = fit_bundle(runs, splits, initial=[weights, None])  # a promoted point beside a trial from scratch
+    apart = fit(runs[0], splits, initial=weights)
+    torch.testing.assert_close(warm[0].history[0]["robust_acc"], apart.history[0]["robust_acc"], atol=2e-3, rtol=0)
+    for name, value in warm[0].weights.items():
+        torch.testing.assert_close(value, apart.model.state_dict()[name].cpu(), atol=2e-3, rtol=2e-3, msg=name)
+    cold = fit_bundle(runs, splits)
+    assert all(torch.equal(v, cold[1].weights[k]) for k, v in warm[1].weights.items())  # its companion: untouched
+    assert not all(torch.equal(v, cold[0].weights[k]) for k, v in warm[0].weights.items())
+
+    fit_bundle(runs, splits, checkpoint_dir=tmp_path)  # a bundle with a checkpoint resumes it: no warm start
+    odd = {k: v[..., :1] for k, v in weights.items()}
+    again = fit_bundle(runs, splits, checkpoint_dir=tmp_path, initial=[odd, None])
+    assert [len(o.history) for o in again] == [1, 1]
+    with pytest.raises(CheckpointError, match="warm-start weights do not fit the cnn model"):
+        fit_bundle(runs, splits, initial=[odd])
+    with pytest.raises(ValueError, match="3 initial weights for a bundle of 2 runs"):
+        fit_bundle(runs, splits, initial=[None] * 3)

@@ -75,3 +75,53 @@ def test_a_fused_search_trains_bundles_and_records_every_member(search, tmp_path
     assert load_model(export)(torch.rand(2, 1, 28, 28)).shape == (2, 10)  # an exported member is a single model
     status = search.run("--status", "adversarial-quick")
     assert status.returncode == 0 and all(r["trial_id"] in status.stdout for r in rows)
+
+
+def test_a_fused_search_trains_a_point_for_its_own_epochs_from_its_own_weights(fmnist, tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    from dataclasses import replace
+
+    from search_spaces import get_space
+    from search_spaces.presets import PRESETS
+    from trainables.data import Splits
+    from trainables.train import fit, load_checkpoint
+    from tuner.bundles import trial as bundle_trial
+    from tuner.bundles.fuse import bundle_searcher, pruner_of
+    from tuner.cluster.storage import StudyStorage
+    from tuner.trials.strategy import Strategy, starting_points
+    from tuner.trials.trial import TrialContext, trial_spec
+    from tuner.trials.warm import POINT_WARM, WarmStart
+
+    preset, space = PRESETS["quick"], get_space("lwta")
+    first, second = space.points_to_evaluate(preset)
+    splits = Splits(fmnist.train.head(256), fmnist.val.head(32), fmnist.test.head(32), fmnist.info)
+    base = space.fixed(preset)
+    context = TrialContext(space="lwta", base=replace(base, train=replace(base.train, eval_limit=32)),
+                           objective_suite=preset.objective_suite)
+    screen = tmp_path / "screen" / "checkpoint_000000"  # the second point's screen run
+    fit(trial_spec(context, {**second, "epochs": 1}), splits, checkpoint_dir=screen)
+    kept = load_checkpoint(screen).trained_weights()
+    warm = WarmStart(str(screen), "s", 1).encode()
+    strategy = Strategy(scheduler="fifo", num_samples=3, space_points=False,
+                        points=({**first, "epochs": 1}, {**second, "epochs": 1, POINT_WARM: warm}))
+    storage = StudyStorage("sqlite", f"sqlite:///{tmp_path / 'optuna.db'}")
+    searcher = bundle_searcher(strategy, "lwta", preset, context, storage, "job", optuna.samplers.RandomSampler(0),
+                               starting_points(strategy, "lwta", preset), k=2)
+    own, warmed = searcher.suggest("a"), searcher.suggest("b")
+    assert own == {"members": [{"number": 0, "params": {**first, "epochs": 1}}]}  # what --points asked, kept
+    assert warmed == {"members": [{"number": 1, "params": {**second, "epochs": 1, POINT_WARM: warm}}]}
+
+    given, reports = [], []
+    real = bundle_trial.fit_bundle
+    monkeypatch.setattr(bundle_trial, "fit_bundle", lambda specs, *a, initial, **kw: given.append(
+        (specs[0].train.epochs, initial)) or real(specs, *a, initial=initial, **kw))
+    monkeypatch.setattr(bundle_trial.tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(bundle_trial.tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
+    bundle = bundle_trial.BundleContext(context, storage, "job", pruner_of(strategy), strategy.metrics)
+    for config in (own, warmed):
+        bundle_trial.run_bundle_trial(config, bundle, splits)
+    assert [epochs for epochs, _ in given] == [1, 1]  # not the preset's 15
+    assert given[0][1] == [None]
+    assert all(torch.equal(v, given[1][1][0][k]) for k, v in kept.items())  # the screen run's weights
+    study = optuna.load_study(study_name="job", storage=storage.open())
+    assert [t.state.name for t in study.get_trials()[:2]] == ["COMPLETE", "COMPLETE"]

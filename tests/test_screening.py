@@ -313,7 +313,7 @@ def test_a_trial_reads_its_screen_weights_and_starts_over_without_them(fmnist, t
     from trainables.data import DataConfig, Splits
     from trainables.models import ModelConfig
     from trainables.train import RunSpec, TrainConfig, fit, load_checkpoint
-    from tuner.trials.trial import _warm_weights
+    from tuner.trials.trial import warm_weights_of
     from tuner.trials.warm import POINT_WARM, WarmStart
 
     spec = RunSpec(data=DataConfig(train_limit=256, val_limit=50), model=ModelConfig(name="cnn"),
@@ -323,14 +323,14 @@ def test_a_trial_reads_its_screen_weights_and_starts_over_without_them(fmnist, t
         checkpoint_dir=folder)
     kept = load_checkpoint(folder).trained_weights()
     config = {"lr": 0.1, POINT_WARM: WarmStart(str(folder), "a", 1).encode()}
-    weights = _warm_weights(config, restored_any=False)
+    weights = warm_weights_of(config, restored_any=False)
     assert weights is not None and all(torch.equal(v, weights[k]) for k, v in kept.items())
-    assert _warm_weights(config, restored_any=True) is None  # resumed from its own checkpoint: that one
-    assert _warm_weights({"lr": 0.1}, restored_any=False) is None
+    assert warm_weights_of(config, restored_any=True) is None  # resumed from its own checkpoint: that one
+    assert warm_weights_of({"lr": 0.1}, restored_any=False) is None
     (folder / "checkpoint.pt").write_bytes((folder / "checkpoint.pt").read_bytes()[:500])  # damaged since
-    assert _warm_weights(config, restored_any=False) is None
+    assert warm_weights_of(config, restored_any=False) is None
     lost = {POINT_WARM: WarmStart(str(tmp_path / "gone"), "b", 1).encode()}
-    assert _warm_weights(lost, restored_any=False) is None
+    assert warm_weights_of(lost, restored_any=False) is None
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 and all(line.endswith("; the trial starts from scratch") for line in lines), lines
     assert lines[0].startswith("robustune: screen trial a: ") and "screen trial b's checkpoint" in lines[1]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +39,7 @@ from trainables.train.loop import (
     resolve_device,
     schedule_factor,
     seeded_epoch,
+    warm_start,
 )
 from trainables.train.losses import needs_clean, run_loss
 from trainables.train.mix import radius_share, training_attacks, warmed_up
@@ -264,16 +265,22 @@ def _kept(member: _Member) -> dict[str, Tensor]:
 
 def fit_bundle(specs: Sequence[RunSpec], splits: Splits, *, checkpoint_dir: Path | None = None,
                on_epoch: EpochCallback | None = None, device: torch.device | str | None = None,
-               ended: Collection[int] = ()) -> list[MemberOutcome]:
+               ended: Collection[int] = (),
+               initial: Sequence[Mapping[str, Tensor] | None] = ()) -> list[MemberOutcome]:
     """Train the runs of ``specs`` as one bundle; every member's outcome, in the order of ``specs``.
 
     ``on_epoch`` hears each epoch's members (and the folder of the checkpoint written for it) and
     returns the members to drop. Resumes from ``checkpoint_dir`` when a bundle checkpoint is there;
     ``ended``: members that ended elsewhere (a resumed search's study knows them) and train no more.
+    ``initial``: per member, weights a new bundle starts it from instead of its seeded initialisation
+    (None, or a list shorter than ``specs``: seeded), as :func:`~trainables.train.fit`'s; a resumed
+    bundle keeps its checkpoint's.
     """
     check_bundle(specs)
+    if len(initial) > len(specs):
+        raise ValueError(f"{len(initial)} initial weights for a bundle of {len(specs)} runs")
     dev = device if isinstance(device, torch.device) else resolve_device(device)
-    members, epoch, step = _resume(checkpoint_dir, specs, splits)
+    members, epoch, step = _resume(checkpoint_dir, specs, splits, initial)
     for member in members:
         if member.active and member.index in ended:
             member.active, member.outcome.ended = False, "dropped"
@@ -316,14 +323,20 @@ def _checkpoint(directory: Path | None, members: Sequence[_Member], epoch: int, 
     save_sealed(directory / BUNDLE_CHECKPOINT, payload)
 
 
-def _resume(directory: Path | None, specs: Sequence[RunSpec], splits: Splits) -> tuple[list[_Member], int, int]:
-    """The members from a bundle checkpoint in ``directory``, else built fresh (each from its own seed)."""
+def _resume(directory: Path | None, specs: Sequence[RunSpec], splits: Splits,
+            initial: Sequence[Mapping[str, Tensor] | None] = ()) -> tuple[list[_Member], int, int]:
+    """The members from a bundle checkpoint in ``directory``, else built fresh (each from its own seed, or
+    from its ``initial`` weights)."""
     path = None if directory is None else directory / BUNDLE_CHECKPOINT
     if path is None or not path.is_file():
         members = []
         for i, spec in enumerate(specs):
             torch.manual_seed(spec.train.seed)  # as fit builds it: the member's initial weights are its run's
-            members.append(_Member(i, spec, build_model(spec.model, splits.info).state_dict()))
+            model = build_model(spec.model, splits.info)
+            start = initial[i] if i < len(initial) else None
+            if start is not None:  # a warm start: checked against the member's architecture, as fit checks it
+                warm_start(model, start, spec)
+            members.append(_Member(i, spec, model.state_dict()))
         return members, 0, 0
     payload = _load(path)
     if [RunSpec.from_dict(m["spec"]) for m in payload["members"]] != list(specs):

@@ -223,7 +223,7 @@ def evaluate_epoch(model: RobustModel, val: ImageSet, spec: RunSpec, device: tor
     return result.as_dict()
 
 
-def _warm_start(model: nn.Module, initial: Mapping[str, Tensor], spec: RunSpec) -> None:
+def warm_start(model: nn.Module, initial: Mapping[str, Tensor], spec: RunSpec) -> None:
     """Load ``initial`` into ``model``; CheckpointError (one line) when they are another architecture's weights."""
     try:
         model.load_state_dict(dict(initial))
@@ -317,7 +317,7 @@ def fit(
     compute = resolve_compute(cfg.precision, cfg.memory_format, dev)
     model = compute.layout(build_model(spec.model, splits.info).to(dev))
     if initial is not None and not (checkpoint_dir is not None and (checkpoint_dir / CHECKPOINT_FILE).exists()):
-        _warm_start(model, initial, spec)
+        warm_start(model, initial, spec)
     opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg, math.ceil(len(splits.train) / cfg.batch_size))
     replicas.seed(cfg.seed)

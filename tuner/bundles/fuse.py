@@ -22,7 +22,7 @@ from trainables.data import DatasetInfo, Splits
 from trainables.train import RunSpec
 from tuner.cluster.resources import TrialResources
 from tuner.cluster.storage import StudyStorage
-from tuner.trials.strategy import DefineBySpace, Strategy
+from tuner.trials.strategy import DefineBySpace, Strategy, point_epochs
 from tuner.trials.trial import TrialContext
 
 from .search import BundleKey, BundleSearch
@@ -91,9 +91,11 @@ def pruner_of(strategy: Strategy) -> optuna.pruners.BasePruner:
 def bundle_searcher(strategy: Strategy, space: str, preset: Preset, context: TrialContext, storage: StudyStorage,
                     study_name: str, sampler: optuna.samplers.BaseSampler, points: list[dict[str, Any]],
                     k: int) -> BundleSearch:
-    """The searcher of a fused search: bundles of up to ``k`` of the study's trials."""
-    return BundleSearch(DefineBySpace(space, preset), BundleKey(context), storage, study_name, sampler,
-                        pruner_of(strategy), k, strategy.num_samples, points, ["maximize"] * len(strategy.metrics))
+    """The searcher of a fused search: bundles of up to ``k`` of the study's trials (a ``--points`` entry that
+    names its own epochs trains in a bundle of that many epochs; one that names a warm start starts from it)."""
+    return BundleSearch(DefineBySpace(space, preset, point_epochs(strategy.points)), BundleKey(context), storage,
+                        study_name, sampler, pruner_of(strategy), k, strategy.num_samples, points,
+                        ["maximize"] * len(strategy.metrics))
 
 
 def bundle_trainable(context: TrialContext, strategy: Strategy, storage: StudyStorage, study_name: str,

@@ -77,8 +77,9 @@ class BundleSearch(Searcher):
     def _ask(self) -> None:
         """Ask the study for one more trial into the pool."""
         trial = self._study().ask()
-        self.space(trial)
-        self._pool.append((trial.number, dict(trial.params), self.key(trial.params)))
+        own = self.space(trial) or {}  # a point's own epochs and warm start: constants of its trial, as unfused
+        params = {**trial.params, **own}
+        self._pool.append((trial.number, params, self.key(params)))
         self._asked += 1
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:

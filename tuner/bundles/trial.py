@@ -36,7 +36,7 @@ from tuner.trials.checkpoints import restore_intact
 from tuner.trials.objective import score_objective
 from tuner.trials.outcome import TrialReport, bundle_metrics, trial_outcome
 from tuner.trials.study import tell_end, verdict
-from tuner.trials.trial import TrialContext, refused_report, trial_spec
+from tuner.trials.trial import TrialContext, refused_report, trial_spec, warm_weights_of
 
 __all__ = ["REPORTS", "BundleContext", "run_bundle_trial"]
 
@@ -137,6 +137,7 @@ def run_bundle_trial(config: dict[str, Any], context: BundleContext, splits: Spl
     device = resolve_device(context.trial.device)
     work = Path(tempfile.mkdtemp(prefix="robustune-bundle-"))
     restore_intact(tune.get_checkpoint(), work)  # FIFO: an epoch reported again changes no decision
+    initial = [warm_weights_of(m["params"], restored_any=any(work.iterdir())) for m in members]  # promoted points'
     latest = _settled(work)  # members done by the checkpoint: trained no more, their ends reported once again
     unsent = set(latest)
 
@@ -153,7 +154,8 @@ def run_bundle_trial(config: dict[str, Any], context: BundleContext, splits: Spl
         return {m for m, r in out.items() if r.pruned}
 
     try:
-        fit_bundle(specs, splits, checkpoint_dir=work, on_epoch=on_epoch, device=device, ended=set(latest))
+        fit_bundle(specs, splits, checkpoint_dir=work, on_epoch=on_epoch, device=device, ended=set(latest),
+                   initial=initial)
         if unsent:  # every member had ended by the checkpoint: their ends, once more, with it
             report({}, work)
     finally:

@@ -31,7 +31,7 @@ from tuner.trials.strategy import POINT_EPOCHS
 from tuner.trials.warm import POINT_WARM, WarmStart, warm_weights
 
 __all__ = ["TrainSession", "TrialContext", "TrialSession", "TuneSession", "diverged_report", "epoch_report",
-           "refused_report", "run_trial", "train_trial", "trial_spec"]
+           "refused_report", "run_trial", "train_trial", "trial_spec", "warm_weights_of"]
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def train_trial(config: dict[str, Any], context: TrialContext, splits: Splits, s
         return
     work = Path(tempfile.mkdtemp(prefix="robustune-trial-"))
     restored = session.restore_into(work)
-    initial = _warm_weights(config, restored_any=any(work.iterdir()))
+    initial = warm_weights_of(config, restored_any=any(work.iterdir()))
 
     def on_epoch(metrics: dict[str, float], checkpoint_dir: Path | None, model: RobustModel) -> None:
         if restored.silent(int(metrics["epoch"])):
@@ -160,7 +160,7 @@ def train_trial(config: dict[str, Any], context: TrialContext, splits: Splits, s
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _warm_weights(config: dict[str, Any], restored_any: bool) -> dict[str, torch.Tensor] | None:
+def warm_weights_of(config: dict[str, Any], restored_any: bool) -> dict[str, torch.Tensor] | None:
     """The screen weights a promoted trial starts from (None: from scratch, or resumed from its own checkpoint).
 
     Weights that cannot be read (a screen checkpoint lost or damaged since) cost the warm start, not the
