@@ -81,7 +81,7 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--test-limit", type=int, default=None, help="override the preset's test subset")
     p.add_argument("--points", default=None,
                    help="JSON list of configurations to evaluate first (one with an \"epochs\" key trains for "
-                        "that many)")
+                        "that many, fused or not; one with a \"warm_from\" key starts from that screen checkpoint)")
     p.add_argument("--screen", type=_screen, default=None, metavar="N|off",
                    help="first train N configurations on a short schedule (their own experiment NAME-screen), "
                         "then the best --promote of them for the full epochs; off: --num-samples trials under "
