@@ -14,7 +14,8 @@ the space's known-good starting points are the first two of them). Fidelities:
 
 - ``epoch k`` (free, read from the full run): the per-epoch suite's robust accuracy after epoch k
   of the full schedule, what ASHA compares at its rungs;
-- ``short E``: the whole schedule (one-cycle) compressed into E epochs, scored by the objective suite;
+- ``short E``: the whole schedule (one-cycle) compressed into E epochs, scored by the objective suite
+  (``--short-epochs 2,3``: one search per E);
 - ``subset E x M``: the same on M training images.
 
 Per fidelity: the Spearman and Kendall rank correlations with the full objective over the
@@ -140,7 +141,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--seed", type=int, default=1, help="the random sampler's (and the trials') seed")
     p.add_argument("--epochs", type=int, default=None, help="the full fidelity's epochs (default: the preset's)")
     p.add_argument("--at-epochs", default="1,2,4,8", help="epochs of the full run read as fidelities (ASHA's rungs)")
-    p.add_argument("--short-epochs", type=int, default=3, help="the short schedule's epochs (0: none)")
+    p.add_argument("--short-epochs", default="3", metavar="E[,E...]",
+                   help="the short schedules' epochs, one search each (0 or empty: none)")
     p.add_argument("--subset", default="3x20000", metavar="ExM",
                    help="a search of E epochs on M training images (empty: none)")
     p.add_argument("--train-limit", type=int, default=None, help="training images of the full run (default: all)")
@@ -157,8 +159,12 @@ def build_parser() -> OneLineParser:
 def _fidelities(args: Any) -> list[Fidelity]:
     """The fidelities asked for on the command line, each checked."""
     out = [Fidelity(f"epoch {k}", at_epoch=int(k)) for k in str(args.at_epochs).split(",") if k.strip()]
-    if args.short_epochs:
-        out.append(Fidelity(f"short {args.short_epochs}", epochs=args.short_epochs, train_limit=args.train_limit))
+    try:
+        shorts = [int(e) for e in str(args.short_epochs).split(",") if e.strip() and int(e) != 0]
+    except ValueError:
+        raise ValueError(f"--short-epochs takes comma-separated epochs such as 2,3, got {args.short_epochs!r}") \
+            from None
+    out += [Fidelity(f"short {e}", epochs=e, train_limit=args.train_limit) for e in shorts]
     if args.subset:
         epochs, _, images = str(args.subset).partition("x")
         try:

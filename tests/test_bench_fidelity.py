@@ -43,7 +43,9 @@ def test_a_fidelity_costs_its_epochs_times_its_share_of_the_training_images() ->
 
 
 @pytest.mark.parametrize("argv, message", [(["--num-samples", "2"], "--num-samples must be >= 3"),
-                                           (["--subset", "3xmany"], "--subset must be EPOCHSxIMAGES")])
+                                           (["--subset", "3xmany"], "--subset must be EPOCHSxIMAGES"),
+                                           (["--short-epochs", "2,three"], "--short-epochs takes comma-separated"),
+                                           (["--short-epochs", "2,-1"], "fidelity short -1: epochs and images")])
 def test_bad_settings_are_refused_before_any_search(argv: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         main(argv)
@@ -54,3 +56,7 @@ def test_the_default_fidelities_are_asha_s_rungs_a_short_schedule_and_a_subset()
 
     names = [f.name for f in _fidelities(build_parser().parse_args([]))]
     assert names == ["epoch 1", "epoch 2", "epoch 4", "epoch 8", "short 3", "subset 3x20000"]
+    several = _fidelities(build_parser().parse_args(["--short-epochs", "2,3", "--subset", "", "--at-epochs", "2"]))
+    assert [(f.name, f.epochs) for f in several] == [("epoch 2", None), ("short 2", 2), ("short 3", 3)]
+    assert [f.name for f in _fidelities(build_parser().parse_args(["--short-epochs", "0", "--subset", ""]))] == \
+        ["epoch 1", "epoch 2", "epoch 4", "epoch 8"]
