@@ -1,12 +1,13 @@
-"""What several tests need before they attack a model: a few Adam steps on real training images."""
+"""What several tests need around an attack: a few Adam steps on real training images, and accuracies."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from trainables.data import Splits
+from trainables.models.base import predict
 
 
 def adam_steps(model: nn.Module, splits: Splits, steps: int, lr: float = 3e-3) -> nn.Module:
@@ -21,3 +22,14 @@ def adam_steps(model: nn.Module, splits: Splits, steps: int, lr: float = 3e-3) -
         opt.step()
     model.zero_grad(set_to_none=True)
     return model.eval()
+
+
+def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    """The share of ``x`` that ``model`` predicts as ``y``."""
+    return (predict(model, x) == y).float().mean().item()
+
+
+def attack_accuracy(attack, model: nn.Module, x: Tensor, y: Tensor, seed: int = 0) -> float:
+    """``model``'s accuracy on ``attack``'s perturbations of ``x``, the attack's draws seeded by ``seed``."""
+    torch.manual_seed(seed)
+    return accuracy(model, attack.perturb(model, x, y), y)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fitting import adam_steps
+from fitting import accuracy, adam_steps, attack_accuracy
 from test_attacks import CountingModel
 from torch import Tensor, nn
 
@@ -35,15 +35,6 @@ def lwta(fmnist: Splits) -> nn.Module:
     torch.manual_seed(0)
     cfg = ModelConfig(name="lwta-cnn", cnn_width=8, cnn_kernel=3, hidden_blocks=8)
     return adam_steps(build_model(cfg, fmnist.info), fmnist, steps=40)
-
-
-def _acc(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    return (predict(model, x) == y).float().mean().item()
-
-
-def _attack_acc(attack, model: nn.Module, x: Tensor, y: Tensor, seed: int = 0) -> float:
-    torch.manual_seed(seed)
-    return _acc(model, attack.perturb(model, x, y), y)
 
 
 # ------------------------------------------------------------------------------ threat-model contract
@@ -88,14 +79,14 @@ def test_matches_torchattacks_and_beats_pgd(cnn):
     torchattacks = pytest.importorskip("torchattacks")
     model, x, y = cnn
     steps = 20
-    natural = _acc(model, x, y)
-    ours = {"ce": _attack_acc(APGDCE(eps=EPS, steps=steps), model, x, y),
-            "dlr": _attack_acc(APGDDLR(eps=EPS, steps=steps), model, x, y)}
+    natural = accuracy(model, x, y)
+    ours = {"ce": attack_accuracy(APGDCE(eps=EPS, steps=steps), model, x, y),
+            "dlr": attack_accuracy(APGDDLR(eps=EPS, steps=steps), model, x, y)}
     reference = {loss: torchattacks.APGD(model, eps=EPS, steps=steps, n_restarts=1, loss=loss, seed=0)
                  for loss in ("ce", "dlr")}
-    theirs = {loss: _acc(model, attack(x, y), y) for loss, attack in reference.items()}
+    theirs = {loss: accuracy(model, attack(x, y), y) for loss, attack in reference.items()}
     model.zero_grad(set_to_none=True)
-    pgd = _attack_acc(PGD(eps=EPS, steps=steps), model, x, y)
+    pgd = attack_accuracy(PGD(eps=EPS, steps=steps), model, x, y)
     print(f"natural {natural:.3f} ours {ours} torchattacks {theirs} pgd {pgd:.3f}")
     assert natural > 0.7 and ours["ce"] < natural - 0.1
     for loss in ("ce", "dlr"):
@@ -107,13 +98,13 @@ def test_apgd_l2_matches_torchattacks_and_beats_pgd_l2(cnn):
     torchattacks = pytest.importorskip("torchattacks")
     model, x, y = cnn
     steps = 20
-    ours = _attack_acc(APGDL2(eps=L2_EPS, steps=steps), model, x, y)
+    ours = attack_accuracy(APGDL2(eps=L2_EPS, steps=steps), model, x, y)
     reference = torchattacks.APGD(model, norm="L2", eps=L2_EPS, steps=steps, n_restarts=1, loss="ce", seed=0)
-    theirs = _acc(model, reference(x, y), y)
+    theirs = accuracy(model, reference(x, y), y)
     model.zero_grad(set_to_none=True)
-    pgd = _attack_acc(PGDL2(eps=L2_EPS, steps=steps), model, x, y)
-    print(f"natural {_acc(model, x, y):.3f} ours {ours:.3f} torchattacks {theirs:.3f} pgd-l2 {pgd:.3f}")
-    assert ours < _acc(model, x, y) - 0.1
+    pgd = attack_accuracy(PGDL2(eps=L2_EPS, steps=steps), model, x, y)
+    print(f"natural {accuracy(model, x, y):.3f} ours {ours:.3f} torchattacks {theirs:.3f} pgd-l2 {pgd:.3f}")
+    assert ours < accuracy(model, x, y) - 0.1
     assert abs(ours - theirs) <= 0.03 + 1e-9
     assert ours <= pgd + 0.01
 

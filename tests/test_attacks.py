@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fitting import accuracy, attack_accuracy
 from torch import Tensor, nn
 
 from trainables.attacks import (
@@ -135,15 +136,6 @@ def noisy(ridge_weight) -> nn.Module:
     return nn.Sequential(NoisyLinear(ridge_weight, sigma=0.02 * ridge_weight.abs().mean().item())).eval()
 
 
-def _acc(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    return (predict(model, x) == y).float().mean().item()
-
-
-def _attack_acc(attack, model: nn.Module, x: Tensor, y: Tensor, seed: int = 0) -> float:
-    torch.manual_seed(seed)
-    return _acc(model, attack.perturb(model, x, y), y)
-
-
 # ------------------------------------------------------------------------------ threat-model contract
 @pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("name", list_attacks())
@@ -186,9 +178,9 @@ def test_attack_contract_stochastic(name, noisy, trained):
 # ------------------------------------------------------------------------------- strength ordering
 def test_pgd_at_least_as_strong_as_fgsm(trained):
     model, x, y = trained
-    natural = _acc(model, x, y)
-    fgsm = _attack_acc(FGSM(eps=0.05), model, x, y)
-    pgd = _attack_acc(PGD(eps=0.05, steps=10), model, x, y)
+    natural = accuracy(model, x, y)
+    fgsm = attack_accuracy(FGSM(eps=0.05), model, x, y)
+    pgd = attack_accuracy(PGD(eps=0.05, steps=10), model, x, y)
     assert natural > 0.6
     assert pgd <= fgsm + 0.01
     assert fgsm <= natural and pgd <= natural
@@ -197,7 +189,7 @@ def test_pgd_at_least_as_strong_as_fgsm(trained):
 @pytest.mark.parametrize("attack", [PGD(eps=1.0, steps=10), PGDL2(eps=28.0, steps=10)], ids=["linf", "l2"])
 def test_huge_eps_drives_accuracy_to_zero(attack, trained):
     model, x, y = trained
-    assert _attack_acc(attack, model, x[:200], y[:200]) <= 0.02
+    assert attack_accuracy(attack, model, x[:200], y[:200]) <= 0.02
 
 
 @pytest.mark.parametrize("cascade", [False, True])
@@ -389,11 +381,11 @@ def test_matches_torchattacks(name, trained):
         "cw": (CarliniWagnerL2(c=1.0, kappa=0.0, steps=50, lr=0.01),
                torchattacks.CW(model, c=1.0, kappa=0.0, steps=50, lr=0.01), 0.03),
     }[name]
-    acc_ours = _attack_acc(ours, model, x, y)
+    acc_ours = attack_accuracy(ours, model, x, y)
     torch.manual_seed(0)
-    acc_theirs = _acc(model, theirs(x, y), y)
+    acc_theirs = accuracy(model, theirs(x, y), y)
     model.zero_grad(set_to_none=True)  # torchattacks.CW back-propagates into the parameters
-    print(f"{name}: ours {acc_ours:.3f} torchattacks {acc_theirs:.3f} natural {_acc(model, x, y):.3f}")
+    print(f"{name}: ours {acc_ours:.3f} torchattacks {acc_theirs:.3f} natural {accuracy(model, x, y):.3f}")
     assert abs(acc_ours - acc_theirs) <= tol + 1e-9
 
 
@@ -415,9 +407,9 @@ def test_square_breaks_a_model_whose_gradients_are_masked(trained):
 
     model, x, y = trained
     masked = Quantized(model).eval()
-    natural = _acc(masked, x, y)
-    pgd = _attack_acc(PGD(eps=0.1, steps=10, random_start=False), masked, x, y)
-    square = _attack_acc(Square(eps=0.1, n_queries=200), masked, x, y)
+    natural = accuracy(masked, x, y)
+    pgd = attack_accuracy(PGD(eps=0.1, steps=10, random_start=False), masked, x, y)
+    square = attack_accuracy(Square(eps=0.1, n_queries=200), masked, x, y)
     print(f"natural {natural:.3f} PGD {pgd:.3f} Square {square:.3f}")
     assert pgd >= natural - 0.01  # zero gradients: PGD without a random start goes nowhere
     assert square <= natural - 0.3  # the outputs alone give the model away
@@ -442,7 +434,7 @@ def test_square_follows_up_where_its_first_run_broke_enough_and_nowhere_else(tra
         return evaluate_robustness(counted, x, y, suite, ThreatModel(eps)).worst  # (N,)
 
     short, longer = robust(EPS, 0), robust(EPS, 100)
-    print(f"natural {_acc(model, x, y):.3f} 5 queries {short.float().mean():.3f} "
+    print(f"natural {accuracy(model, x, y):.3f} 5 queries {short.float().mean():.3f} "
           f"+ 100 on what stood {longer.float().mean():.3f}")
     assert bool((longer <= short).all())  # the same first run, then more: never less broken
     assert longer.sum() <= short.sum() - 10  # the follow-up finds what five queries did not
@@ -460,9 +452,9 @@ def test_square_matches_torchattacks(trained):
     from trainables.attacks import Square
 
     model, x, y = trained
-    ours = _attack_acc(Square(eps=EPS, n_queries=300), model, x, y)
-    theirs = _acc(model, torchattacks.Square(model, norm="Linf", eps=EPS, n_queries=300, seed=0)(x, y), y)
-    print(f"square: ours {ours:.3f} torchattacks {theirs:.3f} natural {_acc(model, x, y):.3f}")
+    ours = attack_accuracy(Square(eps=EPS, n_queries=300), model, x, y)
+    theirs = accuracy(model, torchattacks.Square(model, norm="Linf", eps=EPS, n_queries=300, seed=0)(x, y), y)
+    print(f"square: ours {ours:.3f} torchattacks {theirs:.3f} natural {accuracy(model, x, y):.3f}")
     assert abs(ours - theirs) <= 0.04
 
 
