@@ -77,6 +77,7 @@ def test_a_fused_search_trains_bundles_and_records_every_member(search, tmp_path
     assert status.returncode == 0 and all(r["trial_id"] in status.stdout for r in rows)
 
 
+@pytest.mark.slow
 def test_a_fused_search_trains_a_point_for_its_own_epochs_from_its_own_weights(fmnist, tmp_path: Path,
                                                                                 monkeypatch) -> None:
     from dataclasses import replace
