@@ -62,8 +62,10 @@ class _Members:
     epochs), telling Tune its reports but the study nothing, and leaving where the study says it left.
     """
 
-    def __init__(self, context: BundleContext, numbers: list[int], splits: Splits) -> None:
+    def __init__(self, context: BundleContext, numbers: list[int], splits: Splits,
+                 params: list[dict[str, Any]]) -> None:
         self.context, self.splits = context, splits
+        self.params = params  # each member's configuration, a point's own epochs and warm start included
         self.study = optuna.load_study(study_name=context.study_name, storage=context.storage.open(),
                                        pruner=context.pruner)
         by_number = {t.number: t for t in self.study.get_trials(deepcopy=False)}
@@ -88,7 +90,7 @@ class _Members:
             report = TrialReport(epoch=metrics, diverged=True, error=member.diverged)
         elif member.last and member.model is not None:
             began = time.perf_counter()
-            spec = trial_spec(self.context.trial, self.frozen[member.member].params)
+            spec = trial_spec(self.context.trial, self.params[member.member])
             score = score_objective(member.model, self.splits.val, self.context.trial.objective_suite, spec.threat,
                                     device)
             report = TrialReport.scored_with(metrics, score.metrics, score.masking, time.perf_counter() - began)
@@ -128,7 +130,7 @@ def _refuse(told: _Members, error: ValueError) -> None:
 def run_bundle_trial(config: dict[str, Any], context: BundleContext, splits: Splits) -> None:
     """Ray Tune function trainable of a fused trial: ``config["members"]`` trained as one bundle."""
     members = config["members"]
-    told = _Members(context, [int(m["number"]) for m in members], splits)
+    told = _Members(context, [int(m["number"]) for m in members], splits, [m["params"] for m in members])
     try:
         specs = [trial_spec(context.trial, m["params"]) for m in members]
     except ValueError as error:  # BundleKey gave such settings a bundle of their own
