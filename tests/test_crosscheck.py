@@ -87,8 +87,18 @@ def test_a_stochastic_export_is_attacked_with_eot_and_judged_over_several_draws(
     assert capsys.readouterr().out.strip().splitlines()[-1] == report["verdict"]
 
 
-@pytest.mark.parametrize("claim, agree", [(0.52, True), (0.50, True), (0.30, True), (0.5201, False), (0.9, False)])
-def test_a_claim_may_lie_at_most_two_points_above_torchattacks(claim: float, agree: bool) -> None:
+def test_apgd_t_adds_autoattacks_targeted_row_to_the_worst_case(tiny_export: Path, tmp_path: Path) -> None:
+    out = tmp_path / "targeted.json"
+    assert _run(tiny_export, "--apgd-t", "--limit", "16", "--square-queries", "0", "--out", str(out)) in (0, 1)
+    rows = json.loads(out.read_text())["rows"]
+    assert set(rows) == ROWS | {"acc/APGD-T"}
+    theirs = {key: row["torchattacks"] for key, row in rows.items()}
+    assert theirs["robust_acc/linf"] <= min(theirs["acc/APGD-T"], theirs["acc/APGD-DLR"]) <= theirs["natural_acc"]
+
+
+@pytest.mark.parametrize("claim, agree", [(0.51, True), (0.50, True), (0.30, True), (0.5101, False), (0.52, False),
+                                          (0.9, False)])
+def test_a_claim_may_lie_at_most_one_point_above_torchattacks(claim: float, agree: bool) -> None:
     measured = {"natural_acc": 0.9, "robust_acc/linf": 0.5, "robust_acc": 0.5}
     wrong = crosscheck.disagreements({"robust_acc": claim, "natural_acc": 0.99}, measured)
     assert (wrong == []) is agree
