@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -139,39 +140,80 @@ def test_an_interrupted_trial_is_not_called_pruned() -> None:
     assert trial_outcome("TERMINATED", {"final_evaluated": 1.0, "objective": math.nan}, "FAIL") == "failed"
 
 
+# -------------------------------------------------------------------------------------------- signals
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_sigterm_stops_a_command_as_ctrl_c_does_with_one_line(sigint: str, capsys) -> None:
+    from trainables.cli import run_main
+
+    cleaned: list[str] = []
+
+    def main(argv) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill`, `timeout` or a batch scheduler stop a job
+            time.sleep(5)
+            return 0
+        finally:
+            cleaned.append("done")  # the command's clean-up runs
+
+    before_int, before_term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    if sigint == "ignored":  # a job started in the background by a shell
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code = run_main(main, [], prog="prog", interrupted="interrupted; run again with --resume")
+        assert signal.getsignal(signal.SIGTERM) == before_term  # put back
+    finally:
+        signal.signal(signal.SIGINT, before_int)
+    assert code == 130 and cleaned == ["done"]
+    assert capsys.readouterr().err == "prog: interrupted; run again with --resume\n"
+
+
 @pytest.mark.ray
-def test_the_local_ray_a_search_starts_requires_its_token(monkeypatch) -> None:
+def test_the_local_ray_a_search_starts_requires_its_token_and_lets_sigterm_stop_as_ctrl_c(monkeypatch) -> None:
+    from trainables.cli import sigterm_as_ctrl_c
+    from tuner.cluster.connect import connect_ray, disconnect_ray
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with sigterm_as_ctrl_c():
+        connect_ray("", num_cpus=1)
+        _stops_as_ctrl_c_on_sigterm()  # ray.init's own handler dies at once, with a C stack dump
+        try:
+            _check_token_and_ports()
+        finally:
+            disconnect_ray()
+        _stops_as_ctrl_c_on_sigterm()  # ray.shutdown left the default action (death) under Python's handler
+
+
+def _stops_as_ctrl_c_on_sigterm() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+
+def _check_token_and_ports() -> None:
     import grpc
     import ray
     from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
-    from tuner.cluster.connect import connect_ray
+    channel = grpc.insecure_channel(ray.get_runtime_context().gcs_address)
+    with pytest.raises(grpc.RpcError) as refused:  # a request without the token is refused
+        gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(gcs_service_pb2.GetClusterIdRequest(),
+                                                                          timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    token = Path.home() / ".ray" / "auth_token"
+    assert (token.stat().st_mode & 0o777) == 0o600
+    import http.client
+    import urllib.request
 
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    connect_ray("", num_cpus=1)
-    try:
-        channel = grpc.insecure_channel(ray.get_runtime_context().gcs_address)
-        with pytest.raises(grpc.RpcError) as refused:  # a request without the token is refused
-            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(gcs_service_pb2.GetClusterIdRequest(),
-                                                                              timeout=10)
-        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        token = Path.home() / ".ray" / "auth_token"
-        assert (token.stat().st_mode & 0o777) == 0o600
-        import http.client
-        import urllib.request
+    # no per-node metrics exporter answers; the dashboard's and the autoscaler's own endpoints remain
+    # (documented in docs/clusters.md: Ray binds them to every interface whatever the node's address)
+    from ray.dashboard.consts import DASHBOARD_METRIC_PORT
 
-        # no per-node metrics exporter answers; the dashboard's and the autoscaler's own endpoints remain
-        # (documented in docs/clusters.md: Ray binds them to every interface whatever the node's address)
-        from ray.dashboard.consts import DASHBOARD_METRIC_PORT
-
-        for port in _listening_ports(ray.get_runtime_context().gcs_address) - {DASHBOARD_METRIC_PORT, 44217}:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
-                    assert b"ray_" not in reply.read(), f"port {port} serves Ray's metrics without the token"
-            except (OSError, http.client.HTTPException):  # gRPC servers (token checked) and closed ports
-                pass
-    finally:
-        ray.shutdown()
+    for port in _listening_ports(ray.get_runtime_context().gcs_address) - {DASHBOARD_METRIC_PORT, 44217}:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+                assert b"ray_" not in reply.read(), f"port {port} serves Ray's metrics without the token"
+        except (OSError, http.client.HTTPException):  # gRPC servers (token checked) and closed ports
+            pass
 
 
 def _listening_ports(gcs_address: str) -> set[int]:

@@ -2,18 +2,26 @@
 
 Bad input (a ValueError with the offending value, missing data, an unreachable cluster) is one
 line on stderr and exit status 2. Anything else, a CUDA out-of-memory or a bug, keeps its
-traceback: it is not the user's input that is wrong.
+traceback: it is not the user's input that is wrong. SIGTERM (what ``kill``, ``timeout``, a batch
+scheduler or Kubernetes send to stop a job) stops a command as Ctrl-C does: its clean-up runs
+(scoring processes, a local Ray), and the exit is the one line Ctrl-C prints (status 130), which
+for a search says that ``--resume`` continues. Without it Python dies at once on SIGTERM, and
+under Ray with a C stack dump and no such line.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any, NoReturn, TextIO
 
-__all__ = ["USER_ERRORS", "OneLineParser", "run_main"]
+__all__ = ["USER_ERRORS", "OneLineParser", "keeping_sigterm", "run_main", "sigterm_as_ctrl_c"]
 
 # Errors that mean "bad input or missing data": reported as one line, never a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
@@ -51,13 +59,52 @@ def _one_line_warnings(prog: str) -> Callable[..., None]:
     return show
 
 
+def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM's handler: KeyboardInterrupt, Ctrl-C's exception, whatever SIGINT's handler is.
+
+    Not SIGINT's handler itself (in a search, Tune's: a last save of the experiment, then a stop that
+    needs Ray): where the whole process group gets SIGTERM (``timeout``, systemd, a batch scheduler)
+    Ray's own processes die with it, and that stop would wait a minute for them. Tune saves the
+    experiment as trials report, so ``--resume`` continues from what the interrupt left.
+    """
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """While inside, SIGTERM stops this process as Ctrl-C does; the handler before is put back after (main thread
+    only: elsewhere Python cannot set handlers, and nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _as_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
+
+
+@contextmanager
+def keeping_sigterm() -> Iterator[None]:
+    """Whatever SIGTERM's handler is on entry, it is again on exit: ``ray.init`` installs its own, which dies at
+    once (with a C stack dump) where this process would stop as Ctrl-C does (:func:`sigterm_as_ctrl_c`)."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
+
+
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, *,
              prog: str, interrupted: str = "interrupted") -> int:
     """Call ``main(argv)``; user errors become one line on stderr and exit status 2, warnings one line each.
 
-    ``interrupted``: the line Ctrl-C prints (exit status 130), saying what a command can continue from.
+    ``interrupted``: the line Ctrl-C or SIGTERM prints (exit status 130), saying what a command can continue from.
     """
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), sigterm_as_ctrl_c():
         warnings.showwarning = _one_line_warnings(prog)
         try:
             return main(argv)

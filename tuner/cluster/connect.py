@@ -14,7 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["GCS_TIMEOUT_S", "AuthToken", "auth_token", "check_address", "connect_ray", "parse_address", "probe_gcs"]
+from trainables.cli import keeping_sigterm
+
+__all__ = ["GCS_TIMEOUT_S", "AuthToken", "auth_token", "check_address", "connect_ray", "disconnect_ray",
+           "parse_address", "probe_gcs"]
 
 GCS_TIMEOUT_S = 10.0
 
@@ -154,7 +157,8 @@ def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | No
     ``dashboard`` starts a local instance with its dashboard, whose State API Ray Train needs to
     free the workers of a trial that Tune stopped early (its placement-group cleaner asks it
     whether the trial's Train controller is still alive); on 127.0.0.1 only. ``log_to_driver``
-    brings the workers' own output to this terminal.
+    brings the workers' own output to this terminal. SIGTERM's handler is kept (``ray.init`` sets its own, which
+    dies at once with a C stack dump): a command stops as it does on Ctrl-C (:mod:`trainables.cli`).
     """
     import ray
 
@@ -168,10 +172,11 @@ def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | No
             # ray.init() would join it; --address says when to join)
             # no metrics collection: its Prometheus exporter listens on every interface and answers
             # without the token; nothing here reads it
-            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
-                     include_dashboard=dashboard, dashboard_host="127.0.0.1", configure_logging=True,
-                     logging_level="ERROR", log_to_driver=log_to_driver,
-                     _system_config={"enable_metrics_collection": False})
+            with keeping_sigterm():
+                ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
+                         include_dashboard=dashboard, dashboard_host="127.0.0.1", configure_logging=True,
+                         logging_level="ERROR", log_to_driver=log_to_driver,
+                         _system_config={"enable_metrics_collection": False})
         except (RuntimeError, ConnectionError) as exc:  # e.g. "Failed to start GCS": the machine, not a bug here
             raise ConnectionError(f"cannot start a local Ray: {str(exc).splitlines()[0]}") from None
         token = Path.home() / ".ray" / "auth_token"
@@ -180,6 +185,16 @@ def connect_ray(address: str, *, num_cpus: int | None = None, num_gpus: int | No
         return
     _join_loopback_as_loopback(address)
     try:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=log_to_driver)
+        with keeping_sigterm():
+            ray.init(address=address, logging_level="ERROR", log_to_driver=log_to_driver)
     except (ConnectionError, RuntimeError) as exc:
         raise ConnectionError(f"cannot join the Ray cluster at {address!r}: {str(exc).splitlines()[0]}") from None
+
+
+def disconnect_ray() -> None:
+    """``ray.shutdown()``, SIGTERM's handler kept: Ray's shutdown leaves the signal's default action (an
+    immediate death) in place of the handler Python still reports."""
+    import ray
+
+    with keeping_sigterm():
+        ray.shutdown()

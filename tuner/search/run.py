@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.fs
-import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
@@ -34,7 +33,7 @@ from trainables.data import Splits, load_splits
 from trainables.evaluation import usable_cpus
 from trainables.models import build_model, is_stochastic
 from tuner.bundles import BundleSearch, Fusion, bundle_searcher, bundle_trainable, resolve_fusion
-from tuner.cluster.connect import check_address, connect_ray
+from tuner.cluster.connect import check_address, connect_ray, disconnect_ray
 from tuner.cluster.disk import DiskFull, DiskWatch, disk_full_in, free_bytes
 from tuner.cluster.integrity import IntegrityRecorder
 from tuner.cluster.lock import experiment_lock
@@ -232,7 +231,7 @@ def _train(cfg: SearchConfig, plan: SearchPlan, splits: Splits, phases: Phases, 
     finally:
         if cfg.address == "":
             with phases.phase("stopping the local Ray"):
-                ray.shutdown()
+                disconnect_ray()
 
 
 def _repoint(tuner: Any, cfg: SearchConfig, study: StudyStorage | None, started: float, eta: EtaPlan,
