@@ -14,9 +14,14 @@ Per task (an L-inf radius, ``--epsilons``) and seed, three real runs of ``tuner.
   trial-epochs / slots epochs, which assumed a second thread gains nothing: it then trained in about
   two thirds of the search's minutes. A search run without that pace (an older ``--out``) falls back
   to that rule;
-- **random-fifo**: random sampling + FIFO for the same trial-epochs (as many full-length trials as
-  fit). Its first trials are the space's starting points too (every search of this system starts
-  from them), so it differs from the search by what it does with the rest;
+- **random-fifo**: random sampling + FIFO for the same wall time: as many full-length trials as the
+  search's training minutes hold on its slots, a round of ``slots`` trials side by side at a time, each
+  at the point's pace on one slot (the whole machine's x ``THREAD_GAIN``, the search's own pricing),
+  and no more trial-epochs than the search trained; at least one round. Before 2026-12-06 it got the
+  search's trial-epochs / the preset's epochs alone, which could run a third trial by itself after the
+  first two (1053-1077 s against the search's 753-779 s). Its first
+  trials are the space's starting points too (every search of this system starts from them), so it
+  differs from the search by what it does with the rest;
 - **screened** (when asked for in ``--arms``): the search with ``--screen N --promote 2 --time-budget off``
   (its own budget: N short trials, then 2 in full; its trial-epochs count both rungs).
 
@@ -58,8 +63,8 @@ from tuner.search.screening import THREAD_GAIN, screen_config
 from tuner.trials import read_trials
 from tuner.trials.strategy import same_value
 
-__all__ = ["ARMS", "Arm", "RunFigures", "alone_epochs", "alone_pace", "arm_config", "build_parser", "is_point",
-           "last_progress", "main", "parse_epsilons", "read_runs", "run_figures", "summarise"]
+__all__ = ["ARMS", "Arm", "RunFigures", "alone_epochs", "alone_pace", "arm_config", "build_parser", "fifo_trials",
+           "is_point", "last_progress", "main", "parse_epsilons", "read_runs", "run_figures", "summarise"]
 
 PROG = "python -m bench.bench_search"
 
@@ -124,7 +129,7 @@ def arm_config(arm: Arm, base: SearchConfig, *, slots: int, epochs: int, search:
         return replace(base, name=name, num_samples=1, max_concurrent=1, scheduler="fifo", sampler="random", fuse=1,
                        cpus_per_trial=base.cpus_per_trial * slots, epochs=alone_epochs(search, slots, 2 * epochs))
     return replace(base, name=name, sampler="random", scheduler="fifo", max_concurrent=slots,
-                   num_samples=max(1, round(search.trial_epochs / epochs)))
+                   num_samples=fifo_trials(search, slots, epochs))
 
 
 def alone_epochs(search: RunFigures, slots: int, most: int) -> int:
@@ -136,6 +141,20 @@ def alone_epochs(search: RunFigures, slots: int, most: int) -> int:
     if math.isfinite(search.train_s) and math.isfinite(search.alone_pace_s) and search.alone_pace_s > 0:
         return max(1, min(most, math.floor(search.train_s / search.alone_pace_s)))
     return max(1, round(search.trial_epochs / slots))
+
+
+def fifo_trials(search: RunFigures, slots: int, epochs: int) -> int:
+    """The random-fifo arm's trials: whole rounds of ``slots`` full ``epochs``-epoch trials in the search's training
+    minutes at the point's pace on one slot, and no more than the search's trial-epochs hold; at least one round (its
+    first trials are the starting points).
+
+    Without the minutes or the pace (a search of an older ``--out``): the search's trial-epochs / ``epochs``.
+    """
+    by_epochs = max(1, round(search.trial_epochs / epochs))
+    if not (math.isfinite(search.train_s) and math.isfinite(search.alone_pace_s) and search.alone_pace_s > 0):
+        return by_epochs
+    rounds = math.floor(search.train_s / (epochs * search.alone_pace_s * THREAD_GAIN))
+    return max(slots, min(slots * rounds, by_epochs))
 
 
 def alone_pace(progress: SearchProgress | None, trial_ids: Sequence[str]) -> float:
@@ -250,7 +269,7 @@ def _targets(entry: Mapping[str, Any], arm: Arm) -> dict[str, bool | None]:
 def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     """The benchmark's command line, and the destinations of its suite flags."""
     p = OneLineParser(prog=PROG, description="The main job against its first starting point trained alone for the "
-                                             "same wall time and random search + FIFO for the same trial-epochs, "
+                                             "same wall time and random search + FIFO for the same wall time, "
                                              "per L-inf radius and seed; each scored on its export's test figures.")
     p.add_argument("--space", default="lwta", choices=list_spaces(), help="the space searched (default lwta)")
     p.add_argument("--epsilons", default="0.1,0.2", type=parse_epsilons, metavar="EPS,...",

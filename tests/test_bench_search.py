@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from bench import bench_search
-from bench.bench_search import RunFigures, alone_epochs, alone_pace, arm_config, is_point, parse_epsilons, summarise
+from bench.bench_search import (
+    RunFigures,
+    alone_epochs,
+    alone_pace,
+    arm_config,
+    fifo_trials,
+    is_point,
+    parse_epsilons,
+    summarise,
+)
 from trainables.cli import run_main
 from trainables.evaluation import SuiteOverrides
 from tuner.console.progress import SearchProgress, TrialView
@@ -57,6 +66,20 @@ def test_start_alone_fills_the_searchs_training_minutes_at_the_points_own_pace()
     assert arm_config("start-alone", base, slots=2, epochs=20, search=timed).epochs == 31  # 500 s // 16 s
     assert arm_config("start-alone", base, slots=2, epochs=15, search=timed).epochs == 30  # at most twice the preset's
     assert arm_config("start-alone", base, slots=2, epochs=15, search=search).epochs == 18  # no pace: 35 / 2
+
+
+def test_random_fifo_fills_the_searchs_training_minutes_in_whole_rounds() -> None:
+    """The same wall time: rounds of full trials side by side, each at the point's pace on one slot."""
+    search = _run("search", 2, 0.7, 0.85, eps=0.2, epochs=45)
+    timed = RunFigures(**{**search.__dict__, "train_s": 500.0, "alone_pace_s": 16.0})  # one slot: 18.4 s an epoch
+    assert fifo_trials(timed, 2, 15) == 2  # 500 s hold one round of 15 x 18.4 = 276 s, not the 3 of 45 trial-epochs
+    long = RunFigures(**{**timed.__dict__, "train_s": 600.0})
+    assert fifo_trials(long, 2, 15) == 3  # two rounds fit, but the search trained only 45 trial-epochs
+    assert fifo_trials(RunFigures(**{**long.__dict__, "trial_epochs": 90}), 2, 15) == 4
+    short = RunFigures(**{**timed.__dict__, "train_s": 100.0})
+    assert fifo_trials(short, 2, 15) == 2  # at least a round: the starting points
+    assert fifo_trials(search, 2, 15) == 3  # no minutes: trial-epochs / epochs
+    assert arm_config("random-fifo", _base(), slots=2, epochs=15, search=timed).num_samples == 2
 
 
 def test_is_point_compares_the_points_keys() -> None:
@@ -146,7 +169,7 @@ def test_tiny_bench_runs_every_arm_and_writes_json_and_figure(tmp_path: Path, ca
     assert alone["trials"] == 1 and alone["first_point"]
     assert alone["epochs_per_trial"] == alone_epochs(RunFigures(**search), 2, 4) == min(  # 4: twice the search's epochs
         4, math.floor(search["train_s"] / search["alone_pace_s"]))
-    assert rand["trials"] == max(1, round(search["trial_epochs"] / 2)) and rand["epochs_per_trial"] == 2
+    assert rand["trials"] == fifo_trials(RunFigures(**search), 2, 2) and rand["epochs_per_trial"] == 2
     for run in runs.values():
         assert 0 <= run["test_robust"] <= run["test_natural"] <= 1 and run["wall_s"] > 0
     summary = report["summary"]["0.2"]
