@@ -167,6 +167,27 @@ def test_sigterm_stops_a_command_as_ctrl_c_does_with_one_line(sigint: str, capsy
     assert capsys.readouterr().err == "prog: interrupted; run again with --resume\n"
 
 
+def test_a_search_stopped_outside_tunes_run_reads_interrupted_in_its_status(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C or SIGTERM while the export scores (Tune's own handler covers its run): --status says interrupted."""
+    from trainables.evaluation import SuiteOverrides
+    from tuner.console.progress import SearchProgress, read_progress, write_progress
+    from tuner.search import SearchConfig, run_search
+    from tuner.search import run as search_run
+
+    def scoring_when_stopped(cfg, *args, **kwargs):
+        (Path(cfg.folder.path) / "tuner.pkl").write_bytes(b"")  # Tune's state, saved by then: the folder is kept
+        write_progress(cfg.folder.progress, SearchProgress(num_samples=1, max_epochs=1, phase="scoring for export"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search_run, "_ranked_and_exported", scoring_when_stopped)
+    cfg = SearchConfig(space="lwta", storage_path=str(tmp_path / "runs"), export_dir=str(tmp_path / "exports"),
+                       screen=0, num_samples=1, epochs=1, train_limit=200, val_limit=50, test_limit=50, live=False,
+                       suite=SuiteOverrides())
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg)
+    assert read_progress(cfg.folder.progress)["phase"] == "interrupted"
+
+
 @pytest.mark.ray
 def test_the_local_ray_a_search_starts_requires_its_token_and_lets_sigterm_stop_as_ctrl_c(monkeypatch) -> None:
     from trainables.cli import sigterm_as_ctrl_c

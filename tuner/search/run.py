@@ -431,25 +431,37 @@ def _search(cfg: SearchConfig, plan: SearchPlan, command: str, export_best: bool
                 phases.say(f"Ray's, Tune's and Optuna's own messages: {log}")
             with phases.phase(f"loading {plan.base.data.name}"):
                 splits = load_splits(plan.base.data)
-            grid, stopped_by_signal, progress = _train(cfg, plan, splits, phases, log, study, later, budget)
-            finished = grid.num_terminated + grid.num_errors
-            trials = sum(len((result.config or {}).get("members", [None])) for result in grid)  # a bundle's members
-            interrupted = stopped_by_signal or finished < len(grid) or (  # a budget may start fewer than all
-                not cfg.resume and budget is None and trials < plan.strategy.num_samples)
-            with phases.phase("collecting the trials' results"):
-                records, results = _collect(cfg, grid, study, interrupted, plan.strategy.metrics)
-            params = tuple(k for k in get_space(cfg.space).leaderboard if any(k in r.params for r in records))
-            pick = pick_from_front(records, cfg.pick_min_natural) if cfg.pareto else None
-            ranked = [] if interrupted or not export_best else ranked_trials(records)
-            if pick is not None and pick.trial is not None:
-                ranked = [pick.trial, *(r for r in ranked if r is not pick.trial)]
-            best = ranked[0] if ranked else None
-            _summarise(records, params, results, pick, best, phases)
-            best, export = _export_intact(cfg, plan, ranked, splits, command, pick, phases)
-            with phases.phase("writing the results page"):
-                pages = _results_page(cfg, records, params, command, best, export, pick)
-            phases.say(f"results page: {pages[0]}" if pages else "no results page (remote storage, nothing exported)")
-            _track_export(cfg, best, export, phases)
-            write_phase(phases.progress_file, INTERRUPTED if interrupted else DONE)
+            try:
+                return _ranked_and_exported(cfg, plan, command, export_best, later, budget, phases, study, log, splits)
+            except KeyboardInterrupt:  # Ctrl-C outside Tune's run (its handler stops that one), or SIGTERM
+                write_phase(phases.progress_file, INTERRUPTED)  # --status: not running, interrupted
+                raise
+
+
+def _ranked_and_exported(cfg: SearchConfig, plan: SearchPlan, command: str, export_best: bool,
+                         later: tuple[int, int] | None, budget: TimeBudget | None, phases: Phases,
+                         study: StudyStorage | None, log: Path | None, splits: Splits) -> SearchOutcome:
+    """Train, collect, rank and export: the body of :func:`_search` inside its lock and logs."""
+    folder = cfg.folder
+    grid, stopped_by_signal, progress = _train(cfg, plan, splits, phases, log, study, later, budget)
+    finished = grid.num_terminated + grid.num_errors
+    trials = sum(len((result.config or {}).get("members", [None])) for result in grid)  # a bundle's members
+    interrupted = stopped_by_signal or finished < len(grid) or (  # a budget may start fewer than all
+        not cfg.resume and budget is None and trials < plan.strategy.num_samples)
+    with phases.phase("collecting the trials' results"):
+        records, results = _collect(cfg, grid, study, interrupted, plan.strategy.metrics)
+    params = tuple(k for k in get_space(cfg.space).leaderboard if any(k in r.params for r in records))
+    pick = pick_from_front(records, cfg.pick_min_natural) if cfg.pareto else None
+    ranked = [] if interrupted or not export_best else ranked_trials(records)
+    if pick is not None and pick.trial is not None:
+        ranked = [pick.trial, *(r for r in ranked if r is not pick.trial)]
+    best = ranked[0] if ranked else None
+    _summarise(records, params, results, pick, best, phases)
+    best, export = _export_intact(cfg, plan, ranked, splits, command, pick, phases)
+    with phases.phase("writing the results page"):
+        pages = _results_page(cfg, records, params, command, best, export, pick)
+    phases.say(f"results page: {pages[0]}" if pages else "no results page (remote storage, nothing exported)")
+    _track_export(cfg, best, export, phases)
+    write_phase(phases.progress_file, INTERRUPTED if interrupted else DONE)
     return SearchOutcome(folder.path, records, interrupted, best, None if export is None else export[0],
                          [] if pick is None else list(pick.front), None if export is None else export[1], progress)
