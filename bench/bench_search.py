@@ -19,9 +19,9 @@ Per task (an L-inf radius, ``--epsilons``) and seed, three real runs of ``tuner.
   at the point's pace on one slot (the whole machine's x ``THREAD_GAIN``, the search's own pricing),
   and no more trial-epochs than the search trained; at least one round. Before 2026-12-06 it got the
   search's trial-epochs / the preset's epochs alone, which could run a third trial by itself after the
-  first two (1053-1077 s against the search's 753-779 s). Its first
-  trials are the space's starting points too (every search of this system starts from them), so it
-  differs from the search by what it does with the rest;
+  first two (1053-1077 s against the search's 753-779 s). Its first trials are the space's starting
+  points too (every search of this system starts from them), so it differs from the search by what
+  it does with the rest;
 - **screened** (when asked for in ``--arms``): the search with ``--screen N --promote 2 --time-budget off``
   (its own budget: N short trials, then 2 in full; its trial-epochs count both rungs).
 
