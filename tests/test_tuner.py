@@ -460,6 +460,43 @@ def test_interrupted_search_resumes_without_losing_or_rerunning_trials(search, t
     assert (tmp_path / "exports" / "moved" / "model.safetensors").exists()
 
 
+def _started(progress: Path) -> bool:
+    """Whether a running search's progress.json shows a trial (False before it is there, or while it is written)."""
+    try:
+        return bool(json.loads(progress.read_text())["trials"])
+    except (OSError, json.JSONDecodeError, KeyError):
+        return False
+
+
+@pytest.mark.ray
+def test_sigterm_to_the_whole_process_group_stops_a_search_with_one_line(search, tmp_path: Path) -> None:
+    """As `timeout`, systemd or a batch scheduler stop a job: Ray's own processes get the signal too."""
+    import os
+    import signal
+
+    progress = tmp_path / "runs" / "lwta-quick" / "progress.json"
+    proc = subprocess.Popen(search.argv("--space", "lwta", "--num-samples", "2", *TINY), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=search.folder, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not _started(progress):
+            assert proc.poll() is None and time.time() < deadline, "no trial started"
+            time.sleep(0.25)
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err[-3000:]
+    assert "SIGTERM received" not in err  # Ray's own handler: a C stack dump
+    assert err.strip().splitlines()[-1] == ("python -m tuner.search: interrupted; finished trials are kept, "
+                                            "run again with --resume")
+    time.sleep(2)
+    with pytest.raises(ProcessLookupError):  # nothing of the search is left: no Ray process, no scoring worker
+        os.killpg(proc.pid, 0)
+
+
 def test_trials_without_any_report_still_write_parquet(tmp_path: Path) -> None:
     records = [TrialRecord("a", "running", {"lr": 0.05})]  # interrupted before its first epoch ended
     rows = read_trials(write_trials(records, tmp_path / "results.parquet")).to_pylist()
