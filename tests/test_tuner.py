@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -401,12 +403,17 @@ def test_search_end_to_end_with_failing_trials_then_export_and_evaluate(search, 
     assert all(row["trial_id"] in status.stdout for row in rows)
 
 
+def _progress(path: Path) -> dict:
+    """A running search's progress.json ({} before it is there, or while it is being written)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
 def _finished(progress: Path) -> int:
     """Finished trials in a running search's progress.json (0 before it is there)."""
-    try:
-        return json.loads(progress.read_text())["counts"].get("finished", 0)
-    except (OSError, json.JSONDecodeError, KeyError):
-        return 0
+    return _progress(progress).get("counts", {}).get("finished", 0)
 
 
 @pytest.mark.slow
@@ -460,26 +467,15 @@ def test_interrupted_search_resumes_without_losing_or_rerunning_trials(search, t
     assert (tmp_path / "exports" / "moved" / "model.safetensors").exists()
 
 
-def _started(progress: Path) -> bool:
-    """Whether a running search's progress.json shows a trial (False before it is there, or while it is written)."""
-    try:
-        return bool(json.loads(progress.read_text())["trials"])
-    except (OSError, json.JSONDecodeError, KeyError):
-        return False
-
-
 @pytest.mark.ray
 def test_sigterm_to_the_whole_process_group_stops_a_search_with_one_line(search, tmp_path: Path) -> None:
     """As `timeout`, systemd or a batch scheduler stop a job: Ray's own processes get the signal too."""
-    import os
-    import signal
-
     progress = tmp_path / "runs" / "lwta-quick" / "progress.json"
     proc = subprocess.Popen(search.argv("--space", "lwta", "--num-samples", "2", *TINY), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=search.folder, start_new_session=True)
     try:
         deadline = time.time() + 300
-        while not _started(progress):
+        while not _progress(progress).get("trials"):
             assert proc.poll() is None and time.time() < deadline, "no trial started"
             time.sleep(0.25)
         os.killpg(proc.pid, signal.SIGTERM)
