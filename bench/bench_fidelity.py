@@ -16,7 +16,10 @@ the space's known-good starting points are the first two of them). Fidelities:
   of the full schedule, what ASHA compares at its rungs;
 - ``short E``: the whole schedule (one-cycle) compressed into E epochs, scored by the objective suite
   (``--short-epochs 2,3``: one search per E);
-- ``subset E x M``: the same on M training images.
+- ``subset E x M``: the same on M training images;
+- ``short E, SPEC``: the short schedule with cheaper training attacks (``--short-attack
+  pgd.steps=1,pgd.step_ratio=1.25``: FGSM with a random start in place of PGD-3, Mendes et al.'s
+  low fidelity), one search per E.
 
 Per fidelity: the Spearman and Kendall rank correlations with the full objective over the
 configurations both ran, the full objective of the configuration it ranks first (its regret
@@ -43,6 +46,7 @@ from bench.common import provenance, render, write_json
 from search_spaces import list_spaces
 from trainables.cli import OneLineParser, run_main
 from trainables.data import load_splits
+from trainables.evaluation import SuiteOverrides
 from tuner.cluster.storage import study_name, study_storage
 from tuner.search import SearchConfig, resolve_run, run_search
 from tuner.trials import TrialRecord
@@ -76,6 +80,7 @@ class Fidelity:
     epochs: int | None = None  # a search of its own at these epochs (None: the full run's epoch ``at_epoch``)
     train_limit: int | None = None  # training images of that search (None: all)
     at_epoch: int | None = None  # the full run's per-epoch robust accuracy after this epoch
+    train_budget: tuple[str, ...] = ()  # that search's training attacks' budgets (--train-budget)
 
     def cost(self, full_epochs: int, train_size: int) -> float:
         """Trial-epochs of the full training data one configuration costs at this fidelity (scoring aside)."""
@@ -140,9 +145,14 @@ def build_parser() -> OneLineParser:
     p.add_argument("--num-samples", type=int, default=12, help="configurations (the space's starting points first)")
     p.add_argument("--seed", type=int, default=1, help="the random sampler's (and the trials') seed")
     p.add_argument("--epochs", type=int, default=None, help="the full fidelity's epochs (default: the preset's)")
+    p.add_argument("--epsilon", type=float, default=None, help="the L-inf radius trained and scored (default: the "
+                                                                "preset's)")
     p.add_argument("--at-epochs", default="1,2,4,8", help="epochs of the full run read as fidelities (ASHA's rungs)")
     p.add_argument("--short-epochs", default="3", metavar="E[,E...]",
                    help="the short schedules' epochs, one search each (0 or empty: none)")
+    p.add_argument("--short-attack", default="", metavar="SPEC",
+                   help="also each short schedule with these training-attack budgets, e.g. "
+                        "pgd.steps=1,pgd.step_ratio=1.25 (empty: none)")
     p.add_argument("--subset", default="3x20000", metavar="ExM",
                    help="a search of E epochs on M training images (empty: none)")
     p.add_argument("--train-limit", type=int, default=None, help="training images of the full run (default: all)")
@@ -165,6 +175,10 @@ def _fidelities(args: Any) -> list[Fidelity]:
         raise ValueError(f"--short-epochs takes comma-separated epochs such as 2,3, got {args.short_epochs!r}") \
             from None
     out += [Fidelity(f"short {e}", epochs=e, train_limit=args.train_limit) for e in shorts]
+    if args.short_attack:
+        budget = (str(args.short_attack),)
+        out += [Fidelity(f"short {e}, {args.short_attack}", epochs=e, train_limit=args.train_limit,
+                         train_budget=budget) for e in shorts]
     if args.subset:
         epochs, _, images = str(args.subset).partition("x")
         try:
@@ -177,14 +191,21 @@ def _fidelities(args: Any) -> list[Fidelity]:
     return out
 
 
-def _config(args: Any, storage: Path, name: str, epochs: int | None, train_limit: int | None) -> SearchConfig:
+def _config(args: Any, storage: Path, name: str, epochs: int | None, train_limit: int | None,
+            train_budget: tuple[str, ...] = ()) -> SearchConfig:
+    """One of the bench's searches: the random sampler, FIFO, every configuration to its end, no bundles."""
     cfg = SearchConfig(space=args.space, preset="quick", data_dir=args.data_dir, num_samples=args.num_samples,
                        max_concurrent=args.max_concurrent, seed=args.seed, sampler="random", scheduler="fifo",
                        storage_path=str(storage / "runs"), name=name, export_dir=str(storage / "exports"),
                        epochs=epochs, train_limit=train_limit, val_limit=args.val_limit, test_limit=100,
-                       live=False, fuse=1)
+                       train_budget=train_budget, suite=SuiteOverrides(eps=args.epsilon), live=False, fuse=1)
     resolve_run(cfg)  # every setting checked before the first search starts
     return cfg
+
+
+def _folder(name: str) -> str:
+    """An experiment name for the fidelity ``name`` (letters, digits, dashes)."""
+    return "-".join("".join(c if c.isalnum() else " " for c in name).split())
 
 
 def _search(cfg: SearchConfig) -> tuple[dict[int, TrialRecord], float]:
@@ -207,10 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     storage = args.storage_path or Path(tempfile.mkdtemp(prefix="robustune-bench-fidelity-"))
     try:
         full_cfg = _config(args, storage, "full", args.epochs, args.train_limit)
-        searches = {f.name: _config(args, storage, f.name.replace(" ", "-"), f.epochs, f.train_limit)
+        searches = {f.name: _config(args, storage, _folder(f.name), f.epochs, f.train_limit, f.train_budget)
                     for f in fidelities if f.at_epoch is None}
         plan = resolve_run(full_cfg)
-        header = provenance(torch.device("cpu"), space=args.space, preset="quick", configurations=args.num_samples,
+        header = provenance(torch.device("cpu"), space=args.space, preset="quick", epsilon=plan.threat.eps,
+                            configurations=args.num_samples,
                             seed=args.seed, full=f"{plan.base.train.epochs} epochs on "
                                                  f"{args.train_limit or 'all'} training images")
         train_size = len(load_splits(plan.base.data).train)

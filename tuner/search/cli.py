@@ -72,6 +72,9 @@ def build_parser() -> tuple[OneLineParser, tuple[str, ...]]:
     p.add_argument("--study-storage", default="auto", choices=list(STUDY_STORAGES),
                    help="; ".join(f"{k}: {v}" for k, v in STUDY_STORAGES.items()))
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--train-budget", action="append", default=None, metavar="ATTACK.SETTING=VALUE",
+                   help="the training attacks' budgets for every trial, as --budget sets the suites' (e.g. "
+                        "pgd.steps=7; pgd.steps=1,pgd.step_ratio=1.25 trains on FGSM with a random start)")
     p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="training's autocast (default auto: bf16 on CPUs with native bf16, else fp32; scoring is fp32)")
     p.add_argument("--memory-format", default=None, choices=MEMORY_FORMATS,
@@ -156,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             experiment = screen
         return show_status(experiment)
     values = {k: v for k, v in vars(args).items() if k not in ("no_live", "status", "fuse") and k not in suite_flags}
+    values["train_budget"] = tuple(args.train_budget or ())
     cfg = SearchConfig(**values, fuse=parse_fuse(args.fuse), suite=SuiteOverrides.from_args(args),
                        live=not args.no_live)
     command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])

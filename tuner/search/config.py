@@ -53,6 +53,7 @@ class SearchConfig:
     study_storage: StudyChoice = "auto"  # how the study is kept without --optuna-storage
     suite: SuiteOverrides = field(default_factory=SuiteOverrides)  # threat model and suite changes to the preset's
     epochs: int | None = None
+    train_budget: tuple[str, ...] = ()  # the training attacks' budgets (ATTACK.SETTING=VALUE), every trial's
     precision: Precision | None = None  # training's autocast (None: the preset's, auto); see trainables.train.compute
     memory_format: MemoryFormat | None = None  # the model's layout (None: the preset's, auto)
     train_limit: int | None = None

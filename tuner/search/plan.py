@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from search_spaces import Preset, get_space
-from trainables.attacks import ThreatModel
+from trainables.attacks import ThreatModel, parse_assignments
 from trainables.evaluation import SuiteConfig
-from trainables.train import RunSpec
+from trainables.train import AttackMix, RunSpec
 from tuner.cluster.resources import TrialResources
 from tuner.search.config import SearchConfig
 from tuner.trials.strategy import Strategy
@@ -39,6 +39,16 @@ class SearchPlan:
         return self.preset.export_suite
 
 
+def _trained_mix(preset: Preset, budget: tuple[str, ...]) -> AttackMix:
+    """The preset's training mix with ``--train-budget`` applied (ValueError, one line, for a setting no attack has)."""
+    if not budget:
+        return preset.train.mix
+    try:
+        return preset.train.mix.with_budget(parse_assignments(budget))
+    except ValueError as exc:
+        raise ValueError(f"--train-budget: {exc}") from None
+
+
 def resolve_run(cfg: SearchConfig) -> SearchPlan:
     """The plan of ``cfg``: its threat model set once, for training and the three suites alike.
 
@@ -53,7 +63,8 @@ def resolve_run(cfg: SearchConfig) -> SearchPlan:
     data = replace(preset.data, name=cfg.dataset or preset.data.name, data_dir=cfg.data_dir, download=cfg.download,
                    **limits)
     chosen = {"epochs": cfg.epochs, "precision": cfg.precision, "memory_format": cfg.memory_format}
-    train = replace(preset.train, seed=cfg.seed, **{k: v for k, v in chosen.items() if v})
+    train = replace(preset.train, seed=cfg.seed, mix=_trained_mix(preset, cfg.train_budget),
+                    **{k: v for k, v in chosen.items() if v})
     preset = replace(preset, data=data, train=train, threat=overrides.threat(preset.threat),
                      epoch_suite=overrides.apply(preset.epoch_suite, attacks=False),  # stays the cheap suite
                      objective_suite=overrides.apply(preset.objective_suite),
