@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from search_spaces import PRESETS
+from search_spaces import PRESETS, get_space
 from trainables.attacks import FGSM, PGD, ThreatModel
 from trainables.cli import run_main
 from trainables.data import ImageSet
@@ -89,6 +89,16 @@ def test_overrides_reach_the_base_run() -> None:
     assert objective.names() == ("fgsm", "pgd")  # the objective is the L-inf ball's worst case
     assert objective.attacks[1].steps == export.attacks[1].steps == 12 and not objective.cascade
     assert base.suite.attacks == PRESETS["quick"].epoch_suite.attacks  # the per-epoch suite stays cheap
+    assert base.train.mix == PRESETS["quick"].train.mix  # --budget is the suites', not training's
+
+
+def test_train_budget_reaches_every_trials_training_attacks_and_no_suite() -> None:
+    plan = resolve_run(SearchConfig(train_budget=("pgd.steps=1,pgd.step_ratio=1.25", "cw.steps=4")))
+    space = get_space("lwta")
+    for point in space.points_to_evaluate(plan.preset):  # PGD alone, then the paper's mix: the budget rides along
+        attacks = {e.name: e.attack for e in space.apply(plan.base, point).train.mix.entries if e.attack}
+        assert (attacks["pgd"].steps, attacks["pgd"].step_ratio, attacks["cw"].steps) == (1, 1.25, 4)
+    assert plan.export_suite.attacks[1].steps == PRESETS["quick"].export_suite.attacks[1].steps
 
 
 @pytest.mark.parametrize("kwargs", [{"num_samples": 0}, {"cpus_per_trial": 0},
@@ -262,6 +272,8 @@ def test_trials_round_trip_through_parquet(tmp_path: Path) -> None:
         (["--name", "x" * 101], "at most 100 characters"),
         (["--status", "../elsewhere"], "--status must be a plain name"),
         (["--budget", "pgd.step_size=inf"], "pgd.step_size must be finite"),
+        (["--train-budget", "foo.steps=1"], "--train-budget: cannot set foo.steps: no attack here has that setting"),
+        (["--train-budget", "pgd.steps=0"], "--train-budget: steps must be >= 1"),
         (["--fuse", "many"], "--fuse must be off, auto or a number of trials >= 1, got 'many'"),
         (["--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
         (["--storage-path", "/proc/robustune-runs"], "--storage-path /proc/robustune-runs: cannot write in /proc"),
