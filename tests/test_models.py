@@ -58,6 +58,36 @@ def test_forward_shape_and_finite(name: str, x: torch.Tensor) -> None:
     assert model.stochastic == (name not in PLAIN_MODELS)
 
 
+_OTHER_VALUES = {"depth": 16, "widen": 2, "competitors": 4, "cnn_width": 8, "cnn_kernel": 3, "cnn_pool_first": True,
+                 "hidden_blocks": 8, "lwta_layers": "dense", "temperature": 0.5, "inference": "argmax", "ibp": False,
+                 "ibp_alpha": 5.0, "ibp_temperature": 0.5, "pni_init": 0.5}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_a_setting_left_off_the_card_does_not_change_the_model(name: str, x: torch.Tensor) -> None:
+    base = small_cfg(name)
+    settings = base.settings()
+    assert settings["name"] == name and set(settings) < set(_OTHER_VALUES) | {"name", "input_noise"}
+
+    def run(cfg: ModelConfig) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        torch.manual_seed(1)
+        model = build_model(cfg, INFO).train()
+        return model.state_dict(), model(x)
+
+    state, out = run(base)
+    for field, value in _OTHER_VALUES.items():
+        if field in settings:
+            continue
+        try:
+            other_state, other_out = run(ModelConfig(**{**vars(base), field: value}))
+        except ValueError:  # refused by the builder (the WideResNet has no dense layer): never built differently
+            continue
+        assert other_state.keys() == state.keys(), field
+        assert all(torch.equal(other_state[k], state[k]) for k in state), field
+        assert torch.equal(other_out, out), field
+    assert "input_noise" in small_cfg(name, input_noise=0.25).settings()
+
+
 def test_unknown_model_name() -> None:
     with pytest.raises(ValueError, match="no-such-net"):
         build_model(small_cfg("no-such-net"), INFO)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from trainables.registry import check_choice
 
@@ -70,6 +70,25 @@ class ModelConfig:
         if not 0 <= self.input_noise < math.inf:
             raise ValueError(f"input_noise must be finite and >= 0, got {self.input_noise=}")
 
+    def settings(self) -> dict[str, Any]:
+        """The fields the model ``name`` is built from, as its card lists them (a builder ignores the others).
+
+        A name outside the built-in families and architectures keeps every field.
+        """
+        family, _, architecture = self.name.rpartition("-")
+        if architecture not in _ARCHITECTURE_FIELDS or family not in _FAMILY_FIELDS:
+            return {f.name: getattr(self, f.name) for f in fields(self)}
+        keys = ["name", *_ARCHITECTURE_FIELDS[architecture], *_FAMILY_FIELDS[family]]
+        if family == "lwta" and self.ibp:
+            keys += ["ibp_alpha", "ibp_temperature"]
+        if family == "lwta" and architecture == "cnn":
+            keys.append("lwta_layers")
+        if architecture == "cnn" and family != "lwta":
+            keys.append("competitors")  # the dense layer's width is hidden_blocks x competitors
+        if self.input_noise > 0:
+            keys.append("input_noise")
+        return {key: getattr(self, key) for key in keys}
+
     def _check_types(self) -> None:
         """ValueError (one line) for a field of the wrong type: whole numbers, numbers, switches and names."""
         for f in fields(self):
@@ -84,6 +103,9 @@ class ModelConfig:
                 raise ValueError(f"{f.name} must be a string, got {value!r}")
 
 
+_ARCHITECTURE_FIELDS = {"cnn": ("cnn_width", "cnn_kernel", "cnn_pool_first", "hidden_blocks"),
+                        "wrn": ("depth", "widen")}
+_FAMILY_FIELDS = {"": (), "lwta": ("competitors", "temperature", "inference", "ibp"), "pni": ("pni_init",)}
 _KINDS = {"name": "str", "depth": "int", "widen": "int", "competitors": "int", "cnn_width": "int", "cnn_kernel": "int",
           "cnn_pool_first": "bool", "hidden_blocks": "int", "lwta_layers": "str", "temperature": "float",
           "inference": "str", "ibp": "bool", "ibp_alpha": "float", "ibp_temperature": "float", "pni_init": "float",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +173,7 @@ def model_card(
     suite, threat = recorded_suite(metrics, spec), recorded_threat(metrics, spec)
     stochastic = is_stochastic(model)
     n_params = sum(p.numel() for p in model.parameters())
-    model_settings = ", ".join(f"{k}={v}" for k, v in asdict(spec.model).items())
+    model_settings = ", ".join(f"{k}={v}" for k, v in spec.model.settings().items())
     params = config.get("params") or {}
     param_rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in params.items())
     params_md = f"| hyperparameter | value |\n| --- | --- |\n{param_rows}" if params else "_None searched._"
