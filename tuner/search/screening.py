@@ -3,8 +3,11 @@
 Why: ``bench/bench_fidelity.py`` measured which cheap score orders configurations as full training
 does. The whole one-cycle schedule compressed into a fifth of the epochs ranked 12 configurations
 with Spearman 0.96 against their full objectives (as well as epoch 8 of the full run), where ASHA's
-first rung (epoch 1 of 15) ranked them at 0.74. So a screened search is successive halving in two
-rungs, each rung its own Tune experiment:
+first rung (epoch 1 of 15) ranked them at 0.74; at eps 0.2, 0.97 against 0.64. The other low
+fidelity of the literature, a cheaper training attack (FGSM with a random start for PGD-3), ranked
+them at 0.92 and 0.81 and saved 3-6% of the screen's minutes (the sampled mixes' cost is mostly
+Carlini-Wagner and scoring), so the screen trains on the full attack. So a screened search is
+successive halving in two rungs, each rung its own Tune experiment:
 
 1. **screen**: ``<name>-screen``, N trials (the space's known-good points, then the sampler's) of
    ``--screen-epochs`` each (default a fifth of the trials' epochs), FIFO, ranked by the honest
