@@ -1,4 +1,4 @@
-"""TRADES (its loss, its KL-climbing PGD, which attacks of a mix it changes, a run on it); the radius warm-up."""
+"""TRADES (its loss, its KL-climbing PGD, which attacks of a mix it changes, a run on it), MART; the radius warm-up."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from trainables.data import DATASETS, DataConfig, Splits
 from trainables.evaluation import SuiteConfig
 from trainables.models import ModelConfig, build_model
 from trainables.train import AttackMix, RunSpec, TrainConfig, fit
-from trainables.train.losses import trades_loss
+from trainables.train.losses import mart_loss, run_loss, trades_loss
 from trainables.train.mix import radius_share, training_attacks, warmed_up
 
 INFO = DATASETS["fashion-mnist"][0]
@@ -23,6 +23,28 @@ def test_the_trades_loss_is_clean_cross_entropy_plus_beta_times_the_kl() -> None
     want = F.cross_entropy(clean, y) + 6.0 * kl
     torch.testing.assert_close(trades_loss(clean, adv, y, 6.0), want)
     torch.testing.assert_close(trades_loss(clean, clean, y, 6.0), F.cross_entropy(clean, y))
+
+
+def test_the_mart_loss_is_boosted_cross_entropy_plus_beta_times_the_misclassification_weighted_kl() -> None:
+    clean, adv, y = torch.randn(6, 10), torch.randn(6, 10), torch.randint(0, 10, (6,))
+    p_adv, p_clean = F.softmax(adv, 1), F.softmax(clean, 1)
+    rows = []
+    for i in range(6):  # the authors' formula, one example at a time
+        top_wrong = max(p_adv[i, k] for k in range(10) if k != y[i])
+        bce = -torch.log(p_adv[i, y[i]]) - torch.log(1.0001 - top_wrong)
+        kl = (p_clean[i] * (torch.log(p_clean[i]) - torch.log(p_adv[i] + 1e-12))).sum()
+        rows.append((bce, kl * (1 - p_clean[i, y[i]])))
+    want = torch.stack([b for b, _ in rows]).mean() + 6.0 * torch.stack([r for _, r in rows]).mean()
+    torch.testing.assert_close(mart_loss(clean, adv, y, 6.0), want)
+    cfg = TrainConfig(mart_beta=6.0)
+    torch.testing.assert_close(run_loss(adv, clean, y, cfg), want)  # what a run trains on
+    assert training_attacks(AttackMix.parse("pgd:1", budgets=(PGD(steps=3),)), ThreatModel(0.1), cfg.trades_beta)[0] \
+        == PGD(steps=3).bind(ThreatModel(0.1))  # its PGD climbs the cross-entropy, as plain training's
+    for bad in ({"clean_weight": 0.2}, {"trades_beta": 6.0}):
+        with pytest.raises(ValueError, match="MART loss holds its own clean term"):
+            TrainConfig(mart_beta=6.0, **bad)
+    with pytest.raises(ValueError, match="mart_beta"):
+        TrainConfig(mart_beta=float("nan"))
 
 
 def test_trades_pgd_climbs_the_kl_inside_the_ball() -> None:
@@ -66,10 +88,11 @@ def test_the_training_radius_warms_up_linearly_then_stays() -> None:
 
 
 @pytest.mark.slow
-def test_a_trades_run_learns(fmnist: Splits) -> None:
+@pytest.mark.parametrize("loss", ["trades_beta", "mart_beta"])
+def test_a_trades_or_mart_run_learns(fmnist: Splits, loss: str) -> None:
     data = Splits(fmnist.train.head(2048), fmnist.val.head(200), fmnist.test.head(64), fmnist.info)
     spec = RunSpec(data=DataConfig(), model=ModelConfig(name="cnn", hidden_blocks=32),
-                   train=TrainConfig(epochs=2, batch_size=128, eval_limit=200, trades_beta=6.0, precision="fp32",
+                   train=TrainConfig(epochs=2, batch_size=128, eval_limit=200, precision="fp32", **{loss: 6.0},
                                      mix=AttackMix.parse("pgd:1", budgets=(PGD(steps=3),))),
                    suite=SuiteConfig(attacks=(FGSM(), PGD(steps=5)), eot_samples=1, predict_samples=1))
     final = fit(spec, data).final

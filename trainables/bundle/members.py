@@ -20,7 +20,8 @@ from trainables.train import AttackMix, RunSpec
 __all__ = ["MEMBER_MODEL_FIELDS", "MEMBER_TRAIN_FIELDS", "bundle_key", "check_bundle"]
 
 MEMBER_TRAIN_FIELDS = ("lr", "momentum", "nesterov", "weight_decay", "label_smoothing", "clean_weight", "mix",
-                       "eps_scale", "eps_warmup", "seed", "patience", "keep_best", "ema_decay", "trades_beta")
+                       "eps_scale", "eps_warmup", "seed", "patience", "keep_best", "ema_decay", "trades_beta",
+                       "mart_beta")
 MEMBER_MODEL_FIELDS = ("ibp_alpha", "pni_init")
 
 

@@ -38,6 +38,8 @@ def build_parser() -> OneLineParser:
                    help="loss = w * CE(clean) + (1 - w) * CE(attacked), on every batch")
     p.add_argument("--trades-beta", type=float, default=0.0,
                    help="> 0: the TRADES loss CE(clean) + beta * KL(clean || attacked), its PGD climbing the KL")
+    p.add_argument("--mart-beta", type=float, default=0.0,
+                   help="> 0: the MART loss, boosted CE(attacked) + beta * (1 - p_y(clean)) * KL(clean || attacked)")
     p.add_argument("--ema-decay", type=float, default=0.0,
                    help="> 0: score, keep and export an exponential moving average of the weights (decay per step)")
     p.add_argument("--patience", type=int, default=None,
@@ -92,7 +94,8 @@ def spec_from_args(args) -> RunSpec:  # noqa: ANN001 - argparse.Namespace
                         eval_limit=args.eval_limit, seed=args.seed, label_smoothing=args.label_smoothing,
                         patience=args.patience, keep_best=not args.keep_last, precision=args.precision,
                         memory_format=args.memory_format, clean_weight=args.clean_weight,
-                        trades_beta=args.trades_beta, ema_decay=args.ema_decay, eps_warmup=args.eps_warmup)
+                        trades_beta=args.trades_beta, mart_beta=args.mart_beta, ema_decay=args.ema_decay,
+                        eps_warmup=args.eps_warmup)
     overrides = SuiteOverrides.from_args(args)
     return RunSpec(data=data, model=model, train=train, suite=overrides.apply(SuiteConfig()),
                    threat=overrides.threat(ThreatModel()))

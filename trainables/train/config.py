@@ -39,6 +39,7 @@ class TrainConfig:
     kl_weight: float = 1.0  # ELBO: CE + kl_weight * KL / N_train
     clean_weight: float = 0.0  # loss = clean_weight * CE(x) + (1 - clean_weight) * CE(x_train)
     trades_beta: float = 0.0  # > 0: the TRADES loss CE(x) + beta * KL(x, x_train), its PGD on the KL (losses.py)
+    mart_beta: float = 0.0  # > 0: the MART loss, boosted CE(x_train) + beta * (1 - p_y(x)) KL(x, x_train) (losses.py)
     ema_decay: float = 0.0  # > 0: epochs are scored, kept and exported on an EMA of the weights (averaging.py)
     mix: AttackMix = field(default_factory=AttackMix)
     eps_scale: float = 1.0  # training radii = eps_scale x the run's threat model
@@ -51,14 +52,16 @@ class TrainConfig:
     memory_format: MemoryFormat = "auto"  # the model's layout while it trains and is scored
 
     def __post_init__(self) -> None:
-        finite = all(math.isfinite(v) for v in (self.lr, self.weight_decay, self.kl_weight, self.eps_scale,
-                                                self.trades_beta))
+        finite = {name: math.isfinite(getattr(self, name)) for name in ("lr", "weight_decay", "kl_weight", "eps_scale",
+                                                                         "trades_beta", "mart_beta")}
         checks = {
-            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": finite and self.lr > 0,
-            "momentum": 0 <= self.momentum < 1, "weight_decay": finite and self.weight_decay >= 0,
-            "kl_weight": finite and self.kl_weight >= 0, "clean_weight": 0 <= self.clean_weight <= 1,
-            "eps_scale": finite and self.eps_scale >= 0, "ema_decay": 0 <= self.ema_decay < 1,
-            "trades_beta": finite and self.trades_beta >= 0, "eps_warmup": 0 <= self.eps_warmup < 1,
+            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": finite["lr"] and self.lr > 0,
+            "momentum": 0 <= self.momentum < 1, "weight_decay": finite["weight_decay"] and self.weight_decay >= 0,
+            "kl_weight": finite["kl_weight"] and self.kl_weight >= 0, "clean_weight": 0 <= self.clean_weight <= 1,
+            "eps_scale": finite["eps_scale"] and self.eps_scale >= 0, "ema_decay": 0 <= self.ema_decay < 1,
+            "trades_beta": finite["trades_beta"] and self.trades_beta >= 0,
+            "mart_beta": finite["mart_beta"] and self.mart_beta >= 0,
+            "eps_warmup": 0 <= self.eps_warmup < 1,
             "eval_limit": self.eval_limit is None or self.eval_limit >= 1,
             "label_smoothing": 0 <= self.label_smoothing < 1,
             "patience": self.patience is None or self.patience >= 1,
@@ -69,6 +72,10 @@ class TrainConfig:
         if self.trades_beta > 0 and self.clean_weight > 0:
             raise ValueError(f"invalid training setting clean_weight={self.clean_weight!r} with trades_beta="
                              f"{self.trades_beta!r}: the TRADES loss holds its own clean term")
+        if self.mart_beta > 0 and (self.clean_weight > 0 or self.trades_beta > 0):
+            raise ValueError(f"invalid training setting mart_beta={self.mart_beta!r} with clean_weight="
+                             f"{self.clean_weight!r} and trades_beta={self.trades_beta!r}: the MART loss holds its "
+                             "own clean term")
         for setting, choices in (("schedule", SCHEDULES), ("precision", PRECISIONS), ("memory_format", MEMORY_FORMATS)):
             check_choice(setting, getattr(self, setting), choices)
         if not isinstance(self.mix, AttackMix):
